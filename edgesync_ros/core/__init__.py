@@ -1,0 +1,1 @@
+"""The paper's math and policies as pure, typed modules (no rclpy, no generated messages)."""

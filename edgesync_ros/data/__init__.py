@@ -1,0 +1,1 @@
+"""Streams, packaged assets and rosbag2 files (no rclpy)."""

@@ -1,0 +1,1 @@
+"""Offline evaluation: methods, simulator, reports (no rclpy)."""

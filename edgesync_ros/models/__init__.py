@@ -1,0 +1,1 @@
+"""Edge and teacher models (torch / onnxruntime; no rclpy)."""

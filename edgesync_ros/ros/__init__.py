@@ -1,0 +1,1 @@
+"""ROS 2 wiring: the only sub-package that imports rclpy and the generated interfaces."""
