@@ -16,6 +16,9 @@ from edgesync_ros.core.errors import EdgeSyncError
 # name -> (module, one-line help). Add a sub-command by adding a module with add_arguments/run and a row here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "smoke": ("edgesync_ros.ros.smoke", "start a node and exchange every custom message over DDS"),
+    "bag": ("edgesync_ros.data.bag_cli", "make rosbag2 files from videos and stream specs; describe bags"),
+    "run": ("edgesync_ros.ros.runner", "run the cloud, edge and camera nodes from the YAML config in one process"),
+    "pretrain": ("edgesync_ros.models.pretrain", "train the starting edge head on teacher-labelled pretraining data"),
 }
 
 

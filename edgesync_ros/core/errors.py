@@ -93,3 +93,7 @@ class DataLengthError(UpdateRejectedError):
 
 class NonFiniteTensorError(UpdateRejectedError):
     """Raised when a head tensor holds NaN or infinity (on encoding or on applying)."""
+
+
+class BagError(EdgeSyncError):
+    """Raised when a rosbag2 file cannot be opened, read or written, or holds unexpected messages."""

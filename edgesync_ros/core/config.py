@@ -1,0 +1,374 @@
+"""Frozen, validated configuration for the EdgeSync core (filter, bank, urgency, trainer).
+
+Every knob of Eq. 1–5 and Algorithms 1–2 is a field of one of the dataclasses below. Field names are
+snake_case because they become ROS parameter names (``filter.upload_fraction``, ``train.lr``, …). Each
+class validates itself in ``__post_init__`` and raises :class:`~edgesync_ros.core.errors.ConfigError`
+naming the field and its allowed range, so a bad YAML file fails at start-up, not in the middle of a run.
+
+``from_mapping`` builds a config from a plain dict (a YAML section) and rejects unknown keys, because a
+misspelt parameter silently falling back to its default is the most common configuration bug.
+:func:`load_yaml_section` reads a ROS 2 parameters file (``node_name: {ros__parameters: {...}}``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from edgesync_ros.core.errors import ConfigError
+
+TimelinessForm = Literal["decay", "paper_literal"]
+UrgencyForm = Literal["drop", "paper_literal"]
+
+_C = TypeVar("_C", bound="_ConfigBase")
+
+
+def _check_number(cls_name: str, name: str, value: object) -> float:
+    """Return ``value`` as a finite float, or raise: YAML ints are fine for float fields, bools are not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{cls_name}.{name} must be a number, got {type(value).__name__} {value!r}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise ConfigError(f"{cls_name}.{name} must be finite, got {value!r}")
+    return out
+
+
+def _check_int(cls_name: str, name: str, value: object) -> int:
+    """Return ``value`` as an int, or raise (bools and floats are rejected: ROS parameters are typed)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{cls_name}.{name} must be an integer, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+class _ConfigBase:
+    """Shared ``from_mapping``/``to_dict`` for the frozen config dataclasses below."""
+
+    @classmethod
+    def from_mapping(cls: type[_C], mapping: Mapping[str, Any] | None) -> _C:
+        """Build the config from a mapping of field name to value; unknown keys raise ConfigError."""
+        if mapping is None:
+            mapping = {}
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"{cls.__name__} expects a mapping, got {type(mapping).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(str(k) for k in mapping if k not in names)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.__name__} parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+            )
+        return cls(**dict(mapping))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a plain dict (YAML/JSON-safe scalars)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def _set(self, name: str, value: object) -> None:
+        # Frozen dataclasses forbid assignment; normalising (e.g. int -> float) happens once, here.
+        object.__setattr__(self, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterConfig(_ConfigBase):
+    """Sample filter knobs: Eq. 1 adaptability, Eq. 2 timeliness, Eq. 3 quality, Algorithm 1 top-k.
+
+    ``upload_fraction`` is the paper's k (0 < k <= 1, paper 0.7): the top ``ceil(k·n)`` samples of each
+    window of ``window_size`` samples are uploaded. ``alpha`` and ``beta`` weigh adaptability and timeliness
+    in Q = α·E + β·I (both >= 0, not both 0). With ``normalise_entropy=False`` E is in nats, in
+    [0, log C] (≈ 1.95 for 7 classes), and I is in [0, 1], so α = β = 1 lets entropy dominate slightly; with
+    ``normalise_entropy=True`` E is divided by log C and both terms share the range [0, 1], so α/β is a
+    plain ratio of importance.
+
+    ``temperature`` is T of Eq. 2, in the same unit as the ages passed to the filter (samples, 0 = newest),
+    T >= 1. The default 25 samples (a quarter of the default 100-sample window) gives the decay form
+    I(0) = 1, I(T) ≈ 0.54, I(2T) ≈ 0.24 and I(99) ≈ 0.04: the oldest quarter of a window is worth at most
+    a quarter of the newest sample's timeliness, while a confident-but-new sample can still lose to a very
+    uncertain one that is a few dozen samples old. ``timeliness_form`` switches between the intended decay
+    ``2/(1+exp(i/T))`` and the form printed in the paper ``1/(1+exp(-i/T))`` (for the ablation).
+    """
+
+    upload_fraction: float = 0.7
+    alpha: float = 1.0
+    beta: float = 1.0
+    temperature: float = 25.0
+    timeliness_form: TimelinessForm = "decay"
+    normalise_entropy: bool = False
+    window_size: int = 100
+
+    def __post_init__(self) -> None:
+        """Validate ranges and normalise numbers to float."""
+        n = type(self).__name__
+        k = _check_number(n, "upload_fraction", self.upload_fraction)
+        if not 0.0 < k <= 1.0:
+            raise ConfigError(f"{n}.upload_fraction (k) must be in (0, 1], got {k}")
+        alpha = _check_number(n, "alpha", self.alpha)
+        beta = _check_number(n, "beta", self.beta)
+        if alpha < 0.0:
+            raise ConfigError(f"{n}.alpha must be >= 0, got {alpha}")
+        if beta < 0.0:
+            raise ConfigError(f"{n}.beta must be >= 0, got {beta}")
+        if alpha == 0.0 and beta == 0.0:
+            raise ConfigError(f"{n}.alpha and {n}.beta must not both be 0 (Q would be constant)")
+        t = _check_number(n, "temperature", self.temperature)
+        if t < 1.0:
+            raise ConfigError(f"{n}.temperature (T) must be >= 1, got {t}")
+        if self.timeliness_form not in ("decay", "paper_literal"):
+            raise ConfigError(f"{n}.timeliness_form must be 'decay' or 'paper_literal', got {self.timeliness_form!r}")
+        if not isinstance(self.normalise_entropy, bool):
+            raise ConfigError(f"{n}.normalise_entropy must be a bool, got {self.normalise_entropy!r}")
+        w = _check_int(n, "window_size", self.window_size)
+        if w < 1:
+            raise ConfigError(f"{n}.window_size must be >= 1, got {w}")
+        self._set("upload_fraction", k)
+        self._set("alpha", alpha)
+        self._set("beta", beta)
+        self._set("temperature", t)
+
+
+@dataclasses.dataclass(frozen=True)
+class BankConfig(_ConfigBase):
+    """Eq. 5 accuracy bank geometry: ``capacity`` bits (paper n = 90) in ``segments`` (paper m = 10).
+
+    ``capacity`` must be a positive multiple of ``segments`` so that every segment has the same length
+    l = n/m (segment accuracies are then comparable in Eq. 4).
+    """
+
+    capacity: int = 90
+    segments: int = 10
+
+    def __post_init__(self) -> None:
+        """Validate that capacity is a positive multiple of segments."""
+        n = type(self).__name__
+        cap = _check_int(n, "capacity", self.capacity)
+        seg = _check_int(n, "segments", self.segments)
+        if cap < 1:
+            raise ConfigError(f"{n}.capacity must be >= 1, got {cap}")
+        if seg < 1 or seg > cap:
+            raise ConfigError(f"{n}.segments must be in [1, capacity={cap}], got {seg}")
+        if cap % seg != 0:
+            raise ConfigError(f"{n}.capacity ({cap}) must be divisible by {n}.segments ({seg})")
+
+    @property
+    def segment_length(self) -> int:
+        """Return l = n/m, the number of bits per segment."""
+        return self.capacity // self.segments
+
+
+@dataclasses.dataclass(frozen=True)
+class UrgencyConfig(_ConfigBase):
+    """Eq. 4 urgency knobs.
+
+    ``form="drop"`` (default) makes a recent accuracy drop relative to the next-older segment raise the
+    urgency; ``"paper_literal"`` keeps the printed sign (a drop lowers it), for the ablation.
+    ``weight_temperature`` τ (in segments, > 0) sets the sigmoid recency weight w(i) = 2/(1+exp(i/τ)):
+    w(0) = 1 for the newest pair of segments; the default τ = 2 gives w(2) ≈ 0.54, w(4) ≈ 0.24,
+    w(8) ≈ 0.04, so the last three or four segments (≈ 30 of 90 labels) decide the urgency.
+    """
+
+    form: UrgencyForm = "drop"
+    weight_temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        """Validate the form and the weight temperature."""
+        n = type(self).__name__
+        if self.form not in ("drop", "paper_literal"):
+            raise ConfigError(f"{n}.form must be 'drop' or 'paper_literal', got {self.form!r}")
+        tau = _check_number(n, "weight_temperature", self.weight_temperature)
+        if tau <= 0.0:
+            raise ConfigError(f"{n}.weight_temperature must be > 0, got {tau}")
+        self._set("weight_temperature", tau)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_ConfigBase):
+    """Algorithm 2 head-training hyperparameters h and stopping rules.
+
+    SGD with ``lr`` (> 0), ``momentum`` in [0, 1) and ``weight_decay`` (>= 0) on mini-batches of
+    ``batch_size``; at most ``max_epochs`` epochs, stopping early once the validation score has not improved
+    for ``patience`` epochs or once ``max_train_seconds`` have elapsed. ``val_fraction`` in (0, 1) of the
+    labelled samples is held out (stratified by class when possible). ``seed`` fixes the split, the batch
+    order and dropout, so a run is reproducible.
+    """
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    max_epochs: int = 50
+    patience: int = 5
+    max_train_seconds: float = 30.0
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Validate every hyperparameter's range and normalise numbers to float."""
+        n = type(self).__name__
+        lr = _check_number(n, "lr", self.lr)
+        if lr <= 0.0:
+            raise ConfigError(f"{n}.lr must be > 0, got {lr}")
+        mom = _check_number(n, "momentum", self.momentum)
+        if not 0.0 <= mom < 1.0:
+            raise ConfigError(f"{n}.momentum must be in [0, 1), got {mom}")
+        wd = _check_number(n, "weight_decay", self.weight_decay)
+        if wd < 0.0:
+            raise ConfigError(f"{n}.weight_decay must be >= 0, got {wd}")
+        for name in ("batch_size", "max_epochs", "patience"):
+            value = _check_int(n, name, getattr(self, name))
+            if value < 1:
+                raise ConfigError(f"{n}.{name} must be >= 1, got {value}")
+        secs = _check_number(n, "max_train_seconds", self.max_train_seconds)
+        if secs <= 0.0:
+            raise ConfigError(f"{n}.max_train_seconds must be > 0, got {secs}")
+        vf = _check_number(n, "val_fraction", self.val_fraction)
+        if not 0.0 < vf < 1.0:
+            raise ConfigError(f"{n}.val_fraction must be in (0, 1), got {vf}")
+        seed = _check_int(n, "seed", self.seed)
+        if seed < 0:
+            raise ConfigError(f"{n}.seed must be >= 0, got {seed}")
+        self._set("lr", lr)
+        self._set("momentum", mom)
+        self._set("weight_decay", wd)
+        self._set("max_train_seconds", secs)
+        self._set("val_fraction", vf)
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreConfig:
+    """All core sections together, as they appear under a node's ``ros__parameters``."""
+
+    filter: FilterConfig = dataclasses.field(default_factory=FilterConfig)
+    bank: BankConfig = dataclasses.field(default_factory=BankConfig)
+    urgency: UrgencyConfig = dataclasses.field(default_factory=UrgencyConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None, ignore_other_sections: bool = False) -> CoreConfig:
+        """Build from ``{"filter": {...}, "bank": {...}, "urgency": {...}, "train": {...}}``.
+
+        A missing section keeps its defaults. Other top-level keys raise ConfigError unless
+        ``ignore_other_sections`` is true (a node's parameters also hold non-core keys such as topics).
+        """
+        mapping = dict(mapping or {})
+        sections: dict[str, type[_ConfigBase]] = {
+            "filter": FilterConfig,
+            "bank": BankConfig,
+            "urgency": UrgencyConfig,
+            "train": TrainConfig,
+        }
+        unknown = sorted(str(k) for k in mapping if k not in sections)
+        if unknown and not ignore_other_sections:
+            raise ConfigError(f"unknown core config section(s) {', '.join(unknown)}; allowed: {', '.join(sections)}")
+        built = {name: klass.from_mapping(mapping.get(name)) for name, klass in sections.items()}
+        return cls(**built)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Return ``{section: {field: value}}``."""
+        return {
+            "filter": self.filter.to_dict(),
+            "bank": self.bank.to_dict(),
+            "urgency": self.urgency.to_dict(),
+            "train": self.train.to_dict(),
+        }
+
+
+def nest_dotted(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ROS-style dotted keys (``filter.alpha: 1.0``) into nested dicts (``{filter: {alpha: 1.0}}``).
+
+    Nested and dotted spellings may be mixed in one file, as ROS allows; a key given twice raises ConfigError.
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"parameter names must be strings, got {key!r}")
+        value = nest_dotted(value) if isinstance(value, Mapping) else value
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"parameter {key!r} conflicts with scalar parameter {part!r}")
+            node = child
+        leaf = parts[-1]
+        if leaf in node:
+            if isinstance(node[leaf], dict) and isinstance(value, dict):
+                _merge_into(node[leaf], value, key)
+                continue
+            raise ConfigError(f"parameter {key!r} is given twice")
+        node[leaf] = value
+    return out
+
+
+def _merge_into(dst: dict[str, Any], src: Mapping[str, Any], where: str) -> None:
+    for k, v in src.items():
+        if k in dst:
+            if isinstance(dst[k], dict) and isinstance(v, Mapping):
+                _merge_into(dst[k], v, f"{where}.{k}")
+                continue
+            raise ConfigError(f"parameter {where}.{k} is given twice")
+        dst[k] = v
+
+
+def load_yaml_section(path: str | Path, node_name: str) -> dict[str, Any]:
+    """Return the ``ros__parameters`` of ``node_name`` from a ROS 2 parameters YAML file, as nested dicts.
+
+    ``node_name`` may be written with or without a leading slash or namespace in the file
+    (``cloud_node``, ``/cloud_node``, ``/ns/cloud_node`` all match ``cloud_node``). Parameters under the
+    ROS wildcard ``/**`` apply to every node and are merged first, then the node's own section overrides
+    them. Dotted keys are nested (see :func:`nest_dotted`). Raises ConfigError when the file cannot be read
+    or parsed, or has neither the node nor a wildcard section.
+    """
+    import yaml  # local: only the loader needs PyYAML
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read parameters file {p}: {exc}") from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"parameters file {p} is not valid YAML: {exc}") from exc
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"parameters file {p} must hold a mapping of node names, got {type(doc).__name__}")
+
+    want = node_name.strip("/").split("/")[-1]
+    if not want:
+        raise ConfigError("node_name must not be empty")
+    wildcard: dict[str, Any] = {}
+    own: dict[str, Any] | None = None
+    for key, body in doc.items():
+        name = str(key)
+        if name in ("/**", "**"):
+            wildcard = _ros_parameters(p, name, body)
+        elif name.strip("/").split("/")[-1] == want:
+            own = _ros_parameters(p, name, body)
+    if own is None and not wildcard:
+        raise ConfigError(
+            f"parameters file {p} has no section for node {node_name!r}; sections: "
+            f"{', '.join(str(k) for k in doc) or '(none)'}"
+        )
+    merged = nest_dotted(wildcard)
+    if own is not None:
+        _override(merged, nest_dotted(own))
+    return merged
+
+
+def _ros_parameters(path: Path, name: str, body: object) -> dict[str, Any]:
+    if not isinstance(body, Mapping) or "ros__parameters" not in body:
+        raise ConfigError(f"section {name!r} of {path} must contain 'ros__parameters'")
+    params = body["ros__parameters"]
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{name}.ros__parameters in {path} must be a mapping")
+    return dict(params)
+
+
+def _override(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
+            _override(dst[k], v)
+        else:
+            dst[k] = v

@@ -1,0 +1,158 @@
+"""The cloud's view of its fleet: per-robot accuracy bank, labelled-sample store, head version, and scheduling.
+
+The paper's cloud keeps, per edge, an accuracy bank (Eq. 5) fed with whether the edge's prediction matched the
+teacher's label, and a "storage buffer" of labelled samples to retrain from. Here the store holds each sample's
+*backbone features* (the frozen part of the edge model), so training (Algorithm 2) never re-runs the backbone, and
+is bounded FIFO per robot. A robot is *ready* for training once ``min_new_samples`` labelled samples arrived since
+its last training; :meth:`Fleet.pick` applies the scheduling policy (Eq. 4 urgency by default) over ready robots.
+
+No ROS, no clock reads: times are passed in as ``now_s``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from edgesync_ros.core.bank import AccuracyBank
+from edgesync_ros.core.config import BankConfig, UrgencyConfig
+from edgesync_ros.core.errors import ConfigError, InvalidInputError
+from edgesync_ros.core.scheduling import SchedulingPolicy, UrgencyPolicy, urgency
+
+
+@dataclasses.dataclass
+class EdgeRecord:
+    """Everything the cloud knows about one robot."""
+
+    edge_id: str
+    architecture: str
+    class_names: tuple[str, ...]
+    head_topic: str
+    bank: AccuracyBank
+    store_capacity: int
+    version: int = 0
+    new_since_train: int = 0
+    samples_seen: int = 0
+    updates_sent: int = 0
+    last_update_s: float | None = None
+    last_train: dict[str, float | int | str] = dataclasses.field(default_factory=dict)
+    features: collections.deque[Tensor] = dataclasses.field(default_factory=collections.deque)
+    labels: collections.deque[int] = dataclasses.field(default_factory=collections.deque)
+
+    def add(self, features: Tensor, labels: Sequence[int], correct: Sequence[bool]) -> None:
+        """Store labelled samples (oldest fall out beyond ``store_capacity``) and feed the accuracy bank."""
+        if features.shape[0] != len(labels) or len(labels) != len(correct):
+            raise InvalidInputError(
+                f"{features.shape[0]} feature rows, {len(labels)} labels, {len(correct)} correctness bits"
+            )
+        for row, label in zip(features, labels, strict=True):
+            self.features.append(row.detach().clone())
+            self.labels.append(int(label))
+        while len(self.labels) > self.store_capacity:
+            self.features.popleft()
+            self.labels.popleft()
+        self.bank.extend([bool(c) for c in correct])
+        self.new_since_train += len(labels)
+        self.samples_seen += len(labels)
+
+    def training_set(self) -> tuple[Tensor, Tensor]:
+        """The stored samples as ``(features [N, ...], labels [N])``, oldest first."""
+        if not self.labels:
+            raise InvalidInputError(f"no labelled samples stored for {self.edge_id!r}")
+        return torch.stack(list(self.features)), torch.tensor(list(self.labels), dtype=torch.long)
+
+    def class_counts(self, num_classes: int) -> npt.NDArray[np.int64]:
+        """Stored samples per class."""
+        return np.bincount(np.asarray(self.labels, np.int64), minlength=num_classes)
+
+
+class Fleet:
+    """Registered robots and the choice of which one to retrain next."""
+
+    def __init__(
+        self,
+        bank: BankConfig | None = None,
+        urgency_cfg: UrgencyConfig | None = None,
+        store_capacity: int = 300,
+        min_new_samples: int = 20,
+        policy: SchedulingPolicy | None = None,
+    ) -> None:
+        """Create an empty fleet; ``policy`` defaults to Eq. 4 urgency (:class:`UrgencyPolicy`)."""
+        if store_capacity < 1 or min_new_samples < 1:
+            raise ConfigError(
+                f"store_capacity and min_new_samples must be >= 1, got {store_capacity}, {min_new_samples}"
+            )
+        self.bank_cfg = bank or BankConfig()
+        self.urgency_cfg = urgency_cfg or UrgencyConfig()
+        self.store_capacity = int(store_capacity)
+        self.min_new_samples = int(min_new_samples)
+        self.policy: SchedulingPolicy = policy or UrgencyPolicy(self.urgency_cfg)
+        self.edges: dict[str, EdgeRecord] = {}
+
+    def register(
+        self, edge_id: str, architecture: str, class_names: Sequence[str], head_topic: str, version: int
+    ) -> tuple[EdgeRecord, bool]:
+        """Register a robot, or refresh a known one (idempotent); return ``(record, created)``.
+
+        A re-registering robot keeps its bank and store; its head topic and class list must stay consistent.
+        """
+        if not edge_id:
+            raise InvalidInputError("edge_id must not be empty")
+        if len(class_names) < 2:
+            raise InvalidInputError(f"{edge_id!r} registered with {len(class_names)} classes; need >= 2")
+        existing = self.edges.get(edge_id)
+        if existing is not None:
+            if tuple(class_names) != existing.class_names or architecture != existing.architecture:
+                raise InvalidInputError(
+                    f"{edge_id!r} re-registered with a different architecture or class list"
+                )
+            existing.head_topic = head_topic or existing.head_topic
+            return existing, False
+        record = EdgeRecord(
+            edge_id=edge_id,
+            architecture=architecture,
+            class_names=tuple(class_names),
+            head_topic=head_topic,
+            bank=AccuracyBank.from_config(self.bank_cfg),
+            store_capacity=self.store_capacity,
+            version=int(version),
+        )
+        self.edges[edge_id] = record
+        return record, True
+
+    def get(self, edge_id: str) -> EdgeRecord:
+        """The record of a registered robot; :class:`InvalidInputError` for an unknown one."""
+        record = self.edges.get(edge_id)
+        if record is None:
+            raise InvalidInputError(f"unknown edge_id {edge_id!r} (not registered)")
+        return record
+
+    def ready(self) -> dict[str, bool]:
+        """Which robots have at least ``min_new_samples`` new labelled samples since their last training."""
+        return {eid: r.new_since_train >= self.min_new_samples for eid, r in self.edges.items()}
+
+    def urgency(self, edge_id: str) -> float:
+        """Eq. 4 urgency of one robot."""
+        return urgency(self.get(edge_id).bank, self.urgency_cfg)
+
+    def pick(self, now_s: float, force: str | None = None) -> str | None:
+        """The robot to retrain next (policy over ready robots), or ``force`` when it has any samples."""
+        if force:
+            return force if self.get(force).labels else None
+        banks = {eid: r.bank for eid, r in self.edges.items()}
+        return self.policy.pick(banks, self.ready(), now_s)
+
+    def trained(self, edge_id: str, now_s: float, sent_version: int | None) -> None:
+        """Record a finished training: new samples consumed; a sent update bumps the version."""
+        record = self.get(edge_id)
+        record.new_since_train = 0
+        if sent_version is not None:
+            record.version = int(sent_version)
+            record.updates_sent += 1
+            record.last_update_s = now_s

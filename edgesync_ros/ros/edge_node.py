@@ -1,0 +1,450 @@
+"""Edge node: camera -> classify -> predictions/overlay -> window -> Algorithm 1 -> SampleBatch; HeadUpdate -> apply.
+
+One per camera/robot, namespaced per robot. Thin wiring: classification is :class:`~edgesync_ros.models.edge.EdgeModel`,
+the window and filter are :mod:`edgesync_ros.core.window` / :mod:`~edgesync_ros.core.filtering`, head updates are
+validated and applied in place by :class:`~edgesync_ros.core.head_codec.HeadApplier`, and every message is converted
+in :mod:`edgesync_ros.ros.conversions`.
+
+Topics (relative names resolve in the node's namespace): ``image`` (``sensor_msgs/Image``, or
+``image/compressed`` with ``image_transport: compressed``), ``regions`` (``RegionArray``, region mode),
+``predictions`` (``PredictionArray``), ``overlay`` (``sensor_msgs/Image``, drawn only while subscribed),
+``head_update`` (in), ``status`` (``EdgeStatus``), ``/diagnostics``; samples go to ``<cloud_namespace>/samples``.
+Services:
+``set_upload_policy``, ``rollback``; clients: ``<cloud_namespace>/register_edge`` and
+``<cloud_namespace>/get_latest_head``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from edgesync_ros.core.config import FilterConfig
+from edgesync_ros.core.errors import ConfigError, EdgeSyncError, UpdateRejectedError
+from edgesync_ros.core.filtering import adaptability
+from edgesync_ros.core.head_codec import HeadApplier
+from edgesync_ros.core.window import SampleWindow, WindowFrame
+from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
+from edgesync_ros.ros import conversions as conv
+from edgesync_ros.ros import qos
+from edgesync_ros.ros.params import Param, declare_all, install_validator, section
+from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPolicy
+
+PARAMS: tuple[Param, ...] = (
+    Param("edge_id", "", "Robot id used in uploads and head updates; empty = the node's namespace (or name).",
+          read_only=True),
+    Param("input_mode", "frame", "Classify whole frames, or the regions an upstream detector publishes on "
+          "`regions` (matched to images by stamp).", choices=("frame", "region"), read_only=True),
+    Param("image_transport", "raw", "Camera input: sensor_msgs/Image on `image`, or CompressedImage on "
+          "`image/compressed`.", choices=("raw", "compressed"), read_only=True),
+    Param("camera_qos", "sensor_data", "QoS of the camera subscription (sensor_data = best effort, shallow: stale "
+          "frames are dropped, never queued).", choices=("sensor_data", "reliable"), read_only=True),
+    Param("cloud_namespace", "/edgesync", "Namespace of the cloud's services and of the fleet's samples topic.",
+          read_only=True),
+    Param("sample_rate_hz", 2.0, "Frames per second (by capture stamp) that enter the sample window; the paper "
+          "samples 2 frames/s.", 0.01, 60.0),
+    Param("window_size", 20, "Frames per window; at each window end Algorithm 1 uploads the top-k samples.", 1, 10000),
+    Param("upload_fraction", 0.7, "k of Algorithm 1: fraction of a window's samples uploaded (0 < k <= 1).",
+          0.001, 1.0),
+    Param("alpha", 1.0, "Weight of adaptability (Eq. 1 entropy) in the quality score Q = alpha*E + beta*I.",
+          0.0, 100.0),
+    Param("beta", 1.0, "Weight of timeliness (Eq. 2) in the quality score.", 0.0, 100.0),
+    Param("temperature", 10.0, "T of Eq. 2, in frames of age (0 = newest frame of the window).", 1.0, 1e6),
+    Param("timeliness_form", "decay", "Eq. 2 form: decay 2/(1+exp(i/T)) (intended) or the paper's printed "
+          "1/(1+exp(-i/T)).", choices=("decay", "paper_literal")),
+    Param("normalise_entropy", False, "Divide Eq. 1 entropy by log C so both Q terms lie in [0, 1]."),
+    Param("jpeg_quality", 80, "JPEG quality of uploaded frames.", 10, 100),
+    Param("upload_max_width", 640, "Uploaded frames wider than this are scaled down (bandwidth); regions scale "
+          "with them. 0 = never.", 0, 8192),
+    Param("max_image_pixels", 4096 * 2160, "Frames with more pixels are rejected (memory bound).", 1, 100_000_000),
+    Param("region_cache_size", 30, "Images (or region arrays) waiting for their partner, per kind; older ones are "
+          "dropped and counted.", 1, 10000),
+    Param("register_retry_s", 1.0, "First retry delay of RegisterEdge; doubles up to 30 s while the cloud is "
+          "absent.", 0.05, 60.0),
+    Param("status_period_s", 1.0, "Period of EdgeStatus and /diagnostics.", 0.05, 60.0),
+    Param("fps_warn", 1.0, "Diagnostics WARN below this many classified frames per second.", 0.0, 1000.0),
+    Param("fps_error", 0.2, "Diagnostics ERROR below this many classified frames per second.", 0.0, 1000.0),
+    Param("update_age_warn_s", 600.0, "Diagnostics WARN when the last head update is older than this.", 0.0, 1e9),
+    Param("model.arch", "mobilenet_v2", "torchvision architecture of the edge model (see the head table).",
+          read_only=True),
+    Param("model.weights", "", "Backbone weights file; empty = the packaged ImageNet MobileNetV2.", read_only=True),
+    Param("model.head", "default", "Initial head: default (shipped v0 head), none (fresh), or a weights file.",
+          read_only=True),
+    Param("model.device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
+)
+
+_FILTER_KEYS = ("upload_fraction", "alpha", "beta", "temperature", "timeliness_form", "normalise_entropy",
+                "window_size")
+_OVERLAY_COLOURS = [(160, 160, 160), (0, 200, 255), (255, 128, 0), (0, 255, 0), (255, 0, 255), (0, 0, 255),
+                    (255, 255, 0)]
+
+
+def filter_config(values: dict[str, Any]) -> FilterConfig:
+    """Build the core filter config from the node's parameter values (raises ConfigError)."""
+    return FilterConfig.from_mapping({k: values[k] for k in _FILTER_KEYS})
+
+
+class EdgeNode(Node):
+    """The EdgeSync edge: classify every frame, upload the best samples of each window, apply head updates."""
+
+    def __init__(self, node_name: str = "edge_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.values = declare_all(self, PARAMS)
+        self.filter_cfg = filter_config(self.values)
+        ns = self.get_namespace().strip("/")
+        self.edge_id: str = self.values["edge_id"] or (ns.replace("/", "_") if ns else self.get_name())
+        self.model = EdgeModel(EdgeModelConfig.from_mapping(self._model_section()))
+        self.class_names = list(self.model.classes)
+        self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id, version=0)
+        self.window = SampleWindow(int(self.values["window_size"]), 1.0 / float(self.values["sample_rate_hz"]))
+        self._window_lock = threading.Lock()
+        install_validator(self, PARAMS, lambda: self.values, self._validate_params)
+        self.add_post_set_parameters_callback(self._params_changed)
+
+        cloud = self.values["cloud_namespace"].rstrip("/")
+        self.pred_pub = self.create_publisher(PredictionArray, "predictions", qos.PREDICTIONS_QOS)
+        self.overlay_pub = self.create_publisher(Image, "overlay", qos.CAMERA_QOS)
+        self.samples_pub = self.create_publisher(SampleBatch, f"{cloud}/samples", qos.SAMPLES_QOS)
+        self.status_pub = self.create_publisher(EdgeStatus, "status", qos.STATUS_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
+
+        # Inference and head updates in separate groups: an update waits for the forward pass (applier lock),
+        # never for the camera queue; services and timers stay responsive during inference.
+        self._camera_group = MutuallyExclusiveCallbackGroup()
+        self._update_group = MutuallyExclusiveCallbackGroup()
+        camera_qos = qos.CAMERA_QOS_BY_NAME[self.values["camera_qos"]]
+        if self.values["image_transport"] == "compressed":
+            self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, camera_qos,
+                                     callback_group=self._camera_group)
+        else:
+            self.create_subscription(Image, "image", self._on_image, camera_qos, callback_group=self._camera_group)
+        if self.values["input_mode"] == "region":
+            self.create_subscription(RegionArray, "regions", self._on_regions, qos.PREDICTIONS_QOS,
+                                     callback_group=self._camera_group)
+        self.head_topic = self.resolve_topic_name("head_update")
+        self.create_subscription(HeadUpdate, "head_update", self._on_head_update, qos.HEAD_UPDATE_QOS,
+                                 callback_group=self._update_group)
+        self.create_service(SetUploadPolicy, "set_upload_policy", self._on_set_upload_policy)
+        self.create_service(Rollback, "rollback", self._on_rollback, callback_group=self._update_group)
+        self.register_client = self.create_client(RegisterEdge, f"{cloud}/register_edge")
+        self.latest_head_client = self.create_client(GetLatestHead, f"{cloud}/get_latest_head")
+
+        self.registered = False
+        self._register_delay = float(self.values["register_retry_s"])
+        self._register_pending = False
+        self._register_timer = self.create_timer(self._register_delay, self._try_register)
+
+        # Bounded stamp-matching caches for region mode: stamp -> (header, frame) / stamp -> boxes.
+        self._pending_images: collections.OrderedDict[int, tuple[Header, npt.NDArray[np.uint8]]] = (
+            collections.OrderedDict()
+        )
+        self._pending_regions: collections.OrderedDict[int, npt.NDArray[np.float32]] = collections.OrderedDict()
+        self.counters = collections.Counter[str]()
+        self._frame_times: collections.deque[float] = collections.deque(maxlen=60)
+        self._infer_ms: collections.deque[float] = collections.deque(maxlen=60)
+        self.last_update_wall: float | None = None
+        self.last_rejection = ""
+        self.create_timer(float(self.values["status_period_s"]), self._publish_status)
+        self.get_logger().info(
+            f"edge {self.edge_id!r}: {self.model.arch} on {self.model.device} (head {self.model.head_source}), "
+            f"{self.values['input_mode']} mode, window {self.window.window_size} frames at "
+            f"{self.values['sample_rate_hz']} Hz, k={self.filter_cfg.upload_fraction}"
+        )
+
+    # -- parameters --------------------------------------------------------------------------------------------
+    def _model_section(self) -> dict[str, Any]:
+        m = section(self.values, "model.")
+        return {
+            "arch": m["arch"],
+            "weights": m["weights"] or None,
+            "head": None if m["head"] in ("none", "") else m["head"],
+            "device": m["device"],
+        }
+
+    def _validate_params(self, values: dict[str, Any]) -> None:
+        filter_config(values)
+
+    def _params_changed(self, changed: list[Any]) -> None:
+        for p in changed:
+            self.values[p.name] = p.value
+        self.filter_cfg = filter_config(self.values)
+        with self._window_lock:
+            self.window.resize(int(self.values["window_size"]))
+            self.window.sample_interval_s = 1.0 / float(self.values["sample_rate_hz"])
+
+    # -- camera ------------------------------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self._handle_frame(msg.header, lambda: conv.image_to_bgr(msg, int(self.values["max_image_pixels"])),
+                           msg.encoding)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._handle_frame(msg.header,
+                           lambda: conv.compressed_to_bgr(msg, int(self.values["max_image_pixels"])), msg.format)
+
+    def _handle_frame(self, header: Header, decode: Any, encoding: str) -> None:
+        try:
+            frame = decode()
+        except EdgeSyncError as exc:
+            self.counters["rejected_images"] += 1
+            self.get_logger().warning(f"rejected image ({encoding}): {exc}", throttle_duration_sec=5.0)
+            return
+        if self.values["input_mode"] == "frame":
+            self._classify(header, frame, conv.full_frame_box(frame.shape))
+            return
+        key = conv.stamp_key(header)
+        boxes = self._pending_regions.pop(key, None)
+        if boxes is not None:
+            self._classify(header, frame, boxes)
+        else:
+            self._remember(self._pending_images, key, (header, frame), "unmatched_images")
+
+    def _on_regions(self, msg: RegionArray) -> None:
+        boxes = conv.regions_to_boxes(msg)
+        key = conv.stamp_key(msg.header)
+        pending = self._pending_images.pop(key, None)
+        if pending is not None:
+            self._classify(pending[0], pending[1], boxes)
+        else:
+            self._remember(self._pending_regions, key, boxes, "unmatched_regions")
+
+    def _remember(self, cache: collections.OrderedDict[int, Any], key: int, value: Any, counter: str) -> None:
+        cache[key] = value
+        while len(cache) > int(self.values["region_cache_size"]):
+            cache.popitem(last=False)
+            self.counters[counter] += 1
+
+    def _classify(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> None:
+        t0 = time.perf_counter()
+        try:
+            with self.applier.lock:  # never run a forward pass while a head update is being copied in
+                probs = self.model.predict(frame, boxes if self.values["input_mode"] == "region" else None)
+                version = self.applier.version
+        except EdgeSyncError as exc:
+            self.counters["rejected_images"] += 1
+            self.get_logger().warning(f"could not classify frame: {exc}", throttle_duration_sec=5.0)
+            return
+        self._infer_ms.append((time.perf_counter() - t0) * 1000.0)
+        self._frame_times.append(time.monotonic())
+        self.counters["frames"] += 1
+        entropy = adaptability(probs).astype(np.float32)
+        self.pred_pub.publish(conv.prediction_array(header, version, boxes, probs, entropy, self.class_names))
+        if self.overlay_pub.get_subscription_count() > 0:
+            self.overlay_pub.publish(conv.bgr_to_image(self._draw_overlay(frame, boxes, probs, version), header))
+        with self._window_lock:
+            self.window.offer(WindowFrame(conv.stamp_seconds(header), frame, boxes, probs, header))
+            selection = self.window.drain(self.filter_cfg) if self.window.full else None
+        if selection is not None and selection.samples:
+            self._upload(selection, version)
+
+    def _draw_overlay(self, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32],
+                      probs: npt.NDArray[np.float32], version: int) -> npt.NDArray[np.uint8]:
+        out = frame.copy()
+        for box, p in zip(boxes, probs, strict=True):
+            cid = int(p.argmax())
+            colour = _OVERLAY_COLOURS[cid % len(_OVERLAY_COLOURS)]
+            x1, y1, x2, y2 = (int(v) for v in box)
+            cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), colour, 2)
+            cv2.putText(out, f"{self.class_names[cid]} {p[cid]:.2f}", (x1 + 2, max(y1 + 14, 14)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        cv2.putText(out, f"{self.edge_id} head v{version}", (6, out.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        return out
+
+    def _upload(self, selection: Any, version: int) -> None:
+        max_w = int(self.values["upload_max_width"])
+        frames = []
+        scales = []
+        for wf in selection.frames:
+            img, scale = wf.frame, 1.0
+            if max_w and img.shape[1] > max_w:
+                scale = max_w / img.shape[1]
+                img = cv2.resize(img, (max_w, max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+            frames.append((wf.meta, img))
+            scales.append(scale)
+        samples = [
+            {
+                "frame_index": s.frame_index,
+                "box": tuple(v * scales[s.frame_index] for v in s.box),
+                "predicted_class": s.predicted_class,
+                "probabilities": s.probabilities,
+                "adaptability": s.adaptability,
+                "timeliness": s.timeliness,
+                "quality": s.quality,
+            }
+            for s in selection.samples
+        ]
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.edge_id)
+        msg = conv.sample_batch(header, self.edge_id, version, self.window.window_size,
+                                self.filter_cfg.upload_fraction, frames, samples, int(self.values["jpeg_quality"]))
+        self.samples_pub.publish(msg)
+        self.counters["batches"] += 1
+        self.counters["uploaded_samples"] += len(samples)
+        self.counters["uploaded_bytes"] += sum(len(f.data) for f in msg.frames)
+
+    # -- head updates ------------------------------------------------------------------------------------------
+    def _on_head_update(self, msg: HeadUpdate) -> None:
+        self.apply_update(msg)
+
+    def apply_update(self, msg: HeadUpdate) -> bool:
+        """Validate and apply a head update in place; log and count a rejection. Returns whether it applied."""
+        try:
+            self.applier.apply(conv.head_payload(msg))
+        except UpdateRejectedError as exc:
+            self.counters["rejected_updates"] += 1
+            self.last_rejection = f"v{msg.version} from {msg.edge_id!r}: {exc}"
+            self.get_logger().warning(f"rejected head update {self.last_rejection}", throttle_duration_sec=2.0)
+            return False
+        self.last_update_wall = time.monotonic()
+        self.counters["applied_updates"] += 1
+        self.get_logger().info(
+            f"applied head v{msg.version} (base v{msg.base_version}, val acc {msg.validation_accuracy:.3f}, "
+            f"{sum(len(t.data) for t in msg.tensors)} bytes)"
+        )
+        return True
+
+    def _on_rollback(self, request: Rollback.Request, response: Rollback.Response) -> Rollback.Response:
+        previous = self.applier.previous_version
+        if request.to_version not in (0, previous):
+            response.success = False
+            response.message = f"only the previous head (v{previous}) is kept; asked for v{request.to_version}"
+        else:
+            try:
+                self.applier.rollback()
+                response.success = True
+                response.message = f"rolled back to v{self.applier.version}"
+            except EdgeSyncError as exc:
+                response.success = False
+                response.message = str(exc)
+        response.current_version = self.applier.version
+        return response
+
+    # -- cloud -------------------------------------------------------------------------------------------------
+    def _try_register(self) -> None:
+        if self.registered or self._register_pending:
+            return
+        if not self.register_client.service_is_ready():
+            # Back off while the cloud is absent; inference and buffering go on regardless.
+            self._register_delay = min(self._register_delay * 2.0, 30.0)
+            self._register_timer.timer_period_ns = int(self._register_delay * 1e9)
+            return
+        request = RegisterEdge.Request(edge_id=self.edge_id, architecture=self.model.arch,
+                                       class_names=self.class_names, model_version=self.applier.version,
+                                       head_topic=self.head_topic)
+        self._register_pending = True
+        self.register_client.call_async(request).add_done_callback(self._on_registered)
+
+    def _on_registered(self, future: Any) -> None:
+        self._register_pending = False
+        response = future.result()
+        if response is None or not response.accepted:
+            self.get_logger().warning(f"registration refused: {getattr(response, 'message', 'no answer')}",
+                                      throttle_duration_sec=10.0)
+            return
+        self.registered = True
+        self._register_timer.cancel()
+        self.get_logger().info(f"registered with the cloud: {response.message}")
+        self._apply_policy(float(response.upload_fraction), int(response.window_size), source="cloud")
+        if self.latest_head_client.service_is_ready():
+            req = GetLatestHead.Request(edge_id=self.edge_id, have_version=self.applier.version)
+            self.latest_head_client.call_async(req).add_done_callback(self._on_latest_head)
+
+    def _on_latest_head(self, future: Any) -> None:
+        response = future.result()
+        if response is not None and response.available and response.update.version > self.applier.version:
+            self.apply_update(response.update)
+
+    def _apply_policy(self, upload_fraction: float, window_size: int, source: str) -> str | None:
+        """Set k and the window size through the parameter interface (same validation); return an error or None."""
+        from rclpy.parameter import Parameter
+
+        results = self.set_parameters([Parameter("upload_fraction", value=float(upload_fraction)),
+                                       Parameter("window_size", value=int(window_size))])
+        failed = [r.reason for r in results if not r.successful]
+        if failed:
+            return "; ".join(failed)
+        self.get_logger().info(f"upload policy from {source}: k={upload_fraction:g}, window={window_size}")
+        return None
+
+    def _on_set_upload_policy(self, request: SetUploadPolicy.Request,
+                              response: SetUploadPolicy.Response) -> SetUploadPolicy.Response:
+        error = None
+        try:
+            filter_config({**self.values, "upload_fraction": float(request.upload_fraction),
+                           "window_size": int(request.window_size)})
+        except ConfigError as exc:
+            error = str(exc)
+        if error is None:
+            error = self._apply_policy(float(request.upload_fraction), int(request.window_size), source="service")
+        response.success = error is None
+        response.message = "ok" if error is None else error
+        return response
+
+    # -- status ------------------------------------------------------------------------------------------------
+    def fps(self) -> float:
+        """Classified frames per second over the recent frames."""
+        times = self._frame_times
+        if len(times) < 2 or time.monotonic() - times[-1] > 5.0:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+
+    def _publish_status(self) -> None:
+        now = self.get_clock().now().to_msg()
+        age = -1.0 if self.last_update_wall is None else time.monotonic() - self.last_update_wall
+        fps = self.fps()
+        state = "running" if self.registered else "waiting_for_cloud"
+        self.status_pub.publish(EdgeStatus(
+            header=Header(stamp=now, frame_id=self.edge_id), edge_id=self.edge_id,
+            model_version=self.applier.version, fps=fps, buffered_samples=self.window.buffered_samples,
+            last_update_age_s=age, upload_fraction=self.filter_cfg.upload_fraction, urgency=0.0,
+            recent_accuracy=-1.0, state=state))
+        level, message = DiagnosticStatus.OK, state
+        if self.counters["frames"] and fps < float(self.values["fps_error"]):
+            level, message = DiagnosticStatus.ERROR, f"{fps:.2f} fps"
+        elif self.counters["frames"] and fps < float(self.values["fps_warn"]):
+            level, message = DiagnosticStatus.WARN, f"{fps:.2f} fps"
+        elif age > float(self.values["update_age_warn_s"]):
+            level, message = DiagnosticStatus.WARN, f"last head update {age:.0f} s ago"
+        values = {
+            "fps": f"{fps:.2f}",
+            "inference_ms": f"{np.mean(self._infer_ms):.1f}" if self._infer_ms else "nan",
+            "model_version": str(self.applier.version),
+            "last_update_age_s": f"{age:.1f}",
+            "buffered_samples": str(self.window.buffered_samples),
+            "registered": str(self.registered),
+            "last_rejection": self.last_rejection,
+            **{k: str(v) for k, v in sorted(self.counters.items())},
+        }
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
+            level=level, name=f"edgesync/edge/{self.edge_id}", message=message, hardware_id=self.edge_id,
+            values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run one edge node (``ros2 run edgesync_ros edge_node``)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = EdgeNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,117 @@
+"""Declare node parameters from one table, with descriptors and ranges, and validate every change.
+
+Each node lists its parameters as :class:`Param` rows. :func:`declare_all` declares them with a
+``ParameterDescriptor`` (description, type, integer/floating-point range, read-only flag); values outside a range are
+refused by rclpy itself. Cross-field rules live in the core config dataclasses: a node registers a validator that
+rebuilds its config from the would-be values and refuses the change with the ``ConfigError`` message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from edgesync_ros.core.errors import EdgeSyncError
+
+_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One node parameter: name, default, description, optional numeric range, read-only after start-up."""
+
+    name: str
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+    string_array: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The ``ParameterDescriptor`` rclpy enforces (type, range, read-only)."""
+        desc = ParameterDescriptor(name=self.name, read_only=self.read_only)
+        text = self.description
+        if self.choices:
+            text += f" One of: {', '.join(self.choices)}."
+        desc.description = text
+        if self.string_array:
+            desc.type = ParameterType.PARAMETER_STRING_ARRAY
+        else:
+            desc.type = _TYPES[type(self.default)]
+        if self.low is not None and self.high is not None:
+            if isinstance(self.default, bool):
+                pass
+            elif isinstance(self.default, int):
+                desc.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high), step=1)]
+            elif isinstance(self.default, float):
+                desc.floating_point_range = [
+                    FloatingPointRange(from_value=float(self.low), to_value=float(self.high), step=0.0)
+                ]
+        return desc
+
+
+def declare_all(node: Node, params: Sequence[Param]) -> dict[str, Any]:
+    """Declare every parameter on ``node``; return ``{name: value}`` as set at start-up (YAML/overrides)."""
+    for p in params:
+        node.declare_parameter(p.name, p.default, p.descriptor())
+    values = {p.name: node.get_parameter(p.name).value for p in params}
+    for p in params:
+        if p.choices and values[p.name] not in p.choices:
+            raise EdgeSyncError(f"parameter {p.name}={values[p.name]!r} is not one of {', '.join(p.choices)}")
+    return values
+
+
+def install_validator(
+    node: Node,
+    params: Sequence[Param],
+    current: Callable[[], Mapping[str, Any]],
+    validate: Callable[[dict[str, Any]], None],
+) -> None:
+    """Refuse any parameter change for which ``validate(new_values)`` raises (its message is the reason).
+
+    ``current()`` returns the node's present values; the change is merged into a copy before validation, so
+    cross-field rules (e.g. alpha and beta not both 0) see the whole would-be configuration.
+    """
+    by_name = {p.name: p for p in params}
+
+    def callback(changes: list[Parameter]) -> SetParametersResult:
+        values = dict(current())
+        for change in changes:
+            p = by_name.get(change.name)
+            if p is None:
+                continue
+            if p.choices and change.value not in p.choices:
+                return SetParametersResult(
+                    successful=False, reason=f"{change.name} must be one of {', '.join(p.choices)}"
+                )
+            values[change.name] = change.value
+        try:
+            validate(values)
+        except EdgeSyncError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(callback)
+
+
+def section(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``{"model.arch": x, "model.device": y}`` with prefix ``"model."`` -> ``{"arch": x, "device": y}``."""
+    return {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}

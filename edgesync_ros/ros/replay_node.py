@@ -1,0 +1,264 @@
+"""Replay a rosbag2 (MCAP or sqlite3, any topics and types) onto ROS topics with its recorded timing.
+
+``replay_node`` reads the bag with ``rosbags`` and publishes each message's **recorded CDR bytes** unchanged
+(``publisher.publish(raw_bytes)``): no decoding, so any message type works whose Python module is importable
+(``sensor_msgs``, ``edgesync_ros``, ...; the class is imported by the name the bag records, e.g.
+``sensor_msgs/msg/CompressedImage`` -> ``sensor_msgs.msg.CompressedImage``). Topics whose type cannot be
+imported are skipped with a warning.
+
+Timing: message *i* is published when ``(t_i - t_0) / rate`` seconds have passed since playback started
+(``rate`` 2 = twice as fast; ``rate`` 0 = as fast as possible, ``burst`` messages per timer tick). A periodic
+timer (``timer_period_s``) drives everything, so the node never sleeps. ``/clock`` (``rosgraph_msgs/Clock``)
+carries the playback time at ``clock_frequency`` Hz and before every batch, for nodes with ``use_sim_time``.
+With ``loop`` the bag restarts after its last message and ``/clock`` jumps back to the bag's start, as
+``ros2 bag play --loop`` does; header stamps inside messages are the recorded ones.
+
+``wait_for_subscribers`` holds playback until every topic has that many subscribers (or ``wait_timeout_s``
+passes), so a test or a pipeline that starts together with the replay does not miss the first messages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+from edgesync_ros.core.errors import ConfigError, EdgeSyncError
+from edgesync_ros.data import bags
+from edgesync_ros.ros.params import Param, declare_all
+
+PARAMS: tuple[Param, ...] = (
+    Param("bag", "", "Path of the rosbag2 directory to replay (MCAP or sqlite3).", read_only=True),
+    Param("rate", 1.0, "Playback speed factor: 1 = recorded timing, 2 = twice as fast, 0 = as fast as possible.",
+          low=0.0, high=1000.0),
+    Param("loop", False, "Restart from the first message after the last one (until shut down)."),
+    Param("topics", [""], "Topics to replay; empty (or ['']) = every topic of the bag.", string_array=True,
+          read_only=True),
+    Param("topic_prefix", "", "Prefix put before every replayed topic name, e.g. /replay (empty: recorded names).",
+          read_only=True),
+    Param("start_offset_s", 0.0, "Skip this many seconds from the start of the bag.", low=0.0, high=1e7,
+          read_only=True),
+    Param("publish_clock", True, "Publish the playback time on /clock (rosgraph_msgs/Clock) for use_sim_time nodes.",
+          read_only=True),
+    Param("clock_frequency", 100.0, "How often /clock is published while playing, in Hz (0: only before each "
+          "batch of messages).", low=0.0, high=1000.0),
+    Param("reliability", "reliable", "QoS reliability of the replayed topics (reliable also serves best-effort "
+          "subscribers).", choices=("reliable", "best_effort"), read_only=True),
+    Param("queue_depth", 100, "QoS history depth of the replayed topics.", low=1, high=100000, read_only=True),
+    Param("wait_for_subscribers", 0, "Hold playback until every replayed topic has this many subscribers.",
+          low=0, high=1000),
+    Param("wait_timeout_s", 10.0, "Start anyway after waiting this long for subscribers.", low=0.0, high=3600.0),
+    Param("timer_period_s", 0.005, "Period of the timer that publishes due messages (timing resolution).",
+          low=0.0005, high=1.0, read_only=True),
+    Param("burst", 200, "At most this many messages per timer tick (bounds a tick when rate is 0 or playback "
+          "lags).", low=1, high=100000),
+    Param("exit_when_done", True, "Let main() return when the bag has been played (ignored with loop).",
+          read_only=True),
+)  # fmt: skip
+
+
+def message_class(msgtype: str) -> type:
+    """Import a ROS message class by the name a bag records (``pkg/msg/Type`` or ``pkg/Type``)."""
+    parts = msgtype.split("/")
+    if len(parts) == 2:
+        parts = [parts[0], "msg", parts[1]]
+    if len(parts) != 3 or not all(parts):
+        raise ConfigError(f"not a ROS message type name: {msgtype!r}")
+    try:
+        module = importlib.import_module(f"{parts[0]}.{parts[1]}")
+        return getattr(module, parts[2])  # type: ignore[no-any-return]
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"message type {msgtype!r} is not importable here: {exc}") from exc
+
+
+class ReplayNode(Node):
+    """Publishes a bag's messages with their recorded timing (see the module docstring)."""
+
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
+        """Open the bag, create one publisher per topic and start the playback timer.
+
+        ``monotonic`` is the wall clock playback is timed against (injectable for tests). Raises
+        :class:`~edgesync_ros.core.errors.EdgeSyncError` for a missing/unreadable bag or no playable topic.
+        """
+        super().__init__(kwargs.pop("node_name", "replay"), **kwargs)
+        self.values = declare_all(self, PARAMS)
+        self._now = monotonic
+        path = str(self.values["bag"])
+        if not path:
+            raise ConfigError("parameter 'bag' is empty: give the rosbag2 directory to replay")
+        self._reader = bags.open_reader(path)
+        wanted = [t for t in self.values["topics"] if t]
+        available = {c.topic: c.msgtype for c in self._reader.connections}
+        missing = [t for t in wanted if t not in available]
+        if missing:
+            self._reader.close()
+            raise ConfigError(f"topics {missing} are not in {path} (it has {sorted(available)})")
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=int(self.values["queue_depth"]),
+            reliability=ReliabilityPolicy.RELIABLE
+            if self.values["reliability"] == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        prefix = str(self.values["topic_prefix"]).rstrip("/")
+        self._pubs: dict[str, Any] = {}
+        for topic in wanted or sorted(available):
+            try:
+                cls = message_class(available[topic])
+            except ConfigError as exc:
+                self.get_logger().warning(f"skipping {topic}: {exc}")
+                continue
+            self._pubs[topic] = self.create_publisher(cls, prefix + topic, qos)
+        if not self._pubs:
+            self._reader.close()
+            raise ConfigError(f"no topic of {path} can be replayed here")
+        self._clock_pub = (
+            self.create_publisher(Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+            if self.values["publish_clock"]
+            else None
+        )
+        self._start_ns = int(self._reader.start_time) + int(round(float(self.values["start_offset_s"]) * 1e9))
+        self._it = self._open_iterator()
+        self._pending: bags.RawMessage | None = next(self._it, None)
+        self.counts: dict[str, int] = dict.fromkeys(self._pubs, 0)
+        self.loops = 0
+        self.done = self._pending is None
+        self._playing = False
+        self._created = self._now()
+        self._t0 = 0.0
+        self._last_clock = -1.0
+        self._last_clock_ns = self._start_ns
+        self.add_on_set_parameters_callback(self._on_set)
+        self._timer = self.create_timer(float(self.values["timer_period_s"]), self._tick)
+        self.get_logger().info(
+            f"replaying {len(self._pubs)} topic(s) of {path} at rate {self.values['rate']}"
+            + (" (loop)" if self.values["loop"] else "")
+        )
+
+    # -- parameters ----------------------------------------------------------------------------------------
+    def _on_set(self, changes: list[Any]) -> Any:
+        from rcl_interfaces.msg import SetParametersResult
+
+        for change in changes:
+            if change.name in self.values:
+                if change.name == "rate" and self._playing:
+                    # Re-anchor so the new rate applies from the current playback position on.
+                    self._t0 = self._now()
+                    self._anchor_ns = self._playback_ns(self._t0)
+                self.values[change.name] = change.value
+        return SetParametersResult(successful=True)
+
+    # -- playback ------------------------------------------------------------------------------------------
+    def _open_iterator(self) -> Any:
+        self._anchor_ns = self._start_ns
+        return (m for m in bags.iter_raw(self._reader, list(self._pubs)) if m.timestamp_ns >= self._start_ns)
+
+    def _playback_ns(self, now: float) -> int:
+        """Bag time that corresponds to wall time ``now`` (rate 0: the last published message's time)."""
+        rate = float(self.values["rate"])
+        if rate <= 0:
+            return self._last_clock_ns
+        return self._anchor_ns + int((now - self._t0) * rate * 1e9)
+
+    def _publish_clock(self, stamp_ns: int) -> None:
+        if self._clock_pub is None:
+            return
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        self._clock_pub.publish(msg)
+        self._last_clock_ns = int(stamp_ns)
+
+    def _ready(self, now: float) -> bool:
+        need = int(self.values["wait_for_subscribers"])
+        if need <= 0:
+            return True
+        if all(p.get_subscription_count() >= need for p in self._pubs.values()):
+            return True
+        if now - self._created >= float(self.values["wait_timeout_s"]):
+            self.get_logger().warning(f"starting without {need} subscriber(s) on every topic after waiting")
+            return True
+        return False
+
+    def _tick(self) -> None:
+        if self.done:
+            return
+        now = self._now()
+        if not self._playing:
+            if not self._ready(now):
+                return
+            self._playing = True
+            self._t0 = now
+            self._anchor_ns = self._start_ns
+            self._publish_clock(self._start_ns)
+            self._last_clock = now
+        rate = float(self.values["rate"])
+        limit = int(self.values["burst"])
+        playback = self._playback_ns(now) if rate > 0 else None
+        batch: list[bags.RawMessage] = []
+        while self._pending is not None and len(batch) < limit:
+            if playback is not None and self._pending.timestamp_ns > playback:
+                break
+            batch.append(self._pending)
+            self._pending = next(self._it, None)
+        if batch:
+            # Sim time first, so a use_sim_time node never receives a message stamped after its clock.
+            self._publish_clock(batch[-1].timestamp_ns if playback is None else max(playback, batch[-1].timestamp_ns))
+            self._last_clock = now
+            for m in batch:
+                self._pubs[m.topic].publish(m.data)
+                self.counts[m.topic] += 1
+        freq = float(self.values["clock_frequency"])
+        if playback is not None and freq > 0 and now - self._last_clock >= 1.0 / freq:
+            self._publish_clock(playback)
+            self._last_clock = now
+        if self._pending is None:
+            self._end_of_bag(now)
+
+    def _end_of_bag(self, now: float) -> None:
+        if self.values["loop"]:
+            self.loops += 1
+            self._it = self._open_iterator()
+            self._pending = next(self._it, None)
+            self._t0 = now
+            return
+        self.done = True
+        self.get_logger().info(f"replay finished: {sum(self.counts.values())} messages in {now - self._t0:.2f} s")
+
+    def destroy_node(self) -> None:
+        """Close the bag, then destroy the node."""
+        try:
+            self._reader.close()
+        except Exception:  # already closed (or never opened): nothing to release
+            pass
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the installed ``replay_node`` executable; returns when the bag is played (or on Ctrl-C)."""
+    rclpy.init(args=args)
+    node: ReplayNode | None = None
+    try:
+        node = ReplayNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        exit_when_done = bool(node.values["exit_when_done"])
+        while rclpy.ok() and not (exit_when_done and node.done):
+            executor.spin_once(timeout_sec=0.1)
+        return 0
+    except EdgeSyncError as exc:
+        print(f"replay_node: error: {exc}")
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

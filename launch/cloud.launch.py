@@ -1,0 +1,32 @@
+"""The fleet's cloud node.
+
+    ros2 launch edgesync_ros cloud.launch.py
+    ros2 launch edgesync_ros cloud.launch.py params_file:=/path/to/my_cloud.yaml
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("edgesync_ros")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file", default_value=os.path.join(share, "config", "cloud.yaml"),
+                description="cloud_node parameters (YAML keyed /**/cloud_node)",
+            ),
+            Node(
+                package="edgesync_ros",
+                executable="cloud_node",
+                name="cloud_node",
+                parameters=[LaunchConfiguration("params_file")],
+                output="screen",
+            ),
+        ]
+    )

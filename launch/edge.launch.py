@@ -1,0 +1,41 @@
+"""One robot's edge node.
+
+    ros2 launch edgesync_ros edge.launch.py namespace:=robot1 camera_topic:=/robot1/camera/image_raw
+    ros2 launch edgesync_ros edge.launch.py namespace:=robot1 params_file:=/path/to/my_edge.yaml
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("edgesync_ros")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("namespace", default_value="robot1", description="robot namespace"),
+            DeclareLaunchArgument(
+                "params_file", default_value=os.path.join(share, "config", "edge.yaml"),
+                description="edge_node parameters (YAML keyed /**/edge_node)",
+            ),
+            DeclareLaunchArgument("camera_topic", default_value="image", description="camera image topic"),
+            DeclareLaunchArgument("regions_topic", default_value="regions", description="upstream detector regions"),
+            Node(
+                package="edgesync_ros",
+                executable="edge_node",
+                name="edge_node",
+                namespace=LaunchConfiguration("namespace"),
+                parameters=[LaunchConfiguration("params_file")],
+                remappings=[
+                    ("image", LaunchConfiguration("camera_topic")),
+                    ("image/compressed", [LaunchConfiguration("camera_topic"), "/compressed"]),
+                    ("regions", LaunchConfiguration("regions_topic")),
+                ],
+                output="screen",
+            ),
+        ]
+    )

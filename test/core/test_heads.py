@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.core.heads import HEAD_SPECS, head_spec, head_state, num_classes, split_model
+
+
+def make(arch: str, classes: int = 7) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return getattr(torchvision.models, arch)(weights=None, num_classes=classes).eval()
+
+
+@pytest.fixture(scope="module")
+def mobilenet() -> torch.nn.Module:
+    return make("mobilenet_v2")
+
+
+def test_mobilenet_v2_head_is_features18_and_classifier(mobilenet):
+    spec = head_spec("mobilenet_v2")
+    assert spec.head_prefixes == ("features.18", "classifier")
+    assert spec.feature_channels == 320
+    names = set(head_state(mobilenet, "mobilenet_v2"))
+    assert names == {
+        "features.18.0.weight",
+        "features.18.1.weight",
+        "features.18.1.bias",
+        "features.18.1.running_mean",
+        "features.18.1.running_var",
+        "classifier.1.weight",
+        "classifier.1.bias",
+    }
+    assert (
+        sum(t.numel() for t in head_state(mobilenet, "mobilenet_v2").values()) == 320 * 1280 + 4 * 1280 + 1280 * 7 + 7
+    )
+
+
+@pytest.mark.parametrize("arch", sorted(HEAD_SPECS))
+def test_split_reproduces_the_model_and_shares_parameters(arch):
+    model = make(arch)
+    backbone, head = split_model(model, arch)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        feats = backbone(x)
+        assert feats.shape[:2] == (2, HEAD_SPECS[arch].feature_channels)
+        assert torch.equal(head(feats), model(x))
+    model_params = {id(p) for p in model.parameters()}
+    head_params = {id(p) for p in head.parameters()}
+    back_params = {id(p) for p in backbone.parameters()}
+    assert head_params and back_params
+    assert head_params <= model_params and back_params <= model_params  # shared, not copied
+    assert head_params.isdisjoint(back_params)
+    assert head_params | back_params == model_params  # nothing lost
+    # head keys are the model's own keys
+    model_keys = set(model.state_dict())
+    assert set(head.state_dict()) <= model_keys
+    assert set(head_state(model, arch)) == {k for k, v in head.state_dict().items() if v.is_floating_point()}
+
+
+def test_head_state_aliases_the_model_and_changes_show_up(mobilenet):
+    state = head_state(mobilenet, "mobilenet_v2")
+    live = dict(mobilenet.named_parameters())
+    assert state["classifier.1.weight"].data_ptr() == live["classifier.1.weight"].data_ptr()
+    assert "features.18.1.num_batches_tracked" not in state
+    _, head = split_model(mobilenet, "mobilenet_v2")
+    x = torch.randn(1, 320, 2, 2)
+    with torch.no_grad():
+        before = head(x).clone()
+        live["classifier.1.bias"].add_(1.0)
+        after = head(x)
+        live["classifier.1.bias"].sub_(1.0)
+    torch.testing.assert_close(after, before + 1.0)
+
+
+def test_unknown_architecture_and_wrong_model_are_config_errors(mobilenet):
+    with pytest.raises(ConfigError, match="unsupported architecture 'vgg16'; supported: .*mobilenet_v2"):
+        head_spec("vgg16")
+    with pytest.raises(ConfigError, match="no submodule 'layer4.1'"):
+        split_model(mobilenet, "resnet18")
+    assert num_classes(mobilenet, "mobilenet_v2") == 7

@@ -1,0 +1,123 @@
+"""Launch files checked without the launch system (it is not installable here; see README).
+
+Each ``launch/*.launch.py`` is parsed with ``ast``: every ``Node(...)`` must name an executable installed in
+``lib/edgesync_ros/``; every key of the YAML files in ``config/`` and of inline parameter dicts must be a parameter its
+node declares; every remapped name must be a topic the node really subscribes or publishes. Where ``launch_ros`` is
+installed, the fleet demo also runs under the real launch system.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ament_index_python.packages import get_package_prefix
+from rclpy.parameter import Parameter
+
+from edgesync_ros.ros import cloud_node, edge_node, smoke, video_source
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
+DECLARED = {
+    "edge_node": {p.name for p in edge_node.PARAMS},
+    "cloud_node": {p.name for p in cloud_node.PARAMS},
+    "video_source": {p.name for p in video_source.PARAMS},
+    "smoke_node": set(),
+}
+
+
+def _node_calls(path: Path) -> list[ast.Call]:
+    tree = ast.parse(path.read_text(), str(path))
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "Node"]
+
+
+def _kw(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def test_there_are_launch_files_for_edge_cloud_and_fleet():
+    names = {p.name for p in LAUNCH_FILES}
+    assert {"edge.launch.py", "cloud.launch.py", "fleet_demo.launch.py"} <= names
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_every_node_executable_is_installed(path):
+    lib = Path(get_package_prefix("edgesync_ros")) / "lib" / "edgesync_ros"
+    calls = _node_calls(path)
+    assert calls, f"{path.name} starts no Node"
+    for call in calls:
+        assert ast.literal_eval(_kw(call, "package")) == "edgesync_ros"
+        exe = ast.literal_eval(_kw(call, "executable"))
+        assert os.access(lib / exe, os.X_OK), f"{path.name}: {exe} is not installed in {lib}"
+        assert exe in DECLARED, f"{path.name}: no parameter table known for {exe}"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_inline_parameters_are_declared(path):
+    for call in _node_calls(path):
+        exe = ast.literal_eval(_kw(call, "executable"))
+        params = _kw(call, "parameters")
+        for item in getattr(params, "elts", []):
+            if isinstance(item, ast.Dict):
+                keys = {ast.literal_eval(k) for k in item.keys}
+                assert keys <= DECLARED[exe], f"{path.name}: {exe} does not declare {keys - DECLARED[exe]}"
+
+
+@pytest.mark.parametrize("config", ["edge.yaml", "cloud.yaml", "video_source.yaml"])
+def test_every_yaml_key_is_declared_by_its_node(config):
+    doc = yaml.safe_load((REPO / "config" / config).read_text())
+    for key, body in doc.items():
+        node = key.split("/")[-1]
+        params = set(body["ros__parameters"])
+        assert params <= DECLARED[node], f"{config}: {node} does not declare {sorted(params - DECLARED[node])}"
+        # and the file documents every parameter the node has, so users see all knobs in one place
+        assert DECLARED[node] <= params, f"{config}: missing {sorted(DECLARED[node] - params)}"
+
+
+def test_remaps_name_topics_the_edge_node_uses(ros_context):
+    node = edge_node.EdgeNode(context=ros_context, namespace="static_check", parameter_overrides=[
+        Parameter("input_mode", value="region"), Parameter("model.head", value="none")])
+    try:
+        used = {s.topic_name for s in node.subscriptions} | {p.topic_name for p in node.publishers}
+    finally:
+        node.destroy_node()
+    node_c = edge_node.EdgeNode(context=ros_context, namespace="static_check_c", parameter_overrides=[
+        Parameter("image_transport", value="compressed"), Parameter("model.head", value="none")])
+    try:
+        used |= {s.topic_name.replace("static_check_c", "static_check") for s in node_c.subscriptions}
+    finally:
+        node_c.destroy_node()
+    for call in _node_calls(REPO / "launch" / "edge.launch.py"):
+        for pair in getattr(_kw(call, "remappings"), "elts", []):
+            source = ast.literal_eval(pair.elts[0])
+            assert f"/static_check/{source}" in used, f"edge.launch.py remaps {source!r}, which edge_node never uses"
+
+
+def test_smoke_launch_matches_smoke_node():
+    (call,) = _node_calls(REPO / "launch" / "smoke.launch.py")
+    assert ast.literal_eval(_kw(call, "executable")) == "smoke_node"
+    assert smoke.SmokeNode.__name__ == "SmokeNode"
+
+
+def test_fleet_demo_under_the_real_launch_system(tmp_path):
+    # Runs only where the ROS launch system is installed (a ROS distro, or the recipe in ENVIRONMENT.md).
+    pytest.importorskip("launch_ros")
+    pytest.importorskip("launch")
+    code = (
+        "import sys, launch, launch.actions as A\n"
+        "from launch.launch_description_sources import PythonLaunchDescriptionSource as S\n"
+        "from ament_index_python.packages import get_package_share_directory as g\n"
+        "ld = launch.LaunchDescription([launch.actions.IncludeLaunchDescription(S(g('edgesync_ros') + "
+        "'/launch/fleet_demo.launch.py'), launch_arguments={'robots': '2'}.items()), "
+        "A.TimerAction(period=60.0, actions=[A.Shutdown()])])\n"
+        "ls = launch.LaunchService(); ls.include_launch_description(ld); sys.exit(ls.run())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    log = out.stdout + out.stderr
+    assert "registered 'robot1'" in log and "registered 'robot2'" in log, log[-4000:]
+    assert "head v1 sent" in log, log[-4000:]

@@ -1,0 +1,292 @@
+"""Edge and cloud nodes over real DDS: the full update loop, late join, bad input, parameters, absent cloud."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from edgesync_ros.core import head_codec
+from edgesync_ros.data import assets
+from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray
+from edgesync_ros.ros import conversions as conv
+from edgesync_ros.ros import qos
+from edgesync_ros.ros.cloud_node import CloudNode
+from edgesync_ros.ros.edge_node import EdgeNode
+from edgesync_ros.srv import GetFleetStatus, SetUploadPolicy
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """Twenty real street frames (bikes.mp4, every 5th frame, 320 px wide)."""
+    cap = cv2.VideoCapture(str(assets.bikes_video()))
+    out = []
+    i = 0
+    while len(out) < 20:
+        ok, frame = cap.read()
+        assert ok, "bikes.mp4 ended early"
+        if i % 5 == 0:
+            out.append(cv2.resize(frame, (320, 136), interpolation=cv2.INTER_AREA))
+        i += 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def frame_regions(frames) -> list[np.ndarray]:
+    """The shipped teacher's proposals for each frame, standing in for the robot's upstream detector."""
+    from edgesync_ros.models.teacher import NanoDetTeacher
+
+    teacher = NanoDetTeacher()
+    return [teacher.proposals(f).boxes_xyxy for f in frames]
+
+
+class Harness:
+    """Nodes in a private context, spun by a MultiThreadedExecutor in a background thread."""
+
+    def __init__(self, context) -> None:
+        self.context = context
+        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.nodes: list[Node] = []
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.tag = uuid.uuid4().hex[:8]
+        self.cloud_ns = f"/es_{self.tag}"
+        self.client = self.add(Node(f"test_client_{self.tag}", context=context))
+
+    def add(self, node: Node) -> Node:
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def remove(self, node: Node) -> None:
+        self.executor.remove_node(node)
+        self.nodes.remove(node)
+        node.destroy_node()
+
+    def cloud(self, **params) -> CloudNode:
+        defaults = {"cloud_namespace": self.cloud_ns, "window_size": 4, "upload_fraction": 0.75,
+                    "min_new_samples": 4, "train.max_epochs": 8, "train.max_train_seconds": 10.0,
+                    "model.head": "none", "diagnostics_period_s": 0.2}
+        defaults.update(params)
+        return self.add(CloudNode(context=self.context, parameter_overrides=[
+            Parameter(k, value=v) for k, v in defaults.items()]))
+
+    def edge(self, ns: str, **params) -> EdgeNode:
+        defaults = {"cloud_namespace": self.cloud_ns, "window_size": 4, "sample_rate_hz": 60.0,
+                    "register_retry_s": 0.05, "status_period_s": 0.2, "input_mode": "frame",
+                    "image_transport": "raw", "camera_qos": "reliable", "model.head": "none"}
+        defaults.update(params)
+        return self.add(EdgeNode(context=self.context, namespace=ns, parameter_overrides=[
+            Parameter(k, value=v) for k, v in defaults.items()]))
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        for node in list(self.nodes):
+            node.destroy_node()
+
+
+@pytest.fixture
+def harness(ros_context) -> Iterator[Harness]:
+    h = Harness(ros_context)
+    yield h
+    h.shutdown()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if every is not None:
+            every()
+        time.sleep(0.05)
+    return predicate()
+
+
+class Camera:
+    """Publishes frames (and regions) on one robot's topics with stamps 0.5 s apart."""
+
+    def __init__(self, harness: Harness, ns: str, frames, regions=None) -> None:
+        self.node = harness.client
+        self.pub = self.node.create_publisher(Image, f"/{ns}/image", qos.RELIABLE_CAMERA_QOS)
+        self.regions_pub = self.node.create_publisher(RegionArray, f"/{ns}/regions", qos.PREDICTIONS_QOS)
+        self.frames, self.regions, self.i = frames, regions, 0
+
+    def step(self) -> None:
+        k = self.i % len(self.frames)
+        header = Header(frame_id="camera")
+        header.stamp.sec, header.stamp.nanosec = 1000 + self.i // 2, (self.i % 2) * 500_000_000
+        if self.regions is not None:
+            msg = RegionArray(header=header)
+            msg.regions = [conv.box_to_roi(b) for b in self.regions[k]]
+            self.regions_pub.publish(msg)
+        self.pub.publish(conv.bgr_to_image(self.frames[k], header))
+        self.i += 1
+
+
+def head_snapshot(edge: EdgeNode) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in edge.model.head_state().items()}
+
+
+def call(harness: Harness, srv_type, name: str, request, timeout: float = 10.0):
+    client = harness.client.create_client(srv_type, name)
+    assert client.wait_for_service(timeout_sec=timeout), f"{name} not available"
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout), f"{name} did not answer"
+    return future.result()
+
+
+@pytest.mark.parametrize("mode", ["frame", "region"])
+def test_full_loop_updates_the_edge_in_place(harness, frames, frame_regions, mode):
+    harness.cloud()
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, input_mode=mode)
+    preds: list[PredictionArray] = []
+    harness.client.create_subscription(PredictionArray, f"/{ns}/predictions", preds.append, 50)
+    before = head_snapshot(edge)
+    ptrs = {k: v.data_ptr() for k, v in edge.model.head_state().items()}
+    camera = Camera(harness, ns, frames, frame_regions if mode == "region" else None)
+
+    assert wait_for(lambda: edge.registered, 20), "edge never registered"
+    assert wait_for(lambda: edge.applier.version >= 1, 90, every=camera.step), (
+        f"no head update applied: edge {dict(edge.counters)}")
+    after = edge.model.head_state()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "head tensors unchanged by the update"
+    assert {k: v.data_ptr() for k, v in after.items()} == ptrs, "update allocated new storage"
+    n = len(preds)
+    assert wait_for(lambda: any(p.model_version >= 1 for p in preds[n:]), 20, every=camera.step)
+    latest = [p for p in preds if p.model_version >= 1][-1]
+    if mode == "region":
+        assert len(latest.predictions) >= 1
+        assert all(len(p.probabilities) == len(edge.class_names) for p in latest.predictions)
+    else:
+        assert len(latest.predictions) == 1
+        assert latest.predictions[0].region.width == frames[0].shape[1]
+    assert edge.counters["batches"] >= 1 and edge.counters["rejected_updates"] == 0
+
+
+def test_late_joiner_gets_the_latest_head_and_fleet_status_lists_robots(harness, frames):
+    harness.cloud()
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns)
+    camera = Camera(harness, ns, frames)
+    assert wait_for(lambda: edge.applier.version >= 1, 90, every=camera.step), dict(edge.counters)
+    version = edge.applier.version
+    # A second edge of the same robot (e.g. restarted) starts after the update was published.
+    late = harness.add(EdgeNode("edge_node_late", context=harness.context, namespace=ns, parameter_overrides=[
+        Parameter("cloud_namespace", value=harness.cloud_ns), Parameter("edge_id", value=edge.edge_id),
+        Parameter("model.head", value="none"), Parameter("register_retry_s", value=0.05)]))
+    assert wait_for(lambda: late.applier.version >= version, 20), "late joiner never got the head"
+    for k, v in late.model.head_state().items():
+        assert torch.allclose(v.float(), edge.model.head_state()[k].float(), atol=1e-2), k
+
+    other = harness.edge(f"o{harness.tag}")
+    assert wait_for(lambda: other.registered, 20)
+    status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
+    ids = {e.edge_id for e in status.edges}
+    assert {edge.edge_id, other.edge_id} <= ids
+    assert next(e for e in status.edges if e.edge_id == edge.edge_id).model_version >= 1
+
+
+def test_bad_images_are_rejected_and_the_node_keeps_running(harness, frames):
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns)
+    pub = harness.client.create_publisher(Image, f"/{ns}/image", qos.RELIABLE_CAMERA_QOS)
+    assert wait_for(lambda: pub.get_subscription_count() > 0, 10)
+    good = conv.bgr_to_image(frames[0], Header(frame_id="camera"))
+    wrong = Image(height=4, width=4, encoding="32FC1", step=16, data=bytes(64))
+    truncated = Image(height=good.height, width=good.width, encoding="bgr8", step=good.step,
+                      data=bytes(good.data)[: len(good.data) // 2])
+    sixteen = Image(height=4, width=4, encoding="mono16", step=8, data=bytes(32))
+    for bad in (wrong, truncated, sixteen):
+        pub.publish(bad)
+    assert wait_for(lambda: edge.counters["rejected_images"] >= 3, 10), dict(edge.counters)
+    pub.publish(good)
+    assert wait_for(lambda: edge.counters["frames"] >= 1, 10), "node stopped classifying after bad input"
+
+
+def _forged(edge: EdgeNode, version: int, tamper: str) -> HeadUpdate:
+    state = {k: v.detach().float().cpu() + 0.01 for k, v in edge.model.head_state().items()}
+    payload = head_codec.encode_head(state, edge.model.arch, edge.edge_id, version, edge.applier.version)
+    msg = conv.head_update_msg(payload)
+    if tamper == "digest":
+        msg.digest[0] ^= 0xFF
+    elif tamper == "shape":
+        msg.tensors[0].shape = [int(msg.tensors[0].shape[0]) + 1, *list(msg.tensors[0].shape[1:])]
+    elif tamper == "nan":
+        data = bytearray(msg.tensors[-1].data)
+        data[0:4] = np.float32(np.nan).tobytes()
+        msg.tensors[-1].data = bytes(data)
+    elif tamper == "foreign":
+        msg.edge_id = "someone_else"
+    if tamper != "digest":
+        # Re-sign, so that the tampered field (not the digest) is what the edge must catch.
+        msg.digest = np.frombuffer(head_codec.compute_digest(conv.head_payload(msg)), np.uint8).copy()
+    return msg
+
+
+def test_bad_head_updates_leave_the_model_untouched(harness):
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns)
+    pub = harness.client.create_publisher(HeadUpdate, f"/{ns}/head_update", qos.HEAD_UPDATE_QOS)
+    assert wait_for(lambda: pub.get_subscription_count() > 0, 10)
+    before = head_snapshot(edge)
+    cases = [("digest", 1), ("shape", 1), ("nan", 1), ("foreign", 1), ("none", 0)]  # version 0 = stale
+    for i, (tamper, version) in enumerate(cases, start=1):
+        pub.publish(_forged(edge, version, tamper))
+        assert wait_for(lambda i=i: edge.counters["rejected_updates"] >= i, 10), f"{tamper} not rejected"
+        assert edge.applier.version == 0
+    for k, v in edge.model.head_state().items():
+        assert torch.equal(v, before[k]), f"{k} changed by a rejected update"
+    assert "stale" in edge.last_rejection.lower() or "version" in edge.last_rejection.lower(), edge.last_rejection
+    good = _forged(edge, 1, "none")
+    pub.publish(good)
+    assert wait_for(lambda: edge.applier.version == 1, 10), edge.last_rejection
+
+
+def test_out_of_range_upload_policy_is_refused(harness):
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns)
+    bad = call(harness, SetUploadPolicy, f"/{ns}/set_upload_policy",
+               SetUploadPolicy.Request(upload_fraction=1.5, window_size=10))
+    assert not bad.success and "upload_fraction" in bad.message
+    zero = call(harness, SetUploadPolicy, f"/{ns}/set_upload_policy",
+                SetUploadPolicy.Request(upload_fraction=0.5, window_size=0))
+    assert not zero.success
+    assert edge.filter_cfg.upload_fraction == pytest.approx(0.75 if edge.registered else 0.7)
+    results = edge.set_parameters([Parameter("upload_fraction", value=1.5)])
+    assert not results[0].successful
+    results = edge.set_parameters([Parameter("alpha", value=0.0), Parameter("beta", value=0.0)])
+    assert not any(r.successful for r in results) or edge.filter_cfg.alpha + edge.filter_cfg.beta > 0
+    ok = call(harness, SetUploadPolicy, f"/{ns}/set_upload_policy",
+              SetUploadPolicy.Request(upload_fraction=0.5, window_size=8))
+    assert ok.success, ok.message
+    assert edge.filter_cfg.upload_fraction == 0.5 and edge.window.window_size == 8
+
+
+def test_edge_runs_without_cloud_and_registers_when_it_appears(harness, frames):
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, window_size=6)
+    camera = Camera(harness, ns, frames)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.0:
+        camera.step()
+        time.sleep(0.05)
+    assert wait_for(lambda: edge.counters["frames"] >= 5, 10)
+    assert not edge.registered
+    assert len(edge.window) <= 6 and edge.window.buffered_samples <= 6
+    harness.cloud(window_size=6)
+    assert wait_for(lambda: edge.registered, 30), "edge did not register once the cloud appeared"

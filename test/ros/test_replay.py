@@ -1,0 +1,222 @@
+"""The replay node over real DDS in a private rclpy Context: every message, in order, with the recorded timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CompressedImage  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from edgesync_ros.core.errors import BagError, ConfigError  # noqa: E402
+from edgesync_ros.data import assets, bags  # noqa: E402
+from edgesync_ros.data import stream as st  # noqa: E402
+from edgesync_ros.msg import PredictionArray, RegionArray  # noqa: E402
+from edgesync_ros.ros.replay_node import ReplayNode, message_class  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+N = 20
+PERIOD_NS = 100_000_000  # 10 Hz: 1.9 s of bag
+QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _frame(i: int) -> st.StreamFrame:
+    img = np.full((24, 32, 3), 10 * i, np.uint8)
+    return st.StreamFrame(
+        camera="cam0", index=i, stamp_ns=st.DEFAULT_START_TIME_NS + i * PERIOD_NS,
+        jpeg=cv2.imencode(".jpg", img)[1].tobytes(), width=32, height=24,
+        boxes=np.array([[1, 2, 11, 12], [20, 4, 30, 20]], np.int32), class_ids=np.array([i % 6 + 1, 0]),
+        confidences=np.array([0.75, 1.0], np.float32), n_objects=1, condition="fog", severity=1 + i % 5,
+        segment=0, clip="synthetic", source_frame=i, chunk=0,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("replay") / "small"
+    bags.write_stream_frames((_frame(i) for i in range(N)), out, description={"cameras": ["cam0"]})
+    return out
+
+
+class Recorder:
+    """Subscribes to the stream topics and /clock of a bag, recording (arrival time, message) per topic."""
+
+    def __init__(self, node, camera: str = "cam0", with_stream: bool = True) -> None:
+        self.got: dict[str, list[tuple[float, object]]] = {}
+        topics = {
+            bags.image_topic(camera): CompressedImage,
+            bags.regions_topic(camera): RegionArray,
+            bags.ground_truth_topic(camera): PredictionArray,
+            bags.condition_topic(camera): String,
+        }
+        if with_stream:
+            topics[bags.STREAM_TOPIC] = String
+        for topic, cls in topics.items():
+            self.got[topic] = []
+            node.create_subscription(cls, topic, lambda m, t=topic: self.got[t].append((time.monotonic(), m)), QOS)
+        self.clock: list[int] = []
+        node.create_subscription(
+            Clock, "/clock", lambda m: self.clock.append(m.clock.sec * 10**9 + m.clock.nanosec), QOS
+        )
+
+    def count(self, topic: str) -> int:
+        return len(self.got[topic])
+
+
+def _spin_until(executor, cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not cond():
+        executor.spin_once(timeout_sec=0.01)
+    return bool(cond())
+
+
+def _replay(ctx, bag: Path, **params) -> ReplayNode:
+    overrides = [Parameter("bag", value=str(bag)), Parameter("wait_for_subscribers", value=1)]
+    overrides += [Parameter(k, value=v) for k, v in params.items()]
+    return ReplayNode(context=ctx, parameter_overrides=overrides)
+
+
+def _stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+def test_replay_delivers_every_message_in_order_with_recorded_timing(ros_context, small_bag):
+    sub = rclpy.create_node("replay_listener", context=ros_context)
+    rec = Recorder(sub)
+    replay = _replay(ros_context, small_bag, rate=1.0)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(sub)
+    ex.add_node(replay)
+    try:
+        complete = lambda: all(rec.count(t) >= (1 if "stream" in t else N) for t in rec.got)  # noqa: E731
+        assert _spin_until(ex, lambda: replay.done and complete(), 20)
+        _spin_until(ex, lambda: False, 0.2)  # nothing more arrives
+    finally:
+        ex.shutdown()
+        replay.destroy_node()
+        sub.destroy_node()
+    expected = [st.DEFAULT_START_TIME_NS + i * PERIOD_NS for i in range(N)]
+    for topic in (bags.image_topic("cam0"), bags.regions_topic("cam0"), bags.ground_truth_topic("cam0")):
+        assert [_stamp_ns(m) for _, m in rec.got[topic]] == expected, topic
+    assert rec.count(bags.STREAM_TOPIC) == 1
+    infos = [json.loads(m.data) for _, m in rec.got[bags.condition_topic("cam0")]]
+    assert [i["frame"] for i in infos] == list(range(N)) and [i["severity"] for i in infos][:6] == [1, 2, 3, 4, 5, 1]
+    gt = [m for _, m in rec.got[bags.ground_truth_topic("cam0")]]
+    assert [p.class_id for p in gt[3].predictions] == [4, 0] and gt[3].predictions[1].class_name == "background"
+    assert bytes(rec.got[bags.image_topic("cam0")][7][1].data) == _frame(7).jpeg
+    # Timing: arrivals follow the recorded 100 ms spacing (rate 1), within scheduling jitter.
+    arrivals = np.array([t for t, _ in rec.got[bags.image_topic("cam0")]])
+    offsets = arrivals - arrivals[0]
+    recorded = (np.array(expected) - expected[0]) / 1e9
+    assert np.abs(offsets - recorded).max() < 0.25, offsets
+    assert offsets[-1] > 1.9 - 0.15
+    # /clock: playback time, monotonic, inside the bag's time range, many ticks.
+    assert len(rec.clock) >= 10
+    assert all(b >= a for a, b in zip(rec.clock, rec.clock[1:], strict=False))
+    assert expected[0] <= rec.clock[0] and rec.clock[-1] <= expected[-1] + 50_000_000
+    assert replay.counts[bags.image_topic("cam0")] == N
+
+
+def test_as_fast_as_possible_from_a_foreign_sqlite3_bag(ros_context, tmp_path):
+    # Not one of our stream bags: a from-video bag (images only), in sqlite3, replayed under another prefix.
+    bag = tmp_path / "bikes"
+    bags.from_video(assets.bikes_video(), 5.0, bag, camera="front", storage="sqlite3", max_width=160)
+    sub = rclpy.create_node("fast_listener", context=ros_context)
+    got: list[int] = []
+    sub.create_subscription(CompressedImage, "/replay/front/image/compressed", lambda m: got.append(_stamp_ns(m)), QOS)
+    replay = _replay(ros_context, bag, rate=0.0, topic_prefix="/replay", publish_clock=False)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(sub)
+    ex.add_node(replay)
+    try:
+        assert _spin_until(ex, lambda: replay._playing, 10)
+        t0 = time.monotonic()
+        assert _spin_until(ex, lambda: len(got) >= 50, 10), len(got)
+        elapsed = time.monotonic() - t0
+    finally:
+        ex.shutdown()
+        replay.destroy_node()
+        sub.destroy_node()
+    assert len(got) == 50 and got == sorted(got)
+    assert elapsed < 3.0  # the bag spans 10 s; rate 0 does not wait for it
+
+
+def test_loop_restarts_the_bag_and_the_clock(ros_context, small_bag):
+    sub = rclpy.create_node("loop_listener", context=ros_context)
+    rec = Recorder(sub, with_stream=False)
+    replay = _replay(ros_context, small_bag, rate=4.0, loop=True, topics=[bags.image_topic("cam0")])
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(sub)
+    ex.add_node(replay)
+    image = bags.image_topic("cam0")
+    try:
+        assert _spin_until(ex, lambda: rec.count(image) >= 2 * N + 5, 20), rec.count(image)
+    finally:
+        ex.shutdown()
+        replay.destroy_node()
+        sub.destroy_node()
+    stamps = [_stamp_ns(m) for _, m in rec.got[image]]
+    expected = [st.DEFAULT_START_TIME_NS + i * PERIOD_NS for i in range(N)]
+    assert stamps[: 2 * N] == expected * 2
+    assert replay.loops >= 2 and not replay.done
+    assert rec.count(bags.regions_topic("cam0")) == 0  # only the requested topic
+    assert any(b < a for a, b in zip(rec.clock, rec.clock[1:], strict=False)), "/clock jumps back when the bag restarts"
+
+
+def test_parameter_errors(ros_context, small_bag, tmp_path):
+    with pytest.raises(ConfigError, match="'bag' is empty"):
+        ReplayNode(context=ros_context, node_name="r1")
+    missing = [Parameter("bag", value=str(tmp_path / "x"))]
+    with pytest.raises(BagError, match="does not exist"):
+        ReplayNode(context=ros_context, node_name="r2", parameter_overrides=missing)
+    with pytest.raises(BagError, match="cannot open bag"):
+        ReplayNode(context=ros_context, node_name="r3", parameter_overrides=[Parameter("bag", value=str(tmp_path))])
+    with pytest.raises(ConfigError, match="not in"):
+        _replay(ros_context, small_bag, topics=["/nope"])
+    assert message_class("sensor_msgs/msg/CompressedImage") is CompressedImage
+    assert message_class("edgesync_ros/RegionArray") is RegionArray
+    with pytest.raises(ConfigError, match="not importable"):
+        message_class("no_such_pkg/msg/Thing")
+
+
+def test_installed_executable_replays_and_exits(ros_context, small_bag):
+    exe = REPO / "install" / "lib" / "edgesync_ros" / "replay_node"
+    if not exe.is_file():
+        pytest.skip("replay_node is not installed: run ./tools/setup.sh")
+    sub = rclpy.create_node("exe_listener", context=ros_context)
+    got: list[int] = []
+    sub.create_subscription(CompressedImage, bags.image_topic("cam0"), lambda m: got.append(_stamp_ns(m)), QOS)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(sub)
+    proc = subprocess.Popen(
+        [sys.executable, str(exe), "--ros-args", "-p", f"bag:={small_bag}", "-p", "rate:=0.0",
+         "-p", "wait_for_subscribers:=1", "-p", f"topics:=['{bags.image_topic('cam0')}']"],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert _spin_until(ex, lambda: len(got) >= N, 30), len(got)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
+        ex.shutdown()
+        sub.destroy_node()
+    assert proc.returncode == 0, out
+    assert "replay finished" in out
+    assert got == [st.DEFAULT_START_TIME_NS + i * PERIOD_NS for i in range(N)]
