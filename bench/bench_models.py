@@ -1,15 +1,18 @@
 """Benchmark the model zoo: edge-model and teacher throughput (images/s) on this machine.
 
 Edge model (MobileNetV2 with the shipped head, full forward pass, preprocessed input) at batch 1 and 8, at
-224 px (whole frames, the paper's setting) and 128 px (regions, this project's default), on the CPU and, when
+224 px (whole frames, the paper's setting) and 128 px (regions, this project's default), on the CPU with torch's
+default thread count and with one thread (``*_t1``), and, when
 torch sees one, on the GPU (fp16, channels-last; the card is named in the result). Teacher: NanoDet-m through
 onnxruntime on a real 768x576 vtest.avi frame, preprocessing and decoding included.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/bench_models.py``; results go to ``bench/results/*.json``.
+Run: ``PYTHONPATH=. .venv/bin/python bench/bench_models.py``; results go to ``bench/results/*.json``. Each result
+records the 1-minute load average: on a shared 2-core machine other processes can slow these figures many-fold.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,9 +33,10 @@ EDGE_GOAL_GPU = 200.0
 TEACHER_GOAL = 10.0
 
 
-def bench_edge(device: str) -> None:
-    model = EdgeModel(EdgeModelConfig(device=device))
-    suffix = "" if device == "cpu" else "_cuda"
+def bench_edge(device: str, threads: int = 0) -> None:
+    default_threads = torch.get_num_threads()
+    model = EdgeModel(EdgeModelConfig(device=device, cpu_threads=threads))
+    suffix = ("" if device == "cpu" else "_cuda") + (f"_t{threads}" if threads else "")
     goal = EDGE_GOAL_CPU if device == "cpu" else EDGE_GOAL_GPU
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     for size in (224, 128):
@@ -49,8 +53,9 @@ def bench_edge(device: str) -> None:
             write_result(
                 f"edge_images_per_s_b{batch}_{size}{suffix}", ips, "images/s", f">= {goal:g} images/s", ips >= goal,
                 device=card, dtype=str(model.dtype).replace("torch.", ""), batch=batch, input_px=size,
-                threads=torch.get_num_threads(),
+                threads=torch.get_num_threads(), load_1m=round(os.getloadavg()[0], 2),
             )  # fmt: skip
+    torch.set_num_threads(default_threads)
 
 
 def bench_teacher() -> None:
@@ -65,11 +70,14 @@ def bench_teacher() -> None:
     write_result(
         "teacher_images_per_s", ips, "images/s", f">= {TEACHER_GOAL:g} images/s", ips >= TEACHER_GOAL,
         providers=teacher.providers, frame="vtest.avi 768x576", model="nanodet-m-coco-416.onnx",
+        load_1m=round(os.getloadavg()[0], 2),
     )  # fmt: skip
 
 
 def main() -> int:
     bench_edge("cpu")
+    # One intra-op thread: robust when other processes compete for the cores (see EdgeModelConfig.cpu_threads).
+    bench_edge("cpu", threads=1)
     if torch.cuda.is_available():
         bench_edge("cuda")
     bench_teacher()

@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,14 +47,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="edgesync-bench-stream-") as tmp:
         cache = Path(tmp) / "cache"
         cold = bags.make_stream_bag(spec, Path(tmp) / "cold", cache_dir=cache, workers=args.workers, progress=True)
-        t0 = time.perf_counter()
-        hit = bags.make_stream_bag(spec, Path(tmp) / "cold", cache_dir=cache, workers=args.workers)
-        hit_s = time.perf_counter() - t0
-        assert not hit.built
-        warm = bags.make_stream_bag(spec, Path(tmp) / "warm", cache_dir=cache, workers=args.workers, progress=True)
         frames = sum(cold.frames.values())
         cold_s = cold.seconds / args.fraction
-        warm_s = warm.seconds / args.fraction
         mb_per_hour = cold.size_bytes / 1e6 / camera_hours
         common = {
             "spec": spec.name,
@@ -67,12 +60,17 @@ def main() -> int:
             "bag_mb": round(cold.size_bytes / 1e6, 1),
         }
         write_result(
-            "stream_build_cold_s", cold_s, "s", f"<= {COLD_GOAL_S:g} s", cold_s <= COLD_GOAL_S,
-            warm_s=round(warm_s, 1), cache_hit_s=round(hit_s, 2), **common,
-        )  # fmt: skip
-        write_result(
             "stream_mb_per_camera_hour", mb_per_hour, "MB", f"<= {SIZE_GOAL_MB:g} MB", mb_per_hour <= SIZE_GOAL_MB,
             **common,
+        )  # fmt: skip
+        # Cache hit: the bag is up to date, only its content key is computed and compared.
+        hit = bags.make_stream_bag(spec, Path(tmp) / "cold", cache_dir=cache, workers=args.workers)
+        # Warm: teacher proposals cached, every frame corrupted, encoded and written again.
+        warm = bags.make_stream_bag(spec, Path(tmp) / "warm", cache_dir=cache, workers=args.workers, progress=True)
+        write_result(
+            "stream_build_cold_s", cold_s, "s", f"<= {COLD_GOAL_S:g} s", cold_s <= COLD_GOAL_S,
+            warm_s=round(warm.seconds / args.fraction, 1), cache_hit_s=round(hit.seconds, 2),
+            cache_hit_reused=not hit.built, **common,
         )  # fmt: skip
     return 0
 

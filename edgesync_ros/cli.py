@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bag": ("edgesync_ros.data.bag_cli", "make rosbag2 files from videos and stream specs; describe bags"),
     "run": ("edgesync_ros.ros.runner", "run the cloud, edge and camera nodes from the YAML config in one process"),
     "pretrain": ("edgesync_ros.models.pretrain", "train the starting edge head on teacher-labelled pretraining data"),
+    "hpo": ("edgesync_ros.eval.hpo_cli", "offline Bayesian hyperparameter search (GP + EI) for head training"),
 }
 
 

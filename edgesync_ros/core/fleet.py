@@ -141,12 +141,18 @@ class Fleet:
         """Eq. 4 urgency of one robot."""
         return urgency(self.get(edge_id).bank, self.urgency_cfg)
 
-    def pick(self, now_s: float, force: str | None = None) -> str | None:
-        """The robot to retrain next (policy over ready robots), or ``force`` when it has any samples."""
+    def pick(self, now_s: float, force: str | None = None, require_ready: bool = True) -> str | None:
+        """The robot to retrain next, or ``None``.
+
+        ``force`` names the robot (when it has any stored samples). Otherwise the policy chooses among the ready
+        robots, or, with ``require_ready=False`` (an operator's "retrain now, scheduler's choice"), among every
+        robot that has stored samples.
+        """
         if force:
             return force if self.get(force).labels else None
         banks = {eid: r.bank for eid, r in self.edges.items()}
-        return self.policy.pick(banks, self.ready(), now_s)
+        ready = self.ready() if require_ready else {eid: bool(r.labels) for eid, r in self.edges.items()}
+        return self.policy.pick(banks, ready, now_s)
 
     def trained(self, edge_id: str, now_s: float, sent_version: int | None) -> None:
         """Record a finished training: new samples consumed; a sent update bumps the version."""

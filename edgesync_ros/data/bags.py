@@ -1,6 +1,6 @@
 """rosbag2 files (MCAP by default, sqlite3 too) written and read with the pure-Python ``rosbags`` library.
 
-Stream bags (:func:`make_stream_bag`) carry, per camera ``<cam>`` and per frame, four messages with the frame's
+Stream bags (:func:`make_stream_bag`) carry, per camera ``<cam>`` and per frame, five messages with the frame's
 capture time as both the header stamp and the bag timestamp:
 
 =============================  ==================================  ===============================================
@@ -16,6 +16,9 @@ topic                          type                                content
                                                                     ``class_id``/``class_name`` = teacher label on
                                                                     the clean frame, ``score`` = its confidence,
                                                                     ``model_version = 0``
+``/<cam>/frame_ground_truth``  ``edgesync_ros/msg/PredictionArray`` one ``Prediction`` for the whole frame (region
+                                                                    = full frame): the teacher's whole-frame label
+                                                                    of the clean frame (whole-frame mode)
 ``/<cam>/condition``           ``std_msgs/msg/String``              JSON timeline record: condition, severity,
                                                                     segment, clip, source frame, scene chunk, frame
                                                                     size, number of object regions (the rest are
@@ -63,7 +66,7 @@ from edgesync_ros.core.errors import BagError, ConfigError
 from edgesync_ros.data import stream as st
 
 #: Format version of stream bags (bump when topics or their meaning change; part of the cache key).
-STREAM_BAG_FORMAT = 1
+STREAM_BAG_FORMAT = 2
 #: Topic of the once-per-bag stream description.
 STREAM_TOPIC = "/edgesync/stream"
 #: metadata.yaml custom_data key holding a stream bag's content key.
@@ -94,6 +97,11 @@ def regions_topic(camera: str) -> str:
 def ground_truth_topic(camera: str) -> str:
     """Return a camera's ground-truth topic."""
     return f"/{camera}/ground_truth"
+
+
+def frame_ground_truth_topic(camera: str) -> str:
+    """Return a camera's whole-frame ground-truth topic."""
+    return f"/{camera}/frame_ground_truth"
 
 
 def condition_topic(camera: str) -> str:
@@ -255,15 +263,18 @@ def stream_description(path: str | Path) -> dict[str, Any]:
     raise BagError(f"{path} has no {STREAM_TOPIC} topic: not a stream bag made by edgesync bag make-stream")
 
 
+_FRAME_PARTS = ("image", "regions", "gt", "frame_gt", "info")
+
+
 def read_stream(path: str | Path, cameras: Sequence[str] | None = None) -> Iterator[st.StreamFrame]:
-    """Yield the frames of a stream bag in bag order, each rebuilt from its four messages."""
+    """Yield the frames of a stream bag in bag order, each rebuilt from its five messages."""
     desc = stream_description(path)
     cams = list(desc["cameras"]) if cameras is None else list(cameras)
     topic_of: dict[str, tuple[str, str]] = {}
     for cam in cams:
         for kind, topic in (
-            ("image", image_topic(cam)), ("regions", regions_topic(cam)),
-            ("gt", ground_truth_topic(cam)), ("info", condition_topic(cam)),
+            ("image", image_topic(cam)), ("regions", regions_topic(cam)), ("gt", ground_truth_topic(cam)),
+            ("frame_gt", frame_ground_truth_topic(cam)), ("info", condition_topic(cam)),
         ):  # fmt: skip
             topic_of[topic] = (cam, kind)
     parts: dict[tuple[str, int], dict[str, Any]] = {}
@@ -272,12 +283,12 @@ def read_stream(path: str | Path, cameras: Sequence[str] | None = None) -> Itera
         key = (cam, raw.timestamp_ns)
         got = parts.setdefault(key, {})
         got[kind] = msg
-        if len(got) == 4:
+        if len(got) == len(_FRAME_PARTS):
             del parts[key]
             yield _frame_from_messages(cam, got)
     if parts:
         (cam, ts), got = next(iter(parts.items()))
-        lacking = sorted({"image", "regions", "gt", "info"} - set(got))
+        lacking = sorted(set(_FRAME_PARTS) - set(got))
         raise BagError(f"{path}: frame of {cam} at {ts} ns lacks message(s) {lacking}")
 
 
@@ -291,6 +302,7 @@ def _frame_from_messages(camera: str, got: dict[str, Any]) -> st.StreamFrame:
         [[r.x_offset, r.y_offset, r.x_offset + r.width, r.y_offset + r.height] for r in rois], np.int32
     ).reshape(-1, 4)
     stamp = got["image"].header.stamp
+    (whole,) = got["frame_gt"].predictions
     return st.StreamFrame(
         camera=camera,
         index=int(info["frame"]),
@@ -308,6 +320,8 @@ def _frame_from_messages(camera: str, got: dict[str, Any]) -> st.StreamFrame:
         clip=str(info["clip"]),
         source_frame=int(info["source_frame"]),
         chunk=int(info["chunk"]),
+        frame_class=int(whole.class_id),
+        frame_confidence=float(whole.score),
     )
 
 
@@ -428,6 +442,16 @@ def write_stream_frames(
             ]
             gt = make.PredictionArray(header=header, model_version=0, predictions=preds)
             bag.write(ground_truth_topic(f.camera), GROUND_TRUTH_TYPE, f.stamp_ns, make.serialize(gt))
+            whole = make.Prediction(
+                region=make.roi((0, 0, f.width, f.height)),
+                class_id=int(f.frame_class),
+                class_name=TASK_CLASSES[int(f.frame_class)],
+                score=float(f.frame_confidence),
+                probabilities=np.zeros(0, np.float32),
+                entropy=0.0,
+            )
+            frame_gt = make.PredictionArray(header=header, model_version=0, predictions=[whole])
+            bag.write(frame_ground_truth_topic(f.camera), GROUND_TRUTH_TYPE, f.stamp_ns, make.serialize(frame_gt))
             info = make.String(data=json.dumps(f.info(), sort_keys=True))
             bag.write(condition_topic(f.camera), STRING_TYPE, f.stamp_ns, make.serialize(info))
             counts[f.camera] = counts.get(f.camera, 0) + 1
@@ -495,8 +519,9 @@ def make_stream_bag(
     """Build a stream spec into a rosbag2, or reuse the bag at ``out`` when its content key matches.
 
     ``spec``: a :class:`StreamSpec`, a YAML path or a spec name. ``out``: the bag directory (default: in the
-    cache, named by spec, seed and key). An existing bag at ``out`` with another key is rebuilt; a directory at
-    ``out`` that is not a stream bag is refused (:class:`ConfigError`), never deleted. ``force`` rebuilds.
+    cache, named by spec, seed and key; older cached builds of the same spec and seed are removed). An existing
+    bag at ``out`` with another key is rebuilt; a directory at ``out`` that is not a stream bag is refused
+    (:class:`ConfigError`), never deleted. ``force`` rebuilds.
     """
     sspec = spec.with_seed(seed) if isinstance(spec, st.StreamSpec) else st.load_spec(spec, seed)
     _storage(storage)
@@ -539,6 +564,11 @@ def make_stream_bag(
         os.replace(tmp_bag, path)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
+    if out is None:
+        # In the cache, older builds of this spec and seed (other keys) are stale for good: drop them.
+        for old in path.parent.glob(f"{sspec.name}-seed{sspec.seed}-*"):
+            if old != path and old.is_dir() and existing_key(old) is not None:
+                shutil.rmtree(old, ignore_errors=True)
     return StreamBagResult(path, key, True, time.perf_counter() - t0, frames, _size(path), summary)
 
 

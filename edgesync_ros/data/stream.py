@@ -13,14 +13,15 @@ camera gets its own seeded schedule of
 Each stream frame is the clip frame scaled to at most ``image.max_width`` px wide, corrupted, and JPEG-encoded.
 Its **regions** are the teacher's object boxes on the **clean** frame (standing in for the robot's upstream
 detector: the teacher almost never invents objects, it misses them under heavy corruption) followed by its
-background crop(s); the **ground truth** of a region is the teacher's label on the clean frame.
+background crop(s); the **ground truth** of a region is the teacher's label on the clean frame, and the frame's
+whole-frame ground truth (whole-frame mode) the teacher's whole-frame label of the clean frame.
 
 Determinism: the schedule comes from ``numpy.random.default_rng([spec.seed, camera.seed, ...])`` and every frame's
 corruption from a seed derived from ``(spec.seed, camera.seed, frame index)`` alone, so the same spec and seed
 give byte-identical JPEGs whatever the number of worker processes or the order of work.
 
-Speed: a cold build is dominated by the teacher (~35 ms/frame) and the corruptions (10-40 ms/frame at 512 px).
-The clips hold only ~4,000 distinct source frames, so teacher proposals are cached on disk per
+Speed: a cold build is dominated by the teacher (25-40 ms/frame) and the corruptions (10-40 ms/frame at 512 px).
+The clips hold only ~4,000 distinct source frames, so teacher results are cached on disk per
 ``(clip content hash, frame index, frame width, teacher key)`` (:class:`ProposalCache`) and the corruptions
 run in ``workers`` spawned processes.
 
@@ -83,14 +84,19 @@ _PRETRAIN_DASHCAM = ("challenge01", "challenge02", "project_video01")
 
 
 class ProposalSource(Protocol):
-    """What the builder needs from a teacher: labelled regions of one clean frame.
+    """What the builder needs from a teacher: labelled regions and a whole-frame label of one clean frame.
 
-    :class:`edgesync_ros.models.teacher.NanoDetTeacher` implements it; its result has ``boxes_xyxy``,
-    ``class_ids``, ``confidences`` and ``is_background`` arrays (objects first, best score first).
+    :class:`edgesync_ros.models.teacher.NanoDetTeacher` implements it: ``proposals`` returns ``boxes_xyxy``,
+    ``class_ids``, ``confidences`` and ``is_background`` arrays (objects first, best score first), ``label``
+    the whole-frame label (``(class_ids, confidences, extras)`` for a list of frames).
     """
 
     def proposals(self, frame: npt.NDArray[np.uint8]) -> Any:
         """Propose labelled regions (objects, then background crops) for one BGR frame."""
+        ...
+
+    def label(self, frames: Any, regions: Any = None) -> Any:
+        """Label whole frames (``regions=None``)."""
         ...
 
 
@@ -670,7 +676,8 @@ class Segment:
         """Return the severity at stream time ``t``: ramping 1..severity in equal steps over ``ramp_s``."""
         if self.condition == CLEAN or self.ramp_s <= 0:
             return self.severity
-        return int(min(self.severity, 1 + math.floor(self.severity * (t - self.start_s) / self.ramp_s)))
+        # The epsilon keeps a step boundary that is exact in decimal (e.g. t = 14.0) on the later step.
+        return int(min(self.severity, 1 + math.floor(self.severity * (t - self.start_s) / self.ramp_s + 1e-9)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -860,12 +867,18 @@ def plan_stream(spec: StreamSpec, cameras: Sequence[str] | None = None) -> Strea
 # ------------------------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, eq=False)
 class FrameRegions:
-    """Regions of one clean frame: integer xyxy boxes (objects first, best score first, then background crops)."""
+    """Teacher results for one clean frame.
+
+    Regions: integer xyxy boxes (objects first, best score first, then background crops) with their labels and
+    confidences; plus the whole-frame label and its confidence (for whole-frame mode).
+    """
 
     boxes: npt.NDArray[np.int32]
     class_ids: npt.NDArray[np.int64]
     confidences: npt.NDArray[np.float32]
     is_background: npt.NDArray[np.bool_]
+    frame_class: int = 0
+    frame_confidence: float = 1.0
 
     def limited(self, max_objects: int | None) -> FrameRegions:
         """Keep at most ``max_objects`` object regions (the best-scored ones) and every background crop."""
@@ -873,7 +886,14 @@ class FrameRegions:
             return self
         keep = np.flatnonzero(~self.is_background)[:max_objects].tolist() + np.flatnonzero(self.is_background).tolist()
         idx = np.array(sorted(keep), np.int64)
-        return FrameRegions(self.boxes[idx], self.class_ids[idx], self.confidences[idx], self.is_background[idx])
+        return FrameRegions(
+            self.boxes[idx],
+            self.class_ids[idx],
+            self.confidences[idx],
+            self.is_background[idx],
+            self.frame_class,
+            self.frame_confidence,
+        )
 
 
 def boxes_to_int(boxes: npt.ArrayLike, width: int, height: int) -> npt.NDArray[np.int32]:
@@ -960,11 +980,14 @@ class ProposalCache:
             with np.load(path, allow_pickle=False) as z:
                 idx, off = z["frame_index"], z["offsets"]
                 boxes, cls, conf, bg = z["boxes"], z["class_ids"], z["confidences"], z["is_background"]
-        except (OSError, KeyError, ValueError):
-            return {}  # unreadable: recompute rather than trust it
+                fcls, fconf = z["frame_class"], z["frame_confidence"]
+        except (OSError, KeyError, ValueError, EOFError):
+            return {}  # unreadable or from an older layout: recompute rather than trust it
         return {
-            int(f): FrameRegions(boxes[a:b], cls[a:b], conf[a:b], bg[a:b])
-            for f, a, b in zip(idx.tolist(), off[:-1].tolist(), off[1:].tolist(), strict=True)
+            int(f): FrameRegions(boxes[a:b], cls[a:b], conf[a:b], bg[a:b], int(fc), float(fp))
+            for f, a, b, fc, fp in zip(
+                idx.tolist(), off[:-1].tolist(), off[1:].tolist(), fcls.tolist(), fconf.tolist(), strict=True
+            )
         }
 
     def save(self, info: ClipInfo, max_width: int, key: str | None, regions: Mapping[int, FrameRegions]) -> None:
@@ -986,6 +1009,8 @@ class ProposalCache:
                     class_ids=np.concatenate([regions[f].class_ids for f in order] or [np.zeros(0, np.int64)]),
                     confidences=np.concatenate([regions[f].confidences for f in order] or [np.zeros(0, np.float32)]),
                     is_background=np.concatenate([regions[f].is_background for f in order] or [np.zeros(0, bool)]),
+                    frame_class=np.array([regions[f].frame_class for f in order], np.int64),
+                    frame_confidence=np.array([regions[f].frame_confidence for f in order], np.float32),
                 )
             os.replace(tmp, path)
         except BaseException:
@@ -993,14 +1018,29 @@ class ProposalCache:
             raise
 
 
-def _regions_from_proposals(prop: Any, width: int, height: int) -> FrameRegions:
-    boxes = boxes_to_int(prop.boxes_xyxy, width, height)
+def teacher_frame_results(teacher: ProposalSource, img: npt.NDArray[np.uint8]) -> FrameRegions:
+    """Run the teacher on a clean frame: its regions (integer boxes) and its whole-frame label.
+
+    The detector runs once: ``label([img])`` gives the whole-frame label and (NanoDet) the detections in
+    ``extras["detections"]``, which ``proposals(img, detections=...)`` reuses.
+    """
+    h, w = img.shape[:2]
+    labels, confs, extras = teacher.label([img])
+    dets = extras.get("detections") if isinstance(extras, Mapping) else None
+    if dets:
+        prop = teacher.proposals(img, detections=dets[0])  # type: ignore[call-arg]
+    else:
+        prop = teacher.proposals(img)
+    frame_class, frame_conf = int(labels[0]), float(confs[0])
+    boxes = boxes_to_int(prop.boxes_xyxy, w, h)
     ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # a clamped box may vanish at the border
     return FrameRegions(
         boxes[ok],
         np.asarray(prop.class_ids, np.int64)[ok],
         np.asarray(prop.confidences, np.float32)[ok],
         np.asarray(prop.is_background, bool)[ok],
+        int(frame_class),
+        float(frame_conf),
     )
 
 
@@ -1013,7 +1053,7 @@ class StreamFrame:
 
     ``boxes`` are int32 xyxy in frame pixels: object regions first (``n_objects`` of them), then background
     crops; ``class_ids`` (indices of ``TASK_CLASSES``) and ``confidences`` are the teacher's ground truth on
-    the clean frame.
+    the clean frame; ``frame_class``/``frame_confidence`` its whole-frame label of the clean frame.
     """
 
     camera: str
@@ -1032,6 +1072,8 @@ class StreamFrame:
     clip: str
     source_frame: int
     chunk: int
+    frame_class: int = 0
+    frame_confidence: float = 1.0
 
     def info(self) -> dict[str, Any]:
         """Return the per-frame timeline record (what the bag's condition topic carries, as JSON)."""
@@ -1186,7 +1228,7 @@ def label_clean_frames(
             bar = _progress(len(missing), f"teacher {name}", progress)
             for f in missing:
                 img = clean[name][f]
-                have[f] = _regions_from_proposals(made[0].proposals(img), img.shape[1], img.shape[0])
+                have[f] = teacher_frame_results(made[0], img)
                 bar.update(1)
             bar.close()
             cache.save(info, plan.spec.max_width, key, have)
@@ -1258,6 +1300,8 @@ def iter_stream(
                 clip=f.clip,
                 source_frame=f.source_frame,
                 chunk=f.chunk,
+                frame_class=reg.frame_class,
+                frame_confidence=reg.frame_confidence,
             )
     finally:
         bar.close()

@@ -24,11 +24,9 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from std_msgs.msg import Header
@@ -45,6 +43,7 @@ from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.params import Param, declare_all, install_validator, section
+from edgesync_ros.ros.spin import run_node
 from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, RequestRetrain, SetUploadPolicy
 
 PARAMS: tuple[Param, ...] = (
@@ -275,7 +274,7 @@ class CloudNode(Node):
             if request.edge_id and request.edge_id not in self.fleet.edges:
                 response.accepted, response.message = False, f"unknown edge_id {request.edge_id!r}"
                 return response
-            target = request.edge_id or self.fleet.pick(time.monotonic())
+            target = request.edge_id or self.fleet.pick(time.monotonic(), require_ready=False)
             if not target:
                 response.accepted, response.message = False, "no robot has labelled samples to train on yet"
                 return response
@@ -324,7 +323,7 @@ class CloudNode(Node):
             self.counters["dropped_batches"] += 1
 
     def _work(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.context.ok():
             try:
                 msg = self._queue.get(timeout=0.2)
             except queue.Empty:
@@ -337,6 +336,8 @@ class CloudNode(Node):
                 self.counters["rejected_batches"] += 1
                 self.get_logger().warning(f"{exc}", throttle_duration_sec=5.0)
             except Exception as exc:  # a worker that dies silently would stall the whole fleet
+                if not self.context.ok():
+                    return  # shutting down: publishers are gone, nothing to report
                 self.counters["worker_errors"] += 1
                 self.get_logger().error(f"cloud worker error: {exc!r}", throttle_duration_sec=5.0)
 
@@ -451,16 +452,4 @@ class CloudNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the cloud node (``ros2 run edgesync_ros cloud_node``)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CloudNode()
-        executor = MultiThreadedExecutor(num_threads=4)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(CloudNode, args, num_threads=4)

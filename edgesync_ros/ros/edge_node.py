@@ -24,10 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -42,6 +40,7 @@ from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArra
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.params import Param, declare_all, install_validator, section
+from edgesync_ros.ros.spin import run_node
 from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPolicy
 
 PARAMS: tuple[Param, ...] = (
@@ -435,16 +434,4 @@ class EdgeNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run one edge node (``ros2 run edgesync_ros edge_node``)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = EdgeNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(EdgeNode, args, num_threads=3)

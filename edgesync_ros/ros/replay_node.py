@@ -20,12 +20,11 @@ passes), so a test or a pipeline that starts together with the replay does not m
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -33,6 +32,7 @@ from rosgraph_msgs.msg import Clock
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.data import bags
 from edgesync_ros.ros.params import Param, declare_all
+from edgesync_ros.ros.spin import run_node
 
 PARAMS: tuple[Param, ...] = (
     Param("bag", "", "Path of the rosbag2 directory to replay (MCAP or sqlite3).", read_only=True),
@@ -150,9 +150,10 @@ class ReplayNode(Node):
         for change in changes:
             if change.name in self.values:
                 if change.name == "rate" and self._playing:
-                    # Re-anchor so the new rate applies from the current playback position on.
-                    self._t0 = self._now()
-                    self._anchor_ns = self._playback_ns(self._t0)
+                    # Re-anchor (at the old rate's position) so the new rate applies from here on.
+                    now = self._now()
+                    self._anchor_ns = self._playback_ns(now)
+                    self._t0 = now
                 self.values[change.name] = change.value
         return SetParametersResult(successful=True)
 
@@ -166,7 +167,7 @@ class ReplayNode(Node):
         rate = float(self.values["rate"])
         if rate <= 0:
             return self._last_clock_ns
-        return self._anchor_ns + int((now - self._t0) * rate * 1e9)
+        return self._anchor_ns + round((now - self._t0) * rate * 1e9)
 
     def _publish_clock(self, stamp_ns: int) -> None:
         if self._clock_pub is None:
@@ -243,22 +244,9 @@ class ReplayNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the installed ``replay_node`` executable; returns when the bag is played (or on Ctrl-C)."""
-    rclpy.init(args=args)
-    node: ReplayNode | None = None
     try:
-        node = ReplayNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        exit_when_done = bool(node.values["exit_when_done"])
-        while rclpy.ok() and not (exit_when_done and node.done):
-            executor.spin_once(timeout_sec=0.1)
-        return 0
+        run_node(ReplayNode, args, done=lambda node: bool(node.values["exit_when_done"]) and node.done)
     except EdgeSyncError as exc:
-        print(f"replay_node: error: {exc}")
+        print(f"replay_node: error: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    return 0

@@ -297,15 +297,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the installed ``smoke_node`` executable: spin a :class:`SmokeNode` until shut down."""
-    rclpy.init(args=args)
-    node = SmokeNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    from edgesync_ros.ros.spin import run_node
+
+    run_node(SmokeNode, args)
 
 
 __all__ = ["SmokeNode", "example_messages", "example_requests", "exchange_all", "expected_response", "main", "run"]

@@ -14,8 +14,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -26,6 +24,7 @@ from edgesync_ros.msg import RegionArray
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.params import Param, declare_all
+from edgesync_ros.ros.spin import run_node
 
 PARAMS: tuple[Param, ...] = (
     Param("video", "bikes", "Video file, or a packaged video: bikes, vtest, or a dash-cam clip name.",
@@ -103,6 +102,8 @@ class VideoSourceNode(Node):
         if self.detector is not None:
             # The detector sees the frame the robot sees (after any darkening), as a real upstream detector would.
             props = self.detector.proposals(frame)
+            if not self.context.ok():
+                return  # shut down while the detector ran (Ctrl-C): the publishers are gone
             msg = RegionArray(header=header)
             msg.regions = [conv.box_to_roi(b, frame.shape) for b in props.boxes_xyxy]
             self.regions_pub.publish(msg)
@@ -115,17 +116,4 @@ class VideoSourceNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the video source (``ros2 run edgesync_ros video_source --ros-args -p video:=bikes``)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = VideoSourceNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while rclpy.ok() and not node.finished:
-            executor.spin_once(timeout_sec=0.5)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(VideoSourceNode, args, done=lambda node: bool(getattr(node, "finished", False)))

@@ -63,10 +63,11 @@ def test_stream_bag_opens_with_rosbags_and_has_every_topic(built):
         assert topics[bags.image_topic(cam)] == ("sensor_msgs/msg/CompressedImage", N_PER_CAMERA)
         assert topics[bags.regions_topic(cam)] == ("edgesync_ros/msg/RegionArray", N_PER_CAMERA)
         assert topics[bags.ground_truth_topic(cam)] == ("edgesync_ros/msg/PredictionArray", N_PER_CAMERA)
+        assert topics[bags.frame_ground_truth_topic(cam)] == ("edgesync_ros/msg/PredictionArray", N_PER_CAMERA)
         assert topics[bags.condition_topic(cam)] == ("std_msgs/msg/String", N_PER_CAMERA)
     assert topics[bags.STREAM_TOPIC] == ("std_msgs/msg/String", 1)
     info = bags.bag_info(result.path)
-    assert info.storage == "mcap" and info.message_count == 8 * N_PER_CAMERA + 1
+    assert info.storage == "mcap" and info.message_count == 10 * N_PER_CAMERA + 1
     assert info.duration_s == pytest.approx((N_PER_CAMERA - 1) / spec.fps)
     assert info.custom_data[bags.KEY_FIELD] == result.key
 
@@ -78,11 +79,12 @@ def test_every_message_round_trips(built):
     assert len(got) == len(expected) == 2 * N_PER_CAMERA
     for a, b in zip(expected, got, strict=True):
         for field in ("camera", "index", "stamp_ns", "jpeg", "width", "height", "n_objects", "condition", "severity",
-                      "segment", "clip", "source_frame", "chunk"):  # fmt: skip
+                      "segment", "clip", "source_frame", "chunk", "frame_class"):  # fmt: skip
             assert getattr(a, field) == getattr(b, field), field
         np.testing.assert_array_equal(a.boxes, b.boxes)
         np.testing.assert_array_equal(a.class_ids, b.class_ids)
         np.testing.assert_allclose(a.confidences, b.confidences, rtol=0, atol=0)
+        assert a.frame_confidence == pytest.approx(b.frame_confidence, rel=1e-6)  # float32 on the wire
     assert sum(f.n_objects for f in got) > 0, "the teacher found no object at all: the stream would be useless"
 
 
@@ -136,6 +138,8 @@ def test_ground_truth_is_the_teacher_label_of_the_clean_frame(built):
         assert clean.shape[:2] == (f.height, f.width)
         labels, _, _ = teacher.label(clean, f.boxes.astype(np.float32))
         np.testing.assert_array_equal(labels, f.class_ids)
+        whole, conf, _ = teacher.label([clean])
+        assert (whole[0], conf[0]) == (f.frame_class, pytest.approx(f.frame_confidence, rel=1e-6))
         assert (f.class_ids[f.n_objects :] == TASK_CLASSES.index("background")).all()
         assert (f.class_ids[: f.n_objects] != 0).all()
         if f.clip == "plaza":
@@ -167,10 +171,10 @@ def test_sqlite3_storage_round_trips(built, tmp_path):
     out = tmp_path / "copy"
     bags.write_stream_frames(frames, out, description=bags.stream_description(result.path), storage="sqlite3")
     info = bags.bag_info(out)
-    assert info.storage == "sqlite3" and info.message_count == 8 * N_PER_CAMERA + 1
+    assert info.storage == "sqlite3" and info.message_count == 10 * N_PER_CAMERA + 1
     again = list(bags.read_stream(out))
-    assert [(f.camera, f.index, f.jpeg, f.boxes.tobytes()) for f in again] == [
-        (f.camera, f.index, f.jpeg, f.boxes.tobytes()) for f in frames
+    assert [(f.camera, f.index, f.jpeg, f.boxes.tobytes(), f.frame_class) for f in again] == [
+        (f.camera, f.index, f.jpeg, f.boxes.tobytes(), f.frame_class) for f in frames
     ]
 
 
@@ -198,6 +202,16 @@ def test_cache_reuses_a_fresh_bag_and_rebuilds_a_stale_one(built, tmp_path):
         bags.make_stream_bag(spec, foreign, cache_dir=root / "cache", workers=0)
     assert (foreign / "keep.txt").read_text() == "mine"
     assert not list(tmp_path.glob(".s.*")), "temporary build directories are cleaned up"
+    # In the cache (no output named), a new build replaces older builds of the same spec and seed.
+    cache_streams = root / "cache" / "streams"
+    stale = cache_streams / f"{spec.name}-seed{spec.seed}-000000000000"
+    shutil.copytree(out, stale)
+    other_seed = cache_streams / f"{spec.name}-seed99-000000000000"
+    shutil.copytree(out, other_seed)
+    fresh = bags.make_stream_bag(spec, cache_dir=root / "cache", workers=0)
+    assert fresh.path.parent == cache_streams and fresh.path.is_dir()
+    assert not stale.exists() and other_seed.exists()
+    shutil.rmtree(other_seed)
 
 
 def test_from_video_on_the_packaged_bikes_clip(tmp_path):

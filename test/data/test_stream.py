@@ -39,6 +39,10 @@ class FakeTeacher:
 
         return P()
 
+    def label(self, frames, regions=None):
+        assert regions is None
+        return np.array([int(f.mean()) % 7 for f in frames]), np.full(len(frames), 0.5, np.float32), {}
+
 
 def mini_spec(**overrides) -> dict:
     """A small valid spec (2 cameras x 15 s at 2 fps) as a YAML-like mapping."""
@@ -295,6 +299,7 @@ def test_frames_decode_and_follow_the_plan(mini_frames):
         assert (f.boxes[:, 2] > f.boxes[:, 0]).all() and (f.boxes[:, 2] <= f.width).all()
         assert (f.boxes[:, 3] <= f.height).all() and (f.boxes >= 0).all()
         assert f.class_ids[-1] == 0  # the background crop comes last
+        assert 0 <= f.frame_class < 7 and f.frame_confidence == 0.5
     # Conditions really change the pixels: a night frame is darker than a clean frame of the same clip.
     night = [f for f in by_cam["cam0"] if f.condition == "night"]
     clean = [f for f in by_cam["cam0"] if f.condition == "clean"]

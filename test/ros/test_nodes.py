@@ -24,7 +24,7 @@ from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
-from edgesync_ros.srv import GetFleetStatus, SetUploadPolicy
+from edgesync_ros.srv import GetFleetStatus, RequestRetrain, SetUploadPolicy
 
 pytestmark = pytest.mark.ros
 
@@ -290,3 +290,63 @@ def test_edge_runs_without_cloud_and_registers_when_it_appears(harness, frames):
     assert len(edge.window) <= 6 and edge.window.buffered_samples <= 6
     harness.cloud(window_size=6)
     assert wait_for(lambda: edge.registered, 30), "edge did not register once the cloud appeared"
+
+
+def _frames_of(path, step: int, count: int, width: int = 384) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out, i = [], 0
+    while len(out) < count:
+        ok, frame = cap.read()
+        assert ok, f"{path} ended early"
+        if i % step == 0:
+            out.append(cv2.resize(frame, (width, round(frame.shape[0] * width / frame.shape[1]))))
+        i += 1
+    return out
+
+
+def test_the_drifting_robot_is_retrained_first(harness):
+    """Two robots on a freeway the shipped head knows; one drifts to a dark city street. Scheduler's choice -> it."""
+    from edgesync_ros.models.teacher import NanoDetTeacher
+
+    teacher = NanoDetTeacher()
+    freeway = _frames_of(assets.dashcam_video("project_video02"), 20, 16)
+    street = [np.clip(f.astype(np.float32) * 0.6, 0, 255).astype(np.uint8)
+              for f in _frames_of(assets.bikes_video(), 8, 16)]
+    boxes = {id(f): teacher.proposals(f).boxes_xyxy for f in freeway + street}
+    # No automatic training: only the operator's RequestRetrain (scheduler's choice) trains here.
+    cloud = harness.cloud(**{"min_new_samples": 1_000_000, "model.head": "default"})
+    a_ns, b_ns = f"a{harness.tag}", f"b{harness.tag}"
+    a = harness.edge(a_ns, input_mode="region", **{"model.head": "default"})
+    b = harness.edge(b_ns, input_mode="region", **{"model.head": "default"})
+    assert wait_for(lambda: a.registered and b.registered, 20)
+    cam_a = Camera(harness, a_ns, freeway, [boxes[id(f)] for f in freeway])
+    cam_b = Camera(harness, b_ns, freeway, [boxes[id(f)] for f in freeway])
+
+    def seen(edge):
+        return cloud.fleet.get(edge.edge_id).samples_seen if edge.edge_id in cloud.fleet.edges else 0
+
+    def both():
+        cam_a.step()
+        cam_b.step()
+
+    assert wait_for(lambda: seen(a) >= 45 and seen(b) >= 45, 120, every=both), (seen(a), seen(b))
+    cam_a.frames, cam_a.regions = street, [boxes[id(f)] for f in street]
+    start = seen(a)
+    # Eq. 4 weighs the newest changes most: ask while the drop is two segments (18 labels) old.
+    assert wait_for(lambda: seen(a) >= start + 18 and seen(b) >= start + 18, 120, every=both)
+
+    urgency = {e.edge_id: cloud.fleet.urgency(e.edge_id) for e in (a, b)}
+    answer = call(harness, RequestRetrain, f"{harness.cloud_ns}/request_retrain", RequestRetrain.Request(edge_id=""))
+    assert answer.accepted, answer.message
+    assert a.edge_id in answer.message, f"scheduler chose {answer.message!r}; urgencies {urgency}"
+    assert urgency[a.edge_id] > urgency[b.edge_id]
+    status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
+    by_id = {e.edge_id: e for e in status.edges}
+    assert by_id[a.edge_id].recent_accuracy < by_id[b.edge_id].recent_accuracy
+    # Only the drifting robot's head topic carries an update (the gate may hold it back if training cannot beat
+    # the current head; then neither robot receives one).
+    assert wait_for(lambda: cloud.counters["updates_sent"] + cloud.counters["updates_gated"] >= 1, 60)
+    if cloud.counters["updates_sent"]:
+        assert wait_for(lambda: a.applier.version == 1, 20)
+    time.sleep(1.0)
+    assert b.applier.version == 0 and b.counters["rejected_updates"] == 0

@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.ros
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -42,7 +42,7 @@ def _frame(i: int) -> st.StreamFrame:
         jpeg=cv2.imencode(".jpg", img)[1].tobytes(), width=32, height=24,
         boxes=np.array([[1, 2, 11, 12], [20, 4, 30, 20]], np.int32), class_ids=np.array([i % 6 + 1, 0]),
         confidences=np.array([0.75, 1.0], np.float32), n_objects=1, condition="fog", severity=1 + i % 5,
-        segment=0, clip="synthetic", source_frame=i, chunk=0,
+        segment=0, clip="synthetic", source_frame=i, chunk=0, frame_class=3, frame_confidence=0.5,
     )  # fmt: skip
 
 
@@ -62,6 +62,7 @@ class Recorder:
             bags.image_topic(camera): CompressedImage,
             bags.regions_topic(camera): RegionArray,
             bags.ground_truth_topic(camera): PredictionArray,
+            bags.frame_ground_truth_topic(camera): PredictionArray,
             bags.condition_topic(camera): String,
         }
         if with_stream:
@@ -119,6 +120,8 @@ def test_replay_delivers_every_message_in_order_with_recorded_timing(ros_context
     gt = [m for _, m in rec.got[bags.ground_truth_topic("cam0")]]
     assert [p.class_id for p in gt[3].predictions] == [4, 0] and gt[3].predictions[1].class_name == "background"
     assert bytes(rec.got[bags.image_topic("cam0")][7][1].data) == _frame(7).jpeg
+    whole = rec.got[bags.frame_ground_truth_topic("cam0")][5][1].predictions
+    assert [(p.class_name, p.region.width, p.region.height) for p in whole] == [("car", 32, 24)]
     # Timing: arrivals follow the recorded 100 ms spacing (rate 1), within scheduling jitter.
     arrivals = np.array([t for t, _ in rec.got[bags.image_topic("cam0")]])
     offsets = arrivals - arrivals[0]
@@ -130,6 +133,30 @@ def test_replay_delivers_every_message_in_order_with_recorded_timing(ros_context
     assert all(b >= a for a, b in zip(rec.clock, rec.clock[1:], strict=False))
     assert expected[0] <= rec.clock[0] and rec.clock[-1] <= expected[-1] + 50_000_000
     assert replay.counts[bags.image_topic("cam0")] == N
+
+
+def test_timing_follows_rate_changes_on_an_injected_clock(ros_context, small_bag):
+    """The playback arithmetic alone, on a fake wall clock (no DDS timing jitter): what is due when."""
+    now = [100.0]
+    overrides = [Parameter("bag", value=str(small_bag)), Parameter("rate", value=2.0)]
+    replay = ReplayNode(context=ros_context, parameter_overrides=overrides, monotonic=lambda: now[0])
+    try:
+        sent = lambda: sum(replay.counts.values())  # noqa: E731
+        replay._tick()
+        assert sent() == 5 + 1  # frame 0's five messages and the stream description, all at the first stamp
+        now[0] += 0.25  # rate 2: 0.5 s of bag time -> frames 0..5
+        replay._tick()
+        assert sent() == 6 * 5 + 1
+        assert replay.set_parameters([Parameter("rate", value=1.0)])[0].successful
+        now[0] += 0.3  # rate 1 from here: +0.3 s -> frames up to 0.8 s
+        replay._tick()
+        assert sent() == 9 * 5 + 1
+        assert replay._last_clock_ns == st.DEFAULT_START_TIME_NS + 800_000_000
+        now[0] += 5.0
+        replay._tick()
+        assert sent() == N * 5 + 1 and replay.done
+    finally:
+        replay.destroy_node()
 
 
 def test_as_fast_as_possible_from_a_foreign_sqlite3_bag(ros_context, tmp_path):
@@ -195,9 +222,9 @@ def test_parameter_errors(ros_context, small_bag, tmp_path):
 
 
 def test_installed_executable_replays_and_exits(ros_context, small_bag):
-    exe = REPO / "install" / "lib" / "edgesync_ros" / "replay_node"
-    if not exe.is_file():
-        pytest.skip("replay_node is not installed: run ./tools/setup.sh")
+    from edgesync_ros.ros.smoke import installed_executable
+
+    exe = installed_executable("replay_node")  # raises when the build did not install it
     sub = rclpy.create_node("exe_listener", context=ros_context)
     got: list[int] = []
     sub.create_subscription(CompressedImage, bags.image_topic("cam0"), lambda m: got.append(_stamp_ns(m)), QOS)
