@@ -25,13 +25,13 @@ can still be chosen.
 
 Trial limits (decision)
 -----------------------
-Trials use shortened stopping rules (``--trial-max-epochs`` 12, ``--trial-patience`` 3) so that about a hundred
-trials fit in a few minutes on a 2-core CPU; this favours configurations that learn quickly, which is also what
-the cloud needs between two updates. ``max_train_seconds`` of a trial is generous (20 s) so that the machine's
-load does not decide a trial's outcome. The file only carries the *searched* values (lr, momentum, weight
-decay and, when searched, batch size): the cloud's own stopping rules (``train.max_epochs``, ``patience``,
-``max_train_seconds``) are resource limits, not results of the search, and stay as configured in
-``config/cloud.yaml``.
+Trials use shortened stopping rules (``--trial-max-epochs`` 12, ``--trial-patience`` 3) so that about 90 trials
+fit in a few minutes on a 2-core CPU; this favours configurations that learn quickly, which is also what
+the cloud needs between two updates. A trial's ``max_train_seconds`` (10 s, about five times a typical trial
+here) only cuts off trials stalled by other load on the machine. The file only carries the *searched* values
+(lr, momentum, weight decay and, when searched, batch size): the cloud's own stopping rules
+(``train.max_epochs``, ``patience``, ``max_train_seconds``) are resource limits, not results of the search,
+and stay as configured in ``config/cloud.yaml``.
 
 The YAML file (decision)
 ------------------------
@@ -127,8 +127,8 @@ class HpoDataConfig:
     """Which pretraining frames become search data, and how they are cut into segments."""
 
     seed: int = 0
-    video_stride: int = 8
-    vtest_stride: int = 4
+    video_stride: int = 6
+    vtest_stride: int = 3
     max_frames: int | None = None  # per clip; for the stills, in all (as in ``edgesync pretrain``)
     segment_frames: int = 12
     min_segment_samples: int = 8
@@ -162,7 +162,7 @@ class WindowDataConfig:
             raise ConfigError("min_window_samples must be >= 2")
 
 
-def trial_config(seed: int, max_epochs: int = 12, patience: int = 3, max_train_seconds: float = 20.0) -> TrainConfig:
+def trial_config(seed: int, max_epochs: int = 12, patience: int = 3, max_train_seconds: float = 10.0) -> TrainConfig:
     """Return the base trainer config of every trial (the searched values are replaced per trial)."""
     return TrainConfig(max_epochs=max_epochs, patience=patience, max_train_seconds=max_train_seconds, seed=seed)
 
@@ -779,14 +779,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-rounds", type=int, default=3, help="refinement rounds at most (default 3)")
     g.add_argument("--threshold", type=float, default=0.005,
                    help="stop refining once a round improves validation accuracy by less (default 0.005)")
-    g.add_argument("--mix", type=int, default=4, help="segments mixed per refinement round (default 4)")
+    g.add_argument("--mix", type=int, default=6, help="segments mixed per refinement round (default 6)")
     g.add_argument("--initial-points", type=int, default=4, help="random trials before GP-EI in each search")
     g.add_argument("--batch-sizes", type=_int_list, default=(16, 32, 64),
                    help="batch sizes searched, comma-separated ('' = batch size not searched; default 16,32,64)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--trial-max-epochs", type=int, default=12)
     g.add_argument("--trial-patience", type=int, default=3)
-    g.add_argument("--trial-max-seconds", type=float, default=20.0)
+    g.add_argument("--trial-max-seconds", type=float, default=10.0,
+                   help="time limit of one trial (default 10 s, ~5x a typical trial here)")
     g.add_argument("--head", default="fresh",
                    help="head every trial starts from: fresh (default; see the module doc), default (shipped v0) "
                         "or a head file")

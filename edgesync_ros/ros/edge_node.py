@@ -66,7 +66,7 @@ PARAMS: tuple[Param, ...] = (
     Param("timeliness_form", "decay", "Eq. 2 form: decay 2/(1+exp(i/T)) (intended) or the paper's printed "
           "1/(1+exp(-i/T)).", choices=("decay", "paper_literal")),
     Param("normalise_entropy", False, "Divide Eq. 1 entropy by log C so both Q terms lie in [0, 1]."),
-    Param("jpeg_quality", 80, "JPEG quality of uploaded frames.", 10, 100),
+    Param("jpeg_quality", 70, "JPEG quality of uploaded frames.", 10, 100),
     Param("upload_max_width", 640, "Uploaded frames wider than this are scaled down (bandwidth); regions scale "
           "with them. 0 = never.", 0, 8192),
     Param("max_image_pixels", 4096 * 2160, "Frames with more pixels are rejected (memory bound).", 1, 100_000_000),
