@@ -97,3 +97,7 @@ class NonFiniteTensorError(UpdateRejectedError):
 
 class BagError(EdgeSyncError):
     """Raised when a rosbag2 file cannot be opened, read or written, or holds unexpected messages."""
+
+
+class StateError(EdgeSyncError):
+    """Raised when a state directory holds a document or tensor file that cannot be read back."""

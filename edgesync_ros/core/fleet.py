@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from edgesync_ros.core.bank import AccuracyBank
 from edgesync_ros.core.config import BankConfig, UrgencyConfig
-from edgesync_ros.core.errors import ConfigError, InvalidInputError
+from edgesync_ros.core.errors import ConfigError, InvalidInputError, StateError
 from edgesync_ros.core.scheduling import SchedulingPolicy, UrgencyPolicy, urgency
 
 
@@ -60,6 +61,54 @@ class EdgeRecord:
         self.bank.extend([bool(c) for c in correct])
         self.new_since_train += len(labels)
         self.samples_seen += len(labels)
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """The record as a JSON-safe document plus its stored features and labels (:mod:`.persist` writes them)."""
+        doc: dict[str, Any] = {
+            "edge_id": self.edge_id,
+            "architecture": self.architecture,
+            "class_names": list(self.class_names),
+            "head_topic": self.head_topic,
+            "bank": self.bank.to_dict(),
+            "version": self.version,
+            "new_since_train": self.new_since_train,
+            "samples_seen": self.samples_seen,
+            "updates_sent": self.updates_sent,
+            "last_train": dict(self.last_train),
+        }
+        tensors: dict[str, Tensor] = {"labels": torch.tensor(list(self.labels), dtype=torch.long)}
+        if self.features:
+            tensors["features"] = torch.stack(list(self.features))
+        return doc, tensors
+
+    @classmethod
+    def from_state(cls, doc: Mapping[str, Any], tensors: Mapping[str, Tensor], store_capacity: int) -> EdgeRecord:
+        """Rebuild a record written by :meth:`to_state` (the store is cut to ``store_capacity``, newest kept)."""
+        try:
+            record = cls(
+                edge_id=str(doc["edge_id"]),
+                architecture=str(doc["architecture"]),
+                class_names=tuple(str(c) for c in doc["class_names"]),
+                head_topic=str(doc["head_topic"]),
+                bank=AccuracyBank.from_dict(doc["bank"]),
+                store_capacity=int(store_capacity),
+                version=int(doc["version"]),
+                new_since_train=int(doc["new_since_train"]),
+                samples_seen=int(doc["samples_seen"]),
+                updates_sent=int(doc["updates_sent"]),
+                last_train=dict(doc.get("last_train", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"robot state document is incomplete: {exc}") from exc
+        labels = tensors.get("labels", torch.zeros(0, dtype=torch.long)).tolist()
+        feats = tensors.get("features")
+        if labels and (feats is None or feats.shape[0] != len(labels)):
+            raise StateError(f"robot {record.edge_id!r}: {len(labels)} stored labels but features do not match")
+        keep = max(0, len(labels) - record.store_capacity)
+        for i in range(keep, len(labels)):
+            record.features.append(feats[i].clone() if feats is not None else torch.zeros(0))
+            record.labels.append(int(labels[i]))
+        return record
 
     def training_set(self) -> tuple[Tensor, Tensor]:
         """The stored samples as ``(features [N, ...], labels [N])``, oldest first."""
@@ -125,6 +174,10 @@ class Fleet:
         )
         self.edges[edge_id] = record
         return record, True
+
+    def restore(self, record: EdgeRecord) -> None:
+        """Put back a record loaded from disk (replacing any registered one of the same id)."""
+        self.edges[record.edge_id] = record
 
     def get(self, edge_id: str) -> EdgeRecord:
         """The record of a registered robot; :class:`InvalidInputError` for an unknown one."""

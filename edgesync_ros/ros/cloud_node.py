@@ -21,6 +21,7 @@ import collections
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,13 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.publisher import Publisher
+from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
-from edgesync_ros.core import head_codec
+from edgesync_ros.core import head_codec, persist
 from edgesync_ros.core.config import BankConfig, TrainConfig, UrgencyConfig, load_yaml_section
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
-from edgesync_ros.core.fleet import Fleet
+from edgesync_ros.core.fleet import EdgeRecord, Fleet
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
 from edgesync_ros.core.training import train_head
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
@@ -42,6 +44,7 @@ from edgesync_ros.models.teacher import load_teacher
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
+from edgesync_ros.ros.fleet_key import load_fleet_key
 from edgesync_ros.ros.params import Param, declare_all, install_validator, section
 from edgesync_ros.ros.spin import run_node
 from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, RequestRetrain, SetUploadPolicy
@@ -96,6 +99,10 @@ PARAMS: tuple[Param, ...] = (
           read_only=True),
     Param("model.device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
     Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", 0.05, 60.0),
+    Param("fleet_key_file", "", "File holding the fleet's shared key: head updates are then HMAC-SHA256 signed "
+          "(empty = SHA-256 digest only, with a warning). The key is never logged.", read_only=True),
+    Param("state_dir", "", "Directory where every robot's bank, labelled store, head and version survive restarts "
+          "(atomic writes); empty = keep state in memory only.", read_only=True),
 )
 
 _TRAIN_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "max_epochs", "patience", "max_train_seconds",
@@ -174,6 +181,11 @@ class CloudNode(Node):
         self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
         self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
         self.busy = ""
+        self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
+        self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
+        self._generation = 0
+        if self.state_dir is not None:
+            self._restore_state()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="edgesync-cloud-worker", daemon=True)
         self._worker.start()
@@ -210,8 +222,9 @@ class CloudNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the worker (it waits at most ~0.2 s per step), then destroy the node."""
-        self._stop.set()
-        self._worker.join(timeout=10.0)
+        if hasattr(self, "_worker"):  # construction may have failed before the worker existed
+            self._stop.set()
+            self._worker.join(timeout=10.0)
         super().destroy_node()
 
     # -- services ----------------------------------------------------------------------------------------------
@@ -234,6 +247,8 @@ class CloudNode(Node):
                     self.head_pubs[request.edge_id] = self.create_publisher(HeadUpdate, request.head_topic,
                                                                             qos.HEAD_UPDATE_QOS)
                     self.heads.setdefault(request.edge_id, self.initial_head)
+                if created:
+                    self._save(record)
         except EdgeSyncError as exc:
             response.accepted = False
             response.message = str(exc)
@@ -375,6 +390,7 @@ class CloudNode(Node):
             record = self.fleet.get(batch.edge_id)
             record.add(torch.stack([f for f in feats if f is not None]), labels.tolist(),
                        (predicted == labels).tolist())
+            self._save(record)
         self.counters["batches"] += 1
         self.counters["samples"] += len(batch.samples)
         self.counters["bytes_in"] += batch.nbytes
@@ -410,6 +426,7 @@ class CloudNode(Node):
             state = {k: v.detach().cpu() for k, v in result.state_dict.items() if k in self.initial_head}
             payload = head_codec.encode_head(
                 state, self.replica.arch, edge_id, base_version + 1, base_version, dtype=self.values["update_dtype"],
+                key=self.fleet_key,
                 validation_accuracy=float(result.val_accuracy), train_samples=int(result.train_samples),
                 train_seconds=float(result.seconds))
             sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg(), frame_id=edge_id))
@@ -417,6 +434,10 @@ class CloudNode(Node):
                 self.heads[edge_id] = state
                 self.latest[edge_id] = sent
                 publisher = self.head_pubs[edge_id]
+                # Persist the new version before anyone can see it: a crash after this point can skip a version
+                # number but never send two different heads under one number.
+                self.fleet.trained(edge_id, time.monotonic(), sent.version)
+                self._save(record)
             publisher.publish(sent)
             self.counters["updates_sent"] += 1
             self.get_logger().info(
@@ -426,11 +447,52 @@ class CloudNode(Node):
             self.counters["updates_gated"] += 1
             self.get_logger().info(f"{edge_id}: no update (val acc gain {gain:+.3f} < gate), {result.stop_reason}")
         with self._lock:
-            self.fleet.trained(edge_id, time.monotonic(), sent.version if sent is not None else None)
+            if sent is None:
+                self.fleet.trained(edge_id, time.monotonic(), None)
             record.last_train = {"val_accuracy": float(result.val_accuracy), "gain": float(gain),
                                  "seconds": float(result.seconds), "epochs": int(result.epochs),
                                  "stop_reason": str(result.stop_reason), "sent": int(sent is not None)}
+            self._save(record)
         return sent
+
+    # -- persistence -------------------------------------------------------------------------------------------
+    def _save(self, record: EdgeRecord) -> None:
+        """Commit one robot's state (bank, store, version, head) to ``state_dir``; called under the lock."""
+        if self.state_dir is None:
+            return
+        doc, tensors = record.to_state()
+        self._generation += 1
+        doc["generation"] = self._generation
+        doc["forced"] = [e for e in self._forced if e == record.edge_id]
+        tensors.update({f"head/{k}": v for k, v in self.heads.get(record.edge_id, self.initial_head).items()})
+        latest = self.latest.get(record.edge_id)
+        if latest is not None:
+            # The exact message, so a restarted cloud re-offers byte-identical content (same digest) to late robots.
+            tensors["latest_update"] = torch.from_numpy(np.frombuffer(serialize_message(latest), np.uint8).copy())
+        persist.commit(self.state_dir / record.edge_id, doc, tensors)
+
+    def _restore_state(self) -> None:
+        """Load every robot saved in ``state_dir``; re-offer each robot's current head (transient local)."""
+        assert self.state_dir is not None
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for directory in sorted(p for p in self.state_dir.iterdir() if p.is_dir()):
+            loaded = persist.restore(directory)
+            if loaded is None:
+                continue
+            doc, tensors = loaded
+            record = EdgeRecord.from_state(doc, tensors, int(self.values["store_capacity"]))
+            self._generation = max(self._generation, int(doc.get("generation", 0)))
+            head = {k[len("head/"):]: v for k, v in tensors.items() if k.startswith("head/")}
+            self.fleet.restore(record)
+            self.heads[record.edge_id] = head or self.initial_head
+            self._forced.extend(doc.get("forced", []))
+            self.head_pubs[record.edge_id] = self.create_publisher(HeadUpdate, record.head_topic, qos.HEAD_UPDATE_QOS)
+            if "latest_update" in tensors:
+                msg = deserialize_message(tensors["latest_update"].numpy().tobytes(), HeadUpdate)
+                self.latest[record.edge_id] = msg
+                self.head_pubs[record.edge_id].publish(msg)
+            self.get_logger().info(f"restored {record.edge_id!r}: head v{record.version}, {len(record.labels)} "
+                                   f"stored samples, bank {len(record.bank)} bits")
 
     # -- diagnostics -------------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

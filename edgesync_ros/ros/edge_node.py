@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -30,6 +31,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from edgesync_ros.core import persist
 from edgesync_ros.core.config import FilterConfig
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError, UpdateRejectedError
 from edgesync_ros.core.filtering import adaptability
@@ -39,6 +41,7 @@ from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
+from edgesync_ros.ros.fleet_key import load_fleet_key
 from edgesync_ros.ros.params import Param, declare_all, install_validator, section
 from edgesync_ros.ros.spin import run_node
 from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPolicy
@@ -84,6 +87,10 @@ PARAMS: tuple[Param, ...] = (
     Param("model.head", "default", "Initial head: default (shipped v0 head), none (fresh), or a weights file.",
           read_only=True),
     Param("model.device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
+    Param("fleet_key_file", "", "File holding the fleet's shared key: only HMAC-SHA256-signed head updates are "
+          "accepted (empty = SHA-256 digest only, with a warning). The key is never logged.", read_only=True),
+    Param("state_dir", "", "Directory where the last applied head and its version persist, so a restarted robot "
+          "predicts as before until the cloud answers; empty = start from model.head each time.", read_only=True),
 )
 
 _FILTER_KEYS = ("upload_fraction", "alpha", "beta", "temperature", "timeliness_form", "normalise_entropy",
@@ -108,7 +115,12 @@ class EdgeNode(Node):
         self.edge_id: str = self.values["edge_id"] or (ns.replace("/", "_") if ns else self.get_name())
         self.model = EdgeModel(EdgeModelConfig.from_mapping(self._model_section()))
         self.class_names = list(self.model.classes)
-        self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id, version=0)
+        self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
+        state_root = self.values["state_dir"]
+        self.state_dir = Path(state_root).expanduser() / self.edge_id if state_root else None
+        self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id, version=self._restore_head(),
+                                   key=self.fleet_key)
+        self._applied_digest = b""
         self.window = SampleWindow(int(self.values["window_size"]), 1.0 / float(self.values["sample_rate_hz"]))
         self._window_lock = threading.Lock()
         install_validator(self, PARAMS, lambda: self.values, self._validate_params)
@@ -300,6 +312,9 @@ class EdgeNode(Node):
 
     def apply_update(self, msg: HeadUpdate) -> bool:
         """Validate and apply a head update in place; log and count a rejection. Returns whether it applied."""
+        digest = bytes(np.asarray(msg.digest, np.uint8).tobytes())
+        if msg.version == self.applier.version and digest == self._applied_digest:
+            return False  # the head we already run, offered again (a restarted cloud re-publishes it): nothing to do
         try:
             self.applier.apply(conv.head_payload(msg))
         except UpdateRejectedError as exc:
@@ -308,12 +323,37 @@ class EdgeNode(Node):
             self.get_logger().warning(f"rejected head update {self.last_rejection}", throttle_duration_sec=2.0)
             return False
         self.last_update_wall = time.monotonic()
+        self._applied_digest = digest
         self.counters["applied_updates"] += 1
+        self._save_head()
         self.get_logger().info(
             f"applied head v{msg.version} (base v{msg.base_version}, val acc {msg.validation_accuracy:.3f}, "
             f"{sum(len(t.data) for t in msg.tensors)} bytes)"
         )
         return True
+
+    def _save_head(self) -> None:
+        """Persist the head now in use and its version (atomic), so a restart resumes with it."""
+        if self.state_dir is None:
+            return
+        doc = {"edge_id": self.edge_id, "architecture": self.model.arch, "classes": self.class_names,
+               "version": self.applier.version, "generation": self.applier.version}
+        persist.commit(self.state_dir, doc, self.model.head_state())
+
+    def _restore_head(self) -> int:
+        """Load the persisted head into the model; return its version (0 when there is none)."""
+        if self.state_dir is None:
+            return 0
+        loaded = persist.restore(self.state_dir)
+        if loaded is None:
+            return 0
+        doc, tensors = loaded
+        if doc.get("architecture") != self.model.arch or list(doc.get("classes", [])) != self.class_names:
+            self.get_logger().warning(f"ignoring saved head in {self.state_dir}: other architecture or classes")
+            return 0
+        self.model.load_head_state(tensors, f"saved head {self.state_dir}")
+        self.get_logger().info(f"resumed with saved head v{doc['version']} from {self.state_dir}")
+        return int(doc["version"])
 
     def _on_rollback(self, request: Rollback.Request, response: Rollback.Response) -> Rollback.Response:
         previous = self.applier.previous_version
@@ -323,6 +363,8 @@ class EdgeNode(Node):
         else:
             try:
                 self.applier.rollback()
+                self._applied_digest = b""
+                self._save_head()
                 response.success = True
                 response.message = f"rolled back to v{self.applier.version}"
             except EdgeSyncError as exc:
