@@ -270,6 +270,11 @@ class CloudNode(Node):
             recent = r.bank.recent_accuracy
             age = -1.0 if r.last_update_s is None else time.monotonic() - r.last_update_s
             state = "training" if self.busy == edge_id else ("ready" if self.fleet.ready()[edge_id] else "collecting")
+            if r.last_train:
+                # The update gate's last decision, so an operator sees why a robot did or did not get a head.
+                t = r.last_train
+                verdict = "sent" if t.get("sent") else "held back by the update gate"
+                state += f"; last training {verdict} (val acc {float(t['val_accuracy']):.3f}, {float(t['gain']):+.3f})"
             return EdgeStatus(
                 header=Header(stamp=self.get_clock().now().to_msg(), frame_id=edge_id), edge_id=edge_id,
                 model_version=r.version, fps=0.0, buffered_samples=len(r.labels), last_update_age_s=age,

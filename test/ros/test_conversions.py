@@ -166,3 +166,52 @@ def test_malformed_head_update_message_is_an_update_rejection():
     msg.tensors[0].shape = [2**31, 2**31]
     with pytest.raises(UpdateRejectedError):
         head_codec.decode_head(conv.head_payload(msg))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    frame_index=st.integers(0, 5), n_probs=st.integers(0, 9), value=st.floats(allow_nan=True, allow_infinity=True),
+    x=st.integers(0, 100), w=st.integers(0, 100), jpeg=st.binary(max_size=64), edge_id=st.text(max_size=5),
+)
+def test_sample_batch_decoder_never_fails_unexpectedly(frame_index, n_probs, value, x, w, jpeg, edge_id):
+    msg = _batch()
+    msg.edge_id = edge_id
+    msg.samples[0].frame_index = frame_index
+    msg.samples[0].probabilities = [value] * n_probs
+    msg.samples[1].region.x_offset, msg.samples[1].region.width = x, w
+    if jpeg:
+        msg.frames[1].data = jpeg
+    try:
+        decoded = conv.decode_sample_batch(msg, num_classes=7)
+    except (InvalidInputError, InvalidImageError):
+        return
+    assert all(np.isfinite(s.probabilities).all() and s.probabilities.shape == (7,) for s in decoded.samples)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_head_update_decoder_rejects_any_corruption_cleanly(data):
+    state = {"classifier.1.weight": torch.randn(7, 16), "classifier.1.bias": torch.randn(7)}
+    msg = conv.head_update_msg(head_codec.encode_head(state, "mobilenet_v2", "r", 2, 1))
+    field = data.draw(st.sampled_from(["name", "shape", "dtype", "data", "digest", "version"]))
+    blob = msg.tensors[data.draw(st.integers(0, 1))]
+    if field == "name":
+        blob.name = data.draw(st.text(max_size=20))
+    elif field == "shape":
+        blob.shape = data.draw(st.lists(st.integers(0, 2**20), max_size=4))
+    elif field == "dtype":
+        blob.dtype = data.draw(st.integers(0, 255))
+    elif field == "data":
+        blob.data = data.draw(st.binary(max_size=200))
+    elif field == "digest":
+        msg.digest[data.draw(st.integers(0, 31))] ^= data.draw(st.integers(1, 255))
+    else:
+        msg.version = data.draw(st.integers(0, 2**32 - 1))
+    try:
+        payload = conv.head_payload(msg)
+        head_codec.verify_digest(payload)
+        tensors = head_codec.decode_head(payload)
+    except UpdateRejectedError:
+        return
+    # Anything that decodes and verifies must be exactly what was signed.
+    assert set(tensors) <= set(state)
