@@ -234,7 +234,9 @@ def _search(
                 random_state=seed,
                 x0=[x0] if x0 is not None else None,
                 y0=[-y0] if y0 is not None else None,
-                callback=[lambda _res: bar.update(1)],
+                # skopt stops a search when a callback returns True, and tqdm.update returns True whenever it
+                # redraws: the callback must return None.
+                callback=[lambda _res: None if bar.update(1) else None],
                 **kwargs,
             )
     finally:

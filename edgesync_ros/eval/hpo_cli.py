@@ -52,23 +52,23 @@ The paper's Fig. 4: instead of one offline h, an online method profiles N config
 (:func:`~edgesync_ros.core.hpo.online_profile`, ``skopt.forest_minimize`` with extra trees + EI, the stand-in
 for the paper's TPE). Windows come from the *evaluation* clips (``bikes.mp4``, ``vtest.avi`` < 600,
 ``challenge03``, ``project_video02``, ``project_video03``): h was not tuned on them, and they never enter the
-search. Each clip gives a window and the window after it; the head is trained on the window with the chosen
-h, and scored on the *next* window (how a deployed head is used). Scoring on the window's own validation split
-would favour online profiling twice (it picks the maximum of N noisy scores on that very split); both
-numbers are reported.
+search. Each clip gives a window (80 regions; the cloud stores up to 300 per robot) and the window after it; the head
+is trained on the window with the chosen h, and scored on the *next* window (how a deployed head is used).
+Scoring on the window's own validation split would favour online profiling twice (it picks the maximum of N
+noisy scores on that very split); both numbers are reported.
 
 Cache
 -----
 Teacher labels + backbone features are cached as ``.npz`` (no pickle) under
 ``<venv>/share/edgesync_ros/cache/hpo/``, named by a SHA-256 over the extraction settings, the content of every
 source file, the backbone weights and the teacher, and :data:`CACHE_VERSION` (bump it when the extraction code
-changes). A rerun with the same settings skips the teacher and the backbone.
+changes). A rerun with the same settings skips the teacher and the backbone. The newest :data:`CACHE_KEEP` files
+of each kind are kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import datetime as _dt
@@ -89,7 +89,6 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from edgesync_ros.core import hpo as core_hpo
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError, InsufficientDataError
 from edgesync_ros.core.hpo import HpoResult, SearchSpace, Segment, Trial, offline_hpo, online_profile
@@ -108,6 +107,8 @@ from edgesync_ros.models.teacher import NanoDetConfig, NanoDetTeacher
 
 #: Bump when the labelling/feature code changes in a way the cache key cannot see.
 CACHE_VERSION = 1
+#: Cache files kept per kind (pretrain, windows): the newest ones.
+CACHE_KEEP = 3
 #: Section of the output file that holds the provenance (no node has this name; see the module docstring).
 PROVENANCE_SECTION = "edgesync_hpo"
 #: Videos the search may use (the pretraining sources) and the ones it must never see.
@@ -145,21 +146,26 @@ class HpoDataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class WindowDataConfig:
-    """Evaluation-clip windows for the online-profiling comparison: per clip a window and the next one."""
+    """Evaluation-clip windows for the online-profiling comparison: per clip a window and the next one.
+
+    Of each clip the first ``max_frames`` sampled frames are labelled; a window is the shortest run of
+    consecutive frames holding ``window_regions`` regions (about what the cloud stores per robot), the next
+    window the run after it (it needs at least half as many).
+    """
 
     seed: int = 0
-    window_frames: int = 20
+    window_regions: int = 80
+    max_frames: int = 150
     video_stride: int = 5
-    vtest_stride: int = 3
-    bikes_stride: int = 2
-    min_window_samples: int = 10
+    vtest_stride: int = 2
+    bikes_stride: int = 1
 
     def __post_init__(self) -> None:
         """Validate ranges."""
-        if min(self.window_frames, self.video_stride, self.vtest_stride, self.bikes_stride) < 1:
-            raise ConfigError("window_frames and strides must be >= 1")
-        if self.min_window_samples < 2:
-            raise ConfigError("min_window_samples must be >= 2")
+        if min(self.max_frames, self.video_stride, self.vtest_stride, self.bikes_stride) < 1:
+            raise ConfigError("max_frames and strides must be >= 1")
+        if self.window_regions < 4:
+            raise ConfigError("window_regions must be >= 4")
 
 
 def trial_config(seed: int, max_epochs: int = 12, patience: int = 3, max_train_seconds: float = 10.0) -> TrainConfig:
@@ -345,7 +351,7 @@ def _video_path(video: str) -> Path:
 
 
 def window_frames(cfg: WindowDataConfig, videos: Sequence[str] = EVAL_VIDEOS) -> Iterator[FrameItem]:
-    """Yield the first ``2 * window_frames`` sampled frames of each evaluation clip (vtest: frames < 600 only)."""
+    """Yield the first ``max_frames`` sampled frames of each evaluation clip (vtest: frames < 600 only)."""
     for video in videos:
         if video not in EVAL_VIDEOS:
             raise ConfigError(f"{video!r} is not an evaluation clip")
@@ -356,7 +362,7 @@ def window_frames(cfg: WindowDataConfig, videos: Sequence[str] = EVAL_VIDEOS) ->
         if not cap.isOpened():
             raise ConfigError(f"cannot open video {path}")
         try:
-            wanted = 2 * cfg.window_frames
+            wanted = cfg.max_frames
             idx = 0
             got = 0
             # Sequential decoding (grab skips): frame-accurate seeking is not guaranteed for these codecs.
@@ -443,10 +449,22 @@ def load_or_label(
         except (OSError, ValueError, KeyError) as exc:
             log(f"hpo: ignoring unreadable cache {path}: {exc}")
     table = label_frames(frames(), edge, teacher(), seed, progress, f"hpo: {kind} teacher + backbone", total)
-    if path is not None:
+    if path is not None and cache_dir is not None:
         table.save(path, key)
         log(f"hpo: cached {len(table)} {kind} regions in {path}")
+        prune_cache(cache_dir, kind, keep=CACHE_KEEP)
     return table, False
+
+
+def prune_cache(cache_dir: Path, kind: str, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` most recently written cache files of ``kind``; return the deleted ones.
+
+    Every change of settings makes a new file (~20 KB per region); without pruning they would pile up.
+    """
+    files = sorted(cache_dir.glob(f"{kind}-*.npz"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for stale in files[keep:]:
+        stale.unlink(missing_ok=True)
+    return files[keep:]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -491,54 +509,38 @@ def video_segments(
 
 
 def window_pairs(
-    table: RegionTable, window_frames: int, min_samples: int, log: Log = print
+    table: RegionTable, window_regions: int, log: Log = print
 ) -> list[tuple[Segment, Segment]]:
-    """Return per video (window, next window): sampled frames ``[0, w)`` and ``[w, 2w)``."""
+    """Return per video (window, next window), each the shortest run of whole frames with ``window_regions``.
+
+    A frame is never split between the two windows. The next window may be cut short by the end of the
+    labelled frames; with fewer than half of ``window_regions`` regions the video is skipped.
+    """
     pairs: list[tuple[Segment, Segment]] = []
     for video in table.videos():
         rows = np.nonzero(table.video == video)[0]
+        rows = rows[np.argsort(table.frame_pos[rows], kind="stable")]
         pos = table.frame_pos[rows]
-        first, second = rows[pos < window_frames], rows[(pos >= window_frames) & (pos < 2 * window_frames)]
-        if first.size < min_samples or second.size < 1:
+        bounds: list[int] = []  # row index where each window ends (exclusive)
+        start = 0
+        for _ in range(2):
+            end = start + window_regions
+            if end >= rows.size:
+                bounds.append(rows.size)
+                break
+            while end < rows.size and pos[end] == pos[end - 1]:
+                end += 1  # finish the frame
+            bounds.append(end)
+            start = end
+        first = rows[: bounds[0]]
+        second = rows[bounds[0] : bounds[1]] if len(bounds) > 1 else rows[:0]
+        if first.size < window_regions or second.size < max(1, window_regions // 2):
             log(f"hpo: skipping window pair of {video}: {first.size} + {second.size} regions")
             continue
         pairs.append((_segment(table, f"{video}/w0", first), _segment(table, f"{video}/w1", second)))
     if not pairs:
         raise InsufficientDataError("no evaluation clip has enough labelled regions for a window pair")
     return pairs
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Progress bars of the core searches
-# ----------------------------------------------------------------------------------------------------------------
-class _SilentBar:
-    """A progress bar whose ``update`` returns None (see :func:`safe_search_progress`)."""
-
-    def __init__(self, bar: Any) -> None:
-        self._bar = bar
-
-    def update(self, n: int = 1) -> None:
-        self._bar.update(n)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-@contextlib.contextmanager
-def safe_search_progress() -> Iterator[None]:
-    """Let the core searches show progress bars without ending early.
-
-    ``edgesync_ros.core.hpo`` passes ``lambda res: bar.update(1)`` to skopt as a callback. ``tqdm.update``
-    returns True whenever it redraws, and skopt stops a search as soon as a callback returns True, so with
-    visible bars a search ran ~1 trial instead of ``n_calls`` (seen here: 7 trials instead of 84). Until the
-    core callback discards the return value, wrap core's bars for the duration of a search. Harmless once fixed.
-    """
-    original = core_hpo._progress
-    core_hpo._progress = lambda total, desc, enabled: _SilentBar(original(total, desc, enabled))  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        core_hpo._progress = original  # type: ignore[assignment]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -579,7 +581,8 @@ def score_params(
 ) -> WindowScore:
     """Train on ``window`` with ``params`` (Algorithm 2) and test the best epoch's head on ``nxt``."""
     t0 = clock()
-    res = train_head(head, window.features, window.labels, dataclasses.replace(base_cfg, **dict(params)), clock)
+    overrides: dict[str, Any] = dict(params)
+    res = train_head(head, window.features, window.labels, dataclasses.replace(base_cfg, **overrides), clock)
     seconds = clock() - t0
     return WindowScore(method, window.name, dict(params), float(res.val_accuracy),
                        accuracy(head, res.state_dict, nxt), float(profile_seconds), float(seconds))
@@ -605,8 +608,7 @@ def compare_online(
     for i, (window, nxt) in enumerate(pairs):
         out.append(score_params(head, window, nxt, offline_h, base_cfg, clock, "offline", 0.0))
         for n in trial_counts:
-            with safe_search_progress():
-                prof = online_profile(head, window, base_cfg, space, n, seed + i, clock, progress)
+            prof = online_profile(head, window, base_cfg, space, n, seed + i, clock, progress)
             out.append(score_params(head, window, nxt, prof.params, base_cfg, clock, f"online{n}", prof.seconds))
     return out
 
@@ -760,7 +762,8 @@ def provenance(
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------------
-def _int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
+    """Parse ``"5,10,20"`` into positive integers (argparse type; ``""`` gives an empty tuple)."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
@@ -781,7 +784,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="stop refining once a round improves validation accuracy by less (default 0.005)")
     g.add_argument("--mix", type=int, default=6, help="segments mixed per refinement round (default 6)")
     g.add_argument("--initial-points", type=int, default=4, help="random trials before GP-EI in each search")
-    g.add_argument("--batch-sizes", type=_int_list, default=(16, 32, 64),
+    g.add_argument("--batch-sizes", type=int_list, default=(16, 32, 64),
                    help="batch sizes searched, comma-separated ('' = batch size not searched; default 16,32,64)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--trial-max-epochs", type=int, default=12)
@@ -800,9 +803,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     g = parser.add_argument_group("online-profiling comparison (paper Fig. 4)")
-    g.add_argument("--online-trials", type=_int_list, default=(),
+    g.add_argument("--online-trials", type=int_list, default=(),
                    help="also compare with online profiling with these trial counts per window, e.g. 5,10,20")
-    g.add_argument("--window-frames", type=int, default=w.window_frames, help="sampled frames per window")
+    g.add_argument("--window-regions", type=int, default=w.window_regions, help="regions per window")
+    g.add_argument("--window-max-frames", type=int, default=w.max_frames, help="sampled frames per evaluation clip")
     g = parser.add_argument_group("output")
     g.add_argument("--out", type=Path, default=None,
                    help="YAML to write (default: config/hyperparameters.yaml of this checkout)")
@@ -812,7 +816,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _init_head(spec: str, weights: str | None, seed: int) -> tuple[EdgeModel, str]:
+def init_edge(spec: str, weights: str | None, seed: int) -> tuple[EdgeModel, str]:
+    """Build the CPU fp32 edge model whose head every trial starts from; return it and a description of the head.
+
+    ``spec``: ``fresh`` (ImageNet ``features.18`` + a classifier initialised with ``seed``), ``default`` (the
+    shipped v0 head) or a head file.
+    """
     head = None if spec == "fresh" else spec
     edge = EdgeModel(EdgeModelConfig(weights=weights, head=head, device="cpu", half=False, warmup=False,
                                      init_seed=seed))
@@ -838,7 +847,7 @@ def run(
     base_cfg = trial_config(args.seed, args.trial_max_epochs, args.trial_patience, args.trial_max_seconds)
     cache_dir = None if args.no_cache else Path(args.cache_dir)
     weights = Path(args.weights) if args.weights else None
-    edge, init_head = _init_head(args.head, args.weights, args.seed)
+    edge, init_head = init_edge(args.head, args.weights, args.seed)
 
     def teacher() -> NanoDetTeacher:
         return NanoDetTeacher(NanoDetConfig(seed=args.seed, intra_op_threads=max(0, args.threads)))
@@ -855,13 +864,12 @@ def run(
     log(f"hpo: classes {table.class_counts()}")
     log(f"hpo: searching {', '.join(space.names())}: {args.trials} trials x {len(videos)} videos, then up to "
         f"{args.max_rounds} rounds x {args.refine_trials} trials on {args.mix} mixed segments")
-    with safe_search_progress():
-        result = offline_hpo(
-            edge.head, videos, base_cfg, space,
-            calls_per_video=args.trials, calls_per_round=args.refine_trials, mix_count=args.mix,
-            threshold=args.threshold, max_rounds=args.max_rounds, seed=args.seed, clock=clock, progress=progress,
-            n_initial_points=args.initial_points,
-        )  # fmt: skip
+    result = offline_hpo(
+        edge.head, videos, base_cfg, space,
+        calls_per_video=args.trials, calls_per_round=args.refine_trials, mix_count=args.mix,
+        threshold=args.threshold, max_rounds=args.max_rounds, seed=args.seed, clock=clock, progress=progress,
+        n_initial_points=args.initial_points,
+    )  # fmt: skip
     t_search = clock()
     log(trials_table(result.trials, space.names()))
     log("hpo: per-video optima: " + "; ".join(
@@ -877,11 +885,11 @@ def run(
     options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
                if not k.startswith("_") and k not in ("out", "cache_dir", "no_progress")}
     if args.online_trials:
-        wcfg = WindowDataConfig(seed=args.seed, window_frames=args.window_frames)
+        wcfg = WindowDataConfig(seed=args.seed, window_regions=args.window_regions, max_frames=args.window_max_frames)
         wkey = cache_key("windows", dataclasses.asdict(wcfg), window_files(), weights, args.seed)
         wtable, _ = load_or_label("windows", wkey, cache_dir, lambda: window_frames(wcfg), edge, teacher,
                                   args.seed, progress, log)
-        pairs = window_pairs(wtable, wcfg.window_frames, wcfg.min_window_samples, log)
+        pairs = window_pairs(wtable, wcfg.window_regions, log)
         scores = compare_online(edge.head, pairs, base_cfg, result.params, args.online_trials, space, args.seed,
                                 clock, progress)
         log(comparison_table(scores))
