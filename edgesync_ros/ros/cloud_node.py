@@ -76,7 +76,8 @@ PARAMS: tuple[Param, ...] = (
     Param("urgency.weight_temperature", 2.0, "Eq. 4 recency-weight temperature, in segments.", 0.01, 1e6,
           read_only=True),
     Param("hyperparameters_file", "", "YAML written by `edgesync hpo` (keyed by cloud_node); its train.* values "
-          "override the ones below. Empty = use the ones below.", read_only=True),
+          "override the ones below. `default` = the installed config/hyperparameters.yaml; empty = the ones below.",
+          read_only=True),
     Param("train.lr", 0.01, "SGD learning rate (Algorithm 2).", 1e-6, 10.0),
     Param("train.momentum", 0.9, "SGD momentum.", 0.0, 0.999),
     Param("train.weight_decay", 1e-4, "SGD weight decay.", 0.0, 1.0),
@@ -200,6 +201,10 @@ class CloudNode(Node):
         path = self.values["hyperparameters_file"]
         if not path:
             return
+        if path == "default":  # the file `edgesync hpo` wrote, as installed with the package
+            from edgesync_ros.ros.runner import default_config_dir
+
+            path = str(default_config_dir() / "hyperparameters.yaml")
         from rclpy.parameter import Parameter
 
         found = load_yaml_section(path, "cloud_node")
