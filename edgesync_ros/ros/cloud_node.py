@@ -40,6 +40,7 @@ from edgesync_ros.core.fleet import EdgeRecord, Fleet
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
 from edgesync_ros.core.training import train_head
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.models.preprocessing import preprocess_many
 from edgesync_ros.models.teacher import load_teacher
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
 from edgesync_ros.ros import conversions as conv
@@ -378,6 +379,9 @@ class CloudNode(Node):
             per_frame[s.frame_index].append(i)
         labels = np.zeros(len(batch.samples), np.int64)
         feats: list[torch.Tensor | None] = [None] * len(batch.samples)
+        # Teacher per frame (it detects on the whole frame), backbone once for the whole batch: one big forward
+        # pass is several times faster on a CPU than a small one per frame.
+        crops: dict[bool, tuple[list[Any], list[Any], list[list[int]]]] = {True: ([], [], []), False: ([], [], [])}
         for f, idx in enumerate(per_frame):
             if not idx:
                 continue
@@ -388,11 +392,21 @@ class CloudNode(Node):
             whole = bool(np.all(np.abs(boxes - np.array([0, 0, w, h], np.float32)) <= 1.0))
             ids, _, _ = self.teacher.label([frame], None if whole else [boxes])
             labels[idx] = ids if not whole else np.repeat(ids, len(idx))
-            fx = self.replica.features(frame, None if whole else boxes)
-            if whole:
-                fx = fx.repeat(len(idx), *([1] * (fx.dim() - 1)))
-            for j, i in enumerate(idx):
-                feats[i] = fx[j]
+            frames_of, boxes_of, rows_of = crops[whole]
+            frames_of.append(frame)
+            boxes_of.append(boxes[:1] if whole else boxes)
+            rows_of.append(idx)
+        for whole, (frames_of, boxes_of, rows_of) in crops.items():
+            if not frames_of:
+                continue
+            inputs, _ = preprocess_many(frames_of, None if whole else boxes_of, self.replica.preprocess_config)
+            fx = self.replica.features_tensor(inputs)
+            row = 0
+            for idx in rows_of:
+                for i in idx:
+                    feats[i] = fx[row]
+                    row += 0 if whole else 1
+                row += 1 if whole else 0
         predicted = np.array([s.predicted_class for s in batch.samples], np.int64)
         elapsed = time.perf_counter() - t0
         self.label_ms_per_sample.append(1000.0 * elapsed / max(len(batch.samples), 1))
