@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edgesync_ros.ros.runner", "run the cloud, edge and camera nodes from the YAML config in one process"),
     "pretrain": ("edgesync_ros.models.pretrain", "train the starting edge head on teacher-labelled pretraining data"),
     "hpo": ("edgesync_ros.eval.hpo_cli", "offline Bayesian hyperparameter search (GP + EI) for head training"),
+    "eval": ("edgesync_ros.eval.cli", "the paper's tables and figures in the simulated mode (Table I by default)"),
 }
 
 

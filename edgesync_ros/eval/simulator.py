@@ -1,0 +1,1018 @@
+"""Discrete-event replay of a drifting stream over cached features, with a time-cost model (the simulated mode).
+
+What is simulated
+-----------------
+Every camera of a stream classifies every sample of every frame (regions, or whole frames) with the head that is
+*active at the frame's capture time*; that prediction is scored against the clean-view ground truth. The edge
+collects frames into windows (as :class:`~edgesync_ros.core.window.SampleWindow` does on the robot: a window ends
+at its ``window_size``-th frame that has samples) and, at each window end, the method under test decides what to
+upload. A batch travels to the cloud (upload time = bytes / uplink), waits in the cloud's bounded queue, is
+labelled (teacher + the cloud replica's backbone per sample), and the method then decides whether to train a
+camera's head. Training costs stream time, the head travels back (download time = bytes / downlink), and only
+then does the camera switch to it. **An update is active only after every cost on its path has elapsed in stream
+time**, so a slow update costs accuracy for as long as it is late; an update landing after the stream ends changes
+nothing.
+
+The cloud is one worker, like :class:`~edgesync_ros.ros.cloud_node.CloudNode`'s: it takes one batch from its queue
+and labels it, then gives the method one chance to train (``maybe_train``), and repeats; while it labels or trains,
+batches wait (the queue holds :attr:`Simulation.queue_size`, the oldest dropped beyond that, as on the robot).
+
+One implementation
+------------------
+Methods (:mod:`edgesync_ros.eval.methods`) drive the same core code as the robot and the cloud node: Algorithm 1
+(:func:`~edgesync_ros.core.filtering.select_samples` through ``SampleWindow``), the fleet's accuracy bank and
+Eq. 4 scheduling (:class:`~edgesync_ros.core.fleet.Fleet`, :mod:`~edgesync_ros.core.scheduling`), Algorithm 2
+(:func:`~edgesync_ros.core.training.train_head`) on the real edge head module, and
+:func:`~edgesync_ros.core.hpo.online_profile`. Only the clock differs: training is timed by a **modelled clock**
+(:class:`CostMeter`): every forward pass of the head adds ``samples x seconds-per-sample`` of the cost profile
+(training passes cost forward + backward + step, validation passes a forward). Algorithm 2's ``max_train_seconds``
+therefore acts on modelled time, and results do not depend on how busy this machine is: **same seed, same
+features, same cost profile -> same numbers**.
+
+Cost profiles (:class:`CostProfile`)
+------------------------------------
+* ``calibrated``: this machine. Teacher and backbone seconds come from the feature extraction (measured on every
+  frame of the stream); head training and evaluation seconds per sample are measured once by
+  :func:`calibrate`; the result is stored as JSON in the cache and reused, so later runs are reproducible.
+  The network is an assumption (10 Mbit/s up, 20 Mbit/s down, 50 ms latency), stated in the profile.
+* ``paper_v100``: a cloud V100 as in the paper's testbed. **The paper's Table II figures were not available where
+  this was written**; the numbers of :data:`PAPER_V100` are estimates from public V100 throughput (see its
+  ``notes``), not values copied from the paper. Load the paper's own numbers with ``--cost-profile FILE``.
+* a YAML/JSON file with the fields of :class:`CostProfile`.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import hashlib
+import heapq
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor, nn
+
+from edgesync_ros.core import heads
+from edgesync_ros.core.config import TrainConfig
+from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.core.training import TrainResult, train_head
+from edgesync_ros.eval.features import CameraFeatures
+
+# Serialized message overheads (CDR), so simulated bandwidth is comparable with the live evaluator's byte counts.
+_BATCH_OVERHEAD_BYTES = 96  # SampleBatch header, edge id, version, window size, k, sequence lengths
+_FRAME_OVERHEAD_BYTES = 48  # CompressedImage header, frame id, format string, data length
+_UPDATE_OVERHEAD_BYTES = 160  # HeadUpdate header, edge id, architecture, versions, digest, scalars
+
+
+def sample_bytes(num_classes: int) -> int:
+    """Return the serialized size of one ``Sample`` message (index, ROI, class, probabilities, three scores)."""
+    return 4 + 17 + 2 + 4 + 4 * num_classes + 12
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Cost profiles
+# ------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CostProfile:
+    """Seconds per unit of work for every step of an update cycle, plus the network.
+
+    ``teacher_s_per_frame``: the cloud teacher labels one uploaded frame. ``backbone_s_per_sample``: the cloud
+    replica computes one uploaded sample's features. ``train_s_per_sample``: one training pass of the head over one
+    sample (forward + backward + optimiser step, amortised over a mini-batch); ``eval_s_per_sample``: one forward
+    pass (validation, profiling, prediction). ``classifier_*``: the same for the classifier alone (Ekya's "retrain
+    fewer layers" configurations). ``uplink_bps``/``downlink_bps``: bits per second; ``latency_s``: one-way
+    latency added to every transfer.
+    """
+
+    name: str
+    teacher_s_per_frame: float
+    backbone_s_per_sample: float
+    train_s_per_sample: float
+    eval_s_per_sample: float
+    classifier_train_s_per_sample: float
+    classifier_eval_s_per_sample: float
+    uplink_bps: float = 10e6
+    downlink_bps: float = 20e6
+    latency_s: float = 0.05
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        """Reject negative or non-finite costs and non-positive bandwidths."""
+        for f in dataclasses.fields(self):
+            if f.name in ("name", "notes"):
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) or v < 0:
+                raise ConfigError(f"cost profile {self.name!r}: {f.name} must be a finite number >= 0, got {v!r}")
+        if self.uplink_bps <= 0 or self.downlink_bps <= 0:
+            raise ConfigError(f"cost profile {self.name!r}: bandwidths must be > 0")
+
+    def upload_s(self, nbytes: int) -> float:
+        """Return the seconds ``nbytes`` take from edge to cloud."""
+        return self.latency_s + 8.0 * nbytes / self.uplink_bps
+
+    def download_s(self, nbytes: int) -> float:
+        """Return the seconds ``nbytes`` take from cloud to edge."""
+        return self.latency_s + 8.0 * nbytes / self.downlink_bps
+
+    def label_s(self, frames: int, samples: int) -> float:
+        """Return the seconds the cloud spends labelling a batch: teacher per frame, backbone per sample."""
+        return self.teacher_s_per_frame * frames + self.backbone_s_per_sample * samples
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the profile as plain data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], name: str | None = None) -> CostProfile:
+        """Build a profile from a mapping; unknown keys raise ConfigError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            allowed = ", ".join(sorted(names))
+            raise ConfigError(f"unknown cost profile field(s) {', '.join(unknown)}; allowed: {allowed}")
+        d = dict(data)
+        d.setdefault("name", name or "custom")
+        for k, v in d.items():
+            # PyYAML reads 1.0e7 (no exponent sign) as a string: accept numbers written that way.
+            if k not in ("name", "notes") and isinstance(v, str):
+                try:
+                    d[k] = float(v)
+                except ValueError:
+                    pass
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"cost profile: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostProfile:
+        """Read a profile from a YAML or JSON file."""
+        import yaml
+
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read cost profile {p}: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"cost profile {p} must hold a mapping of fields")
+        return cls.from_mapping(data, name=p.stem)
+
+    def scaled(self, compute: float = 1.0, name: str | None = None) -> CostProfile:
+        """Return the profile with every compute cost multiplied by ``compute`` (network unchanged)."""
+        keys = ("teacher_s_per_frame", "backbone_s_per_sample", "train_s_per_sample", "eval_s_per_sample",
+                "classifier_train_s_per_sample", "classifier_eval_s_per_sample")  # fmt: skip
+        return dataclasses.replace(self, name=name or self.name, **{k: getattr(self, k) * compute for k in keys})
+
+
+#: A cloud V100 (the paper's testbed class). ESTIMATES, not the paper's Table II (unavailable here): ResNeXt101-
+#: class teacher ~20 ms per frame, MobileNetV2 backbone ~1 ms per 128-px crop at batch size >= 16, head training
+#: on cached features ~15x faster than this 2-core CPU (V100 ~14 TFLOP/s fp32 vs ~0.03-0.1 here, but tiny kernels
+#: are launch-bound), a 20 Mbit/s uplink / 50 Mbit/s downlink with 20 ms latency.
+PAPER_V100 = CostProfile(
+    name="paper_v100",
+    teacher_s_per_frame=0.020,
+    backbone_s_per_sample=0.001,
+    train_s_per_sample=6e-5,
+    eval_s_per_sample=2e-5,
+    classifier_train_s_per_sample=1e-5,
+    classifier_eval_s_per_sample=5e-6,
+    uplink_bps=20e6,
+    downlink_bps=50e6,
+    latency_s=0.02,
+    notes="estimates for a V100 cloud (the paper's Table II was not available); replace via --cost-profile FILE",
+)
+
+#: Profiles that exist without measuring anything.
+BUILTIN_PROFILES: dict[str, CostProfile] = {"paper_v100": PAPER_V100}
+
+
+def _time_passes(module: nn.Module, x: Tensor, y: Tensor, train: bool, repeat: int) -> float:
+    opt = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        if train:
+            module.train()
+            for xb, yb in zip(torch.split(x, 32), torch.split(y, 32), strict=True):
+                opt.zero_grad(set_to_none=True)
+                loss_fn(module(xb), yb).backward()
+                opt.step()
+        else:
+            module.eval()
+            with torch.no_grad():
+                for xb in torch.split(x, 512):
+                    module(xb)
+        best = min(best, time.perf_counter() - t0)  # the minimum is the least disturbed by other load
+    return best / x.shape[0]
+
+
+def _time_teacher_and_backbone(model: Any, teacher: Any, repeat: int, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 255, (288, 512, 3), dtype=np.uint8)  # a stream frame's size; NanoDet letterboxes to 416
+    boxes = np.array([[10, 10, 110, 90], [200, 50, 330, 250], [300, 100, 360, 160]], np.float32)
+    teacher.label([frame], [boxes])  # warm-up
+    t_teacher = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        teacher.label([frame], [boxes])
+        t_teacher = min(t_teacher, time.perf_counter() - t0)
+    crops = np.repeat(boxes, 11, axis=0)[:32]
+    from edgesync_ros.models.preprocessing import preprocess
+
+    x = preprocess(frame, crops, model.preprocess_config)
+    model.features_tensor(x)
+    t_bb = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        model.features_tensor(x)
+        t_bb = min(t_bb, time.perf_counter() - t0)
+    return {"teacher_s_per_frame": t_teacher, "backbone_s_per_sample": t_bb / x.shape[0]}
+
+
+def calibrate(
+    model: Any, timings: Mapping[str, float] | None = None, samples: int = 256, repeat: int = 3, seed: int = 0,
+    teacher: Any | None = None,
+) -> CostProfile:  # fmt: skip
+    """Measure this machine's costs per unit of work: the least-disturbed of ``repeat`` timings of each.
+
+    ``model`` is an :class:`~edgesync_ros.models.edge.EdgeModel` (its head is copied, the model is untouched);
+    ``teacher``, when given, is timed on a stream-sized frame, its backbone on a batch of 128-px crops; otherwise
+    ``timings`` (e.g. measured while extracting features) provide the teacher and backbone costs.
+    """
+    timings = dict(timings or {})
+    if teacher is not None:
+        timings.update(_time_teacher_and_backbone(model, teacher, repeat, seed))
+    gen = torch.Generator().manual_seed(seed)
+    head = copy.deepcopy(model.head)
+    size = model.preprocess_config.region_size // 32
+    x = torch.randn(samples, heads.head_spec(model.arch).feature_channels, size, size, generator=gen)
+    y = torch.randint(0, len(model.classes), (samples,), generator=gen)
+    train_s = _time_passes(head, x, y, True, repeat)
+    eval_s = _time_passes(head, x, y, False, repeat)
+    cls_module = _ClassifierOnly(head, heads.head_spec(model.arch))
+    z = torch.randn(samples, cls_module.in_features, generator=gen)
+    cls_train_s = _time_passes(cls_module, z, y, True, repeat)
+    cls_eval_s = _time_passes(cls_module, z, y, False, repeat)
+    t = dict(timings or {})
+    return CostProfile(
+        name="calibrated",
+        teacher_s_per_frame=float(t.get("teacher_s_per_frame", 0.04)),
+        backbone_s_per_sample=float(t.get("backbone_s_per_sample", 0.01)),
+        train_s_per_sample=train_s,
+        eval_s_per_sample=eval_s,
+        classifier_train_s_per_sample=cls_train_s,
+        classifier_eval_s_per_sample=cls_eval_s,
+        notes=(
+            f"measured on {platform.node() or 'this machine'} ({platform.processor() or platform.machine()}, "
+            f"torch threads {torch.get_num_threads()}); "
+            + ("teacher/backbone timed directly" if teacher is not None else "teacher/backbone from feature extraction")
+            + "; network assumed (10/20 Mbit/s, 50 ms)"
+        ),
+    )
+
+
+def _machine_tag() -> str:
+    import os
+
+    return hashlib.sha256(f"{platform.node()}|{platform.machine()}|{os.cpu_count()}".encode()).hexdigest()[:12]
+
+
+def resolve_cost_profile(
+    spec: str | Path, model: Any = None, timings: Mapping[str, float] | None = None,
+    cache_dir: str | Path | None = None, recalibrate: bool = False, teacher: Any | None = None,
+) -> CostProfile:  # fmt: skip
+    """Return a profile: ``calibrated`` (measured once per machine, cached as JSON), ``paper_v100``, or a file."""
+    if isinstance(spec, str) and spec in BUILTIN_PROFILES:
+        return BUILTIN_PROFILES[spec]
+    if isinstance(spec, str) and spec == "calibrated":
+        from edgesync_ros.data import stream as st
+
+        root = st.default_cache_dir() if cache_dir is None else Path(cache_dir)
+        path = root / "eval" / f"calibrated-{_machine_tag()}.json"
+        if path.is_file() and not recalibrate:
+            return CostProfile.from_mapping(json.loads(path.read_text(encoding="utf-8")))
+        if model is None:
+            raise ConfigError("calibrating a cost profile needs the edge model")
+        profile = calibrate(model, timings, teacher=teacher)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(profile.to_dict(), indent=2), encoding="utf-8")
+        tmp.replace(path)
+        return profile
+    p = Path(spec)
+    if not p.is_file():
+        raise ConfigError(f"--cost-profile must be calibrated, {', '.join(BUILTIN_PROFILES)} or a file; {p} is none")
+    return CostProfile.load(p)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The modelled clock
+# ------------------------------------------------------------------------------------------------------------
+class CostMeter:
+    """A clock that advances by the cost profile for every head forward pass made while it is running.
+
+    :meth:`attach` registers a forward hook on a module. The hook is a plain closure, which ``copy.deepcopy``
+    shares rather than copies, so the copy that :func:`~edgesync_ros.core.training.train_head` trains is metered
+    too. ``clock`` is what Algorithm 2 (and online profiling) receive as their clock.
+    """
+
+    def __init__(self) -> None:
+        """Start at 0 s, not running."""
+        self.elapsed = 0.0
+        self.running = False
+
+    def clock(self) -> float:
+        """Return the modelled seconds so far."""
+        return self.elapsed
+
+    def add(self, seconds: float) -> None:
+        """Charge work done outside a metered module (e.g. a forward pass of part of the head)."""
+        if self.running:
+            self.elapsed += float(seconds)
+
+    def attach(self, module: nn.Module, train_s: float, eval_s: float) -> Any:
+        """Meter ``module``: a forward of N samples costs ``N x train_s`` in train mode, ``N x eval_s`` otherwise."""
+        meter = self
+
+        def hook(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if meter.running and inputs and isinstance(inputs[0], Tensor):
+                meter.elapsed += int(inputs[0].shape[0]) * (train_s if mod.training else eval_s)
+
+        return module.register_forward_hook(hook)
+
+
+class _ClassifierOnly(nn.Module):
+    """The head's classifier on pooled block outputs: the "retrain only the last layer" configuration.
+
+    State-dict keys equal the head's own (``classifier.1.weight`` ...), so the trained state merges into a head.
+    """
+
+    def __init__(self, head: nn.Module, spec: heads.HeadSpec) -> None:
+        super().__init__()
+        container = next(p for p in spec.head_prefixes if p != spec.head_input)
+        self._container = container
+        setattr(self, container, copy.deepcopy(head.get_submodule(container)))
+        linear = self.get_submodule(spec.classifier)
+        if not isinstance(linear, nn.Linear):  # pragma: no cover - the head table guarantees a Linear
+            raise ConfigError(f"{spec.arch}: {spec.classifier} is not nn.Linear")
+        self.in_features = int(linear.in_features)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Map pooled block outputs [N, F] to logits."""
+        out: Tensor = self.get_submodule(self._container)(z)
+        return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Data passed between the engine and methods
+# ------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One edge window of a camera at its end: the frames' samples and the edge's probabilities for them."""
+
+    camera: str
+    index: int
+    end_s: float
+    frames: npt.NDArray[np.int64]  # frame indices (with samples), oldest first
+    samples: npt.NDArray[np.int64]  # camera-local sample indices, frame by frame
+    probabilities: npt.NDArray[np.float32]  # [len(samples), C], made when each frame arrived
+    counts: npt.NDArray[np.int64]  # samples per frame, in the order of ``frames``
+
+
+@dataclasses.dataclass
+class Upload:
+    """A batch on its way to / in the cloud."""
+
+    camera: str
+    created_s: float
+    samples: npt.NDArray[np.int64]
+    predicted: npt.NDArray[np.int64]
+    frames: npt.NDArray[np.int64]
+    nbytes: int
+    upload_s: float = 0.0
+    arrived_s: float = 0.0
+    label_start_s: float = 0.0
+    label_end_s: float = 0.0
+
+
+@dataclasses.dataclass
+class Job:
+    """The outcome of one cloud training decision (computed when it starts; it ends ``profile_s + train_s`` later).
+
+    ``state``: a new head for ``camera`` (``None``: nothing is sent). ``constant``: a constant class to predict
+    instead of a head (the no-model reference). ``payload_bytes``: what travels back (default: a head update).
+    """
+
+    camera: str
+    state: dict[str, Tensor] | None = None
+    constant: int | None = None
+    profile_s: float = 0.0
+    train_s: float = 0.0
+    payload_bytes: int | None = None
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def sends(self) -> bool:
+        """Return whether the job produces something the edge will switch to."""
+        return self.state is not None or self.constant is not None
+
+
+class Method(Protocol):
+    """What the engine asks of a method (see :mod:`edgesync_ros.eval.methods` for the implementations)."""
+
+    name: str
+    window_frames: int
+
+    def setup(self, sim: Simulation) -> None:
+        """Prepare per-run state (called once per run, after the engine is ready)."""
+        ...
+
+    def select(self, sim: Simulation, window: Window) -> npt.NDArray[np.int64] | None:
+        """Return the positions (into ``window.samples``) to upload, or ``None``/empty for nothing."""
+        ...
+
+    def on_labelled(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], now: float) -> None:
+        """Take a labelled batch (the cloud has just labelled it at ``now``)."""
+        ...
+
+    def next_job(self, sim: Simulation, now: float) -> Job | None:
+        """Decide, with the cloud free at ``now``, whether to train something; do the training; return the job."""
+        ...
+
+    def next_wake(self, sim: Simulation, now: float) -> float | None:
+        """Return when the cloud should ask :meth:`next_job` again without new data (timers), or ``None``."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Results
+# ------------------------------------------------------------------------------------------------------------
+def balanced_accuracy(gt: npt.NDArray[np.int64], pred: npt.NDArray[np.int64]) -> float:
+    """Return the mean recall over the classes present in ``gt`` (macro over classes seen)."""
+    classes = np.unique(gt)
+    if classes.size == 0:
+        return float("nan")
+    return float(np.mean([(pred[gt == c] == c).mean() for c in classes]))
+
+
+@dataclasses.dataclass
+class CameraRun:
+    """Per-sample outcome of one camera: predicted class and the version (or constant) that made it."""
+
+    pred: npt.NDArray[np.int64]
+    version: npt.NDArray[np.int64]
+    upload_bytes: int = 0
+    download_bytes: int = 0
+    uploads: int = 0
+    updates: int = 0
+
+
+@dataclasses.dataclass
+class RunResult:
+    """The outcome of one method on one stream with one seed."""
+
+    method: str
+    seed: int
+    cost_profile: str
+    duration_s: float
+    cameras: dict[str, CameraRun]
+    updates: list[dict[str, Any]]
+    counters: dict[str, float]
+    wall_s: float
+
+    def metrics(self, cams: Mapping[str, CameraFeatures], bin_s: float = 30.0) -> dict[str, Any]:
+        """Return accuracy, balanced accuracy (pooled and per camera, per condition), bandwidth and a timeline."""
+        gts, preds = [], []
+        per_cam: dict[str, Any] = {}
+        per_cond: dict[str, list[npt.NDArray[np.bool_]]] = {}
+        timeline: dict[str, Any] = {}
+        for name, run in self.cameras.items():
+            cf = cams[name]
+            gt = cf.gt
+            ok = run.pred == gt
+            gts.append(gt)
+            preds.append(run.pred)
+            dur = max(self.duration_s, 1e-9)
+            per_cam[name] = {
+                "accuracy": float(ok.mean()) if ok.size else float("nan"),
+                "balanced_accuracy": balanced_accuracy(gt, run.pred),
+                "samples": int(ok.size),
+                "upload_kbps": 8e-3 * run.upload_bytes / dur,
+                "download_kbps": 8e-3 * run.download_bytes / dur,
+                "uploads": run.uploads,
+                "updates": run.updates,
+            }
+            cond = cf.sample_condition()
+            for ci, cname in enumerate(cf.conditions):
+                m = cond == ci
+                if m.any():
+                    per_cond.setdefault(cname, []).append(ok[m])
+            stamps = cf.sample_stamp_s()
+            bins = np.floor(stamps / bin_s).astype(np.int64)
+            nb = int(math.ceil(cf.duration_s / bin_s))
+            tot = np.bincount(bins, minlength=nb)[:nb]
+            cor = np.bincount(bins, weights=ok.astype(np.float64), minlength=nb)[:nb]
+            timeline[name] = {"bin_s": bin_s, "correct": cor.tolist(), "total": tot.tolist()}
+        gt_all = np.concatenate(gts) if gts else np.zeros(0, np.int64)
+        pred_all = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+        n_cam = max(len(self.cameras), 1)
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "accuracy": float((gt_all == pred_all).mean()) if gt_all.size else float("nan"),
+            "balanced_accuracy": balanced_accuracy(gt_all, pred_all),
+            "classes_scored": [int(c) for c in np.unique(gt_all)],
+            "upload_kbps": sum(c["upload_kbps"] for c in per_cam.values()) / n_cam,
+            "download_kbps": sum(c["download_kbps"] for c in per_cam.values()) / n_cam,
+            "per_camera": per_cam,
+            "per_condition": {k: float(np.concatenate(v).mean()) for k, v in sorted(per_cond.items())},
+            "timeline": timeline,
+            "updates": self.updates,
+            "counters": self.counters,
+            "wall_s": self.wall_s,
+            "cost_profile": self.cost_profile,
+            "duration_s": self.duration_s,
+        }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The engine
+# ------------------------------------------------------------------------------------------------------------
+_ACTIVATE, _WINDOW, _ARRIVE, _LABELLED, _TRAINED, _WAKE = range(6)
+_EVAL_CHUNK = 1024
+
+
+@dataclasses.dataclass
+class _Cam:
+    features: CameraFeatures
+    active: int  # version id (>= 0) or -(constant class + 1)
+    next_frame: int
+    probs: npt.NDArray[np.float32]
+    version: npt.NDArray[np.int64]
+    window_ends: npt.NDArray[np.int64]  # frame index of the last frame of each window
+    window_frames: list[npt.NDArray[np.int64]]
+    run: CameraRun
+
+
+class Simulation:
+    """One stream's cameras, the edge model, a cost profile: runs methods on them (:meth:`run`).
+
+    ``cams``: the cameras' cached features (:class:`~edgesync_ros.eval.features.CameraFeatures`), all with one
+    time base. ``model``: the :class:`~edgesync_ros.models.edge.EdgeModel` whose head is trained and evaluated
+    (its current head is the starting head, "No Adaptation"). ``seed`` seeds every method's randomness.
+    """
+
+    queue_size = 8  # as cloud_node's queue_size
+
+    def __init__(
+        self,
+        cams: Mapping[str, CameraFeatures],
+        model: Any,
+        cost: CostProfile,
+        seed: int = 0,
+        update_dtype: str = "float16",
+        progress: bool = False,
+    ) -> None:
+        """Prepare the replica head, its meter and the starting head's predictions (computed lazily)."""
+        if not cams:
+            raise ConfigError("a simulation needs at least one camera")
+        self.cams_features = dict(cams)
+        self.model = model
+        self.cost = cost
+        self.seed = int(seed)
+        self.progress = progress
+        self.arch = model.arch
+        self.classes = tuple(model.classes)
+        self.num_classes = len(self.classes)
+        self.spec = heads.head_spec(self.arch)
+        self.start_state = {k: v.detach().clone() for k, v in model.head_state().items()}
+        self.meter = CostMeter()
+        self._hook = self.meter.attach(model.head, cost.train_s_per_sample, cost.eval_s_per_sample)
+        self.duration_s = max(c.duration_s for c in cams.values())
+        self.update_dtype = update_dtype
+        self.head_payload_bytes = self._payload_bytes(update_dtype)
+        self._start_probs: dict[str, npt.NDArray[np.float32]] = {}
+        self._loaded: int | None = None
+
+    # -- helpers for methods -----------------------------------------------------------------------------------
+    @property
+    def camera_names(self) -> list[str]:
+        """Return the cameras in stream order."""
+        return list(self.cams_features)
+
+    def rng(self, *words: int | str) -> np.random.Generator:
+        """Return a generator seeded by the run's seed and ``words`` (so each use has its own stream)."""
+        ints = [self.seed] + [int(hashlib.sha256(str(w).encode()).hexdigest()[:8], 16) for w in words]
+        return np.random.default_rng(ints)
+
+    def features(self, camera: str, samples: npt.ArrayLike) -> Tensor:
+        """Return float32 features of a camera's samples."""
+        return self.cams_features[camera].features_float(samples)
+
+    def labels(self, camera: str, samples: npt.ArrayLike, source: str) -> npt.NDArray[np.int64]:
+        """Return labels of samples: ``teacher`` (deployed, corrupted view) or ``clean`` (robust teacher)."""
+        cf = self.cams_features[camera]
+        idx = np.asarray(samples, np.int64)
+        if source == "teacher":
+            return cf.teacher[idx]
+        if source == "clean":
+            return cf.gt[idx]
+        raise ConfigError(f"label source must be teacher or clean, got {source!r}")
+
+    def train(
+        self,
+        start_state: Mapping[str, Tensor],
+        features: Tensor,
+        labels: Tensor,
+        cfg: TrainConfig,
+        layers: str = "head",
+    ) -> tuple[TrainResult, dict[str, Tensor], float]:
+        """Run Algorithm 2 from ``start_state`` on the real head; return the result, the full new state, seconds.
+
+        Seconds are modelled (cost profile), not measured. ``layers="classifier"`` trains the classifier only
+        on the head block's pooled outputs (computed once, charged as one evaluation pass).
+        """
+        self._load(start_state)
+        meter = self.meter
+        meter.elapsed = 0.0
+        meter.running = True
+        try:
+            if layers == "head":
+                result = train_head(self.model.head, features, labels, cfg, meter.clock)
+                state = {k: v.detach().clone() for k, v in result.state_dict.items() if k in self.start_state}
+            elif layers == "classifier":
+                block = self.model.head.get_submodule(self.spec.head_input)
+                block.eval()
+                with torch.no_grad():
+                    z = torch.flatten(nn.functional.adaptive_avg_pool2d(block(features), (1, 1)), 1)
+                meter.add(features.shape[0] * self.cost.eval_s_per_sample)
+                module = _ClassifierOnly(self.model.head, self.spec)
+                handle = meter.attach(
+                    module, self.cost.classifier_train_s_per_sample, self.cost.classifier_eval_s_per_sample
+                )
+                try:
+                    result = train_head(module, z, labels, cfg, meter.clock)
+                finally:
+                    handle.remove()
+                state = {k: v.detach().clone() for k, v in start_state.items()}
+                for k, v in result.state_dict.items():
+                    if k in state:
+                        state[k] = v.detach().clone()
+            else:
+                raise ConfigError(f"layers must be head or classifier, got {layers!r}")
+        finally:
+            meter.running = False
+        return result, state, meter.elapsed
+
+    def metered(self, fn: Callable[[Callable[[], float]], Any]) -> tuple[Any, float]:
+        """Run ``fn(clock)`` with the modelled clock running; return its result and the modelled seconds."""
+        self.meter.elapsed = 0.0
+        self.meter.running = True
+        try:
+            out = fn(self.meter.clock)
+        finally:
+            self.meter.running = False
+        self._loaded = None
+        return out, self.meter.elapsed
+
+    def load_state(self, state: Mapping[str, Tensor]) -> nn.Module:
+        """Load ``state`` into the replica head and return the head module (for online profiling)."""
+        self._load(state)
+        return self.model.head
+
+    def predict_with(self, state: Mapping[str, Tensor], camera: str, samples: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Return softmax probabilities of a camera's samples under the head ``state``."""
+        self._load(state)
+        return self._forward(camera, np.asarray(samples, np.int64))
+
+    def close(self) -> None:
+        """Restore the starting head and detach the meter (the model can then be reused by another simulation)."""
+        self._load(self.start_state)
+        self._hook.remove()
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _payload_bytes(self, dtype: str) -> int:
+        from edgesync_ros.core import head_codec
+
+        payload = head_codec.encode_head(self.start_state, self.arch, "sim", 1, 0, dtype=dtype)  # type: ignore[arg-type]
+        per_tensor = sum(len(t.name) + 4 + 4 * len(t.shape) + 1 + 4 for t in payload.tensors)
+        return int(payload.nbytes + per_tensor + _UPDATE_OVERHEAD_BYTES)
+
+    def _load(self, state: Mapping[str, Tensor]) -> None:
+        self.model.load_head_state(state, "simulated head")
+        self._loaded = None
+
+    def _predict(
+        self, cam: str, samples: npt.NDArray[np.int64], version: int, states: list[Any]
+    ) -> npt.NDArray[np.float32]:
+        if samples.size == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        if version < 0:
+            out = np.zeros((samples.size, self.num_classes), np.float32)
+            out[:, -version - 1] = 1.0
+            return out
+        if version == 0:
+            return self._start_probabilities(cam)[samples]
+        if self._loaded != version:
+            self.model.load_head_state(states[version], "simulated head")
+            self._loaded = version
+        return self._forward(cam, samples)
+
+    def _forward(self, cam: str, samples: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        cf = self.cams_features[cam]
+        head = self.model.head
+        head.eval()
+        parts = []
+        with torch.inference_mode():
+            for i in range(0, samples.size, _EVAL_CHUNK):
+                x = cf.features_float(samples[i : i + _EVAL_CHUNK])
+                parts.append(torch.softmax(head(x).float(), dim=1).numpy())
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _start_probabilities(self, cam: str) -> npt.NDArray[np.float32]:
+        if cam not in self._start_probs:
+            self._load(self.start_state)
+            self._start_probs[cam] = self._forward(cam, np.arange(self.cams_features[cam].n_samples))
+        return self._start_probs[cam]
+
+    # -- the run ------------------------------------------------------------------------------------------------
+    def run(self, method: Method) -> RunResult:
+        """Replay the stream with ``method``; return per-sample predictions, bandwidth and the update log."""
+        t_wall = time.perf_counter()
+        offline = getattr(method, "offline_predictions", None)
+        if callable(offline):
+            preds = offline(self)
+            self._load(self.start_state)
+            cams_out = {
+                name: CameraRun(pred=np.asarray(p, np.int64), version=np.full(len(p), -1, np.int64))
+                for name, p in preds.items()
+            }
+            return RunResult(method.name, self.seed, self.cost.name, self.duration_s, cams_out, [],
+                             {"trainings": float(getattr(method, "trainings", 0))}, time.perf_counter() - t_wall)
+        return _Engine(self, method).run(t_wall)
+
+
+class _Engine:
+    """One run of one method (kept apart from :class:`Simulation` so runs cannot leak state into each other)."""
+
+    def __init__(self, sim: Simulation, method: Method) -> None:
+        self.sim = sim
+        self.method = method
+        method.setup(sim)  # first: a method may size its window from the stream (e.g. One-Time's first 100 s)
+        self.states: list[Any] = [sim.start_state]
+        self.cams: dict[str, _Cam] = {}
+        w = int(method.window_frames)
+        for name, cf in sim.cams_features.items():
+            with_samples = np.flatnonzero(np.diff(cf.offsets) > 0).astype(np.int64)
+            if w > 0:
+                n_win = with_samples.size // w
+                wins = [with_samples[j * w : (j + 1) * w] for j in range(n_win)]
+                ends = np.array([ws[-1] for ws in wins], np.int64)
+            else:
+                wins, ends = [], np.zeros(0, np.int64)
+            self.cams[name] = _Cam(
+                features=cf,
+                active=0,
+                next_frame=0,
+                probs=np.zeros((cf.n_samples, sim.num_classes), np.float32),
+                version=np.zeros(cf.n_samples, np.int64),
+                window_ends=ends,
+                window_frames=wins,
+                run=CameraRun(pred=np.zeros(cf.n_samples, np.int64), version=np.zeros(cf.n_samples, np.int64)),
+            )
+        self.heap: list[tuple[float, int, int, Any]] = []
+        self.seq = 0
+        self.queue: collections.deque[Upload] = collections.deque()
+        self.busy = False
+        self.wake_at: float | None = None
+        self.end_s = sim.duration_s
+        self.updates: list[dict[str, Any]] = []
+        self.last_batch: dict[str, Upload] = {}
+        self.counters = {"trainings": 0.0, "dropped_batches": 0.0, "cloud_busy_s": 0.0, "labelled_samples": 0.0,
+                         "profile_s": 0.0, "train_s": 0.0, "label_s": 0.0}  # fmt: skip
+
+    def push(self, t: float, kind: int, payload: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (float(t), kind, self.seq, payload))
+
+    # -- edge ---------------------------------------------------------------------------------------------------
+    def advance(self, name: str, t: float, inclusive: bool) -> None:
+        cam = self.cams[name]
+        cf = cam.features
+        f1 = int(np.searchsorted(cf.stamp_s, t, side="right" if inclusive else "left"))
+        if f1 <= cam.next_frame:
+            return
+        a, b = int(cf.offsets[cam.next_frame]), int(cf.offsets[f1])
+        if b > a:
+            idx = np.arange(a, b, dtype=np.int64)
+            cam.probs[a:b] = self.sim._predict(name, idx, cam.active, self.states)
+            cam.version[a:b] = cam.active
+        cam.next_frame = f1
+
+    def on_window(self, name: str, j: int) -> None:
+        cam = self.cams[name]
+        cf = cam.features
+        frames = cam.window_frames[j]
+        end_s = float(cf.stamp_s[frames[-1]])
+        self.advance(name, end_s, inclusive=True)
+        samples = np.concatenate([np.arange(cf.offsets[f], cf.offsets[f + 1]) for f in frames]).astype(np.int64)
+        counts = (cf.offsets[frames + 1] - cf.offsets[frames]).astype(np.int64)
+        window = Window(name, j, end_s, frames.astype(np.int64), samples, cam.probs[samples], counts)
+        pos = self.method.select(self.sim, window)
+        if j + 1 < len(cam.window_frames):
+            nxt = float(cf.stamp_s[cam.window_frames[j + 1][-1]])
+            self.push(nxt, _WINDOW, (name, j + 1))
+        if pos is None or len(pos) == 0:
+            return
+        pos = np.asarray(pos, np.int64)
+        chosen = samples[pos]
+        sent_frames = np.unique(cf.frame[chosen])
+        nbytes = (
+            _BATCH_OVERHEAD_BYTES
+            + int(cf.jpeg_bytes[sent_frames].sum())
+            + _FRAME_OVERHEAD_BYTES * sent_frames.size
+            + sample_bytes(self.sim.num_classes) * chosen.size
+        )
+        up = Upload(name, end_s, chosen, window.probabilities[pos].argmax(axis=1).astype(np.int64), sent_frames, nbytes)
+        up.upload_s = self.sim.cost.upload_s(nbytes)
+        cam.run.upload_bytes += nbytes
+        cam.run.uploads += 1
+        self.push(end_s + up.upload_s, _ARRIVE, up)
+
+    def activate(self, t: float, payload: tuple[str, int, dict[str, Any]]) -> None:
+        name, version, record = payload
+        self.advance(name, t, inclusive=False)
+        cam = self.cams[name]
+        cam.active = version
+        cam.run.updates += 1
+        record["active_s"] = t
+
+    # -- cloud --------------------------------------------------------------------------------------------------
+    def cloud_step(self, now: float) -> None:
+        """The cloud is free at ``now``: label the oldest waiting batch, else let the method train."""
+        if self.queue:
+            up = self.queue.popleft()
+            cost = self.sim.cost.label_s(int(up.frames.size), int(up.samples.size))
+            up.label_start_s = now
+            up.label_end_s = now + cost
+            self.busy = True
+            self.counters["cloud_busy_s"] += cost
+            self.counters["label_s"] += cost
+            self.push(now + cost, _LABELLED, up)
+            return
+        self.maybe_train(now)
+
+    def maybe_train(self, now: float) -> None:
+        self.busy = False
+        if now >= self.end_s:
+            return  # anything trained now would land after the stream: it cannot change a prediction
+        job = self.method.next_job(self.sim, now)
+        if job is not None:
+            cost = job.profile_s + job.train_s
+            self.busy = True
+            self.counters["trainings"] += 1
+            self.counters["cloud_busy_s"] += cost
+            self.counters["profile_s"] += job.profile_s
+            self.counters["train_s"] += job.train_s
+            self.push(now + cost, _TRAINED, (now, job))
+            return
+        if self.queue:
+            self.cloud_step(now)
+            return
+        wake = self.method.next_wake(self.sim, now)
+        if wake is not None and wake > now and wake < self.end_s and (self.wake_at is None or wake < self.wake_at
+                                                                        or self.wake_at <= now):  # fmt: skip
+            self.wake_at = wake
+            self.push(wake, _WAKE, None)
+
+    def on_labelled(self, t: float, up: Upload) -> None:
+        labels = self.sim.labels(up.camera, up.samples, getattr(self.method, "label_source", "teacher"))
+        self.counters["labelled_samples"] += up.samples.size
+        self.last_batch[up.camera] = up
+        self.method.on_labelled(self.sim, up, labels, t)
+        self.maybe_train(t)  # cloud_node: process one batch, then _maybe_train()
+
+    def on_trained(self, t: float, start: float, job: Job) -> None:
+        last = self.last_batch.get(job.camera)
+        record: dict[str, Any] = {
+            "camera": job.camera,
+            "start_s": start,
+            "end_s": t,
+            "profile_s": job.profile_s,
+            "train_s": job.train_s,
+            "sent": job.sends,
+            **job.info,
+        }
+        if last is not None:
+            record.update(
+                data_end_s=last.created_s,
+                upload_s=last.upload_s,
+                queue_s=last.label_start_s - last.arrived_s,
+                label_s=last.label_end_s - last.label_start_s,
+                wait_s=start - last.label_end_s,
+            )
+        if job.sends:
+            nbytes = self.sim.head_payload_bytes if job.payload_bytes is None else int(job.payload_bytes)
+            down = self.sim.cost.download_s(nbytes)
+            cam = self.cams[job.camera]
+            cam.run.download_bytes += nbytes
+            record["download_s"] = down
+            record["bytes"] = nbytes
+            if job.state is not None:
+                self.states.append(job.state)
+                version = len(self.states) - 1
+            else:
+                version = -(int(job.constant) + 1)  # type: ignore[arg-type]
+            record["version"] = version
+            if t + down < self.end_s:
+                self.push(t + down, _ACTIVATE, (job.camera, version, record))
+            else:
+                record["active_s"] = None  # lands after the stream: changes nothing
+        self.updates.append(record)
+        self.cloud_step(t)
+
+    # -- loop -----------------------------------------------------------------------------------------------------
+    def run(self, t_wall: float) -> RunResult:
+        sim = self.sim
+        initial = getattr(self.method, "initial_constant", None)
+        for name, cam in self.cams.items():
+            if initial is not None:
+                cam.active = -(int(initial) + 1)
+            if cam.window_frames:
+                self.push(float(cam.features.stamp_s[cam.window_frames[0][-1]]), _WINDOW, (name, 0))
+        wake = self.method.next_wake(sim, 0.0)
+        if wake is not None and wake < self.end_s:
+            self.wake_at = wake
+            self.push(wake, _WAKE, None)
+        bar = None
+        if sim.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=int(self.end_s), desc=self.method.name, unit="s", leave=False)
+        shown = 0
+        while self.heap:
+            t, kind, _, payload = heapq.heappop(self.heap)
+            if bar is not None and int(t) > shown:
+                bar.update(min(int(t), int(self.end_s)) - shown)
+                shown = min(int(t), int(self.end_s))
+            if t >= self.end_s and kind not in (_WINDOW, _TRAINED):
+                continue  # after the stream: nothing can change a prediction any more (a late training is logged)
+            if kind == _ACTIVATE:
+                self.activate(t, payload)
+            elif kind == _WINDOW:
+                self.on_window(*payload)
+            elif kind == _ARRIVE:
+                up: Upload = payload
+                up.arrived_s = t
+                self.queue.append(up)
+                while len(self.queue) > sim.queue_size:
+                    self.queue.popleft()  # cloud_node keeps the newest: the oldest batch is the least timely
+                    self.counters["dropped_batches"] += 1
+                if not self.busy:
+                    self.cloud_step(t)
+            elif kind == _LABELLED:
+                self.on_labelled(t, payload)
+            elif kind == _TRAINED:
+                start, job = payload
+                self.on_trained(t, start, job)
+            elif kind == _WAKE:
+                if self.wake_at is not None and t >= self.wake_at:
+                    self.wake_at = None
+                if not self.busy:
+                    self.maybe_train(t)
+        if bar is not None:
+            bar.close()
+        for name in self.cams:
+            self.advance(name, math.inf, inclusive=True)
+        sim._load(sim.start_state)  # leave the model as it was: the next run (or simulation) starts from v0
+        cams_out: dict[str, CameraRun] = {}
+        for name, cam in self.cams.items():
+            cam.run.pred = cam.probs.argmax(axis=1).astype(np.int64)
+            cam.run.version = cam.version.copy()
+            cams_out[name] = cam.run
+        return RunResult(self.method.name, sim.seed, sim.cost.name, sim.duration_s, cams_out, self.updates,
+                         dict(self.counters), time.perf_counter() - t_wall)  # fmt: skip
+
+
+def run_methods(
+    sim: Simulation, methods: Sequence[Method], progress: Callable[[str], None] | None = None
+) -> list[RunResult]:
+    """Run several methods on one simulation, in order."""
+    out = []
+    for m in methods:
+        if progress is not None:
+            progress(m.name)
+        out.append(sim.run(m))
+    return out
