@@ -9,36 +9,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from edgesync_ros.machine import describe_machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> str:
     """Describe the machine a figure came from (CPU model, cores, and GPU when torch sees one)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            desc += f", GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
-    return desc
+    return describe_machine()
 
 
 def write_result(

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.machine import describe_machine
 
 TABLES = ("I", "II", "III")
 FIGURES = ("1", "3", "4", "5")
@@ -304,21 +305,6 @@ def derived_spec(spec: Any, n_cameras: int, duration_s: float) -> Any:
     return dataclasses.replace(spec, name=f"{spec.name}_x{n_cameras}", cameras=tuple(cams))
 
 
-def _machine() -> str:
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the requested sections and write the report; return the exit code (1 if the discrimination check fails)."""
     import torch
@@ -351,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
     report_path = out / "eval.json"
     run_cache = None if args.no_cache else Path(args.run_cache) if args.run_cache else _default_run_cache()
     report = R.load_report(report_path)
-    report["meta"] = R.stamp_meta("edgesync eval " + " ".join(sys.argv[2:]), _machine())
+    report["meta"] = R.stamp_meta("edgesync eval " + " ".join(sys.argv[2:]), describe_machine())
     torch.set_num_threads(1)
 
     # Features first, in this process (workers then only read caches).
