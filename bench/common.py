@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from edgesync_ros.machine import describe_machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
 def machine() -> str:
@@ -69,3 +75,165 @@ def time_call(fn: Callable[[], object], repeat: int = 20, warmup: int = 3) -> fl
         samples.append(time.perf_counter() - t0)
     samples.sort()
     return samples[len(samples) // 2]
+
+
+def load_average() -> dict[str, float]:
+    """The host's 1/5/15-minute load averages (the benchmark machine is shared; record how busy it was)."""
+    one, five, fifteen = os.getloadavg()
+    return {"load_1m": round(one, 2), "load_5m": round(five, 2), "load_15m": round(fifteen, 2)}
+
+
+def stats(values: Iterable[float], nd: int = 3) -> dict[str, float | int | None]:
+    """``count``, ``mean``, ``p50``, ``p95`` and ``max`` of ``values`` (``None`` for an empty sequence)."""
+    import numpy as np
+
+    arr = np.asarray(list(values), np.float64)
+    if arr.size == 0:
+        return {"count": 0, "mean": None, "p50": None, "p95": None, "max": None}
+    return {
+        "count": int(arr.size),
+        "mean": round(float(arr.mean()), nd),
+        "p50": round(float(np.percentile(arr, 50)), nd),
+        "p95": round(float(np.percentile(arr, 95)), nd),
+        "max": round(float(arr.max()), nd),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Nodes in their own processes (soak and load benchmarks): the installed executables, as a deployment runs them
+# ---------------------------------------------------------------------------------------------------------------
+def parse_options(doc: str | None, options: Sequence[tuple[str, type, Any, str]]) -> Any:
+    """Parse the command line from ``(flag, type, default, help)`` rows; the description is ``doc``'s first line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    for flag, kind, default, text in options:
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    return parser.parse_args()
+
+
+def ros_env(domain_id: int, log_dir: Path) -> dict[str, str]:
+    """The current environment with the run's ROS domain, localhost-only discovery and a private ROS log directory."""
+    env = dict(os.environ)
+    env.update(
+        ROS_DOMAIN_ID=str(domain_id),
+        ROS_AUTOMATIC_DISCOVERY_RANGE=os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+        ROS_LOG_DIR=str(log_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def installed_executable(name: str) -> Path:
+    """``<prefix>/lib/edgesync_ros/<name>`` of the colcon install (``source env.sh`` puts it on the ament path)."""
+    from ament_index_python.packages import get_package_prefix
+
+    path = Path(get_package_prefix("edgesync_ros")) / "lib" / "edgesync_ros" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is not installed: run ./tools/setup.sh")
+    return path
+
+
+class NodeProcess:
+    """One installed node executable in its own process, logging to a file; RSS and CPU time readable by pid."""
+
+    def __init__(
+        self, executable: str, params_file: str, env: dict[str, str], log_dir: Path, namespace: str = "", **params: Any
+    ) -> None:
+        """Start ``python <prefix>/lib/edgesync_ros/<executable> --ros-args --params-file config/<params_file>``.
+
+        ``namespace`` remaps ``__ns``; ``params`` become ``-p name:=value`` (dots in names spelled ``__``). The
+        process is the node itself (its pid is the node's); its output goes to ``log_dir/<executable>.log``.
+        """
+        self.name = executable
+        self.log_path = log_dir / f"{executable}.log"
+        self._log = self.log_path.open("wb")
+        args = ["--params-file", str(CONFIG_DIR / params_file)] + (["-r", f"__ns:={namespace}"] if namespace else [])
+        for name, value in params.items():
+            args += ["-p", f"{name.replace('__', '.')}:={value}"]
+        cmd = [sys.executable, str(installed_executable(executable)), "--ros-args", *args]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        import psutil
+
+        self._ps = psutil.Process(self.proc.pid)
+
+    @property
+    def pid(self) -> int:
+        """The node's process id."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    def rss_mb(self) -> float | None:
+        """Resident set size now, in MiB (``None`` once the process is gone)."""
+        try:
+            return float(self._ps.memory_info().rss) / 2**20
+        except Exception:  # psutil.NoSuchProcess / AccessDenied: gone
+            return None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU seconds so far (``None`` once the process is gone)."""
+        try:
+            t = self._ps.cpu_times()
+            return float(t.user + t.system)
+        except Exception:
+            return None
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last ``lines`` lines of the node's log."""
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGINT (the node shuts down cleanly), then SIGKILL after ``timeout`` s; return the exit code."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10.0)
+        self._log.close()
+        return self.proc.returncode
+
+
+class DiagnosticsLog:
+    """Every ``/diagnostics`` status heard by a driver node: the latest per status name and the whole history."""
+
+    def __init__(self, node: Any) -> None:
+        """Subscribe ``node`` to ``/diagnostics`` (ROS convention: reliable, depth 10)."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from edgesync_ros.ros import qos
+
+        self.lock = threading.Lock()
+        self.history: list[tuple[float, str, dict[str, str]]] = []
+        self.latest: dict[str, dict[str, str]] = {}
+        self.sub = node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos.DIAGNOSTICS_QOS)
+
+    def _on_diag(self, msg: Any) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for status in msg.status:
+                values = {kv.key: kv.value for kv in status.values}
+                self.latest[status.name] = values
+                self.history.append((now, status.name, values))
+
+    def get(self, name: str) -> dict[str, str]:
+        """The latest values of status ``name`` (empty until one arrived)."""
+        with self.lock:
+            return dict(self.latest.get(name, {}))
+
+    def series(self, name: str, key: str, since: float = 0.0) -> list[tuple[float, float]]:
+        """``(monotonic time, float(value))`` of one key of one status, from ``since`` on (non-numbers skipped)."""
+        out = []
+        with self.lock:
+            rows = [(t, v.get(key)) for t, n, v in self.history if n == name and t >= since]
+        for t, v in rows:
+            try:
+                out.append((t, float(v)))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+        return out
