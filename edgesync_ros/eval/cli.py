@@ -412,21 +412,20 @@ def run(args: argparse.Namespace) -> int:
                                "rows": _rows(have + more, keys, n_cams),
                                "notes": ABLATION_NOTE}  # fmt: skip
 
-    if "5" in figures:
-        tasks = [Task(contexts[0], "edgesync", s, (("window_frames", FIXED_100S_FRAMES), ("min_new_samples", 1),
-                                                    ("upload_fraction", k)), f"k={k}")
-                 for k in FIG5_K for s in fig_seeds]  # fmt: skip
+    def fixed_100s(option: str, values: Sequence[Any], tag: str, desc: str) -> tuple[list[dict[str, Any]], dict]:
+        """EdgeSync with fixed 100 s updates for each value of one option (Fig. 4 and 5)."""
+        fixed = (("window_frames", FIXED_100S_FRAMES), ("min_new_samples", 1))
+        tasks = [Task(contexts[0], "edgesync", s, (*fixed, (option, v)), f"{tag}={v}")
+                 for v in values for s in fig_seeds]  # fmt: skip
         t0 = time.perf_counter()
-        res = run_tasks(tasks, cost, settings, jobs, progress, "Fig. 5", run_cache)
-        report["fig5"] = _fig5(res, meta({"wall_s": time.perf_counter() - t0}, sds=fig_seeds))
+        res = run_tasks(tasks, cost, settings, jobs, progress, desc, run_cache)
+        return res, meta({"wall_s": time.perf_counter() - t0}, sds=fig_seeds)
+
+    if "5" in figures:
+        report["fig5"] = _fig5(*fixed_100s("upload_fraction", FIG5_K, "k", "Fig. 5"))
 
     if "4" in figures:
-        tasks = [Task(contexts[0], "edgesync", s, (("window_frames", FIXED_100S_FRAMES), ("min_new_samples", 1),
-                                                    ("online_trials", n)), f"trials={n}")
-                 for n in FIG4_TRIALS for s in fig_seeds]  # fmt: skip
-        t0 = time.perf_counter()
-        res = run_tasks(tasks, cost, settings, jobs, progress, "Fig. 4", run_cache)
-        report["fig4"] = _fig4(res, meta({"wall_s": time.perf_counter() - t0}, sds=fig_seeds))
+        report["fig4"] = _fig4(*fixed_100s("online_trials", FIG4_TRIALS, "trials", "Fig. 4"))
 
     if "3" in figures:
         counts = sorted({int(x) for x in args.fig3_cameras.split(",") if x.strip()})

@@ -368,12 +368,53 @@ class OneTime(BaseMethod):
 
 
 # ------------------------------------------------------------------------------------------------------------
+# AMS and Ekya: uniform uploads into a per-camera memory of labelled samples
+# ------------------------------------------------------------------------------------------------------------
+class _UniformMemory(BaseMethod):
+    """Uploads a uniform ⌈k·n⌉ of every window; keeps every labelled sample as (capture time, sample, label).
+
+    What AMS and Ekya share; ``rng_word`` names each method's own random stream.
+    """
+
+    rng_word = "uniform-memory"
+
+    def _init_common(self, settings: EvalSettings, name: str, label_source: str) -> None:
+        self.settings = settings
+        self.label_source = label_source
+        self.window_frames = settings.filter.window_size
+        self.name = name + (" (robust teacher)" if label_source == "clean" else "")
+
+    def setup(self, sim: Simulation) -> None:
+        """Reset memories, accuracy banks, heads and upload randomness."""
+        self.memory: dict[str, collections.deque[tuple[float, int, int]]] = {
+            c: collections.deque() for c in sim.camera_names
+        }
+        self.banks = {c: AccuracyBank() for c in sim.camera_names}
+        self.heads = {c: sim.start_state for c in sim.camera_names}
+        self.rngs = {c: sim.rng(self.rng_word, c) for c in sim.camera_names}
+        self.count = 0
+
+    def select(self, sim: Simulation, window: Window) -> npt.NDArray[np.int64] | None:
+        """Uniform ⌈k·n⌉ of the window (the same budget k as EdgeSync's Algorithm 1)."""
+        return uniform_select(window, self.settings.filter.upload_fraction, self.rngs[window.camera])
+
+    def on_labelled(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], now: float) -> None:
+        """Add to the camera's memory (capture time, sample, label)."""
+        cf = sim.cams_features[upload.camera]
+        stamps = cf.stamp_s[cf.frame[upload.samples]]
+        self.memory[upload.camera].extend(
+            (float(t), int(i), int(y)) for t, i, y in zip(stamps, upload.samples, labels, strict=True)
+        )
+
+
+# ------------------------------------------------------------------------------------------------------------
 # AMS
 # ------------------------------------------------------------------------------------------------------------
-class AMS(BaseMethod):
+class AMS(_UniformMemory):
     """AMS: uniform uploads; every ``period_s`` per camera, a fixed number of iterations on the last ``memory_s``."""
 
     key = "ams"
+    rng_word = "ams"
 
     def __init__(
         self,
@@ -386,39 +427,18 @@ class AMS(BaseMethod):
         label_source: str = "teacher",
     ) -> None:
         """Defaults from the AMS code (``train_period``, ``memory_len``, ``iter``, ``batch_size``, restore)."""
-        self.settings = settings
+        self._init_common(settings, "AMS", label_source)
         self.period_s = float(period_s)
         self.memory_s = float(memory_s)
         self.iterations = int(iterations)
         self.batch_size = int(batch_size)
         self.restore_initial = bool(restore_initial)
-        self.label_source = label_source
-        self.window_frames = settings.filter.window_size
-        self.name = "AMS" + (" (robust teacher)" if label_source == "clean" else "")
 
     def setup(self, sim: Simulation) -> None:
-        """Reset memories, timers, round-robin order and heads."""
-        self.memory: dict[str, collections.deque[tuple[float, int, int]]] = {
-            c: collections.deque() for c in sim.camera_names
-        }
+        """Reset memories, heads, timers and the round-robin order."""
+        super().setup(sim)
         self.last_start = {c: -math.inf for c in sim.camera_names}
         self.policy = RoundRobinPolicy()
-        self.banks = {c: AccuracyBank() for c in sim.camera_names}
-        self.heads = {c: sim.start_state for c in sim.camera_names}
-        self.rngs = {c: sim.rng("ams", c) for c in sim.camera_names}
-        self.count = 0
-
-    def select(self, sim: Simulation, window: Window) -> npt.NDArray[np.int64] | None:
-        """Uniform ⌈k·n⌉ of the window."""
-        return uniform_select(window, self.settings.filter.upload_fraction, self.rngs[window.camera])
-
-    def on_labelled(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], now: float) -> None:
-        """Add to the camera's memory (capture time, sample, label)."""
-        cf = sim.cams_features[upload.camera]
-        stamps = cf.stamp_s[cf.frame[upload.samples]]
-        self.memory[upload.camera].extend(
-            (float(t), int(i), int(y)) for t, i, y in zip(stamps, upload.samples, labels, strict=True)
-        )
 
     def _trim(self, cam: str, now: float) -> None:
         mem = self.memory[cam]
@@ -501,10 +521,11 @@ def extrapolate_accuracy(history: list[float], target_epoch: int) -> float:
     return float(np.clip(intercept + slope / max(target_epoch, 1), 0.0, 1.0))
 
 
-class Ekya(BaseMethod):
+class Ekya(_UniformMemory):
     """Ekya: one update per camera per ``window_s``; the configuration chosen by a micro-profiler each time."""
 
     key = "ekya"
+    rng_word = "ekya"
 
     def __init__(
         self,
@@ -516,39 +537,20 @@ class Ekya(BaseMethod):
         label_source: str = "teacher",
     ) -> None:
         """Windows of ``window_s``; trials of ``trial_epochs`` on ``trial_fraction`` of the data."""
-        self.settings = settings
+        self._init_common(settings, "Ekya", label_source)
         self.window_s = float(window_s)
         self.trial_epochs = int(trial_epochs)
         self.trial_fraction = float(trial_fraction)
         self.full_epochs = int(full_epochs)
-        self.label_source = label_source
-        self.window_frames = settings.filter.window_size
-        self.name = "Ekya" + (" (robust teacher)" if label_source == "clean" else "")
 
     def setup(self, sim: Simulation) -> None:
-        """Reset data, policy and heads."""
-        self.data: dict[str, list[tuple[float, int, int]]] = {c: [] for c in sim.camera_names}
+        """Reset memories (Ekya labels a uniform sample of each retraining window), heads and the window policy."""
+        super().setup(sim)
         self.policy = FixedWindowPolicy(self.window_s, 0.0)
-        self.banks = {c: AccuracyBank() for c in sim.camera_names}
-        self.heads = {c: sim.start_state for c in sim.camera_names}
-        self.rngs = {c: sim.rng("ekya", c) for c in sim.camera_names}
-        self.count = 0
-
-    def select(self, sim: Simulation, window: Window) -> npt.NDArray[np.int64] | None:
-        """Uniform ⌈k·n⌉ of the window (Ekya labels a sample of each retraining window)."""
-        return uniform_select(window, self.settings.filter.upload_fraction, self.rngs[window.camera])
-
-    def on_labelled(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], now: float) -> None:
-        """Keep (capture time, sample, label)."""
-        cf = sim.cams_features[upload.camera]
-        stamps = cf.stamp_s[cf.frame[upload.samples]]
-        self.data[upload.camera].extend(
-            (float(t), int(i), int(y)) for t, i, y in zip(stamps, upload.samples, labels, strict=True)
-        )
 
     def _window_data(self, cam: str, j: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         lo, hi = (j - 1) * self.window_s, j * self.window_s
-        rows = [(i, y) for t, i, y in self.data[cam] if lo <= t < hi]
+        rows = [(i, y) for t, i, y in self.memory[cam] if lo <= t < hi]
         return np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64)
 
     def next_job(self, sim: Simulation, now: float) -> Job | None:

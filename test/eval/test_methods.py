@@ -198,3 +198,67 @@ def test_eval_command_writes_the_report(tmp_path):
     assert rep["table_i"]["meta"]["cost_profile"] == "paper_v100"
     png = out / "fig1_accuracy_over_time.png"
     assert png.is_file() and png.stat().st_size < 300_000
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The baselines' defining rules, on synthetic streams with zero costs (so only the rules decide the timeline)
+# ------------------------------------------------------------------------------------------------------------
+def _run(cams, method, cost, edge_model, seed=0):
+    sim = S.Simulation({c.camera: c for c in cams}, edge_model, cost, seed=seed)
+    try:
+        return sim.run(method)
+    finally:
+        sim.close()
+
+
+def test_one_time_fine_tunes_once_on_the_first_seconds_then_freezes(settings, make_camera, zero_profile, edge_model):
+    cams = [make_camera("cam0", n_frames=60, seed=1), make_camera("cam1", n_frames=60, seed=2)]
+    run = _run(cams, M.make_method("one_time", settings, adapt_s=10.0), zero_profile, edge_model)
+    assert sorted(u["camera"] for u in run.updates) == ["cam0", "cam1"]  # one update per camera, then frozen
+    for u in run.updates:
+        assert u["samples"] == 20 * 2  # every sample of the first 10 s (20 frames at 2 fps, 2 samples each)
+        assert u["data_end_s"] == pytest.approx(9.5) and u["active_s"] >= 9.5
+    for c in ("cam0", "cam1"):
+        versions = np.unique(run.cameras[c].version)  # the starting head, then its one fine-tuned head
+        assert run.cameras[c].uploads == 1 and versions.size == 2 and versions[0] == 0
+
+
+def test_ams_trains_each_camera_at_a_fixed_interval_in_round_robin(settings, make_camera, zero_profile, edge_model):
+    cams = [make_camera("cam0", n_frames=80, seed=1), make_camera("cam1", n_frames=80, seed=2)]
+    ams = M.make_method("ams", settings, period_s=8.0, iterations=5)
+    run = _run(cams, ams, zero_profile, edge_model)
+    starts = {c: [u["start_s"] for u in run.updates if u["camera"] == c] for c in ("cam0", "cam1")}
+    assert len(starts["cam0"]) >= 3 and len(starts["cam1"]) >= 3
+    for s in starts.values():
+        assert np.all(np.diff(s) >= 8.0 - 1e-9)  # never sooner than the training period
+    order = [u["camera"] for u in sorted(run.updates, key=lambda u: (u["start_s"], u["camera"]))]
+    assert all(a != b for a, b in zip(order, order[1:], strict=False))  # both always due: strict alternation
+    assert all(u["sent"] for u in run.updates)  # AMS sends every result (no gate)
+
+
+def test_ekya_updates_once_per_window_and_charges_its_profiling(settings, make_camera, edge_model):
+    cams = [make_camera("cam0", n_frames=80, seed=1), make_camera("cam1", n_frames=80, seed=2)]
+    cost = S.CostProfile("p", 0.0, 0.0, 1e-3, 1e-4, 1e-4, 1e-5, uplink_bps=1e18, downlink_bps=1e18, latency_s=0.0)
+    ekya = M.make_method("ekya", settings, window_s=12.0, trial_epochs=2, full_epochs=3)
+    run = _run(cams, ekya, cost, edge_model)
+    per_window: dict[tuple[str, int], int] = {}
+    for u in run.updates:
+        j = int(u["start_s"] // 12.0)
+        assert j >= 1  # nothing to train on before the first window has ended
+        per_window[(u["camera"], j)] = per_window.get((u["camera"], j), 0) + 1
+        assert u["profile_s"] > 0 and u["config"]  # the micro-profiler ran and its time is on the update's path
+        assert u["end_s"] == pytest.approx(u["start_s"] + u["profile_s"] + u["train_s"])
+    assert per_window and max(per_window.values()) == 1
+    assert {c for c, _ in per_window} == {"cam0", "cam1"}
+
+
+def test_recent_majority_predicts_the_majority_of_the_last_labels(settings, make_camera, zero_profile, edge_model):
+    cam = make_camera("cam0", n_frames=60, seed=4, classes=(1, 3, 3, 3))  # class 3 dominates the teacher labels
+    rm = M.make_method("recent_majority", settings, recent=30)
+    run = _run([cam], rm, zero_profile, edge_model)
+    pred = run.cameras["cam0"].pred
+    first = run.updates[0]["active_s"]
+    stamps = cam.sample_stamp_s()
+    assert (pred[stamps < first] == 0).all()  # before any label came back: background, no model
+    assert (pred[stamps >= first] == 3).all()
+    assert run.cameras["cam0"].download_bytes < 2_000  # labels, not heads, travel back
