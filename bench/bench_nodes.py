@@ -92,6 +92,7 @@ UPDATE_BYTES_GOAL = 1_000_000  # issue 5: <= 1 MB per head update
 UPLOAD_KBPS_GOAL = 178.0  # issue 5 / paper: upload per camera at 2 fps sampling
 FRAME_PERIOD_S = 0.5  # 2 fps stream: the paper's sampling rate, so every frame is a window frame
 CONFIG_DIR = REPO / "config"
+EDGE_EXECUTOR_THREADS = 1  # as edge_node's main(): inference runs on the node's own thread, not the executor
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -359,7 +360,7 @@ def bench_throughput(
     """Alternate bare and through-the-node passes over the same frames; return fps per round and the ratios."""
     ns = f"thr_{mode}_{rig.tag}"
     edge = make_edge(rig, ns, f"/none_{rig.tag}", input_mode=mode, image_transport="raw")
-    executor = rig.spin([edge], threads=3)  # the edge's own main() uses a 3-thread executor
+    executor = rig.spin([edge], threads=EDGE_EXECUTOR_THREADS)
     try:
         regions = mode == "region"
         camera = Camera(driver, ns, compressed=False, in_flight=in_flight)
@@ -378,13 +379,20 @@ def bench_throughput(
         inputs = [preprocess(f.bgr, f.boxes if regions else None, cfg).to(device, dtype) for f in frames]  # type: ignore[arg-type]
         camera.run(frames, 2 * in_flight + 8, regions)  # warm-up: DDS matching, first allocations
         bare_fps(edge.model.model, inputs, 8)
-        bare, node, ratios = [], [], []
+        bare, node, ratios, cpu_bare, cpu_node = [], [], [], [], []
         for _ in range(rounds):
+            c0 = time.process_time()
             b = bare_fps(edge.model.model, inputs, count)
+            c1 = time.process_time()
             n = steady_fps(camera.run(frames, count + in_flight, regions), in_flight)
+            c2 = time.process_time()
             bare.append(b)
             node.append(n)
             ratios.append(n / b)
+            # CPU time of this process per frame (all threads; the driver's publishing included in the node
+            # pass): unlike frames/s it barely moves when other processes load the machine.
+            cpu_bare.append(1000.0 * (c1 - c0) / count)
+            cpu_node.append(1000.0 * (c2 - c1) / (count + in_flight))
         infer_ms = list(getattr(edge, "_infer_ms", ()))  # the node's own preprocess + forward timing, if it keeps one
         return {
             "mode": mode,
@@ -394,6 +402,8 @@ def bench_throughput(
             "ratios": [round(r, 3) for r in ratios],
             "bare_fps_rounds": [round(x, 2) for x in bare],
             "node_fps_rounds": [round(x, 2) for x in node],
+            "cpu_ms_per_frame_bare": round(statistics.median(cpu_bare), 2),
+            "cpu_ms_per_frame_node": round(statistics.median(cpu_node), 2),
             "regions_per_frame": round(float(np.mean([len(f.boxes) for f in frames])), 2) if regions else 1,
             "edge_counters": dict(edge.counters),
             "edge_inference_ms_mean": round(float(np.mean(infer_ms)), 2) if infer_ms else None,
@@ -563,7 +573,7 @@ def bench_update_cycle(
     window = int(edge.values["window_size"])
     tl = Timeline(cloud, edge, driver, cloud_ns)
     cloud_ex = rig.spin([cloud], threads=4)  # cloud_node's main() uses 4 threads
-    edge_ex = rig.spin([edge], threads=3)
+    edge_ex = rig.spin([edge], threads=EDGE_EXECUTOR_THREADS)
     try:
         wait_for(lambda: edge.registered, 30, "the edge to register")
         camera = Camera(driver, ns, compressed=False, in_flight=in_flight)
@@ -623,7 +633,7 @@ def bench_upload(
             batches.append((len(raw), sum(len(f.data) for f in msg.frames), len(msg.frames), len(msg.samples)))
 
     sub = driver.create_subscription(SampleBatch, f"{cloud_ns}/samples", on_batch, qos.SAMPLES_QOS, raw=True)  # type: ignore[arg-type]
-    executor = rig.spin([edge], threads=3)
+    executor = rig.spin([edge], threads=EDGE_EXECUTOR_THREADS)
     try:
         camera = Camera(driver, ns, compressed=compressed, in_flight=in_flight)
         wait_for(

@@ -5,6 +5,13 @@ the window and filter are :mod:`edgesync_ros.core.window` / :mod:`~edgesync_ros.
 validated and applied in place by :class:`~edgesync_ros.core.head_codec.HeadApplier`, and every message is converted
 in :mod:`edgesync_ros.ros.conversions`.
 
+Threads: the camera callbacks only decode, match regions and preprocess, then hand the frame to a dedicated
+inference thread through a bounded latest-frame queue (:class:`~edgesync_ros.ros.worker.DroppingWorker`, capacity
+``inference_queue_size``; a camera faster than inference overwrites the oldest waiting frame, counted as
+``dropped_frames``). Decoding the next frame overlaps the forward pass of the current one, and a slow forward pass
+never delays head updates, services or timers. Window uploads (JPEG encoding of the selected frames) run on a second
+worker thread so they never stall inference.
+
 Topics (relative names resolve in the node's namespace): ``image`` (``sensor_msgs/Image``, or
 ``image/compressed`` with ``image_transport: compressed``), ``regions`` (``RegionArray``, region mode),
 ``predictions`` (``PredictionArray``), ``overlay`` (``sensor_msgs/Image``, drawn only while subscribed),
@@ -17,6 +24,7 @@ Services:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -25,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -38,12 +47,14 @@ from edgesync_ros.core.filtering import adaptability
 from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.models.preprocessing import preprocess
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.fleet_key import load_fleet_key
 from edgesync_ros.ros.params import Param, declare_all, install_validator, section
 from edgesync_ros.ros.spin import run_node
+from edgesync_ros.ros.worker import DroppingWorker
 from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPolicy
 
 PARAMS: tuple[Param, ...] = (
@@ -73,6 +84,8 @@ PARAMS: tuple[Param, ...] = (
     Param("upload_max_width", 640, "Uploaded frames wider than this are scaled down (bandwidth); regions scale "
           "with them. 0 = never.", 0, 8192),
     Param("max_image_pixels", 4096 * 2160, "Frames with more pixels are rejected (memory bound).", 1, 100_000_000),
+    Param("inference_queue_size", 2, "Preprocessed frames waiting for the inference thread; when a new frame "
+          "finds it full the oldest waiting one is dropped (counted as dropped_frames).", 1, 100, read_only=True),
     Param("region_cache_size", 30, "Images (or region arrays) waiting for their partner, per kind; older ones are "
           "dropped and counted.", 1, 10000),
     Param("register_retry_s", 1.0, "First retry delay of RegisterEdge; doubles up to 30 s while the cloud is "
@@ -97,6 +110,17 @@ _FILTER_KEYS = ("upload_fraction", "alpha", "beta", "temperature", "timeliness_f
                 "window_size")
 _OVERLAY_COLOURS = [(160, 160, 160), (0, 200, 255), (255, 128, 0), (0, 255, 0), (255, 0, 255), (0, 0, 255),
                     (255, 255, 0)]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pending:
+    """A frame waiting for the inference thread: its header, pixels, boxes and preprocessed batch."""
+
+    header: Header
+    frame: npt.NDArray[np.uint8]
+    boxes: npt.NDArray[np.float32]
+    batch: torch.Tensor
+    received: float  # perf_counter() when it was queued
 
 
 def filter_config(values: dict[str, Any]) -> FilterConfig:
@@ -165,11 +189,19 @@ class EdgeNode(Node):
         )
         self._pending_regions: collections.OrderedDict[int, npt.NDArray[np.float32]] = collections.OrderedDict()
         self.counters = collections.Counter[str]()
+        self._counter_lock = threading.Lock()  # counters are bumped from the executor and both worker threads
         self._frame_times: collections.deque[float] = collections.deque(maxlen=60)
         self._infer_ms: collections.deque[float] = collections.deque(maxlen=60)
+        self._latency_ms: collections.deque[float] = collections.deque(maxlen=60)  # queued -> predictions out
         self.last_update_wall: float | None = None
         self.last_rejection = ""
         self.create_timer(float(self.values["status_period_s"]), self._publish_status)
+        self._inference: DroppingWorker[_Pending] = DroppingWorker(
+            f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
+            lambda exc: self._worker_failed("inference", exc))
+        self._uploads: DroppingWorker[tuple[Any, int]] = DroppingWorker(
+            f"edgesync-upload-{self.edge_id}", lambda job: self._upload(*job), 2,
+            lambda exc: self._worker_failed("upload", exc))
         self.get_logger().info(
             f"edge {self.edge_id!r}: {self.model.arch} on {self.model.device} (head {self.model.head_source}), "
             f"{self.values['input_mode']} mode, window {self.window.window_size} frames at "
@@ -210,16 +242,16 @@ class EdgeNode(Node):
         try:
             frame = decode()
         except EdgeSyncError as exc:
-            self.counters["rejected_images"] += 1
+            self._count("rejected_images")
             self.get_logger().warning(f"rejected image ({encoding}): {exc}", throttle_duration_sec=5.0)
             return
         if self.values["input_mode"] == "frame":
-            self._classify(header, frame, conv.full_frame_box(frame.shape))
+            self._submit(header, frame, conv.full_frame_box(frame.shape))
             return
         key = conv.stamp_key(header)
         boxes = self._pending_regions.pop(key, None)
         if boxes is not None:
-            self._classify(header, frame, boxes)
+            self._submit(header, frame, boxes)
         else:
             self._remember(self._pending_images, key, (header, frame), "unmatched_images")
 
@@ -228,7 +260,7 @@ class EdgeNode(Node):
         key = conv.stamp_key(msg.header)
         pending = self._pending_images.pop(key, None)
         if pending is not None:
-            self._classify(pending[0], pending[1], boxes)
+            self._submit(pending[0], pending[1], boxes)
         else:
             self._remember(self._pending_regions, key, boxes, "unmatched_regions")
 
@@ -236,30 +268,69 @@ class EdgeNode(Node):
         cache[key] = value
         while len(cache) > int(self.values["region_cache_size"]):
             cache.popitem(last=False)
-            self.counters[counter] += 1
+            self._count(counter)
 
-    def _classify(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> None:
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[key] += n
+
+    def _counter_snapshot(self) -> dict[str, int]:
+        with self._counter_lock:
+            return dict(self.counters)
+
+    def _worker_failed(self, what: str, exc: BaseException) -> None:
+        self._count(f"{what}_errors")
+        self.get_logger().error(f"{what} thread: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    def _submit(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> None:
+        """Preprocess on the callback thread (overlapping the running forward pass) and queue for inference."""
+        try:
+            batch = preprocess(frame, boxes if self.values["input_mode"] == "region" else None,
+                               self.model.preprocess_config)
+        except EdgeSyncError as exc:
+            self._count("rejected_images")
+            self.get_logger().warning(f"could not preprocess frame: {exc}", throttle_duration_sec=5.0)
+            return
+        if not self._inference.submit(_Pending(header, frame, boxes, batch, time.perf_counter())):
+            self._count("dropped_frames")
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every submitted frame and upload is handled (at most ``timeout`` s); for tests and tools."""
+        deadline = time.monotonic() + timeout
+        return (self._inference.wait_idle(timeout)
+                and self._uploads.wait_idle(max(0.0, deadline - time.monotonic())))
+
+    def destroy_node(self) -> None:
+        """Stop the inference and upload threads (each finishes the item in hand), then destroy the node."""
+        for worker in (getattr(self, "_inference", None), getattr(self, "_uploads", None)):
+            if worker is not None:  # construction may have failed before the workers existed
+                worker.close(timeout=5.0)
+        super().destroy_node()
+
+    def _classify(self, item: _Pending) -> None:
+        header, frame, boxes = item.header, item.frame, item.boxes
         t0 = time.perf_counter()
         try:
             with self.applier.lock:  # never run a forward pass while a head update is being copied in
-                probs = self.model.predict(frame, boxes if self.values["input_mode"] == "region" else None)
+                probs = self.model.predict_tensor(item.batch)
                 version = self.applier.version
         except EdgeSyncError as exc:
-            self.counters["rejected_images"] += 1
+            self._count("rejected_images")
             self.get_logger().warning(f"could not classify frame: {exc}", throttle_duration_sec=5.0)
             return
         self._infer_ms.append((time.perf_counter() - t0) * 1000.0)
         self._frame_times.append(time.monotonic())
-        self.counters["frames"] += 1
+        self._count("frames")
         entropy = adaptability(probs).astype(np.float32)
         self.pred_pub.publish(conv.prediction_array(header, version, boxes, probs, entropy, self.class_names))
+        self._latency_ms.append((time.perf_counter() - item.received) * 1000.0)
         if self.overlay_pub.get_subscription_count() > 0:
             self.overlay_pub.publish(conv.bgr_to_image(self._draw_overlay(frame, boxes, probs, version), header))
         with self._window_lock:
             self.window.offer(WindowFrame(conv.stamp_seconds(header), frame, boxes, probs, header))
             selection = self.window.drain(self.filter_cfg) if self.window.full else None
-        if selection is not None and selection.samples:
-            self._upload(selection, version)
+        if selection is not None and selection.samples and not self._uploads.submit((selection, version)):
+            self._count("dropped_batches")  # uploads fell two windows behind: the oldest selection is stale
 
     def _draw_overlay(self, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32],
                       probs: npt.NDArray[np.float32], version: int) -> npt.NDArray[np.uint8]:
@@ -302,9 +373,9 @@ class EdgeNode(Node):
         msg = conv.sample_batch(header, self.edge_id, version, self.window.window_size,
                                 self.filter_cfg.upload_fraction, frames, samples, int(self.values["jpeg_quality"]))
         self.samples_pub.publish(msg)
-        self.counters["batches"] += 1
-        self.counters["uploaded_samples"] += len(samples)
-        self.counters["uploaded_bytes"] += sum(len(f.data) for f in msg.frames)
+        self._count("batches")
+        self._count("uploaded_samples", len(samples))
+        self._count("uploaded_bytes", sum(len(f.data) for f in msg.frames))
 
     # -- head updates ------------------------------------------------------------------------------------------
     def _on_head_update(self, msg: HeadUpdate) -> None:
@@ -318,13 +389,13 @@ class EdgeNode(Node):
         try:
             self.applier.apply(conv.head_payload(msg))
         except UpdateRejectedError as exc:
-            self.counters["rejected_updates"] += 1
+            self._count("rejected_updates")
             self.last_rejection = f"v{msg.version} from {msg.edge_id!r}: {exc}"
             self.get_logger().warning(f"rejected head update {self.last_rejection}", throttle_duration_sec=2.0)
             return False
         self.last_update_wall = time.monotonic()
         self._applied_digest = digest
-        self.counters["applied_updates"] += 1
+        self._count("applied_updates")
         self._save_head()
         self.get_logger().info(
             f"applied head v{msg.version} (base v{msg.base_version}, val acc {msg.validation_accuracy:.3f}, "
@@ -464,10 +535,12 @@ class EdgeNode(Node):
             "inference_ms": f"{np.mean(self._infer_ms):.1f}" if self._infer_ms else "nan",
             "model_version": str(self.applier.version),
             "last_update_age_s": f"{age:.1f}",
+            "latency_ms": f"{np.mean(self._latency_ms):.1f}" if self._latency_ms else "nan",
+            "inference_queue": str(self._inference.pending),
             "buffered_samples": str(self.window.buffered_samples),
             "registered": str(self.registered),
             "last_rejection": self.last_rejection,
-            **{k: str(v) for k, v in sorted(self.counters.items())},
+            **{k: str(v) for k, v in sorted(self._counter_snapshot().items())},
         }
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
             level=level, name=f"edgesync/edge/{self.edge_id}", message=message, hardware_id=self.edge_id,
@@ -476,4 +549,4 @@ class EdgeNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run one edge node (``ros2 run edgesync_ros edge_node``)."""
-    run_node(EdgeNode, args, num_threads=3)
+    run_node(EdgeNode, args)  # one executor thread: inference and uploads have threads of their own
