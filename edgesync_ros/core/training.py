@@ -249,7 +249,14 @@ def _run(
     """Algorithm 2 over an abstract feature source ``fetch(indices) -> features`` (cached or recomputed)."""
     train_idx, val_idx = split_indices(labels, cfg.val_fraction, cfg.seed)
     labels_dev = labels.to(device)
-    model = copy.deepcopy(head).to(device)  # the caller's head is never touched
+    # The caller's head is never touched. Training runs in float32 whatever the head's dtype: a CUDA replica
+    # holds fp16 weights, and plain fp16 SGD rounds away steps of lr * grad smaller than the weights' spacing
+    # (bench/bench_gpu.py compares both). The head is small, so fp32 costs nothing that matters.
+    model = copy.deepcopy(head).to(device, torch.float32)
+
+    def fetch32(idx: Tensor) -> Tensor:
+        return fetch(idx).float()
+
     for p in model.parameters():
         p.requires_grad_(True)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -263,7 +270,7 @@ def _run(
         correct = 0
         with torch.no_grad():
             for chunk in torch.split(val_idx, _EVAL_CHUNK):
-                logits = model(fetch(chunk))
+                logits = model(fetch32(chunk))
                 y = labels_dev[chunk.to(device)]
                 if max_label >= logits.shape[1]:
                     raise InvalidInputError(f"label {max_label} out of range for a head with {logits.shape[1]} classes")
@@ -297,7 +304,7 @@ def _run(
             loss_sum = 0.0
             for batch in _batches(order, cfg.batch_size):
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(fetch(batch)), labels_dev[batch.to(device)])
+                loss = loss_fn(model(fetch32(batch)), labels_dev[batch.to(device)])
                 loss.backward()
                 opt.step()
                 loss_sum += float(loss.detach()) * batch.numel()
@@ -324,7 +331,7 @@ def _run(
 def train_head(head: nn.Module, features: Tensor, labels: Tensor, cfg: TrainConfig, clock: Clock) -> TrainResult:
     """Run Algorithm 2 on cached backbone ``features`` [N, C, h, w] with class ``labels`` [N].
 
-    Trains a deep copy of ``head`` (the argument is never modified) with SGD(lr, momentum, weight_decay),
+    Trains a float32 deep copy of ``head`` (the argument is never modified) with SGD(lr, momentum, weight_decay),
     validating on a held-out split after every epoch and stopping on patience, ``max_train_seconds`` (by
     ``clock``, in seconds) or ``max_epochs``. Returns the best epoch's weights and statistics.
     """

@@ -119,6 +119,19 @@ def test_same_seed_same_weights_and_caller_untouched(clock_factory):
     assert head.training  # nor its mode
 
 
+def test_a_half_precision_head_trains_in_float32(clock_factory):
+    """A CUDA replica holds fp16 weights and features; training must not run SGD in fp16 (steps round away)."""
+    feats, labels = synthetic()
+    cfg = TrainConfig(max_epochs=6, patience=10, seed=3, lr=1e-3)
+    full = train_head(small_head(), feats, labels, cfg, clock_factory())
+    half_head = small_head().half()
+    half = train_head(half_head, feats.half(), labels, cfg, clock_factory())
+    assert all(t.dtype == torch.float32 for k, t in half.state_dict.items() if t.is_floating_point())
+    assert next(half_head.parameters()).dtype == torch.float16  # the caller's head keeps its dtype
+    assert half.best_epoch > 0
+    assert abs(half.val_accuracy - full.val_accuracy) <= 0.05  # fp16 inputs differ only by their rounding
+
+
 def test_split_is_stratified_disjoint_and_seeded():
     labels = torch.tensor([0] * 10 + [1] * 5 + [2] * 1)
     tr, va = split_indices(labels, 0.2, seed=0)
