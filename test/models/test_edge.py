@@ -20,6 +20,7 @@ from edgesync_ros.models.edge import (
     EdgeModel,
     EdgeModelConfig,
     default_head_path,
+    forward_in_buckets,
     imagenet_categories,
     imagenet_model,
 )
@@ -71,6 +72,18 @@ def test_features_then_head_equals_predict(edge_model: EdgeModel, vtest_frame: n
     assert tuple(feats.shape) == (2, 320, 4, 4)
     probs = torch.softmax(edge_model.head_logits(feats), dim=1).numpy()
     np.testing.assert_allclose(probs, edge_model.predict(vtest_frame, regions), atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 70])
+def test_bucketed_forward_equals_plain_forward(edge_model: EdgeModel, vtest_frame: np.ndarray, rows: int) -> None:
+    """The CUDA path pads batches to 1, 2, 4, ... rows (chunks of 64); the padding must not change any row."""
+    boxes = np.array([[40 + 3 * i, 60, 140 + 3 * i, 200] for i in range(rows)], np.float32)
+    batch = preprocess(vtest_frame, boxes, edge_model.preprocess_config)
+    with torch.inference_mode():
+        plain = edge_model.model(batch)
+        bucketed = forward_in_buckets(edge_model.model, batch, lambda x: x, chunk=64)
+    assert bucketed.shape == plain.shape
+    torch.testing.assert_close(bucketed, plain, rtol=1e-4, atol=1e-4)
 
 
 def test_odd_frames_through_predict(edge_model: EdgeModel, vtest_frame: np.ndarray) -> None:
