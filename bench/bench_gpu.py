@@ -145,14 +145,21 @@ def bench_inference(weights: str | None, frames: list[np.ndarray], boxes: list[n
     from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 
     out: dict[str, Any] = {}
+    probs = {}
     for half in (True, False):
         model = EdgeModel(EdgeModelConfig(weights=weights, device=DEVICE, half=half))
         tag = "fp16" if half else "fp32"
         for mode in ("frame", "region"):
             out[f"{tag}_{mode}"] = time_modes(model, frames, boxes, mode == "region")
+        probs[tag] = np.concatenate([model.predict(f, b) for f, b in zip(frames, boxes, strict=True)])
         del model
         if DEVICE != "cpu":
             torch.cuda.empty_cache()
+    out["fp16_vs_fp32"] = {
+        "regions": int(len(probs["fp16"])),
+        "top1_agreement": round(float(np.mean(probs["fp16"].argmax(1) == probs["fp32"].argmax(1))), 4),
+        "max_abs_prob_diff": round(float(np.abs(probs["fp16"] - probs["fp32"]).max()), 4),
+    }
     return out
 
 
@@ -332,6 +339,9 @@ def main() -> int:
 
     inf = bench_inference(args.weights, frames, boxes)
     print("# inference", json.dumps(inf), flush=True)
+    agree = inf.pop("fp16_vs_fp32")
+    write_result("gpu_fp16_top1_agreement", agree["top1_agreement"], "fraction", ">= 0.99 of fp32's top-1 on the GPU",
+                 agree["top1_agreement"] >= 0.99, **agree)
     for key, row in inf.items():
         write_result(f"gpu_edge_images_per_s_{key}", row["bare_images_per_s"], "img/s",
                      "reported (bare model(x) on the GPU)", True, ratio=row["predict_over_bare"], **row)

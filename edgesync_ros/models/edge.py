@@ -41,7 +41,14 @@ from torch import nn
 from edgesync_ros.core import heads
 from edgesync_ros.core.errors import ConfigError, WeightsError
 from edgesync_ros.data import assets
-from edgesync_ros.models.preprocessing import Frame, PreprocessConfig, preprocess, preprocess_many
+from edgesync_ros.models.preprocessing import (
+    Frame,
+    PreprocessConfig,
+    crop_and_resize,
+    normalize_tensor,
+    preprocess,
+    preprocess_many,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -348,7 +355,10 @@ class EdgeModel:
 
     # -- inference --------------------------------------------------------------------------------------
     def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
+        if batch.dtype == torch.uint8:  # prepared uint8 NHWC BGR crops (see prepare): normalise where they land
+            x = normalize_tensor(batch.to(self.device, non_blocking=True), self.preprocess_config, self.dtype)
+        else:
+            x = batch.to(self.device, dtype=self.dtype, non_blocking=True)
         if self._channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -374,7 +384,7 @@ class EdgeModel:
                 self._forward(self.model, torch.zeros(1, 3, frame, frame))
 
     def logits_tensor(self, batch: torch.Tensor) -> torch.Tensor:
-        """Return float32 CPU logits ``[N, C]`` for an already preprocessed ``N x 3 x S x S`` batch."""
+        """Return float32 CPU logits ``[N, C]`` for a preprocessed batch (float NCHW, or :meth:`prepare`'s output)."""
         if batch.shape[0] == 0:
             return torch.zeros(0, len(self.classes))
         with torch.inference_mode():
@@ -384,11 +394,21 @@ class EdgeModel:
         """Return softmax probabilities ``[N, C]`` for an already preprocessed batch."""
         return torch.softmax(self.logits_tensor(batch), dim=1).numpy().astype(np.float32, copy=False)
 
+    def prepare(self, frame_bgr: Frame, regions: npt.ArrayLike | None = None) -> torch.Tensor:
+        """Do the CPU part of preprocessing for :meth:`predict_tensor` (a node does it while the last frame runs).
+
+        On the CPU: the normalised float32 ``N x 3 x S x S`` batch. On CUDA: the resized uint8 ``N x S x S x 3`` BGR
+        crops, normalised on the device by :meth:`predict_tensor` (a quarter of the bytes to copy, no CPU float work).
+        """
+        if self.device.type == "cuda":
+            return torch.from_numpy(crop_and_resize(frame_bgr, regions, self.preprocess_config))
+        return preprocess(frame_bgr, regions, self.preprocess_config)
+
     def predict(
         self, frame_bgr: Frame, regions: npt.ArrayLike | None = None
     ) -> npt.NDArray[np.float32]:
         """Classify a whole frame (``N = 1``) or each xyxy region in one batched call; return ``[N, C]`` softmax."""
-        return self.predict_tensor(preprocess(frame_bgr, regions, self.preprocess_config))
+        return self.predict_tensor(self.prepare(frame_bgr, regions))
 
     def predict_many(
         self,

@@ -243,6 +243,22 @@ def normalize(
     return out
 
 
+def normalize_tensor(
+    images_bgr: torch.Tensor, config: PreprocessConfig = DEFAULT_PREPROCESS, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """:func:`normalize` for a uint8 ``N x S x S x 3`` BGR tensor on any device: ``N x 3 x S x S`` RGB in ``dtype``.
+
+    On a GPU this replaces the CPU's float work and a 4x larger host-to-device copy with a uint8 copy and one fused
+    multiply-add per channel on the device. Same constants as :func:`normalize`, so the values agree within float
+    rounding.
+    """
+    scale = torch.tensor([1.0 / (255.0 * s) for s in config.std_rgb], dtype=torch.float32, device=images_bgr.device)
+    offset = torch.tensor([-m / s for m, s in zip(config.mean_rgb, config.std_rgb, strict=True)], dtype=torch.float32,
+                          device=images_bgr.device)
+    rgb = images_bgr.flip(-1).permute(0, 3, 1, 2).float()  # BGR -> RGB, NHWC -> NCHW (a view until .float())
+    return (rgb * scale[:, None, None] + offset[:, None, None]).to(dtype)
+
+
 def preprocess_array(
     frame_bgr: Frame,
     regions: npt.ArrayLike | None = None,

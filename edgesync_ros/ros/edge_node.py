@@ -47,7 +47,6 @@ from edgesync_ros.core.filtering import adaptability
 from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
-from edgesync_ros.models.preprocessing import preprocess
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
@@ -285,8 +284,7 @@ class EdgeNode(Node):
     def _submit(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> None:
         """Preprocess on the callback thread (overlapping the running forward pass) and queue for inference."""
         try:
-            batch = preprocess(frame, boxes if self.values["input_mode"] == "region" else None,
-                               self.model.preprocess_config)
+            batch = self.model.prepare(frame, boxes if self.values["input_mode"] == "region" else None)
         except EdgeSyncError as exc:
             self._count("rejected_images")
             self.get_logger().warning(f"could not preprocess frame: {exc}", throttle_duration_sec=5.0)

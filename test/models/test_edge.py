@@ -24,7 +24,7 @@ from edgesync_ros.models.edge import (
     imagenet_categories,
     imagenet_model,
 )
-from edgesync_ros.models.preprocessing import preprocess
+from edgesync_ros.models.preprocessing import crop_and_resize, normalize_tensor, preprocess
 from edgesync_ros.models.pretrain import balanced_accuracy
 from edgesync_ros.models.teacher import NanoDetTeacher
 
@@ -84,6 +84,17 @@ def test_bucketed_forward_equals_plain_forward(edge_model: EdgeModel, vtest_fram
         bucketed = forward_in_buckets(edge_model.model, batch, lambda x: x, chunk=64)
     assert bucketed.shape == plain.shape
     torch.testing.assert_close(bucketed, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_uint8_batches_are_normalised_like_the_float_path(edge_model: EdgeModel, vtest_frame: np.ndarray) -> None:
+    """On CUDA ``prepare`` hands uint8 crops to the device; normalising there must match the CPU float path."""
+    boxes = np.array([[40, 60, 140, 200], [300, 100, 420, 380]], np.float32)
+    crops = crop_and_resize(vtest_frame, boxes, edge_model.preprocess_config)
+    torch.testing.assert_close(normalize_tensor(torch.from_numpy(crops), edge_model.preprocess_config),
+                               preprocess(vtest_frame, boxes, edge_model.preprocess_config), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(edge_model.predict_tensor(torch.from_numpy(crops)),
+                               edge_model.predict(vtest_frame, boxes), atol=1e-5)
+    assert edge_model.prepare(vtest_frame, boxes).dtype == torch.float32  # the CPU keeps the float path
 
 
 def test_odd_frames_through_predict(edge_model: EdgeModel, vtest_frame: np.ndarray) -> None:
