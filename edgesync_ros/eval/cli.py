@@ -390,14 +390,15 @@ def run(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - t0
         rows = _rows(results, keys, n_cams, keep_timeline=True)
         rob = _rows(results, robust, n_cams, keep_timeline=True)
-        section: dict[str, Any] = {"meta": meta({"wall_s": wall}), "rows": rows, "robust_rows": rob,
+        section: dict[str, Any] = {"meta": meta({"wall_s": wall, "runs_s": _runs_s(results)}), "rows": rows,
+                                   "robust_rows": rob,
                                    "teacher_agreement": agreement}  # fmt: skip
         if {"oracle", "no_adaptation", "recent_majority"} <= set(rows):
             section["discrimination"] = R.discrimination(rows)
         if "I" in tables:
             report["table_i"] = section
         if "II" in tables:
-            report["table_ii"] = {"meta": meta({"wall_s": wall}), "rows": {**rows, **rob}}
+            report["table_ii"] = {"meta": meta({"wall_s": wall, "runs_s": _runs_s(results)}), "rows": {**rows, **rob}}
         if "1" in figures:
             shown = {k: {"name": r["name"], "timeline": r["runs"][0]["timeline"]}
                      for k, r in {**rows, **rob}.items() if k in FIG1_METHODS}  # fmt: skip
@@ -410,7 +411,7 @@ def run(args: argparse.Namespace) -> int:
             r["key"] == k and r["seed"] == s for r in have)]  # fmt: skip
         t0 = time.perf_counter()
         more = run_tasks(todo, cost, settings, jobs, progress, "Table III", run_cache)
-        report["table_iii"] = {"meta": meta({"wall_s": time.perf_counter() - t0}),
+        report["table_iii"] = {"meta": meta({"wall_s": time.perf_counter() - t0, "runs_s": _runs_s(have + more)}),
                                "rows": _rows(have + more, keys, n_cams),
                                "notes": ABLATION_NOTE}  # fmt: skip
 
@@ -421,7 +422,7 @@ def run(args: argparse.Namespace) -> int:
                  for v in values for s in fig_seeds]  # fmt: skip
         t0 = time.perf_counter()
         res = run_tasks(tasks, cost, settings, jobs, progress, desc, run_cache)
-        return res, meta({"wall_s": time.perf_counter() - t0}, sds=fig_seeds)
+        return res, meta({"wall_s": time.perf_counter() - t0, "runs_s": _runs_s(res)}, sds=fig_seeds)
 
     if "5" in figures:
         report["fig5"] = _fig5(*fixed_100s("upload_fraction", FIG5_K, "k", "Fig. 5"))
@@ -441,7 +442,8 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         res = run_tasks(tasks, cost, settings, jobs, progress, "Fig. 3", run_cache)
         ctx3 = Context(big, args.unit, names, None)
-        report["fig3"] = _fig3(res, counts, meta({"wall_s": time.perf_counter() - t0}, ctx=ctx3, sds=fig_seeds))
+        m3 = meta({"wall_s": time.perf_counter() - t0, "runs_s": _runs_s(res)}, ctx=ctx3, sds=fig_seeds)
+        report["fig3"] = _fig3(res, counts, m3)
 
     if args.analysis:
         report["analysis"] = Path(args.analysis).read_text(encoding="utf-8")
@@ -480,6 +482,11 @@ def _calibrated_exists() -> bool:
     from edgesync_ros.eval.simulator import _machine_tag
 
     return (st.default_cache_dir() / "eval" / f"calibrated-{_machine_tag()}.json").is_file()
+
+
+def _runs_s(results: Sequence[Mapping[str, Any]]) -> float:
+    """Return the summed wall seconds of runs, as measured when each was computed (cached ones included)."""
+    return float(sum(float(r.get("wall_s", 0.0)) for r in results))
 
 
 def _duration(ctx: Context) -> float:

@@ -425,7 +425,9 @@ def _section_meta(sec: Mapping[str, Any]) -> str:
         f"seeds {m.get('seeds', '?')}",
         f"cost profile `{m.get('cost_profile', '?')}`",
         f"unit {m.get('unit', 'region')}",
-        f"{m.get('wall_s', 0) / 60:.1f} min wall" if m.get("wall_s") else "",
+        f"{m.get('wall_s', 0) / 60:.1f} min wall in this call" if m.get("wall_s") else "",
+        f"{m['runs_s'] / 60:.0f} min of simulation runs (one process each, summed, as measured when each run was "
+        "computed; finished runs come from the run cache)" if m.get("runs_s") else "",
     ]
     return "*" + "; ".join(b for b in bits if b) + "*"
 
