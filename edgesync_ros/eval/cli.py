@@ -74,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fig3-cameras", default="1,2,4,8", help="camera counts of Fig. 3 (default 1,2,4,8)")
     parser.add_argument("--fig3-duration", type=float, default=600.0, help="seconds per camera in Fig. 3")
     parser.add_argument("--fig-seeds", type=int, default=None, help="seeds for Fig. 3/4/5 (default: --seeds)")
+    parser.add_argument("--fig4-trials", default=",".join(str(n) for n in FIG4_TRIALS),
+                        help="online HPO trials per update of Fig. 4, 0 = offline h (default 0,5,10,20)")
     parser.add_argument("--config-dir", default=None, help="robot config dir (edge.yaml, cloud.yaml, h)")
     parser.add_argument("--recalibrate", action="store_true", help="measure the calibrated cost profile again")
     parser.add_argument("--analysis", default=None, help="Markdown file whose text becomes the report's analysis")
@@ -428,7 +430,8 @@ def run(args: argparse.Namespace) -> int:
         report["fig5"] = _fig5(*fixed_100s("upload_fraction", FIG5_K, "k", "Fig. 5"))
 
     if "4" in figures:
-        report["fig4"] = _fig4(*fixed_100s("online_trials", FIG4_TRIALS, "trials", "Fig. 4"))
+        trials = sorted({int(x) for x in args.fig4_trials.split(",") if x.strip()})
+        report["fig4"] = _fig4(*fixed_100s("online_trials", trials, "trials", "Fig. 4"))
 
     if "3" in figures:
         counts = sorted({int(x) for x in args.fig3_cameras.split(",") if x.strip()})
