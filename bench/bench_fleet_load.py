@@ -209,9 +209,12 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         cpu0, start_diag = cloud.cpu_seconds(), diag.get("edgesync/cloud")
         t_end = t0 + args.seconds
         next_print = t0 + 30.0
+        rss_timeline: list[tuple[float, float | None]] = []
         while due[0][0] < t_end:
             when, i, step = heapq.heappop(due)
             time.sleep(max(0.0, when - time.monotonic()))
+            if not rss_timeline or time.monotonic() - t0 >= rss_timeline[-1][0] + 5.0:
+                rss_timeline.append((round(time.monotonic() - t0, 1), cloud.rss_mb()))
             robots[i].upload(batches[(7 * i + step) % len(batches)])
             heapq.heappush(due, (when + period, i, step + 1))
             if not cloud.alive():
@@ -279,6 +282,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         "train_s_per_update": float(end.get("train_seconds", "nan")),
         "cloud_cpu_pct": round(100.0 * (cloud_cpu - cpu0) / args.seconds, 1) if cloud_cpu and cpu0 else None,
         "cloud_rss_mb": round(rss, 1) if rss else None,
+        "cloud_rss_timeline": [[t, m and round(m, 1)] for t, m in rss_timeline],
         "cloud_exit_code": exit_code,
         "ros_domain_id": domain,
         "load_start": load_start,

@@ -144,6 +144,20 @@ def backbone_features(model: EdgeModel, inputs: torch.Tensor, chunk: int = FEATU
     return forward_in_buckets(model.features_tensor, inputs, lambda x: x, chunk)
 
 
+def warm_backbone(model: EdgeModel, chunk: int = FEATURE_CHUNK) -> None:
+    """Run one region pass of every size :func:`backbone_features` uses (1, 2, 4, ... ``chunk``) at start-up.
+
+    The per-shape kernel caches then fill before the first upload instead of in steps whenever an upload's sample
+    count first needs a new size (seen in the soak as +50-130 MB jumps minutes apart), and no upload pays for it.
+    Whole-frame uploads (``frame_size`` crops) still fill theirs on first use.
+    """
+    size = model.preprocess_config.region_size
+    n = 1
+    while n <= chunk:
+        backbone_features(model, torch.zeros(n, 3, size, size), chunk)
+        n *= 2
+
+
 class CloudNode(Node):
     """The EdgeSync cloud: label uploads, keep per-robot banks and stores, retrain the most urgent robot."""
 
@@ -173,6 +187,7 @@ class CloudNode(Node):
             "head": None if m["head"] in ("none", "") else m["head"], "device": m["device"],
             "half": False}))  # the replica trains: fp32 even on a GPU
         self.initial_head = {k: v.detach().cpu().clone() for k, v in self.replica.head_state().items()}
+        warm_backbone(self.replica)
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.latest: dict[str, HeadUpdate] = {}
         self.teacher = load_teacher(teacher_config(self.values))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
-from edgesync_ros.ros.cloud_node import FEATURE_CHUNK, backbone_features
+from edgesync_ros.ros.cloud_node import FEATURE_CHUNK, backbone_features, warm_backbone
 
 
 def test_backbone_features_one_pass_shape_same_values():
@@ -26,3 +26,7 @@ def test_backbone_features_one_pass_shape_same_values():
         # Padding rows never leak into real ones: the backbone runs in eval mode.
         torch.testing.assert_close(got, direct(x), atol=1e-4, rtol=1e-4)
     assert {s[0] for s in shapes} <= {1, 2, 4, 8, FEATURE_CHUNK}
+
+    shapes.clear()
+    warm_backbone(model)
+    assert sorted(s[0] for s in shapes) == [1, 2, 4, 8, FEATURE_CHUNK]
