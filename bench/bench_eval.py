@@ -12,6 +12,7 @@ Run: ``PYTHONPATH=. .venv/bin/python bench/bench_eval.py [--camera cam0] [--dura
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -44,6 +45,7 @@ def main() -> int:
     from edgesync_ros.eval.features import load_stream_features
 
     torch.set_num_threads(1)
+    load_start = os.getloadavg()[0]  # the machine may be shared: record how busy it was
     spec = st.load_spec(args.stream)
     t0 = time.perf_counter()
     bag = bags.make_stream_bag(spec, progress=True)
@@ -84,6 +86,7 @@ def main() -> int:
         "jobs": args.jobs,
         "cost_profile": cost.name,
         "torch_threads": 1,
+        "load_avg_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # at start, at end
     }
     write_result("eval_table_i_cold_s", cold_s, "s", f"<= {COLD_GOAL_S:.0f} s", cold_s <= COLD_GOAL_S,
                  bag_build_s=round(bag_s, 1), extract_s=round(extract_s, 1), simulate_s=round(sim_s, 1),
