@@ -55,7 +55,7 @@ from bench.bench_nodes import Rig, bag_camera_frames, ros_domain_id, wait_for  #
 ROBOTS_GOAL = 16  # issue 7: a cloud with >= 16 simulated robots
 MAX_DROP_FRACTION = 0.01
 OPTIONS = (
-    ("--robots", str, "16", "robot counts to run, comma-separated for a sweep (e.g. 4,8,16)"),
+    ("--robots", str, "16", "robot counts to run, comma-separated for a sweep (e.g. 4,8,16; '' = summary only)"),
     ("--seconds", float, 240.0, "measured seconds per robot count"),
     ("--interval-bound", float, 120.0, "sustained: no robot waits longer than this for a head update (s)"),
     ("--windows", int, 48, "distinct real windows (SampleBatch messages) the robots send in turn"),
@@ -194,7 +194,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
     monitor = Node(f"fleet_monitor_{tag}", context=rig.context)
     diag = common.DiagnosticsLog(monitor)
     robots = [SimRobot(rig.context, f"{cloud_ns}/robot{i + 1}", cloud_ns) for i in range(n)]
-    rig.spin([monitor, *(r.node for r in robots)], threads=2)
+    rig.spin([monitor, *(r.node for r in robots)], threads=1)  # trivial callbacks: one thread, less CPU taken
     load_start = common.load_average()
     try:
         try:
@@ -217,6 +217,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         due = [(t0 + rng.uniform(0.0, period), i, 0) for i in range(n)]
         heapq.heapify(due)
         cpu0, start_diag = cloud.cpu_seconds(), diag.get("edgesync/cloud")
+        own0 = time.process_time()
         t_end = t0 + args.seconds
         next_print = t0 + 30.0
         rss_timeline: list[tuple[float, float | None]] = []
@@ -237,6 +238,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
                 next_print += 30.0
         time.sleep(max(0.0, t_end - time.monotonic()))
         cloud_cpu = cloud.cpu_seconds()
+        own_cpu = time.process_time() - own0
         rss = cloud.rss_mb()
         time.sleep(2.0)  # one more diagnostics period
         end = diag.get("edgesync/cloud")
@@ -291,6 +293,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         "labelling_busy_pct": round(100.0 * samples * label_ms / 1000.0 / args.seconds, 1),
         "train_s_per_update": float(end.get("train_seconds", "nan")),
         "cloud_cpu_pct": round(100.0 * (cloud_cpu - cpu0) / args.seconds, 1) if cloud_cpu and cpu0 else None,
+        "simulator_cpu_pct": round(100.0 * own_cpu / args.seconds, 1),
         "cloud_rss_mb": round(rss, 1) if rss else None,
         "cloud_rss_timeline": [[t, m and round(m, 1)] for t, m in rss_timeline],
         "cloud_exit_code": exit_code,
@@ -304,11 +307,12 @@ def main() -> int:
     args = common.parse_options(__doc__, OPTIONS)
     counts = [int(x) for x in str(args.robots).split(",") if x.strip()]
     t_start = time.monotonic()
-    cfg = robot_config()
-    batches = build_batches(args.windows, cfg)
-    print(f"# {len(batches)} windows built: {sum(len(b.samples) for b in batches) / len(batches):.1f} samples, "
-          f"{sum(len(b.frames) for b in batches) / len(batches):.1f} frames per batch", flush=True)  # fmt: skip
-    domain = ros_domain_id()
+    if counts:  # an empty --robots only rewrites the summary from the result files
+        cfg = robot_config()
+        batches = build_batches(args.windows, cfg)
+        print(f"# {len(batches)} windows built: {sum(len(b.samples) for b in batches) / len(batches):.1f} samples, "
+              f"{sum(len(b.frames) for b in batches) / len(batches):.1f} frames per batch", flush=True)  # fmt: skip
+        domain = ros_domain_id()
     for n in counts:
         r = run_fleet(n, batches, args, cfg, domain)
         common.write_result(
@@ -327,8 +331,9 @@ def main() -> int:
                                                "batches_dropped_by_cloud", "batches_published", "robots_updated",
                                                "label_ms_per_sample", "train_s_per_update", "load_end", "date")}
                for r in runs},
-        interval_bound_s=args.interval_bound, batch_samples_mean=round(
-            sum(len(b.samples) for b in batches) / len(batches), 1),
+        interval_bound_s=args.interval_bound,
+        samples_per_batch=round(
+            sum(r["samples_labelled"] for r in runs) / max(sum(r["batches_labelled"] for r in runs), 1), 1),
     )  # fmt: skip
     print(f"# bench_fleet_load: {time.monotonic() - t_start:.0f} s", flush=True)
     return 0
