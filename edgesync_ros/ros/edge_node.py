@@ -105,6 +105,8 @@ PARAMS: tuple[Param, ...] = (
           "predicts as before until the cloud answers; empty = start from model.head each time.", read_only=True),
 )
 
+REGISTER_REPLY_TIMEOUT_S = 5.0  # a RegisterEdge call unanswered this long is sent again (the timer keeps ticking)
+
 _FILTER_KEYS = ("upload_fraction", "alpha", "beta", "temperature", "timeliness_form", "normalise_entropy",
                 "window_size")
 _OVERLAY_COLOURS = [(160, 160, 160), (0, 200, 255), (255, 128, 0), (0, 255, 0), (255, 0, 255), (0, 0, 255),
@@ -179,7 +181,8 @@ class EdgeNode(Node):
 
         self.registered = False
         self._register_delay = float(self.values["register_retry_s"])
-        self._register_pending = False
+        self._register_future: Any = None  # the RegisterEdge call in flight, and when it was sent
+        self._register_sent = 0.0
         self._register_timer = self.create_timer(self._register_delay, self._try_register)
 
         # Bounded stamp-matching caches for region mode: stamp -> (header, frame) / stamp -> boxes.
@@ -444,8 +447,16 @@ class EdgeNode(Node):
 
     # -- cloud -------------------------------------------------------------------------------------------------
     def _try_register(self) -> None:
-        if self.registered or self._register_pending:
+        if self.registered:
             return
+        if self._register_future is not None:
+            if time.monotonic() - self._register_sent < REGISTER_REPLY_TIMEOUT_S:
+                return
+            # A reply can be lost while DDS discovery is still matching the service's reply writer; without this
+            # the robot would wait for it forever. Forget the call and ask again.
+            self.register_client.remove_pending_request(self._register_future)
+            self._register_future = None
+            self._count("register_timeouts")
         if not self.register_client.service_is_ready():
             # Back off while the cloud is absent; inference and buffering go on regardless.
             self._register_delay = min(self._register_delay * 2.0, 30.0)
@@ -454,11 +465,14 @@ class EdgeNode(Node):
         request = RegisterEdge.Request(edge_id=self.edge_id, architecture=self.model.arch,
                                        class_names=self.class_names, model_version=self.applier.version,
                                        head_topic=self.head_topic)
-        self._register_pending = True
-        self.register_client.call_async(request).add_done_callback(self._on_registered)
+        self._register_sent = time.monotonic()
+        self._register_future = self.register_client.call_async(request)
+        self._register_future.add_done_callback(self._on_registered)
 
     def _on_registered(self, future: Any) -> None:
-        self._register_pending = False
+        if future is not self._register_future:
+            return  # the answer to a call given up on (a newer one is in flight)
+        self._register_future = None
         response = future.result()
         if response is None or not response.accepted:
             self.get_logger().warning(f"registration refused: {getattr(response, 'message', 'no answer')}",

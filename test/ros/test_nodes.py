@@ -205,6 +205,22 @@ def test_late_joiner_gets_the_latest_head_and_fleet_status_lists_robots(harness,
     assert next(e for e in status.edges if e.edge_id == edge.edge_id).model_version >= 1
 
 
+def test_a_lost_registration_reply_is_asked_again(harness):
+    """A RegisterEdge reply lost during discovery must not leave the robot unregistered forever."""
+    from rclpy.task import Future
+
+    harness.cloud()
+    edge = harness.edge(f"r{harness.tag}")
+    assert wait_for(lambda: edge.registered, 20)
+    # Put the robot back into "waiting for a reply that will never come" (what a lost reply leaves behind).
+    edge.registered = False
+    edge._register_future = Future()
+    edge._register_sent = time.monotonic() - 60.0
+    edge._register_timer.reset()
+    assert wait_for(lambda: edge.registered, 20), dict(edge.counters)
+    assert edge.counters["register_timeouts"] == 1
+
+
 def test_bad_images_are_rejected_and_the_node_keeps_running(harness, frames):
     ns = f"r{harness.tag}"
     edge = harness.edge(ns)
