@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     edges: list[Any] = []
     evaluator = None
     executor = MultiThreadedExecutor(num_threads=4, context=context)
+    spinner: threading.Thread | None = None
     try:
         if not args.no_cloud:
             nodes.append(CloudNode(context=context, cli_args=cli_args,
@@ -220,6 +221,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         executor.shutdown(timeout_sec=5.0)
+        if spinner is not None:
+            # Destroying nodes while the spin loop still dispatches a callback makes that callback fail on a
+            # destroyed handle (printed as "exception was never retrieved" at exit); let the loop end first.
+            spinner.join(timeout=5.0)
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
