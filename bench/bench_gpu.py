@@ -45,12 +45,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
-from bench.common import write_result  # noqa: E402
+from bench.common import video_frames, write_result  # noqa: E402
 
 PAPER_CYCLE_S = 21.3
 WINDOW_S = 10.0  # config/edge.yaml: window 20 frames at 2 fps
@@ -79,33 +77,13 @@ def cuda_time(fn: Callable[[], object], repeat: int, warmup: int = 5) -> float:
     return statistics.median(samples)
 
 
-def video_frames(path: str, count: int, stride: int) -> list[np.ndarray]:
-    """``count`` frames of a video, every ``stride``-th."""
-    cap = cv2.VideoCapture(path)
-    out, i = [], 0
-    while len(out) < count:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i % stride == 0:
-            out.append(frame)
-        i += 1
-    cap.release()
-    if not out:
-        raise RuntimeError(f"no frames from {path}")
-    return out
-
-
 def load_train_config() -> Any:
     """``config/cloud.yaml``'s ``train.*`` with ``config/hyperparameters.yaml`` on top, as the cloud node loads it."""
-    from edgesync_ros.core.config import TrainConfig
+    from edgesync_ros.core.config import TrainConfig, load_yaml_section
 
-    def section(path: Path) -> dict[str, Any]:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        params = doc["/**/cloud_node"]["ros__parameters"]
-        return {k[len("train."):]: v for k, v in params.items() if k.startswith("train.")}
-
-    values = {**section(REPO / "config" / "cloud.yaml"), **section(REPO / "config" / "hyperparameters.yaml")}
+    values: dict[str, Any] = {}
+    for name in ("cloud.yaml", "hyperparameters.yaml"):  # the HPO result overrides the shipped defaults
+        values.update(load_yaml_section(REPO / "config" / name, "cloud_node").get("train", {}))
     return TrainConfig.from_mapping(values)
 
 

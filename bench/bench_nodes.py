@@ -64,7 +64,6 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 import rclpy  # noqa: E402
@@ -77,7 +76,7 @@ from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from bench.common import write_result  # noqa: E402
+from bench.common import video_frames, write_result  # noqa: E402
 from edgesync_ros.data import assets  # noqa: E402
 from edgesync_ros.models.preprocessing import preprocess  # noqa: E402
 from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray, SampleBatch  # noqa: E402
@@ -185,17 +184,7 @@ class CameraFrame:
 
 def bikes_frames(count: int, stride: int) -> list[npt.NDArray[np.uint8]]:
     """``count`` real street frames of bikes.mp4 (640x272), every ``stride``-th."""
-    cap = cv2.VideoCapture(str(assets.bikes_video()))
-    out: list[npt.NDArray[np.uint8]] = []
-    i = 0
-    while len(out) < count:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i % stride == 0:
-            out.append(np.asarray(frame, np.uint8))
-        i += 1
-    cap.release()
+    out = [np.asarray(f, np.uint8) for f in video_frames(assets.bikes_video(), count, stride)]
     if len(out) < count:
         raise RuntimeError(f"bikes.mp4 gave {len(out)} frames at stride {stride}, wanted {count}")
     return out

@@ -64,6 +64,28 @@ def write_result(
     return result
 
 
+def video_frames(path: str | Path, count: int, stride: int) -> list[Any]:
+    """``count`` BGR frames of an OpenCV-readable video, every ``stride``-th; fewer only if the video ends first."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    out: list[Any] = []
+    i = 0
+    try:
+        while len(out) < count:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i % stride == 0:
+                out.append(frame)
+            i += 1
+    finally:
+        cap.release()
+    if not out:
+        raise RuntimeError(f"no frames could be read from {path}")
+    return out
+
+
 def time_call(fn: Callable[[], object], repeat: int = 20, warmup: int = 3) -> float:
     """Return the median wall time of ``fn()`` in seconds over ``repeat`` calls after ``warmup`` calls."""
     for _ in range(warmup):
