@@ -296,6 +296,17 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         "simulator_cpu_pct": round(100.0 * own_cpu / args.seconds, 1),
         "cloud_rss_mb": round(rss, 1) if rss else None,
         "cloud_rss_timeline": [[t, m and round(m, 1)] for t, m in rss_timeline],
+        "robots_trained": sum(1 for r in robots if "trained=0 " not in end.get(f"robot/{r.edge_id}", "trained=0 ")),
+        "per_robot": {
+            r.edge_id: {
+                "uploads": len(r.sent),
+                "updates": sum(1 for t in r.updates if t <= t_end),
+                "first_update_s": round(r.updates[0] - r.sent[0], 1) if r.updates and r.sent else None,
+                "longest_gap_s": round(max(gaps[r.edge_id]), 1),
+                "cloud": end.get(f"robot/{r.edge_id}"),
+            }
+            for r in robots
+        },
         "cloud_exit_code": exit_code,
         "ros_domain_id": domain,
         "load_start": load_start,

@@ -22,7 +22,8 @@ from typing import Any
 from edgesync_ros.machine import describe_machine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "config"
 
 
 def machine() -> str:
@@ -150,10 +151,33 @@ def installed_executable(name: str) -> Path:
     """``<prefix>/lib/edgesync_ros/<name>`` of the colcon install (``source env.sh`` puts it on the ament path)."""
     from ament_index_python.packages import get_package_prefix
 
-    path = Path(get_package_prefix("edgesync_ros")) / "lib" / "edgesync_ros" / name
+    prefix = Path(get_package_prefix("edgesync_ros"))
+    path = prefix / "lib" / "edgesync_ros" / name
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not installed: run ./tools/setup.sh")
+    check_install_fresh(prefix)
     return path
+
+
+def check_install_fresh(prefix: Path) -> None:
+    """Raise if the installed ``edgesync_ros`` Python package differs from this checkout's.
+
+    An installed node process imports the colcon install's copy of the package, not the checkout: a benchmark run
+    after an edit without ``./tools/setup.sh`` would silently measure the old code.
+    """
+    source = REPO / "edgesync_ros"
+    installed = next(prefix.glob("lib/python3*/site-packages/edgesync_ros"), None)
+    if installed is None:
+        return  # not a colcon install of this layout (e.g. a system install): nothing to compare
+    stale = [
+        str(f.relative_to(source))
+        for f in sorted(source.rglob("*.py"))
+        if not (installed / f.relative_to(source)).is_file()
+        or (installed / f.relative_to(source)).read_bytes() != f.read_bytes()
+    ]
+    if stale:
+        names = ", ".join(stale[:5])
+        raise RuntimeError(f"the colcon install is older than the checkout ({names}): run ./tools/setup.sh")
 
 
 class NodeProcess:

@@ -6,6 +6,13 @@ teacher's label, and a "storage buffer" of labelled samples to retrain from. Her
 is bounded FIFO per robot. A robot is *ready* for training once ``min_new_samples`` labelled samples arrived since
 its last training; :meth:`Fleet.pick` applies the scheduling policy (Eq. 4 urgency by default) over ready robots.
 
+**Starvation guard (beyond the paper).** Eq. 4 ranks robots by how much their accuracy *changed*; a robot whose
+accuracy is steady has urgency 0 and, on a cloud that cannot train every ready robot in turn (more robots than it
+has training time for), would wait for ever behind robots that keep drifting. With ``max_ready_wait_s`` > 0, a robot
+that has been ready for at least that long is picked first (the longest-waiting first, ties to the smallest id),
+whatever the policy says: classic aging. Readiness is observed by :meth:`Fleet.pick` itself (called every worker
+step), so no clock is read here. 0 turns the guard off, which is the paper's scheduler (the evaluator's default).
+
 No ROS, no clock reads: times are passed in as ``now_s``.
 """
 
@@ -41,8 +48,10 @@ class EdgeRecord:
     new_since_train: int = 0
     samples_seen: int = 0
     updates_sent: int = 0
+    trainings: int = 0  # sent or held back by the update gate
     last_update_s: float | None = None
     last_train: dict[str, float | int | str] = dataclasses.field(default_factory=dict)
+    ready_since_s: float | None = None  # when pick() first saw the robot ready; a monotonic time, never persisted
     features: collections.deque[Tensor] = dataclasses.field(default_factory=collections.deque)
     labels: collections.deque[int] = dataclasses.field(default_factory=collections.deque)
 
@@ -74,6 +83,7 @@ class EdgeRecord:
             "new_since_train": self.new_since_train,
             "samples_seen": self.samples_seen,
             "updates_sent": self.updates_sent,
+            "trainings": self.trainings,
             "last_train": dict(self.last_train),
         }
         tensors: dict[str, Tensor] = {"labels": torch.tensor(list(self.labels), dtype=torch.long)}
@@ -96,6 +106,7 @@ class EdgeRecord:
                 new_since_train=int(doc["new_since_train"]),
                 samples_seen=int(doc["samples_seen"]),
                 updates_sent=int(doc["updates_sent"]),
+                trainings=int(doc.get("trainings", doc["updates_sent"])),
                 last_train=dict(doc.get("last_train", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -131,12 +142,20 @@ class Fleet:
         store_capacity: int = 300,
         min_new_samples: int = 20,
         policy: SchedulingPolicy | None = None,
+        max_ready_wait_s: float = 0.0,
     ) -> None:
-        """Create an empty fleet; ``policy`` defaults to Eq. 4 urgency (:class:`UrgencyPolicy`)."""
+        """Create an empty fleet; ``policy`` defaults to Eq. 4 urgency (:class:`UrgencyPolicy`).
+
+        ``max_ready_wait_s`` (>= 0; 0 = off) is the starvation guard of the module docstring.
+        """
         if store_capacity < 1 or min_new_samples < 1:
             raise ConfigError(
                 f"store_capacity and min_new_samples must be >= 1, got {store_capacity}, {min_new_samples}"
             )
+        if not np.isfinite(max_ready_wait_s) or max_ready_wait_s < 0:
+            raise ConfigError(f"max_ready_wait_s must be a finite number >= 0, got {max_ready_wait_s}")
+        self.max_ready_wait_s = float(max_ready_wait_s)
+        self.starved_picks = 0  # picks the guard made instead of the policy (diagnostics)
         self.bank_cfg = bank or BankConfig()
         self.urgency_cfg = urgency_cfg or UrgencyConfig()
         self.store_capacity = int(store_capacity)
@@ -203,14 +222,33 @@ class Fleet:
         """
         if force:
             return force if self.get(force).labels else None
+        for record, is_ready in zip(self.edges.values(), self.ready().values(), strict=True):
+            if not is_ready:
+                record.ready_since_s = None
+            elif record.ready_since_s is None:
+                record.ready_since_s = now_s
         banks = {eid: r.bank for eid, r in self.edges.items()}
         ready = self.ready() if require_ready else {eid: bool(r.labels) for eid, r in self.edges.items()}
+        starved = self.starved(now_s)
+        if starved:  # the policy is not consulted: stateful policies (round robin, windows) must not advance
+            self.starved_picks += 1
+            return starved[0]
         return self.policy.pick(banks, ready, now_s)
+
+    def starved(self, now_s: float) -> list[str]:
+        """Ready robots waiting at least ``max_ready_wait_s``, longest wait first (ties: smallest id); [] if off."""
+        if self.max_ready_wait_s <= 0:
+            return []
+        waits = [(now_s - r.ready_since_s, eid) for eid, r in self.edges.items()
+                 if r.ready_since_s is not None and now_s - r.ready_since_s >= self.max_ready_wait_s]
+        return [eid for _, eid in sorted(waits, key=lambda w: (-w[0], w[1]))]
 
     def trained(self, edge_id: str, now_s: float, sent_version: int | None) -> None:
         """Record a finished training: new samples consumed; a sent update bumps the version."""
         record = self.get(edge_id)
         record.new_since_train = 0
+        record.ready_since_s = None
+        record.trainings += 1
         if sent_version is not None:
             record.version = int(sent_version)
             record.updates_sent += 1

@@ -18,7 +18,6 @@ held-out samples by at least ``min_improvement`` (Algorithm 2 returns epoch 0 = 
 from __future__ import annotations
 
 import collections
-import queue
 import threading
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from edgesync_ros.core import head_codec, persist
 from edgesync_ros.core.config import BankConfig, TrainConfig, UrgencyConfig, load_yaml_section
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.core.fleet import EdgeRecord, Fleet
+from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
 from edgesync_ros.core.training import train_head
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig, forward_in_buckets
@@ -59,13 +59,16 @@ PARAMS: tuple[Param, ...] = (
     Param("upload_fraction", 0.7, "k the robots are told at registration and through SetUploadPolicy.", 0.001, 1.0),
     Param("window_size", 20, "Window (frames) the robots are told at registration and through SetUploadPolicy.",
           1, 10000),
-    Param("queue_size", 8, "Sample batches waiting for labelling; beyond it the oldest is dropped and counted.",
+    Param("queue_size", 8, "Sample batches waiting for labelling; beyond it one is dropped (fairly across robots: "
+          "core.intake) and counted.",
           1, 1000, read_only=True),
     Param("max_batch_bytes", 16 << 20, "SampleBatch messages larger than this are rejected.", 1024, 1 << 30),
     Param("store_capacity", 300, "Labelled samples kept per robot (the paper's storage buffer), FIFO.", 10, 1_000_000,
           read_only=True),
     Param("min_new_samples", 20, "New labelled samples a robot needs before it can be retrained again.", 1, 1_000_000,
           read_only=True),
+    Param("max_ready_wait_s", 60.0, "Starvation guard: a robot ready for retraining this long (s) is trained next, "
+          "whatever its urgency; 0 = off (the paper's pure Eq. 4 order).", 0.0, 86_400.0, read_only=True),
     Param("min_improvement", 0.0, "Update gate: validation accuracy the new head must gain over the current head "
           "on the held-out samples (0 = any improvement).", 0.0, 1.0),
     Param("update_dtype", "float16", "Wire dtype of head tensors (float16 halves the bytes).",
@@ -180,7 +183,7 @@ class CloudNode(Node):
         else:
             policy = UrgencyPolicy(urgency_cfg)
         self.fleet = Fleet(bank_cfg, urgency_cfg, int(self.values["store_capacity"]),
-                           int(self.values["min_new_samples"]), policy)
+                           int(self.values["min_new_samples"]), policy, float(self.values["max_ready_wait_s"]))
         m = section(self.values, "model.")
         self.replica = EdgeModel(EdgeModelConfig.from_mapping({
             "arch": m["arch"], "weights": m["weights"] or None,
@@ -207,7 +210,8 @@ class CloudNode(Node):
         self.policy_clients: dict[str, Any] = {}
 
         self._lock = threading.RLock()  # guards fleet/heads/latest between the worker and service callbacks
-        self._queue: queue.Queue[SampleBatch] = queue.Queue(maxsize=int(self.values["queue_size"]))
+        # Fair across robots: an overloaded cloud still labels every robot's batches in turn (core.intake).
+        self._queue: FairQueue[str, SampleBatch] = FairQueue(int(self.values["queue_size"]))
         self._forced: collections.deque[str] = collections.deque()
         self.counters = collections.Counter[str]()
         self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
@@ -367,23 +371,13 @@ class CloudNode(Node):
 
     # -- worker ------------------------------------------------------------------------------------------------
     def _on_batch(self, msg: SampleBatch) -> None:
-        try:
-            self._queue.put_nowait(msg)
-        except queue.Full:
-            # Keep the newest data: drop the oldest waiting batch, it is the least timely.
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._queue.put_nowait(msg)
+        if self._queue.put(msg.edge_id, msg) is not None:
             self.counters["dropped_batches"] += 1
 
     def _work(self) -> None:
         while not self._stop.is_set() and self.context.ok():
-            try:
-                msg = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                msg = None
+            got = self._queue.get(timeout=0.2)
+            msg = got[1] if got is not None else None
             try:
                 if msg is not None:
                     self.process_batch(msg)
@@ -551,14 +545,16 @@ class CloudNode(Node):
     # -- diagnostics -------------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         with self._lock:
-            per_robot = {e: (r.version, r.updates_sent, len(r.labels)) for e, r in self.fleet.edges.items()}
+            per_robot = {e: (r.version, r.updates_sent, r.trainings, len(r.labels))
+                         for e, r in self.fleet.edges.items()}
         values = {
             "queue_depth": str(self._queue.qsize()),
             "label_ms_per_sample": f"{np.mean(self.label_ms_per_sample):.1f}" if self.label_ms_per_sample else "nan",
             "train_seconds": f"{np.mean(self.train_seconds):.2f}" if self.train_seconds else "nan",
             "training": self.busy,
+            "starved_picks": str(self.fleet.starved_picks),
             **{k: str(v) for k, v in sorted(self.counters.items())},
-            **{f"robot/{e}": f"v{v} sent={n} stored={s}" for e, (v, n, s) in sorted(per_robot.items())},
+            **{f"robot/{e}": f"v{v} sent={n} trained={t} stored={s}" for e, (v, n, t, s) in sorted(per_robot.items())},
         }
         level = DiagnosticStatus.WARN if self._queue.full() else DiagnosticStatus.OK
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[
