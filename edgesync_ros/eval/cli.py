@@ -203,6 +203,15 @@ def task_key(task: Task, cost: Any, settings: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+#: Method-key prefixes from the most to the least simulation work (AMS trains 2,000 samples every 10 s per camera;
+#: EdgeSync and its variants after every ready window; the oracle per segment; Ekya once per 200 s window).
+_COST_ORDER = ("ams", "edgesync", "oracle", "ekya", "one_time")
+
+
+def _expected_cost_rank(method: str) -> int:
+    return next((i for i, p in enumerate(_COST_ORDER) if method.startswith(p)), len(_COST_ORDER))
+
+
 def run_tasks(
     tasks: Sequence[Task], cost: Any, settings: Any, jobs: int = 1, progress: bool = True, desc: str = "runs",
     cache_dir: Path | None = None,
@@ -246,7 +255,9 @@ def run_tasks(
         ctx = multiprocessing.get_context("spawn")  # torch + fork is unsafe; spawn gives clean workers
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                                     initargs=(1,)) as pool:  # fmt: skip
-            futures = {pool.submit(_run_one, (tasks[i], cost, settings)): i for i in todo}
+            # Longest first (LPT): the pool's makespan is not set by a long run started last.
+            order = sorted(todo, key=lambda i: _expected_cost_rank(tasks[i].method))
+            futures = {pool.submit(_run_one, (tasks[i], cost, settings)): i for i in order}
             for fut in cf.as_completed(futures):
                 i = futures[fut]
                 done(i, fut.result())
