@@ -222,13 +222,14 @@ class Fleet:
         """
         if force:
             return force if self.get(force).labels else None
-        for record, is_ready in zip(self.edges.values(), self.ready().values(), strict=True):
-            if not is_ready:
+        ready_now = self.ready()
+        for eid, record in self.edges.items():  # the starvation guard's clock: when each robot became ready
+            if not ready_now[eid]:
                 record.ready_since_s = None
             elif record.ready_since_s is None:
                 record.ready_since_s = now_s
         banks = {eid: r.bank for eid, r in self.edges.items()}
-        ready = self.ready() if require_ready else {eid: bool(r.labels) for eid, r in self.edges.items()}
+        ready = ready_now if require_ready else {eid: bool(r.labels) for eid, r in self.edges.items()}
         starved = self.starved(now_s)
         if starved:  # the policy is not consulted: stateful policies (round robin, windows) must not advance
             self.starved_picks += 1
