@@ -371,6 +371,12 @@ class CloudNode(Node):
 
     # -- worker ------------------------------------------------------------------------------------------------
     def _on_batch(self, msg: SampleBatch) -> None:
+        if msg.edge_id not in self.fleet.edges:
+            # Refused before queueing: a spoofed edge_id must take neither a queue slot nor fair-share state.
+            self.counters["rejected_batches"] += 1
+            self.get_logger().warning(f"SampleBatch from unregistered robot {msg.edge_id!r} ignored",
+                                      throttle_duration_sec=5.0)
+            return
         if self._queue.put(msg.edge_id, msg) is not None:
             self.counters["dropped_batches"] += 1
 
