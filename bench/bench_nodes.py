@@ -17,9 +17,14 @@ Results (``bench/results/<name>.json``):
    ``NanoDetTeacher().proposals``, precomputed; 2.45 per frame on average, objects plus a background crop) and
    ``edge_node_throughput_ratio_frame`` (whole-frame mode): frames/s through
    subscribe -> convert -> preprocess -> infer -> ``PredictionArray`` -> window/filter -> upload, divided by bare
-   ``model.model(x)`` frames/s on the same preprocessed frames, same model object, same process, same run. Bare and
-   node passes alternate (``--rounds``) and the median ratio of adjacent pairs is reported, because other processes
-   load this 2-core machine unevenly. Goal >= 0.9x.
+   ``module(x)`` frames/s on the same preprocessed frames, where ``module`` is what the node's forward runs
+   (``EdgeModel.inference_module``: the TorchScript trace of the model on a CPU), run on the node's inference thread
+   with its ``torch_threads`` -- same module, thread and thread count, same process, same run. Bare and node passes
+   alternate (``--rounds``) and the median ratio of adjacent pairs is reported, because other processes load this
+   2-core machine unevenly. Goal >= 0.9x. Also reported per round: plain eager ``model.model(x)`` and the node's
+   module at torch's default thread count (``ratio_vs_eager_default_threads``, ``ratio_vs_fastest_bare``: the node
+   against the fastest of the three baselines). Every bare pass runs on the inference thread: a forward pass on any
+   other thread would start a second OpenMP pool and slow the whole process (edgesync_ros/models/threads.py).
 2. ``update_cycle_seconds``: one edge + the cloud at the paper's settings (window 20 frames at 2 fps, k = 0.7, so a
    batch of ~14 frames x regions; ``min_new_samples`` 1 so each batch triggers training; ``train.*`` from
    ``config/cloud.yaml``: 50 epochs, patience 5, 30 s), split as the paper's Table II. The edge is idle during the
@@ -80,6 +85,7 @@ from std_msgs.msg import Header  # noqa: E402
 from bench.common import video_frames, write_result  # noqa: E402
 from edgesync_ros.data import assets  # noqa: E402
 from edgesync_ros.models.preprocessing import preprocess  # noqa: E402
+from edgesync_ros.models.threads import intra_op_threads  # noqa: E402
 from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray, SampleBatch  # noqa: E402
 from edgesync_ros.ros import conversions as conv  # noqa: E402
 from edgesync_ros.ros import qos  # noqa: E402
@@ -94,6 +100,7 @@ FRAME_PERIOD_S = 0.5  # 2 fps stream: the paper's sampling rate, so every frame 
 CAMERA_FPS = 30.0  # throughput's stamps: a vehicle camera's rate (bench_soak's too); the 2 Hz sampler takes 1 in 15
 CONFIG_DIR = REPO / "config"
 EDGE_EXECUTOR_THREADS = 1  # as edge_node's main(): inference runs on the node's own thread, not the executor
+DEFAULT_TORCH_THREADS = torch.get_num_threads()  # torch's default here (OMP_NUM_THREADS, else the core count)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -383,14 +390,32 @@ def bench_throughput(
             raise ValueError("throughput frames need their decoded pixels (raw_camera_frames)")
         inputs = [preprocess(f.bgr, f.boxes if regions else None, cfg).to(device, dtype) for f in frames]  # type: ignore[arg-type]
         camera.run(frames, 2 * in_flight + 8, regions)  # warm-up: DDS matching, first allocations
-        bare_fps(edge.model.model, inputs, 8)
-        bare, node, ratios, cpu_bare, cpu_node = [], [], [], [], []
+
+        # Bare model(x) runs on the edge's own inference thread, between frames: the thread, OpenMP pool and module
+        # of the node's forward pass. On another thread it would start a second OpenMP pool, which slows every
+        # forward pass in the process ~3x on 2 cores (edgesync_ros/models/threads.py) -- node and bare alike.
+        def bare_on_edge(n: int, module: torch.nn.Module, threads: int | None = None) -> float:
+            def run() -> float:
+                if threads is None:
+                    return bare_fps(module, inputs, n)
+                with intra_op_threads(threads):
+                    return bare_fps(module, inputs, n)
+
+            return edge.call_on_inference_thread(run, timeout=600.0)
+
+        infer, eager = edge.model.inference_module, edge.model.model
+        for module, threads in ((infer, None), (eager, DEFAULT_TORCH_THREADS), (infer, DEFAULT_TORCH_THREADS)):
+            bare_on_edge(8, module, threads)  # warm-up: TorchScript's profiling runs, a thread pool's start
+        bare, node, ratios, cpu_bare, cpu_node, eager_default, infer_default = [], [], [], [], [], [], []
         for _ in range(rounds):
             c0 = time.process_time()
-            b = bare_fps(edge.model.model, inputs, count)
+            b = bare_on_edge(count, infer)
             c1 = time.process_time()
             n = steady_fps(camera.run(frames, count + in_flight, regions), in_flight)
             c2 = time.process_time()
+            # The other two baselines: plain eager model(x), and the node's module, both at torch's default threads.
+            eager_default.append(bare_on_edge(count, eager, DEFAULT_TORCH_THREADS))
+            infer_default.append(bare_on_edge(count, infer, DEFAULT_TORCH_THREADS))
             bare.append(b)
             node.append(n)
             ratios.append(n / b)
@@ -406,6 +431,14 @@ def bench_throughput(
             "bare_fps": statistics.median(bare),
             "node_fps": statistics.median(node),
             "ratios": [round(r, 3) for r in ratios],
+            "edge_torch_threads": edge.torch_threads,
+            "default_torch_threads": DEFAULT_TORCH_THREADS,
+            "bare_eager_default_threads_fps": statistics.median(eager_default),
+            "bare_inference_module_default_threads_fps": statistics.median(infer_default),
+            "ratio_vs_eager_default_threads": statistics.median(
+                n / e for n, e in zip(node, eager_default, strict=True)),
+            "ratio_vs_fastest_bare": statistics.median(
+                n / max(b, e, i) for n, b, e, i in zip(node, bare, eager_default, infer_default, strict=True)),
             "bare_fps_rounds": [round(x, 2) for x in bare],
             "node_fps_rounds": [round(x, 2) for x in node],
             "cpu_ms_per_frame_bare": round(statistics.median(cpu_bare), 2),

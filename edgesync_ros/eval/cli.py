@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
+import functools
 import multiprocessing
 import os
 import sys
@@ -168,18 +169,26 @@ def _run_one(args: tuple[Task, Any, Any]) -> dict[str, Any]:
     return run_task(*args)
 
 
-def _code_digest() -> str:
-    """Digest of the code that shapes a result: the modules' syntax trees without docstrings or comments.
+#: Modules whose code shapes a simulated result, relative to the package: the simulator and methods, and what they
+#: call -- the core (Algorithm 1's filter, Algorithm 2's training, the bank, urgency, fleet, heads) and the edge
+#: model's forward pass.
+_RESULT_MODULES = ("eval/simulator.py", "eval/methods.py", "eval/features.py", "core/*.py", "models/edge.py")
 
-    Editing documentation does not invalidate finished runs; any change to what the code does does.
+
+def code_digest(package: Path) -> str:
+    """Digest of the code under ``package`` that shapes a result: the syntax trees without docstrings or comments.
+
+    Editing documentation does not invalidate finished runs; any change to what the code does does (a change to
+    ``core/training.py`` must not be answered with a result the old trainer computed).
     """
     import ast
     import hashlib
 
-    here = Path(__file__).resolve().parent
+    files = sorted({f for pattern in _RESULT_MODULES for f in package.glob(pattern)})
     h = hashlib.sha256()
-    for name in ("simulator.py", "methods.py", "features.py"):
-        tree = ast.parse((here / name).read_text(encoding="utf-8"))
+    for path in files:
+        h.update(path.relative_to(package).as_posix().encode())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
@@ -189,6 +198,12 @@ def _code_digest() -> str:
                 node.body = node.body[1:] or [ast.Pass()]
         h.update(ast.dump(tree, include_attributes=False).encode())
     return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    # The code cannot change under a running process, so parse it once.
+    return code_digest(Path(__file__).resolve().parent.parent)
 
 
 def task_key(task: Task, cost: Any, settings: Any) -> str:
@@ -599,9 +614,10 @@ def write_report(report: dict[str, Any], out: Path) -> dict[str, str]:
         xs = [max(p["trials"], 1) for p in pts]
         R.plot_series(out / "fig4_hpo.png", xs, {"balanced accuracy": [p["balanced_accuracy"] for p in pts],
                                                  "accuracy": [p["accuracy"] for p in pts]},
-                      "trials per update (1 = offline h)", "%", "Offline h vs online HPO (EdgeSync, 100 s updates)",
+                      "online HPO trials per update", "%", "Offline h vs online HPO (EdgeSync, 100 s updates)",
                       second={"profiling + training": [p["profile_s"] + p["train_s"] for p in pts]},
-                      second_label="s / update", logx=True)  # fmt: skip
+                      second_label="s / update", logx=True,
+                      xticklabels=["offline h" if p["trials"] == 0 else str(p["trials"]) for p in pts])  # fmt: skip
         figs["fig4"] = "fig4_hpo.png"
     if rep.get("fig3"):
         ser = rep["fig3"]["series"]

@@ -287,9 +287,12 @@ def _save(fig: Any, path: str | Path) -> Path:
 def plot_series(
     path: str | Path, xs: Sequence[float], series: Mapping[str, Sequence[Mapping[str, float]]], xlabel: str,
     ylabel: str, title: str, second: Mapping[str, Sequence[float]] | None = None, second_label: str = "",
-    logx: bool = False,
+    logx: bool = False, xticklabels: Sequence[str] | None = None,
 ) -> Path:  # fmt: skip
-    """A line plot of mean ± std per series; optionally a second axis (e.g. time) as dashed lines."""
+    """A line plot of mean ± std per series; optionally a second axis (e.g. time) as dashed lines.
+
+    ``xticklabels`` labels the points' own x positions (one per x) instead of the axis's default ticks.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for name, stats in series.items():
@@ -302,6 +305,9 @@ def plot_series(
     ax.set_title(title, fontsize=10)
     if logx:
         ax.set_xscale("log", base=2)
+    if xticklabels is not None:
+        ax.set_xticks(list(xs), list(xticklabels))
+        ax.minorticks_off()
     ax.grid(alpha=0.3)
     if second:
         ax2 = ax.twinx()

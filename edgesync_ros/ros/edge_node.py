@@ -27,8 +27,9 @@ import collections
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -47,6 +48,7 @@ from edgesync_ros.core.filtering import adaptability
 from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.models.threads import intra_op_threads, set_thread_intra_op_threads
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
@@ -83,6 +85,10 @@ PARAMS: tuple[Param, ...] = (
     Param("upload_max_width", 640, "Uploaded frames wider than this are scaled down (bandwidth); regions scale "
           "with them. 0 = never.", 0, 8192),
     Param("max_image_pixels", 4096 * 2160, "Frames with more pixels are rejected (memory bound).", 1, 100_000_000),
+    Param("torch_threads", 0, "Intra-op threads of the inference thread, which runs every forward pass, head "
+          "update and rollback (0 = torch's default: OMP_NUM_THREADS, else the core count). The node's other "
+          "threads use torch single-threaded, so only one OpenMP pool exists (see edgesync_ros/models/threads.py).",
+          0, 256, read_only=True),
     Param("inference_queue_size", 2, "Preprocessed frames waiting for the inference thread; when a new frame "
           "finds it full the oldest waiting one is dropped (counted as dropped_frames).", 1, 100, read_only=True),
     Param("region_cache_size", 30, "Images (or region arrays) waiting for their partner, per kind; older ones are "
@@ -105,7 +111,10 @@ PARAMS: tuple[Param, ...] = (
           "predicts as before until the cloud answers; empty = start from model.head each time.", read_only=True),
 )
 
+R = TypeVar("R")
+
 REGISTER_REPLY_TIMEOUT_S = 5.0  # a RegisterEdge call unanswered this long is sent again (the timer keeps ticking)
+INFERENCE_CALL_TIMEOUT_S = 10.0  # a head update or rollback waits at most this long for the inference thread
 
 _FILTER_KEYS = ("upload_fraction", "alpha", "beta", "temperature", "timeliness_form", "normalise_entropy",
                 "window_size")
@@ -138,13 +147,19 @@ class EdgeNode(Node):
         self.filter_cfg = filter_config(self.values)
         ns = self.get_namespace().strip("/")
         self.edge_id: str = self.values["edge_id"] or (ns.replace("/", "_") if ns else self.get_name())
-        self.model = EdgeModel(EdgeModelConfig.from_mapping(self._model_section()))
-        self.class_names = list(self.model.classes)
+        self.torch_threads = int(self.values["torch_threads"]) or torch.get_num_threads()
+        model_cfg = EdgeModelConfig.from_mapping(self._model_section())
         self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
         state_root = self.values["state_dir"]
         self.state_dir = Path(state_root).expanduser() / self.edge_id if state_root else None
-        self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id, version=self._restore_head(),
-                                   key=self.fleet_key)
+        # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
+        # worker pool and warm it up there.
+        with intra_op_threads(1):
+            self.model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
+            self.class_names = list(self.model.classes)
+            self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id,
+                                       version=self._restore_head(), key=self.fleet_key)
+        self._warmup = model_cfg.warmup
         self._applied_digest = b""
         self.window = SampleWindow(int(self.values["window_size"]), 1.0 / float(self.values["sample_rate_hz"]))
         self._window_lock = threading.Lock()
@@ -200,7 +215,7 @@ class EdgeNode(Node):
         self.create_timer(float(self.values["status_period_s"]), self._publish_status)
         self._inference: DroppingWorker[_Pending] = DroppingWorker(
             f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
-            lambda exc: self._worker_failed("inference", exc))
+            lambda exc: self._worker_failed("inference", exc), on_start=self._start_inference_thread)
         self._uploads: DroppingWorker[tuple[Any, int]] = DroppingWorker(
             f"edgesync-upload-{self.edge_id}", lambda job: self._upload(*job), 2,
             lambda exc: self._worker_failed("upload", exc))
@@ -295,6 +310,21 @@ class EdgeNode(Node):
         if not self._inference.submit(_Pending(header, frame, boxes, batch, time.perf_counter())):
             self._count("dropped_frames")
 
+    def _start_inference_thread(self) -> None:
+        set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
+        if self._warmup:
+            self.model.warmup()
+
+    def call_on_inference_thread(self, fn: Callable[[], R], timeout: float = INFERENCE_CALL_TIMEOUT_S) -> R:
+        """Run ``fn()`` on the inference thread between two frames and return its result.
+
+        Heavy torch work (a head update, a rollback, a benchmark's bare ``model(x)``) goes through here, so it
+        never overlaps a forward pass and the process keeps a single OpenMP pool (models/threads.py). Raises
+        TimeoutError after ``timeout`` s (the call is then withdrawn if it had not started) and re-raises what
+        ``fn`` raises.
+        """
+        return self._inference.call(fn, timeout)
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until every submitted frame and upload is handled (at most ``timeout`` s); for tests and tools."""
         deadline = time.monotonic() + timeout
@@ -387,17 +417,24 @@ class EdgeNode(Node):
         digest = bytes(np.asarray(msg.digest, np.uint8).tobytes())
         if msg.version == self.applier.version and digest == self._applied_digest:
             return False  # the head we already run, offered again (a restarted cloud re-publishes it): nothing to do
-        try:
+        def apply() -> None:
             self.applier.apply(conv.head_payload(msg))
+            self._save_head()
+
+        try:
+            self.call_on_inference_thread(apply)
         except UpdateRejectedError as exc:
             self._count("rejected_updates")
             self.last_rejection = f"v{msg.version} from {msg.edge_id!r}: {exc}"
             self.get_logger().warning(f"rejected head update {self.last_rejection}", throttle_duration_sec=2.0)
             return False
+        except (TimeoutError, RuntimeError) as exc:  # inference thread stuck or closed: the model is unchanged
+            self._count("update_timeouts")
+            self.get_logger().error(f"head update v{msg.version} not applied: {exc}", throttle_duration_sec=2.0)
+            return False
         self.last_update_wall = time.monotonic()
         self._applied_digest = digest
         self._count("applied_updates")
-        self._save_head()
         self.get_logger().info(
             f"applied head v{msg.version} (base v{msg.base_version}, val acc {msg.validation_accuracy:.3f}, "
             f"{sum(len(t.data) for t in msg.tensors)} bytes)"
@@ -433,13 +470,16 @@ class EdgeNode(Node):
             response.success = False
             response.message = f"only the previous head (v{previous}) is kept; asked for v{request.to_version}"
         else:
-            try:
+            def rollback() -> None:
                 self.applier.rollback()
-                self._applied_digest = b""
                 self._save_head()
+
+            try:
+                self.call_on_inference_thread(rollback)
+                self._applied_digest = b""
                 response.success = True
                 response.message = f"rolled back to v{self.applier.version}"
-            except EdgeSyncError as exc:
+            except (EdgeSyncError, TimeoutError, RuntimeError) as exc:
                 response.success = False
                 response.message = str(exc)
         response.current_version = self.applier.version

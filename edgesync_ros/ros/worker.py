@@ -8,17 +8,25 @@ items: a camera faster than inference overwrites the oldest waiting frame (lates
 drop) rather than building a backlog, which is what a live camera wants. The same class carries window uploads
 (JPEG encoding) off the inference thread.
 
+:meth:`DroppingWorker.call` runs a function on the worker thread *between* items, ahead of any waiting item and
+never dropped, and returns its result to the caller. The edge node uses it to keep every heavy torch operation on
+its inference thread (head updates and rollbacks included): torch's OpenMP runtime gives each thread that runs a
+parallel operator its own worker pool, and once the pools hold more threads than the machine has cores, libgomp
+stops spin-waiting between operators, which made MobileNetV2 ~3× slower on a 2-core CPU (``bench/bench_nodes.py``).
+
 No rclpy here: the class is plain ``threading`` and is tested on its own.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class DroppingWorker(Generic[T]):
@@ -29,13 +37,19 @@ class DroppingWorker(Generic[T]):
     """
 
     def __init__(self, name: str, handle: Callable[[T], None], capacity: int,
-                 on_error: Callable[[BaseException], None]) -> None:
-        """Start the thread named ``name``; ``capacity`` >= 1 items may wait."""
+                 on_error: Callable[[BaseException], None], on_start: Callable[[], None] | None = None) -> None:
+        """Start the thread named ``name``; ``capacity`` >= 1 items may wait.
+
+        ``on_start()`` runs first on the new thread (per-thread set-up, e.g. torch's thread count and a warm-up
+        pass); an exception there goes to ``on_error`` and the worker still serves items.
+        """
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self._handle = handle
         self._on_error = on_error
+        self._on_start = on_start
         self._items: collections.deque[T] = collections.deque()
+        self._calls: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = collections.deque()
         self._capacity = capacity
         self._cond = threading.Condition()
         self._closed = False
@@ -64,35 +78,80 @@ class DroppingWorker(Generic[T]):
             self._cond.notify()
             return not dropped
 
+    def call(self, fn: Callable[[], R], timeout: float) -> R:
+        """Run ``fn()`` on the worker thread before the next waiting item; return its result or raise its exception.
+
+        Waits for the item in hand to finish first. Raises TimeoutError when ``fn`` has not finished within
+        ``timeout`` seconds -- if it had not started by then it is withdrawn and never runs -- and RuntimeError when
+        the worker is closed. Called from the worker thread itself, ``fn`` runs at once.
+        """
+        if threading.current_thread() is self._thread:
+            return fn()
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"{self._thread.name} is closed")
+            self._calls.append((fn, future))
+            self._cond.notify_all()
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if future.cancel():
+                raise TimeoutError(f"{self._thread.name} did not run the call within {timeout:g} s") from None
+            return future.result(timeout)  # it started just now: let it finish rather than leave it half-reported
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is waiting or being handled, at most ``timeout`` seconds; return whether idle."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._items and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not self._items and not self._calls and not self._busy, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Drop what is waiting, let the item in hand finish, and join the thread (at most ``timeout`` s)."""
+        """Drop what is waiting (waiting calls fail), let the item in hand finish, join the thread (<= ``timeout``)."""
         with self._cond:
             self._closed = True
             self._items.clear()
+            calls, self._calls = list(self._calls), collections.deque()
             self._cond.notify_all()
+        for _, future in calls:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError(f"{self._thread.name} closed before the call ran"))
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        if self._on_start is not None:
+            try:
+                self._on_start()
+            except Exception as exc:  # noqa: BLE001 -- set-up failed: report it, the worker still serves items
+                self._on_error(exc)
         while True:
             with self._cond:
-                while not self._items and not self._closed:
-                    self._cond.wait(timeout=1.0)  # close() notifies; the timeout only bounds each wait
+                while not self._items and not self._calls and not self._closed:
+                    self._cond.wait(timeout=1.0)  # submit/call/close notify; the timeout only bounds each wait
                 if self._closed:
                     return
-                item = self._items.popleft()
+                call = self._calls.popleft() if self._calls else None
+                item = self._items.popleft() if call is None else None
                 self._busy = True
             try:
-                self._handle(item)
+                if call is not None:
+                    self._run_call(*call)
+                else:
+                    self._handle(item)  # type: ignore[arg-type]  # not None: the deque was non-empty
             except Exception as exc:  # noqa: BLE001 -- the boundary of a long-lived thread: report and go on
                 self._on_error(exc)
             finally:
                 with self._cond:
                     self._busy = False
-                    self.handled += 1
+                    if call is None:
+                        self.handled += 1
                     self._cond.notify_all()
+
+    @staticmethod
+    def _run_call(fn: Callable[[], Any], future: concurrent.futures.Future[Any]) -> None:
+        if not future.set_running_or_notify_cancel():
+            return  # the caller timed out and withdrew it
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller, who re-raises it
+            future.set_exception(exc)

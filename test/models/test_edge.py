@@ -74,6 +74,27 @@ def test_features_then_head_equals_predict(edge_model: EdgeModel, vtest_frame: n
     np.testing.assert_allclose(probs, edge_model.predict(vtest_frame, regions), atol=1e-5)
 
 
+def test_cpu_inference_runs_a_trace_that_equals_eager_and_sees_in_place_head_updates(
+    vtest_frame: np.ndarray,
+) -> None:
+    model = EdgeModel(EdgeModelConfig(device="cpu"))  # warmup traces the forward pass
+    assert isinstance(model.inference_module, torch.jit.ScriptModule)
+    regions = np.array([[345, 198, 384, 274], [0, 0, 200, 150], [588, 158, 620, 235]], np.float32)
+    batch = model.prepare(vtest_frame, regions)
+    with torch.inference_mode():
+        eager = torch.softmax(model.model(batch), dim=1).numpy()
+    np.testing.assert_allclose(model.predict_tensor(batch), eager, atol=1e-6)
+    classifier = model.model.get_submodule("classifier.1")
+    with torch.no_grad():  # an update copied in place, as HeadApplier does
+        classifier.weight.mul_(-1.0)
+    with torch.inference_mode():
+        eager_after = torch.softmax(model.model(batch), dim=1).numpy()
+    assert not np.allclose(eager_after, eager, atol=1e-3)
+    np.testing.assert_allclose(model.predict_tensor(batch), eager_after, atol=1e-6)
+    unwarmed = EdgeModel(EdgeModelConfig(device="cpu", warmup=False))
+    assert unwarmed.inference_module is unwarmed.model  # no warmup: eager until warmup() runs
+
+
 @pytest.mark.parametrize("rows", [1, 3, 8, 70])
 def test_bucketed_forward_equals_plain_forward(edge_model: EdgeModel, vtest_frame: np.ndarray, rows: int) -> None:
     """The CUDA path pads batches to 1, 2, 4, ... rows (chunks of 64); the padding must not change any row."""

@@ -232,7 +232,8 @@ def test_installed_executable_replays_and_exits(ros_context, small_bag):
     ex.add_node(sub)
     proc = subprocess.Popen(
         [sys.executable, str(exe), "--ros-args", "-p", f"bag:={small_bag}", "-p", "rate:=0.0",
-         "-p", "wait_for_subscribers:=1", "-p", f"topics:=['{bags.image_topic('cam0')}']"],
+         "-p", "wait_for_subscribers:=1", "-p", "wait_timeout_s:=60.0",  # discovery is slow on a loaded host
+         "-p", f"topics:=['{bags.image_topic('cam0')}']"],
         env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -74,3 +75,71 @@ def test_close_joins_the_thread_and_refuses_new_items() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity must be >= 1"):
         DroppingWorker("t-bad", lambda i: None, capacity=0, on_error=pytest.fail)
+
+
+def test_call_runs_on_the_worker_thread_before_waiting_items_and_returns_its_result() -> None:
+    release = threading.Event()
+    started = threading.Event()
+    order: list[object] = []
+
+    def handle(i: int) -> None:
+        if i == 0:
+            started.set()
+            release.wait(5.0)  # hold the worker so item 1 waits behind the call
+        order.append(i)
+
+    worker: DroppingWorker[int] = DroppingWorker("t-call", handle, capacity=4, on_error=pytest.fail)
+    try:
+        assert worker.submit(0)
+        assert started.wait(5.0)
+        assert worker.submit(1)
+        result: list[object] = []
+        caller = threading.Thread(target=lambda: result.append(
+            worker.call(lambda: (order.append("call"), threading.current_thread().name)[1], timeout=5.0)))
+        caller.start()
+        time.sleep(0.2)
+        release.set()
+        caller.join(5.0)
+        assert result == ["t-call"]
+        assert worker.wait_idle(5.0)
+        assert order == [0, "call", 1]
+        assert worker.handled == 2  # calls are not items
+    finally:
+        worker.close()
+
+
+def test_call_reraises_and_a_late_call_is_withdrawn() -> None:
+    release = threading.Event()
+    worker: DroppingWorker[int] = DroppingWorker("t-call-err", lambda i: release.wait(5.0), capacity=2,
+                                                 on_error=pytest.fail)
+    try:
+        with pytest.raises(ValueError, match="boom"):
+            worker.call(lambda: (_ for _ in ()).throw(ValueError("boom")), timeout=5.0)
+        ran: list[int] = []
+        assert worker.submit(0)  # blocks the worker until released
+        time.sleep(0.1)
+        with pytest.raises(TimeoutError, match="within 0.2 s"):
+            worker.call(lambda: ran.append(1), timeout=0.2)
+        release.set()
+        assert worker.wait_idle(5.0)
+        assert ran == []  # withdrawn: it never ran after the timeout
+        assert worker.call(lambda: 7, timeout=5.0) == 7
+    finally:
+        worker.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        worker.call(lambda: 1, timeout=1.0)
+
+
+def test_on_start_runs_first_on_the_worker_thread_and_its_failure_is_reported() -> None:
+    names: list[str] = []
+    errors: list[BaseException] = []
+    worker: DroppingWorker[int] = DroppingWorker(
+        "t-start", lambda i: names.append(f"item{i}"), capacity=2, on_error=errors.append,
+        on_start=lambda: (names.append(threading.current_thread().name), 1 / 0))  # fmt: skip
+    try:
+        assert worker.submit(1)
+        assert worker.wait_idle(5.0)
+    finally:
+        worker.close()
+    assert names == ["t-start", "item1"]
+    assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
