@@ -200,11 +200,12 @@ class EdgeModelConfig:
     ``weights``: backbone file (``None`` = packaged ImageNet MobileNetV2). ``head``: ``"default"`` = the shipped
     ``<arch>_head_v0.pt`` when it exists and fits ``classes`` (else a fresh head, logged), ``None`` = a fresh
     head (seeded by ``init_seed``), or a path to a head file. ``device``: ``auto``/``cpu``/``cuda[:N]``.
-    ``half``: fp16 inference (``None`` = on CUDA only). ``cpu_threads``: if > 0, ``torch.set_num_threads`` for
-    the whole process (0 leaves torch's default, one thread per core). On a CPU shared with other busy processes
-    (a robot's camera driver, other nodes) one thread is far more robust: measured on a loaded 2-core machine,
-    a 128 px region took ~7 ms with 1 thread but up to seconds with 2, because torch's worker threads spin
-    while they wait for a core.
+    ``half``: fp16 inference (``None`` = on CUDA only). ``cpu_threads``: if > 0, ``torch.set_num_threads`` at
+    construction: the constructing thread's intra-op threads, and the default of threads that have not used torch
+    yet (0 leaves torch's default, one thread per core; per-thread control: :mod:`edgesync_ros.models.threads`).
+    On a CPU shared with other busy processes (a robot's camera driver, other nodes) one thread is far more
+    robust: measured on a loaded 2-core machine, a 128 px region took ~7 ms with 1 thread but up to seconds with
+    2, because torch's worker threads spin while they wait for a core.
     """
 
     arch: str = "mobilenet_v2"
@@ -305,7 +306,7 @@ class EdgeModel:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.eval()
         self.backbone, self.head = heads.split_model(self.model, cfg.arch)
-        # What predict runs: the model itself, or after warmup() on the CPU its TorchScript trace (see there).
+        # What predict runs: the model itself, or its TorchScript trace after trace_for_inference() (see there).
         self.inference_module: nn.Module = self.model
         if cfg.warmup:
             self.warmup()
@@ -375,24 +376,29 @@ class EdgeModel:
         """Run dummy batches so lazy kernel selection happens before the first real frame.
 
         On the CPU one region batch; on CUDA every padded size up to 8 regions and one whole frame.
-
-        On the CPU the forward pass is then traced (TorchScript), and predictions run the trace: it executes the
-        whole network in C++ without taking Python's GIL between operators. Eager mode re-takes the GIL ~150 times
-        per MobileNetV2 pass, so in a node whose other threads (executor, uploads) also run Python each operator
-        could wait for the GIL; with a busy Python thread beside it, an eager pass took ~50x longer and the trace
-        ~1.5x. The trace shares the model's parameters and buffers, so a head applied in place reaches it, and
-        it runs the same operators, so its outputs equal the eager model's.
         """
         size = self.preprocess_config.region_size
         sizes = (1, 2, 4, 8) if self.device.type == "cuda" else (1,)
-        if self.device.type == "cpu":
-            self.inference_module = _trace(self.model, torch.zeros(1, 3, size, size, dtype=self.dtype))
         with torch.inference_mode():
             for n in sizes:
                 self._forward(self.inference_module, torch.zeros(n, 3, size, size))
             if self.device.type == "cuda":
                 frame = self.preprocess_config.frame_size
                 self._forward(self.model, torch.zeros(1, 3, frame, frame))
+
+    def trace_for_inference(self) -> None:
+        """On the CPU, make predictions run a TorchScript trace of the model (on CUDA a no-op).
+
+        The trace executes the whole network in C++ without taking Python's GIL between operators. Eager mode
+        re-takes the GIL ~150 times per MobileNetV2 pass, so in a node whose other threads (executor, uploads) also
+        run Python each operator could wait for the GIL; with a busy Python thread beside it, an eager pass took
+        ~50x longer and the trace ~1.5x. The trace shares the model's parameters and buffers, so a head applied in
+        place reaches it, and it runs the same operators, so its outputs equal the eager model's. Only the edge
+        node asks for it: the cloud, the evaluation and pretraining use the backbone and head, never predict.
+        """
+        if self.device.type == "cpu":
+            size = self.preprocess_config.region_size
+            self.inference_module = _trace(self.model, torch.zeros(1, 3, size, size, dtype=self.dtype))
 
     def logits_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """Return float32 CPU logits ``[N, C]`` for a preprocessed batch (float NCHW, or :meth:`prepare`'s output)."""

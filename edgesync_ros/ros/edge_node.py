@@ -312,6 +312,7 @@ class EdgeNode(Node):
 
     def _start_inference_thread(self) -> None:
         set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
+        self.model.trace_for_inference()
         if self._warmup:
             self.model.warmup()
 

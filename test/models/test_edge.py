@@ -77,7 +77,9 @@ def test_features_then_head_equals_predict(edge_model: EdgeModel, vtest_frame: n
 def test_cpu_inference_runs_a_trace_that_equals_eager_and_sees_in_place_head_updates(
     vtest_frame: np.ndarray,
 ) -> None:
-    model = EdgeModel(EdgeModelConfig(device="cpu"))  # warmup traces the forward pass
+    model = EdgeModel(EdgeModelConfig(device="cpu"))
+    assert model.inference_module is model.model  # eager until the edge node asks for the trace
+    model.trace_for_inference()
     assert isinstance(model.inference_module, torch.jit.ScriptModule)
     regions = np.array([[345, 198, 384, 274], [0, 0, 200, 150], [588, 158, 620, 235]], np.float32)
     batch = model.prepare(vtest_frame, regions)
@@ -91,8 +93,6 @@ def test_cpu_inference_runs_a_trace_that_equals_eager_and_sees_in_place_head_upd
         eager_after = torch.softmax(model.model(batch), dim=1).numpy()
     assert not np.allclose(eager_after, eager, atol=1e-3)
     np.testing.assert_allclose(model.predict_tensor(batch), eager_after, atol=1e-6)
-    unwarmed = EdgeModel(EdgeModelConfig(device="cpu", warmup=False))
-    assert unwarmed.inference_module is unwarmed.model  # no warmup: eager until warmup() runs
 
 
 @pytest.mark.parametrize("rows", [1, 3, 8, 70])
