@@ -19,10 +19,12 @@ def test_tiny_stream_through_the_nodes_yields_accuracy_bandwidth_and_updates(tmp
     parser = runner.argparse.ArgumentParser()
     runner.add_arguments(parser)
     args = parser.parse_args([
-        "--bag", str(bag), "--rate", "3", "--domain-id", os.environ["ROS_DOMAIN_ID"], "--output", str(out),
+        # Rate 2, not 3: a head is only scored if it lands while the stream still plays, and on a loaded 2-core host
+        # a robot's first training can be held back by the gate, its second landing ~2 s after a 3x replay ended.
+        "--bag", str(bag), "--rate", "2", "--domain-id", os.environ["ROS_DOMAIN_ID"], "--output", str(out),
         "--set", "cloud_node.window_size=6", "--set", "cloud_node.min_new_samples=10",
         "--set", "cloud_node.train.max_epochs=6", "--set", "edge_node.register_retry_s=0.1",
-        # Queue frames rather than drop them when a slow host falls behind the 3x replay: this test scores the
+        # Queue frames rather than drop them when a slow host falls behind the replay: this test scores the
         # pipeline (accuracy, bandwidth, updates), not the latest-frame policy (tested in test_worker.py).
         "--set", "edge_node.inference_queue_size=50",
         "--expect-updates",
