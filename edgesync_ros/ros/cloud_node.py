@@ -5,7 +5,9 @@ head codec) and :mod:`edgesync_ros.models` (teacher, edge-model replica for back
 
 Threads: the executor thread only receives batches (into a bounded queue) and answers services; one worker thread
 labels, stores and trains, so ``GetFleetStatus`` and ``RegisterEdge`` answer within milliseconds while a head trains.
-Every wait in the worker has a timeout, so shutdown is prompt.
+Every wait in the worker has a timeout, so shutdown is prompt. The worker is the only thread that runs torch
+multi-threaded (it also warms the backbone up as it starts), so the process has one OpenMP pool
+(:mod:`edgesync_ros.models.threads`).
 
 Topics/services under ``cloud_namespace`` (default ``/edgesync``): ``samples`` (in), ``register_edge``,
 ``get_fleet_status``, ``request_retrain``, ``get_latest_head``; ``/diagnostics``. Head updates go to each robot's
@@ -42,6 +44,7 @@ from edgesync_ros.core.training import train_head
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig, forward_in_buckets
 from edgesync_ros.models.preprocessing import preprocess_many
 from edgesync_ros.models.teacher import load_teacher
+from edgesync_ros.models.threads import intra_op_threads
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
@@ -185,15 +188,18 @@ class CloudNode(Node):
         self.fleet = Fleet(bank_cfg, urgency_cfg, int(self.values["store_capacity"]),
                            int(self.values["min_new_samples"]), policy, float(self.values["max_ready_wait_s"]))
         m = section(self.values, "model.")
-        self.replica = EdgeModel(EdgeModelConfig.from_mapping({
-            "arch": m["arch"], "weights": m["weights"] or None,
-            "head": None if m["head"] in ("none", "") else m["head"], "device": m["device"],
-            "half": False}))  # the replica trains: fp32 even on a GPU
-        self.initial_head = {k: v.detach().cpu().clone() for k, v in self.replica.head_state().items()}
-        warm_backbone(self.replica)
+        # Every heavy torch operation runs on the worker thread (labelling, features, training, and the warm-up
+        # it starts with). Here torch runs single-threaded, so this thread starts no OpenMP pool of its own: a
+        # second pool would slow every forward pass of the worker (edgesync_ros/models/threads.py).
+        with intra_op_threads(1):
+            self.replica = EdgeModel(EdgeModelConfig.from_mapping({
+                "arch": m["arch"], "weights": m["weights"] or None,
+                "head": None if m["head"] in ("none", "") else m["head"], "device": m["device"],
+                "half": False, "warmup": False}))  # the replica trains: fp32 even on a GPU
+            self.initial_head = {k: v.detach().cpu().clone() for k, v in self.replica.head_state().items()}
+            self.teacher = load_teacher(teacher_config(self.values))
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.latest: dict[str, HeadUpdate] = {}
-        self.teacher = load_teacher(teacher_config(self.values))
 
         ns = self.values["cloud_namespace"].rstrip("/")
         self._service_group = ReentrantCallbackGroup()
@@ -381,6 +387,10 @@ class CloudNode(Node):
             self.counters["dropped_batches"] += 1
 
     def _work(self) -> None:
+        try:
+            warm_backbone(self.replica)  # on this thread: it is the one that runs the backbone from now on
+        except Exception as exc:  # noqa: BLE001 -- a failed warm-up only costs the first upload its speed
+            self.get_logger().warning(f"backbone warm-up failed: {exc!r}")
         while not self._stop.is_set() and self.context.ok():
             got = self._queue.get(timeout=0.2)
             msg = got[1] if got is not None else None

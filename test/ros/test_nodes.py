@@ -20,8 +20,8 @@ from std_msgs.msg import Header
 from edgesync_ros.core import head_codec
 from edgesync_ros.data import assets
 from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray
+from edgesync_ros.ros import cloud_node, qos
 from edgesync_ros.ros import conversions as conv
-from edgesync_ros.ros import qos
 from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.srv import GetFleetStatus, RequestRetrain, SetUploadPolicy
@@ -474,3 +474,21 @@ def test_batches_from_unregistered_robots_are_refused(harness, frames):
     pub.publish(msg)
     assert wait_for(lambda: cloud.counters["rejected_batches"] >= 1, 20), dict(cloud.counters)
     assert "intruder" not in cloud.fleet.edges
+
+
+def test_the_cloud_warms_its_backbone_up_on_its_worker_thread(harness, monkeypatch):
+    # Torch work on the constructing thread would start a second OpenMP pool beside the worker's and slow every
+    # labelling and training pass (models/threads.py): the worker, which runs the backbone from then on, warms it.
+    seen: list[str] = []
+    real = cloud_node.warm_backbone
+
+    def recording(model, *args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(cloud_node, "warm_backbone", recording)
+    threads_before = torch.get_num_threads()
+    harness.cloud()
+    assert torch.get_num_threads() == threads_before  # construction ran single-threaded and restored the count
+    assert wait_for(lambda: bool(seen), 30)
+    assert seen == ["edgesync-cloud-worker"]
