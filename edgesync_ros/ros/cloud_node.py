@@ -227,7 +227,8 @@ class CloudNode(Node):
         self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
         self._generation = 0
         if self.state_dir is not None:
-            self._restore_state()
+            with intra_op_threads(1):  # loads and stacks the saved stores: same reason as the replica above
+                self._restore_state()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="edgesync-cloud-worker", daemon=True)
         self._worker.start()
