@@ -375,7 +375,10 @@ class EdgeModel:
     def warmup(self) -> None:
         """Run dummy batches so lazy kernel selection happens before the first real frame.
 
-        On the CPU one region batch; on CUDA every padded size up to 8 regions and one whole frame.
+        On the CPU one region batch; on CUDA every padded size up to 8 regions and one whole frame. Call it on the
+        thread that will run the forward passes: PyTorch caches cuDNN's execution plans per thread (``thread_local``
+        in ATen's cuDNN v8 convolution code), so plans built on another thread are built again on first use (the
+        edge node warms up on its inference thread, the cloud on its worker thread).
         """
         size = self.preprocess_config.region_size
         sizes = (1, 2, 4, 8) if self.device.type == "cuda" else (1,)

@@ -155,7 +155,8 @@ def warm_backbone(model: EdgeModel, chunk: int = FEATURE_CHUNK) -> None:
 
     The per-shape kernel caches then fill before the first upload instead of in steps whenever an upload's sample
     count first needs a new size (seen in the soak as +50-130 MB jumps minutes apart), and no upload pays for it.
-    Whole-frame uploads (``frame_size`` crops) still fill theirs on first use.
+    Whole-frame uploads (``frame_size`` crops) still fill theirs on first use. Runs on the worker thread that labels
+    and trains: on CUDA, PyTorch keeps cuDNN's execution plans per thread.
     """
     size = model.preprocess_config.region_size
     n = 1
