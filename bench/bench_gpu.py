@@ -378,7 +378,7 @@ def main() -> int:
         print(json.dumps({"skipped": "no CUDA device: the GPU figures come from a machine that has one"}))
         return 0
     if args.video is None:
-        from edgesync_ros.data import assets
+        from edgesync_ros import assets
 
         args.video = str(assets.bikes_video())
     from edgesync_ros.models.teacher import NanoDetTeacher

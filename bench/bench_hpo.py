@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml  # noqa: E402
 
 from bench.common import write_result  # noqa: E402
+from edgesync_ros import paths
 from edgesync_ros.core.config import load_yaml_section  # noqa: E402
 from edgesync_ros.core.hpo import SearchSpace  # noqa: E402
 from edgesync_ros.eval import hpo_cli  # noqa: E402
@@ -73,7 +74,7 @@ def main() -> None:
     key = hpo_cli.cache_key("windows", dataclasses.asdict(wcfg), hpo_cli.window_files(),
                             Path(weights) if weights else None, seed)
     table, hit = hpo_cli.load_or_label(
-        "windows", key, hpo_cli.default_cache_dir(), lambda: hpo_cli.window_frames(wcfg), edge,
+        "windows", key, paths.cache_dir() / "hpo", lambda: hpo_cli.window_frames(wcfg), edge,
         lambda: NanoDetTeacher(NanoDetConfig(seed=seed, intra_op_threads=args.threads)), seed,
         not args.no_progress, print,
     )  # fmt: skip

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import time_call, write_result  # noqa: E402
-from edgesync_ros.data import assets  # noqa: E402
+from edgesync_ros import assets  # noqa: E402
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig  # noqa: E402
 from edgesync_ros.models.teacher import NanoDetTeacher  # noqa: E402
 

@@ -83,7 +83,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from bench.common import video_frames, write_result  # noqa: E402
-from edgesync_ros.data import assets  # noqa: E402
+from edgesync_ros import assets  # noqa: E402
 from edgesync_ros.models.preprocessing import preprocess  # noqa: E402
 from edgesync_ros.models.threads import intra_op_threads  # noqa: E402
 from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray, SampleBatch  # noqa: E402

@@ -62,6 +62,7 @@ from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from edgesync_ros import paths
 from edgesync_ros.core.errors import BagError, ConfigError
 from edgesync_ros.data import stream as st
 
@@ -500,7 +501,7 @@ class StreamBagResult:
 
 def default_stream_path(spec: st.StreamSpec, key: str, cache_dir: Path | None = None) -> Path:
     """Return where a stream bag lives in the cache when no output is named."""
-    root = st.default_cache_dir() if cache_dir is None else Path(cache_dir)
+    root = paths.cache_dir() if cache_dir is None else Path(cache_dir)
     return root / "streams" / f"{spec.name}-seed{spec.seed}-{key[:12]}"
 
 
@@ -525,7 +526,7 @@ def make_stream_bag(
     """
     sspec = spec.with_seed(seed) if isinstance(spec, st.StreamSpec) else st.load_spec(spec, seed)
     _storage(storage)
-    cache_root = st.default_cache_dir() if cache_dir is None else Path(cache_dir)
+    cache_root = paths.cache_dir() if cache_dir is None else Path(cache_dir)
     t0 = time.perf_counter()
     plan = st.plan_stream(sspec)
     key = stream_key(plan, storage, teacher)

@@ -53,8 +53,8 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from edgesync_ros import assets, paths
 from edgesync_ros.core.errors import AssetNotFoundError, ConfigError, EdgeSyncError
-from edgesync_ros.data import assets
 
 #: Capture time of frame 0 when a spec gives none: 2026-01-01T00:00:00Z (a fixed epoch keeps builds identical).
 DEFAULT_START_TIME_NS = 1_767_225_600 * 1_000_000_000
@@ -945,15 +945,6 @@ def _default_teacher_config() -> dict[str, Any]:
     return dataclasses.asdict(NanoDetConfig())
 
 
-def default_cache_dir() -> Path:
-    """Return ``$EDGESYNC_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgesync_ros``, else ``~/.cache/edgesync_ros``."""
-    env = os.environ.get("EDGESYNC_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "edgesync_ros"
-
-
 class ProposalCache:
     """Teacher proposals per ``(clip content, frame index, frame width, teacher)`` in ``.npz`` files (no pickle).
 
@@ -1247,13 +1238,13 @@ def iter_stream(
 ) -> Iterator[StreamFrame]:
     """Yield every frame of the stream, all cameras merged by capture time.
 
-    ``cache_dir``: where teacher proposals are cached (``None``: :func:`default_cache_dir`; pass a path, or use
+    ``cache_dir``: where teacher proposals are cached (``None``: :func:`edgesync_ros.paths.cache_dir`; a path, or use
     :class:`ProposalCache` semantics). ``workers``: processes for corruption + JPEG (``None``: one per core;
     ``0``/``1``: in this process). The output does not depend on ``workers``.
     """
     plan = spec if isinstance(spec, StreamPlan) else plan_stream(spec, cameras)
     sspec = plan.spec
-    cache_root = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    cache_root = paths.cache_dir() if cache_dir is None else Path(cache_dir)
     need = plan.needed_frames()
     clean = {
         name: read_clean_frames(plan.clips[name], frames, sspec.max_width, progress)

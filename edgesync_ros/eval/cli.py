@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgesync_ros import paths
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.machine import describe_machine
 
@@ -501,16 +502,14 @@ ABLATION_NOTE = (
 
 
 def _default_run_cache() -> Path:
-    from edgesync_ros.data import stream as st
 
-    return st.default_cache_dir() / "eval" / "runs"
+    return paths.cache_dir() / "eval" / "runs"
 
 
 def _calibrated_exists() -> bool:
-    from edgesync_ros.data import stream as st
     from edgesync_ros.eval.simulator import _machine_tag
 
-    return (st.default_cache_dir() / "eval" / f"calibrated-{_machine_tag()}.json").is_file()
+    return (paths.cache_dir() / "eval" / f"calibrated-{_machine_tag()}.json").is_file()
 
 
 def _runs_s(results: Sequence[Mapping[str, Any]]) -> float:

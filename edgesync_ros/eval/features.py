@@ -41,8 +41,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from edgesync_ros import assets, paths
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.data import assets
 from edgesync_ros.data import stream as st
 
 #: Bump when the cache's arrays or their meaning change (part of every cache key).
@@ -226,7 +226,7 @@ def cache_key(bag_key: str, camera: str, unit: str, backbone: dict[str, Any], te
 
 def features_dir(cache_dir: str | Path | None = None) -> Path:
     """Return the directory holding feature caches (``<cache>/features``)."""
-    root = st.default_cache_dir() if cache_dir is None else Path(cache_dir)
+    root = paths.cache_dir() if cache_dir is None else Path(cache_dir)
     return root / "features"
 
 

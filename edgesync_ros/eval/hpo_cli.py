@@ -76,7 +76,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -89,11 +88,11 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from edgesync_ros import assets, paths
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError, InsufficientDataError
 from edgesync_ros.core.hpo import HpoResult, SearchSpace, Segment, Trial, offline_hpo, online_profile
 from edgesync_ros.core.training import Clock, train_head
-from edgesync_ros.data import assets
 from edgesync_ros.models.edge import TASK_CLASSES, EdgeModel, EdgeModelConfig
 from edgesync_ros.models.preprocessing import PreprocessConfig, crop_and_resize, normalize
 from edgesync_ros.models.pretrain import (
@@ -179,11 +178,6 @@ def default_out() -> Path:
         if (root / "package.xml").is_file() and (root / "config").is_dir():
             return root / "config" / "hyperparameters.yaml"
     return Path.cwd() / "hyperparameters.yaml"
-
-
-def default_cache_dir() -> Path:
-    """Return ``<sys.prefix>/share/edgesync_ros/cache/hpo`` (inside the venv, beside the unpacked assets)."""
-    return Path(sys.prefix) / "share" / "edgesync_ros" / "cache" / "hpo"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -800,7 +794,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--video-stride", type=int, default=d.video_stride, help="every N-th dash-cam frame")
     g.add_argument("--vtest-stride", type=int, default=d.vtest_stride, help="every N-th vtest frame >= 600")
     g.add_argument("--segment-frames", type=int, default=d.segment_frames, help="sampled frames per segment")
-    g.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    g.add_argument("--cache-dir", type=Path, default=paths.cache_dir() / "hpo")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     g = parser.add_argument_group("online-profiling comparison (paper Fig. 4)")
     g.add_argument("--online-trials", type=int_list, default=(),

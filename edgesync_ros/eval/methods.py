@@ -76,6 +76,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from edgesync_ros import paths
 from edgesync_ros.core.bank import AccuracyBank
 from edgesync_ros.core.config import BankConfig, FilterConfig, TrainConfig, UrgencyConfig, load_yaml_section
 from edgesync_ros.core.errors import ConfigError
@@ -91,22 +92,6 @@ _NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
 # ------------------------------------------------------------------------------------------------------------
 # Settings shared by every method: the robot's own configuration files
 # ------------------------------------------------------------------------------------------------------------
-def default_config_dir() -> Path:
-    """Return the source checkout's ``config/`` (else the installed ``share/edgesync_ros/config``)."""
-    here = Path(__file__).resolve().parents[2] / "config"
-    if (here / "cloud.yaml").is_file():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        installed = Path(get_package_share_directory("edgesync_ros")) / "config"
-        if (installed / "cloud.yaml").is_file():
-            return installed
-    except (ImportError, LookupError):
-        pass
-    return here
-
-
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     """The knobs every method shares, read from the robot's ``edge.yaml``/``cloud.yaml`` (+ HPO's h).
@@ -146,7 +131,7 @@ def load_settings(config_dir: str | Path | None = None, hyperparameters: str | P
 
     ``hyperparameters="auto"`` reads the directory's ``hyperparameters.yaml`` when present; ``None`` reads none.
     """
-    cdir = default_config_dir() if config_dir is None else Path(config_dir)
+    cdir = paths.config_dir() if config_dir is None else Path(config_dir)
     edge = load_yaml_section(cdir / "edge.yaml", "edge_node")
     cloud = load_yaml_section(cdir / "cloud.yaml", "cloud_node")
     sources = [str(cdir / "edge.yaml"), str(cdir / "cloud.yaml")]

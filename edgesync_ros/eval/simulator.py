@@ -61,6 +61,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
+from edgesync_ros import paths
 from edgesync_ros.core import heads
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError
@@ -297,9 +298,8 @@ def resolve_cost_profile(
     if isinstance(spec, str) and spec in BUILTIN_PROFILES:
         return BUILTIN_PROFILES[spec]
     if isinstance(spec, str) and spec == "calibrated":
-        from edgesync_ros.data import stream as st
 
-        root = st.default_cache_dir() if cache_dir is None else Path(cache_dir)
+        root = paths.cache_dir() if cache_dir is None else Path(cache_dir)
         path = root / "eval" / f"calibrated-{_machine_tag()}.json"
         if path.is_file() and not recalibrate:
             return CostProfile.from_mapping(json.loads(path.read_text(encoding="utf-8")))

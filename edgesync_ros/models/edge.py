@@ -38,9 +38,9 @@ import torch
 import torchvision
 from torch import nn
 
+from edgesync_ros import assets
 from edgesync_ros.core import heads
 from edgesync_ros.core.errors import ConfigError, WeightsError
-from edgesync_ros.data import assets
 from edgesync_ros.models.preprocessing import (
     Frame,
     PreprocessConfig,

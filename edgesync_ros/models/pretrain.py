@@ -48,10 +48,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from edgesync_ros import assets
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.training import train_head
-from edgesync_ros.data import assets
 from edgesync_ros.models.edge import TASK_CLASSES, EdgeModel, EdgeModelConfig, default_head_path
 from edgesync_ros.models.preprocessing import crop_and_resize, normalize
 from edgesync_ros.models.teacher import NanoDetConfig, NanoDetTeacher

@@ -46,8 +46,8 @@ import onnxruntime as ort
 import torch
 import torchvision
 
+from edgesync_ros import assets
 from edgesync_ros.core.errors import ConfigError, InvalidRegionError
-from edgesync_ros.data import assets
 from edgesync_ros.models.edge import (
     BACKGROUND,
     TASK_CLASSES,

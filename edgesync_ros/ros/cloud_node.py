@@ -34,6 +34,7 @@ from rclpy.publisher import Publisher
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
+from edgesync_ros import paths
 from edgesync_ros.core import head_codec, persist
 from edgesync_ros.core.config import BankConfig, TrainConfig, UrgencyConfig, load_yaml_section
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
@@ -245,9 +246,7 @@ class CloudNode(Node):
         if not path:
             return
         if path == "default":  # the file `edgesync hpo` wrote, as installed with the package
-            from edgesync_ros.ros.runner import default_config_dir
-
-            path = str(default_config_dir() / "hyperparameters.yaml")
+            path = str(paths.config_dir() / "hyperparameters.yaml")
         from rclpy.parameter import Parameter
 
         found = load_yaml_section(path, "cloud_node")

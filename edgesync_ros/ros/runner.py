@@ -29,20 +29,8 @@ from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 
+from edgesync_ros import paths
 from edgesync_ros.core.errors import ConfigError
-
-
-def default_config_dir() -> Path:
-    """The installed ``share/edgesync_ros/config`` (falls back to the source checkout's ``config/``)."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        installed = Path(get_package_share_directory("edgesync_ros")) / "config"
-        if installed.is_dir():
-            return installed
-    except (ImportError, LookupError):
-        pass
-    return Path(__file__).resolve().parents[2] / "config"
 
 
 def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -123,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.robots < 0:
         raise ConfigError("--robots must be >= 0")
-    config_dir = default_config_dir()
+    config_dir = paths.config_dir()
     files = args.params or [config_dir / n for n in ("edge.yaml", "cloud.yaml", "video_source.yaml")]
     for f in files:
         if not Path(f).is_file():

@@ -18,8 +18,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from edgesync_ros import assets
 from edgesync_ros.core.errors import AssetNotFoundError, ConfigError
-from edgesync_ros.data import assets
 from edgesync_ros.msg import RegionArray
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos

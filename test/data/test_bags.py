@@ -12,9 +12,10 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
+from edgesync_ros import assets
 from edgesync_ros.cli import main as cli_main
 from edgesync_ros.core.errors import BagError, ConfigError
-from edgesync_ros.data import assets, bags
+from edgesync_ros.data import bags
 from edgesync_ros.data import stream as st
 
 SPEC = {

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgesync_ros.data import assets
+from edgesync_ros import assets
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 from edgesync_ros.models.teacher import NanoDetTeacher
 

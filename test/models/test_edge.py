@@ -12,9 +12,9 @@ import pytest
 import torch
 import torchvision
 
+from edgesync_ros import assets
 from edgesync_ros.core import heads
 from edgesync_ros.core.errors import ConfigError, InvalidImageError, WeightsError
-from edgesync_ros.data import assets
 from edgesync_ros.models.edge import (
     TASK_CLASSES,
     EdgeModel,

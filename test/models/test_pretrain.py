@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from edgesync_ros import cli
+from edgesync_ros.assets import DASHCAM_CLIPS
 from edgesync_ros.core import heads
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.data.assets import DASHCAM_CLIPS
 from edgesync_ros.models.edge import TASK_CLASSES, EdgeModel, EdgeModelConfig, default_head_path
 from edgesync_ros.models.pretrain import (
     EVAL_CLIPS,

@@ -17,8 +17,8 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from edgesync_ros import assets
 from edgesync_ros.core import head_codec
-from edgesync_ros.data import assets
 from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray
 from edgesync_ros.ros import cloud_node, qos
 from edgesync_ros.ros import conversions as conv

@@ -23,8 +23,9 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from edgesync_ros import assets  # noqa: E402
 from edgesync_ros.core.errors import BagError, ConfigError  # noqa: E402
-from edgesync_ros.data import assets, bags  # noqa: E402
+from edgesync_ros.data import bags  # noqa: E402
 from edgesync_ros.data import stream as st  # noqa: E402
 from edgesync_ros.msg import PredictionArray, RegionArray  # noqa: E402
 from edgesync_ros.ros.replay_node import ReplayNode, message_class  # noqa: E402

