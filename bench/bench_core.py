@@ -1,4 +1,4 @@
-"""Benchmarks of the EdgeSync core (issue 3): filter, scheduler, feature-cached trainer, head codec.
+"""Benchmarks of the EdgeSync core: filter, scheduler, feature-cached trainer, head codec.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_core.py`` (about a minute on a 2-core CPU). Each figure is
 printed as one JSON line and stored under ``bench/results/``. Random-init torchvision weights only: nothing
@@ -189,7 +189,7 @@ def bench_codec() -> None:
         "codec_encode_decode_mb_s",
         round_trip,
         "MB/s",
-        ">= 50 MB/s (no target in issue 3; far above link rates)",
+        ">= 50 MB/s (no external target; far above link rates)",
         round_trip >= 50.0,
         encode_mb_s=mb / enc_s,
         decode_mb_s=mb / dec_s,

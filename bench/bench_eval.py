@@ -24,7 +24,7 @@ from bench.common import write_result  # noqa: E402
 from edgesync_ros.data import bags  # noqa: E402
 from edgesync_ros.data import stream as st  # noqa: E402
 
-COLD_GOAL_S = 600.0  # issue 6: whole Table I, 1 camera, >= 30 min stream, 1 seed: <= 10 min from a cold cache
+COLD_GOAL_S = 600.0  # whole Table I, 1 camera, >= 30 min stream, 1 seed: <= 10 min from a cold cache
 WARM_GOAL_S = 120.0  # ... and <= 2 min warm
 
 
@@ -39,9 +39,9 @@ def main() -> int:
 
     import torch
 
-    from edgesync_ros.eval import cli as ecli
     from edgesync_ros.eval import methods as M
-    from edgesync_ros.eval import simulator as S
+    from edgesync_ros.eval import tasks as T
+    from edgesync_ros.eval.cost import resolve_cost_profile
     from edgesync_ros.eval.features import load_stream_features
 
     # Extraction uses every core (teacher and backbone are one pass each); the simulation then runs ``--jobs``
@@ -63,13 +63,13 @@ def main() -> int:
     t0 = time.perf_counter()
     load_stream_features(spec, cameras=[args.camera], progress=False)
     load_s = time.perf_counter() - t0
-    model = ecli._model()
-    cost = S.resolve_cost_profile(args.cost_profile, model, sf.timings())
+    model = T.edge_model()
+    cost = resolve_cost_profile(args.cost_profile, model, sf.timings())
     settings = M.load_settings()
-    ctx = ecli.Context(spec, "region", (args.camera,), args.duration)
-    tasks = [ecli.Task(ctx, key, 0) for key in M.TABLE_I]
+    ctx = T.Context(spec, "region", (args.camera,), args.duration)
+    tasks = [T.Task(ctx, key, 0) for key in M.TABLE_I]
     t0 = time.perf_counter()
-    results = ecli.run_tasks(tasks, cost, settings, jobs=args.jobs, progress=True, desc="Table I")
+    results = T.run_tasks(tasks, cost, settings, jobs=args.jobs, progress=True, desc="Table I")
     sim_s = time.perf_counter() - t0
 
     duration = args.duration or cam.duration_s

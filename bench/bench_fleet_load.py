@@ -26,7 +26,7 @@ head: its first upload -> first update, between updates, last update -> end), th
 depth over the second half <= half its bound) and every robot updated with its longest gap <= ``--interval-bound``
 (120 s: twelve windows). Results: ``fleet_load_robots_<N>`` per N (value: the longest gap of any robot) and
 ``fleet_robots_sustained`` (the largest N sustained among every ``fleet_load_robots_<N>`` result present, so sweeps
-can be split; a figure to report) and ``fleet_load_every_robot_updated`` (issue 7's check at >= 16 robots: the
+can be split; a figure to report) and ``fleet_load_every_robot_updated`` (the check at >= 16 robots: the
 labelling queue stays within its bound and every robot gets updates).
 
 Run: ``source env.sh && python bench/bench_fleet_load.py --robots 4,8,16`` (~(seconds + 60 s) per N).
@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 from bench import common  # noqa: E402
 from bench.bench_nodes import Rig, bag_camera_frames, ros_domain_id, wait_for  # noqa: E402
 
-ROBOTS_GOAL = 16  # issue 7: a cloud with >= 16 simulated robots
+ROBOTS_GOAL = 16  # the load goal: a cloud with >= 16 simulated robots
 MAX_DROP_FRACTION = 0.01
 OPTIONS = (
     ("--robots", str, "16", "robot counts to run, comma-separated for a sweep (e.g. 4,8,16; '' = summary only)"),
@@ -336,7 +336,7 @@ def main() -> int:
     files = sorted(common.RESULTS_DIR.glob("fleet_load_robots_*.json"))
     runs = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     best = max((r["robots"] for r in runs if r["sustained"]), default=0)
-    # Issue 7 at >= 16 robots: the queue stays bounded and every robot gets updates (sustaining every upload is not
+    # At >= 16 robots: the queue stays bounded and every robot gets updates (sustaining every upload is not
     # asked: how many robots one cloud sustains is a figure to report).
     big = [r for r in runs if r["robots"] >= ROBOTS_GOAL]
     if big:
@@ -344,7 +344,7 @@ def main() -> int:
         bounded = r["queue_depth"]["max"] <= r["queue_bound"]
         common.write_result(
             "fleet_load_every_robot_updated", r["robots_updated"], f"of {r['robots']} robots updated",
-            f">= {ROBOTS_GOAL} robots: every robot updated, labelling queue <= its bound (issue 7)",
+            f">= {ROBOTS_GOAL} robots: every robot updated, labelling queue <= its bound",
             bounded and r["robots_updated"] == r["robots"] and r["robots"] >= ROBOTS_GOAL,
             robots=r["robots"], seconds=r["seconds"], queue_max=r["queue_depth"]["max"], queue_bound=r["queue_bound"],
             robots_trained=r.get("robots_trained"), longest_gap_s=r["longest_gap_s"],
@@ -353,7 +353,7 @@ def main() -> int:
             load_end=r["load_end"], source=f"fleet_load_robots_{r['robots']:02d}",
         )  # fmt: skip
     common.write_result(
-        "fleet_robots_sustained", best, "robots", "report (issue 7): robots one cloud sustains on this CPU", True,
+        "fleet_robots_sustained", best, "robots", "report: robots one cloud sustains on this CPU", True,
         tried=[r["robots"] for r in runs],
         per_n={r["robots"]: {k: r[k] for k in ("sustained", "longest_gap_s", "queue_depth_second_half_mean",
                                                "batches_dropped_by_cloud", "batches_published", "robots_updated",

@@ -31,10 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml  # noqa: E402
 
 from bench.common import write_result  # noqa: E402
-from edgesync_ros import paths
+from edgesync_ros import paths  # noqa: E402
+from edgesync_ros.commands.hpo import int_list  # noqa: E402
 from edgesync_ros.core.config import load_yaml_section  # noqa: E402
 from edgesync_ros.core.hpo import SearchSpace  # noqa: E402
-from edgesync_ros.eval import hpo_cli  # noqa: E402
+from edgesync_ros.hpo.compare import compare_online, summarize  # noqa: E402
+from edgesync_ros.hpo.pipeline import Labeller, init_edge, teacher_factory, trial_config  # noqa: E402
+from edgesync_ros.hpo.report import comparison_table  # noqa: E402
+from edgesync_ros.hpo.sources import WindowDataConfig  # noqa: E402
+from edgesync_ros.hpo.writer import PROVENANCE_SECTION  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GAP_GOAL_PT = 3.0
@@ -54,40 +59,33 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     h = load_yaml_section(args.hyperparameters, "cloud_node")["train"]
     doc = yaml.safe_load(args.hyperparameters.read_text())
-    prov = doc[hpo_cli.PROVENANCE_SECTION]["ros__parameters"]
+    prov = doc[PROVENANCE_SECTION]["ros__parameters"]
     opts, limits = prov["options"], prov["trial_limits"]
     seed = int(prov["seed"])
     sizes = prov["search_space"]["batch_sizes"]
     space = SearchSpace(batch_sizes=tuple(sizes) if isinstance(sizes, list) else None)
     base_cfg = dataclasses.replace(
-        hpo_cli.trial_config(seed, int(limits["max_epochs"]), int(limits["patience"]),
+        trial_config(seed, int(limits["max_epochs"]), int(limits["patience"]),
                              float(limits["max_train_seconds"])),
         val_fraction=float(limits["val_fraction"]),
     )  # fmt: skip
     weights = None if opts.get("weights", "none") == "none" else str(opts["weights"])
-    edge, init_head = hpo_cli.init_edge(str(opts.get("head", "fresh")), weights, seed)
-    trial_counts = hpo_cli.int_list(args.trials)
+    edge, init_head = init_edge(str(opts.get("head", "fresh")), weights, seed)
+    trial_counts = int_list(args.trials)
 
-    from edgesync_ros.models.teacher import NanoDetConfig, NanoDetTeacher
-
-    wcfg = hpo_cli.WindowDataConfig(seed=seed)
-    key = hpo_cli.cache_key("windows", dataclasses.asdict(wcfg), hpo_cli.window_files(),
-                            Path(weights) if weights else None, seed)
-    table, hit = hpo_cli.load_or_label(
-        "windows", key, paths.cache_dir() / "hpo", lambda: hpo_cli.window_frames(wcfg), edge,
-        lambda: NanoDetTeacher(NanoDetConfig(seed=seed, intra_op_threads=args.threads)), seed,
-        not args.no_progress, print,
-    )  # fmt: skip
-    pairs = hpo_cli.window_pairs(table, wcfg.window_regions)
+    wcfg = WindowDataConfig(seed=seed)
+    labeller = Labeller(edge, Path(weights) if weights else None, teacher_factory(seed, args.threads),
+                        paths.cache_dir() / "hpo", not args.no_progress, print)
+    pairs, hit = labeller.window_pairs(wcfg)
     print(f"bench_hpo: h = {h} ({init_head}); {len(pairs)} windows: "
           + ", ".join(f"{w.name} {w.labels.numel()}+{n.labels.numel()}" for w, n in pairs))
 
     t0 = time.perf_counter()
-    scores = hpo_cli.compare_online(edge.head, pairs, base_cfg, h, trial_counts, space, seed, time.perf_counter,
-                                    not args.no_progress)
+    scores = compare_online(edge.head, pairs, base_cfg, h, trial_counts, space, seed, time.perf_counter,
+                            not args.no_progress)
     seconds = time.perf_counter() - t0
-    print(hpo_cli.comparison_table(scores))
-    summary = hpo_cli.summarize(scores)
+    print(comparison_table(scores))
+    summary = summarize(scores)
     off = summary["offline"]
     common = {
         "windows": [w.name for w, _ in pairs],

@@ -26,8 +26,8 @@ from bench.common import write_result  # noqa: E402
 from edgesync_ros.data import bags  # noqa: E402
 from edgesync_ros.data import stream as st  # noqa: E402
 
-COLD_GOAL_S = 300.0  # issue 6: a cold build of the default stream <= 5 min on 2 cores
-SIZE_GOAL_MB = 150.0  # issue 6: <= 150 MB per camera-hour
+COLD_GOAL_S = 300.0  # a cold build of the default stream <= 5 min on 2 cores
+SIZE_GOAL_MB = 150.0  # <= 150 MB per camera-hour
 
 
 def main() -> int:

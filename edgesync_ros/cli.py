@@ -1,7 +1,8 @@
 """The ``edgesync`` command line: offline work (evaluation, HPO, pretraining, bags) and the one-process runner.
 
-Each sub-command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``; modules are
-imported only when their sub-command runs, so ``edgesync --help`` stays fast and ROS-free commands never import rclpy.
+The registry of sub-commands: each is a front-end module (:mod:`edgesync_ros.commands`) exposing
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their sub-command runs, so
+``edgesync --help`` stays fast and ROS-free commands never import rclpy.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from edgesync_ros.core.errors import EdgeSyncError
 
 # name -> (module, one-line help). Add a sub-command by adding a module with add_arguments/run and a row here.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "smoke": ("edgesync_ros.ros.smoke", "start a node and exchange every custom message over DDS"),
-    "bag": ("edgesync_ros.data.bag_cli", "make rosbag2 files from videos and stream specs; describe bags"),
-    "run": ("edgesync_ros.ros.runner", "run the cloud, edge and camera nodes from the YAML config in one process"),
-    "pretrain": ("edgesync_ros.models.pretrain", "train the starting edge head on teacher-labelled pretraining data"),
-    "hpo": ("edgesync_ros.eval.hpo_cli", "offline Bayesian hyperparameter search (GP + EI) for head training"),
-    "eval": ("edgesync_ros.eval.cli", "the paper's tables and figures in the simulated mode (Table I by default)"),
+    "smoke": ("edgesync_ros.commands.smoke", "start a node and exchange every custom message over DDS"),
+    "bag": ("edgesync_ros.commands.bag", "make rosbag2 files from videos and stream specs; describe bags"),
+    "run": ("edgesync_ros.commands.run", "run the cloud, edge and camera nodes from the YAML config in one process"),
+    "pretrain": ("edgesync_ros.commands.pretrain", "train the starting edge head on teacher-labelled pretraining data"),
+    "hpo": ("edgesync_ros.commands.hpo", "offline Bayesian hyperparameter search (GP + EI) for head training"),
+    "eval": ("edgesync_ros.commands.eval", "the paper's tables and figures in the simulated mode (Table I by default)"),
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run every benchmark in bench/ (bench_*.py), each writing bench/results/<name>.json, then regenerate README's
-# Performance table from those files. Pass script names to run a subset: ./tools/bench.sh bench_core.py
+# Run every benchmark in bench/ (bench_*.py), each writing bench/results/<name>.json, then regenerate
+# the benchmark table of docs/performance.md from those files. A subset: ./tools/bench.sh bench_core.py
 set -eo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -15,5 +15,5 @@ for s in "${scripts[@]}"; do
   echo "bench: $s"
   python "bench/$(basename "$s")" || { echo "bench: $s failed" >&2; failed=1; }
 done
-python tools/bench_table.py --update-readme README.md
+python tools/bench_table.py --update docs/performance.md
 exit "$failed"

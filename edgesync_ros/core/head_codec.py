@@ -14,15 +14,16 @@ those bytes, or HMAC-SHA256 with a fleet key; verification uses :func:`hmac.comp
 **Dtype codes** match ``TensorBlob``: 0 = float32, 1 = float16, 2 = bfloat16, data row-major little-endian.
 float16 halves the payload (MobileNetV2 head ≈ 0.42 M values → ≈ 0.85 MB) at a relative error ≤ 2⁻¹¹.
 
-**Applying.** :class:`HeadApplier` owns one edge model's head. :meth:`HeadApplier.apply` checks the digest,
-edge id, architecture, version (must be newer), base_version policy, that the names are exactly the head's
-tensors (no unknown, duplicate or missing ones), every dtype code, shape and data length, and that all
-values are finite — and only then copies all tensors with ``Tensor.copy_`` under ``torch.no_grad()``, so
-the update lands entirely or not at all, into the same storage (``data_ptr`` unchanged: optimisers,
-CUDA graphs or exported views holding the tensors stay valid). Decoding is numpy and CPU copies are chunked
-so that an apply never wakes torch's intra-op thread pool, which on a busy 2-core edge device made applies
-20× slower. The previous head is kept for
-:meth:`HeadApplier.rollback`. Every rejection raises a specific
+**Applying.** :class:`HeadApplier` owns one edge model's head. :meth:`HeadApplier.apply` first checks what the
+payload *claims* — edge id, architecture, version (newer than any version ever applied here, so a rolled-back
+head is never re-applied by a replay), base_version policy, exactly the head's tensor names, dtype codes, shapes
+and data lengths — which costs nothing per byte, then the digest, then that all values are finite; only then
+does it copy all tensors with ``Tensor.copy_`` under ``torch.no_grad()``, so the update lands entirely or not at
+all, into the same storage (``data_ptr`` unchanged: optimisers, CUDA graphs or exported views holding the
+tensors stay valid). :meth:`HeadApplier.check_claims` runs the cheap checks alone, so a receiver can refuse an
+oversized or misaddressed update before copying or hashing it. Decoding is numpy and CPU copies are chunked so
+that an apply never wakes torch's intra-op thread pool, which competes with inference on a small edge device.
+The previous head is kept for :meth:`HeadApplier.rollback`. Every rejection raises a specific
 :class:`~edgesync_ros.core.errors.UpdateRejectedError` subclass saying why.
 """
 
@@ -88,6 +89,27 @@ class TensorRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class TensorClaim:
+    """What one tensor of an update says about itself before its data is read: name, shape, dtype code, length."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype_code: int
+    nbytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PayloadClaims:
+    """What an update says about itself apart from its tensor data and digest; checkable before any copy or hash."""
+
+    edge_id: str
+    architecture: str
+    version: int
+    base_version: int
+    tensors: tuple[TensorClaim, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class HeadPayload:
     """A head update as it travels (mirrors the ``HeadUpdate`` message); see the module docstring."""
 
@@ -114,6 +136,26 @@ class HeadPayload:
     def nbytes(self) -> int:
         """Return the total tensor data size in bytes."""
         return sum(len(t.data) for t in self.tensors)
+
+    @property
+    def claims(self) -> PayloadClaims:
+        """Return what this payload claims about itself (see :meth:`HeadApplier.check_claims`)."""
+        return PayloadClaims(self.edge_id, self.architecture, self.version, self.base_version,
+                             tuple(TensorClaim(t.name, t.shape, t.dtype_code, len(t.data)) for t in self.tensors))
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    """``repr`` of sender-chosen text, cut to ``limit`` characters, so an error message stays small."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def _names(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(_excerpt(n) for n in names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return str(shape) if len(shape) <= 8 else f"of {len(shape)} dimensions"
 
 
 def _u32(value: int) -> bytes:
@@ -284,9 +326,8 @@ def encode_head(
     return sign_payload(unsigned, key)
 
 
-# torch runs an element-wise CPU op on its OpenMP pool when it has more than 32,768 elements (its grain
-# size). Copying in chunks of at most that size keeps every copy_ on the calling thread: on a 2-core edge
-# device that is busy with inference, waking the pool made a head apply 20× slower (~100 ms instead of ~5).
+# torch runs an element-wise CPU op on its OpenMP pool when it has more than 32,768 elements (its grain size);
+# chunks of at most that size keep every copy_ on the calling thread, off the pool inference is using.
 _SERIAL_CHUNK = 32_768
 
 
@@ -324,17 +365,21 @@ class HeadApplier:
         version: int = 0,
         key: bytes | None = None,
         base_version_policy: BaseVersionPolicy = "any",
+        highest_version: int = 0,
     ) -> None:
         """Guard ``model`` (architecture ``arch``) of edge ``edge_id``, whose head is at ``version``.
 
         ``base_version_policy="must_match"`` accepts only updates trained from the version applied now;
-        ``"any"`` accepts any newer version.
+        ``"any"`` accepts any newer version. ``highest_version`` is the newest version this edge ever applied
+        (persisted by the caller across restarts): no update at or below it is applied again, even after a
+        rollback, so a replayed old update cannot undo the rollback.
         """
         if base_version_policy not in ("any", "must_match"):
             raise ConfigError(f"base_version_policy must be 'any' or 'must_match', got {base_version_policy!r}")
         if not edge_id:
             raise ConfigError("edge_id must not be empty")
         _check_version("version", version)
+        _check_version("highest_version", highest_version)
         self.model = model
         self.arch = arch
         self.edge_id = edge_id
@@ -342,6 +387,7 @@ class HeadApplier:
         self.base_version_policy: BaseVersionPolicy = base_version_policy
         self.lock = threading.Lock()
         self._version = version
+        self._highest = max(version, highest_version)
         self._targets = self._head_tensors()
         self._previous: tuple[dict[str, Tensor], int] | None = None
 
@@ -363,6 +409,11 @@ class HeadApplier:
         return self._version
 
     @property
+    def highest_version(self) -> int:
+        """Return the newest version ever applied here (above :attr:`version` after a rollback)."""
+        return self._highest
+
+    @property
     def previous_version(self) -> int | None:
         """Return the version :meth:`rollback` would restore, or ``None``."""
         return None if self._previous is None else self._previous[1]
@@ -372,58 +423,82 @@ class HeadApplier:
         """Return the head tensor names and shapes an update must carry."""
         return {name: tuple(t.shape) for name, t in self._targets.items()}
 
-    def validate(self, payload: HeadPayload) -> dict[str, Tensor]:
-        """Check everything about ``payload`` against this model; return the decoded tensors or raise.
+    def accepts_version(self, version: int) -> bool:
+        """Return whether an update of ``version`` would pass the version check now."""
+        return version > self._highest
 
-        Raises DigestMismatchError, EdgeMismatchError, ArchitectureMismatchError, StaleVersionError,
-        BaseVersionMismatchError, DuplicateTensorError, UnknownTensorError, MissingTensorError, DtypeError,
-        ShapeMismatchError, DataLengthError or NonFiniteTensorError. Does not touch the model.
+    def check_claims(self, claims: PayloadClaims) -> None:
+        """Check everything an update claims about itself, at a cost independent of its data size.
+
+        Raises EdgeMismatchError, ArchitectureMismatchError, StaleVersionError, BaseVersionMismatchError,
+        DuplicateTensorError, UnknownTensorError, MissingTensorError, DtypeError, ShapeMismatchError or
+        DataLengthError. An update that passes carries exactly the head's tensors, so its data size is bounded by
+        the model before anything copies or hashes it.
         """
-        # Authenticity first: nothing else about a forged payload is worth reporting.
-        verify_digest(payload, self.key)
-        if payload.edge_id != self.edge_id:
-            raise EdgeMismatchError(f"update is for edge {payload.edge_id!r}, this is edge {self.edge_id!r}")
-        if payload.architecture != self.arch:
+        if claims.edge_id != self.edge_id:
+            raise EdgeMismatchError(f"update is for edge {_excerpt(claims.edge_id)}, this is edge {self.edge_id!r}")
+        if claims.architecture != self.arch:
             raise ArchitectureMismatchError(
-                f"update is for architecture {payload.architecture!r}, this model is {self.arch!r}"
+                f"update is for architecture {_excerpt(claims.architecture)}, this model is {self.arch!r}"
             )
-        self._check_versions(payload)
-        names = [r.name for r in payload.tensors]
+        self._check_versions(claims.version, claims.base_version)
+        self._check_names([t.name for t in claims.tensors])
+        for t in claims.tensors:
+            want = tuple(self._targets[t.name].shape)
+            if t.dtype_code not in _ITEMSIZE:
+                raise DtypeError(
+                    f"tensor {t.name!r} has unknown dtype code {t.dtype_code} (0 float32, 1 float16, 2 bfloat16)"
+                )
+            if t.shape != want:
+                raise ShapeMismatchError(f"tensor {t.name!r} has shape {_shape(t.shape)}, the model needs {want}")
+            expected = math.prod(want) * _ITEMSIZE[t.dtype_code]
+            if t.nbytes != expected:
+                raise DataLengthError(
+                    f"tensor {t.name!r}: {t.nbytes} data bytes, expected {expected} for shape {want} and dtype "
+                    f"code {t.dtype_code}"
+                )
+
+    def _check_names(self, names: list[str]) -> None:
         seen: set[str] = set()
         for name in names:
             if name in seen:
-                raise DuplicateTensorError(f"tensor {name!r} appears more than once in the update")
+                raise DuplicateTensorError(f"tensor {_excerpt(name)} appears more than once in the update")
             seen.add(name)
         unknown = sorted(seen - self._targets.keys())
         if unknown:
-            raise UnknownTensorError(f"update names tensor(s) not in the {self.arch} head: {', '.join(unknown)}")
+            raise UnknownTensorError(f"update names tensor(s) not in the {self.arch} head: {_names(unknown)}")
         missing = sorted(self._targets.keys() - seen)
         if missing:
             raise MissingTensorError(f"update lacks head tensor(s) {', '.join(missing)}; updates are all or nothing")
+
+    def validate(self, payload: HeadPayload) -> dict[str, Tensor]:
+        """Check everything about ``payload`` against this model; return the decoded tensors or raise.
+
+        Raises what :meth:`check_claims` raises, then DigestMismatchError, then NonFiniteTensorError: the checks
+        that cost nothing per byte come first, so an oversized or misaddressed update is never hashed. Does not
+        touch the model.
+        """
+        self.check_claims(payload.claims)
+        verify_digest(payload, self.key)
         decoded: dict[str, Tensor] = {}
         for record in payload.tensors:
-            want = tuple(self._targets[record.name].shape)
-            if record.dtype_code not in _ITEMSIZE:
-                raise DtypeError(
-                    f"tensor {record.name!r} has unknown dtype code {record.dtype_code} "
-                    "(0 float32, 1 float16, 2 bfloat16)"
-                )
-            if record.shape != want:
-                raise ShapeMismatchError(f"tensor {record.name!r} has shape {record.shape}, the model needs {want}")
             value = record_to_array(record)
             if not np.isfinite(value).all():
                 raise NonFiniteTensorError(f"tensor {record.name!r} holds NaN or infinity")
             decoded[record.name] = torch.from_numpy(value)
         return decoded
 
-    def _check_versions(self, payload: HeadPayload) -> None:
-        if payload.version <= self._version:
+    def _check_versions(self, version: int, base_version: int) -> None:
+        if version <= self._version:
+            raise StaleVersionError(f"update version {version} is not newer than the applied version {self._version}")
+        if version <= self._highest:
             raise StaleVersionError(
-                f"update version {payload.version} is not newer than the applied version {self._version}"
+                f"update version {version} is not newer than v{self._highest}, the newest version applied here "
+                f"(rolled back to v{self._version} since): an update is never applied twice"
             )
-        if self.base_version_policy == "must_match" and payload.base_version != self._version:
+        if self.base_version_policy == "must_match" and base_version != self._version:
             raise BaseVersionMismatchError(
-                f"update was trained from version {payload.base_version}, the applied version is {self._version}"
+                f"update was trained from version {base_version}, the applied version is {self._version}"
             )
 
     def apply(self, payload: HeadPayload) -> None:
@@ -435,7 +510,7 @@ class HeadApplier:
         decoded = self.validate(payload)  # decoding and hashing outside the lock: inference keeps running
         with self.lock:
             # Re-check the version under the lock: another thread may have applied an update meanwhile.
-            self._check_versions(payload)
+            self._check_versions(payload.version, payload.base_version)
             snapshot = {name: _clone_serial(t) for name, t in self._targets.items()}
             try:
                 self._copy_in(decoded)
@@ -444,6 +519,7 @@ class HeadApplier:
                 raise
             self._previous = (snapshot, self._version)
             self._version = payload.version
+            self._highest = max(self._highest, payload.version)
 
     def _copy_in(self, tensors: Mapping[str, Tensor]) -> None:
         with torch.no_grad():
@@ -454,6 +530,7 @@ class HeadApplier:
         """Restore the head and version from before the last :meth:`apply`; return the restored version.
 
         Only one level is kept: a second rollback without an apply in between raises RollbackUnavailableError.
+        :attr:`highest_version` stays: only an update newer than the rolled-back one applies afterwards.
         """
         with self.lock:
             if self._previous is None:

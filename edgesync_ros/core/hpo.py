@@ -13,8 +13,8 @@ process surrogate, expected improvement) over lr (log-uniform), momentum (unifor
    scores the current h on it and runs a GP-EI search seeded with h; the round's best replaces h when
    better. Rounds stop once the improvement of a round is below ``threshold`` (or after ``max_rounds``).
 
-:func:`offline_hpo` returns the result, :func:`write_hyperparameters_yaml` writes it as a ROS 2 parameters
-file with its provenance (data, trials, best score, seed).
+:func:`offline_hpo` returns the result; :mod:`edgesync_ros.hpo` writes it, with its provenance, as a ROS 2
+parameters file.
 
 **Online profiling (for the paper's Fig. 4).** Systems such as Ekya profile candidate configurations on each
 new window instead of relying on an offline h. The paper's comparison used TPE (Hyperopt); scikit-optimize
@@ -29,10 +29,8 @@ mixing), time from an injected ``clock``; equal seeds and a deterministic clock 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import math
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -352,18 +350,8 @@ def offline_hpo(
     trials: list[Trial] = []
     per_video: dict[str, SearchResult] = {}
     for j, name in enumerate(sorted(videos)):
-        res = search_segment(
-            head,
-            _concat(name, videos[name]),
-            base_cfg,
-            space,
-            calls_per_video,
-            seed + j,
-            clock,
-            n_initial_points=n_initial_points,
-            progress=progress,
-            stage="per_video",
-        )
+        res = search_segment(head, _concat(name, videos[name]), base_cfg, space, calls_per_video, seed + j, clock,
+                             n_initial_points=n_initial_points, progress=progress, stage="per_video")
         per_video[name] = res
         trials.extend(res.trials)
     h = mean_params(space, [r.params for r in per_video.values()])
@@ -377,21 +365,8 @@ def offline_hpo(
         t0 = clock()
         current = evaluate_params(head, mixed, h, base_cfg, clock)
         trials.append(Trial("refine", r, mixed.name, dict(h), current, clock() - t0))
-        res = search_segment(
-            head,
-            mixed,
-            base_cfg,
-            space,
-            calls_per_round,
-            seed + 1000 + r,
-            clock,
-            x0=h,
-            y0=current,
-            n_initial_points=n_initial_points,
-            progress=progress,
-            stage="refine",
-            round_index=r,
-        )
+        res = search_segment(head, mixed, base_cfg, space, calls_per_round, seed + 1000 + r, clock, x0=h, y0=current,
+                             n_initial_points=n_initial_points, progress=progress, stage="refine", round_index=r)
         trials.extend(res.trials)
         rounds = r
         improvement = res.score - current
@@ -401,16 +376,8 @@ def offline_hpo(
         if improvement < threshold:
             stop_reason = "converged"
             break
-    return HpoResult(
-        params=h,
-        score=score,
-        h0=h0,
-        per_video=per_video,
-        rounds=rounds,
-        trials=tuple(trials),
-        seed=seed,
-        stop_reason=stop_reason,
-    )
+    return HpoResult(params=h, score=score, h0=h0, per_video=per_video, rounds=rounds, trials=tuple(trials),
+                     seed=seed, stop_reason=stop_reason)
 
 
 def online_profile(
@@ -453,80 +420,3 @@ def online_profile(
         n_initial_points=min(n_trials, 5),
     )
     return ProfileResult(window.name, res.params, res.score, res.trials, clock() - t0)
-
-
-def profile_windows(
-    head: nn.Module,
-    windows: Sequence[Segment],
-    base_cfg: TrainConfig,
-    space: SearchSpace | None = None,
-    n_trials: int = 10,
-    seed: int = 0,
-    clock: Clock | None = None,
-    progress: bool = True,
-) -> list[ProfileResult]:
-    """Run :func:`online_profile` on each window (seed + window index), for the Fig. 4 comparison."""
-    return [
-        online_profile(head, w, base_cfg, space, n_trials, seed + i, clock, progress) for i, w in enumerate(windows)
-    ]
-
-
-def _ros_value(value: Any) -> Any:
-    """Convert a value to something a ROS 2 parameter YAML can hold (numpy scalars → Python, mixed → str)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _ros_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        items = [_ros_value(v) for v in list(value)]
-        kinds = {type(v) for v in items}
-        # ROS arrays are homogeneous and non-empty-typed: anything else is kept readable as strings.
-        if items and len(kinds) == 1 and kinds <= {bool, int, float, str}:
-            return items
-        return [str(v) for v in items] if items else [""]
-    if value is None:
-        return ""
-    return str(value)
-
-
-def write_hyperparameters_yaml(
-    path: str | Path,
-    result: HpoResult,
-    provenance: Mapping[str, Any],
-    node_name: str = "cloud_node",
-    date: _dt.date | None = None,
-) -> Path:
-    """Write ``result`` as a ROS 2 parameters file ``{node_name: {ros__parameters: {train: h, hpo: …}}}``.
-
-    ``train`` holds the found hyperparameters (names as in :class:`TrainConfig`); ``hpo`` holds the
-    provenance: the caller's ``provenance`` entries (e.g. ``data``: the videos/segments used) plus trials,
-    best score, seed, rounds, stop reason and the optimiser used. Numpy scalars become Python types.
-    """
-    import yaml
-
-    params = {k: _ros_value(v) for k, v in result.params.items()}
-    hpo: dict[str, Any] = {str(k): _ros_value(v) for k, v in provenance.items()}
-    hpo.update(
-        {
-            "trials": len(result.trials),
-            "best_score": float(result.score),
-            "seed": int(result.seed),
-            "rounds": int(result.rounds),
-            "stop_reason": result.stop_reason,
-            "optimiser": "skopt.gp_minimize(acq_func=EI)",
-            "h0": {k: _ros_value(v) for k, v in result.h0.items()},
-        }
-    )
-    if date is not None:
-        hpo["date"] = date.isoformat()
-    doc = {node_name: {"ros__parameters": {"train": params, "hpo": hpo}}}
-    header = (
-        "# Hyperparameters h for Algorithm 2 (head training), found by offline Bayesian optimisation\n"
-        "# (edgesync_ros.core.hpo.offline_hpo). Provenance under hpo.*.\n"
-    )
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False), encoding="utf-8")
-    return p

@@ -1,18 +1,15 @@
 """The cloud's labelling intake: a bounded queue of sample batches that is fair across robots.
 
-Beyond the paper (which has one robot per experiment run): a cloud that receives more batches than its teacher can
-label must drop some, and *which* it drops decides whether every robot keeps learning. A plain FIFO that drops its
-oldest entry lets the robots' upload phases decide: robots whose batches tend to arrive just before the worker
-frees up are labelled, the others lose batch after batch (measured: with 16 robots on a 2-core cloud, three robots
-got no head in 180 s). :class:`FairQueue` serves and drops per robot instead:
+:class:`FairQueue` holds at most ``capacity`` ``(robot, batch)`` pairs:
 
 * **Service** goes to the robot that was served least recently (never-served robots first; ties to the earliest
   waiting batch), its oldest waiting batch first: round robin across robots, FIFO within one.
 * **Overflow** (more than ``capacity`` batches waiting) drops the batch that would be served last: from the robots
   with the most batches waiting, the one served most recently, its oldest batch (the least timely one).
 
-Under light load it behaves as a FIFO; under overload every robot gets an equal share of labelling. Plain
-``threading``; no ROS, no clock reads.
+Under light load it behaves as a FIFO; under overload every robot gets an equal share of labelling, so which batch
+an overloaded cloud drops never decides which robots keep learning (docs/decisions/fair-labelling-queue.md).
+Beyond the paper; plain ``threading``, no ROS, no clock reads.
 """
 
 from __future__ import annotations

@@ -348,6 +348,18 @@ def train_head(head: nn.Module, features: Tensor, labels: Tensor, cfg: TrainConf
     return _run(head, fetch, labels, feats.device, cfg, clock)
 
 
+def passes_gate(result: TrainResult, min_improvement: float) -> tuple[bool, float]:
+    """Return ``(send, gain)``: whether a trained head may replace the robot's current one, and by how much it won.
+
+    ``gain`` is the best epoch's validation accuracy minus epoch 0's (the current head on the same held-out
+    samples; 0.0 when there is no history). A head is sent only if some epoch beat the input head
+    (``best_epoch > 0``) and ``gain >= min_improvement``: the cloud node and the evaluator share this rule, so an
+    offline result and a robot decide updates alike.
+    """
+    gain = result.val_accuracy - (result.history[0].val_accuracy if result.history else 0.0)
+    return result.best_epoch > 0 and gain >= min_improvement, gain
+
+
 def extract_features(backbone: nn.Module, inputs: Tensor, batch_size: int = 64) -> Tensor:
     """Return ``backbone(inputs)`` computed in eval mode without gradients, in chunks of ``batch_size``.
 

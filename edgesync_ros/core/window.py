@@ -35,9 +35,15 @@ class WindowFrame:
 
 @dataclasses.dataclass(frozen=True)
 class SelectedSample:
-    """A sample kept by Algorithm 1, pointing into :attr:`WindowSelection.frames`."""
+    """A sample kept by Algorithm 1, with where it came from.
+
+    ``frame_index`` points into :attr:`WindowSelection.frames`; ``position`` is the sample's index among all samples
+    the window held (frames oldest first, each frame's samples in box order), so a caller can map the selection back
+    to its own sample records without reading boxes.
+    """
 
     frame_index: int
+    position: int
     box: tuple[float, float, float, float]
     predicted_class: int
     probabilities: npt.NDArray[np.float32]
@@ -129,6 +135,7 @@ class SampleWindow:
         samples = [
             SelectedSample(
                 frame_index=remap[int(owner[i])],
+                position=int(i),
                 box=(float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3])),
                 predicted_class=int(probs[i].argmax()),
                 probabilities=probs[i],

@@ -63,8 +63,10 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from edgesync_ros import paths
-from edgesync_ros.core.errors import BagError, ConfigError
+from edgesync_ros.core.config import EdgeNodeConfig
+from edgesync_ros.core.errors import BagError, ConfigError, InvalidImageError
 from edgesync_ros.data import stream as st
+from edgesync_ros.data.image_header import read_image_header
 
 #: Format version of stream bags (bump when topics or their meaning change; part of the cache key).
 STREAM_BAG_FORMAT = 2
@@ -115,7 +117,8 @@ def condition_topic(camera: str) -> str:
 # ------------------------------------------------------------------------------------------------------------
 def msg_dir() -> Path:
     """Return a directory holding edgesync_ros's ``.msg`` files: the source checkout's or an installed share."""
-    candidates = [Path(__file__).resolve().parents[2] / "msg"]
+    checkout = paths.checkout_root()
+    candidates = [] if checkout is None else [checkout / "msg"]
     for prefix in [*os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep), sys.prefix]:
         if prefix:
             candidates.append(Path(prefix) / "share" / "edgesync_ros" / "msg")
@@ -237,14 +240,43 @@ class RawMessage:
     data: bytes
 
 
-def iter_raw(reader: AnyReader, topics: Iterable[str] | None = None) -> Iterator[RawMessage]:
-    """Yield an open reader's messages in timestamp order, optionally only those of ``topics``."""
+#: Largest message a bag may hand to the package (bytes); a larger one is refused before it is copied or decoded.
+MAX_MESSAGE_BYTES = 64 << 20
+
+#: Largest image a stream bag's frame may declare (pixels): the edge node's own default bound.
+MAX_FRAME_PIXELS = EdgeNodeConfig().max_image_pixels
+
+
+def iter_raw(
+    reader: AnyReader, topics: Iterable[str] | None = None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Iterator[RawMessage]:
+    """Yield an open reader's messages in timestamp order, optionally only those of ``topics``.
+
+    Raises BagError for a message over ``max_bytes``, before copying it: a bag is input like any other, and a
+    recorded (or crafted) multi-gigabyte message must not become a copy and a decode.
+    """
     wanted = None if topics is None else set(topics)
     conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
     if not conns:
         return
     for conn, ts, data in reader.messages(connections=conns):
+        if len(data) > max_bytes:
+            raise BagError(f"message on {conn.topic} at {int(ts)} ns is {len(data)} bytes, over the {max_bytes}-byte "
+                           "bound (bags.MAX_MESSAGE_BYTES)")  # fmt: skip
         yield RawMessage(conn.topic, conn.msgtype, int(ts), bytes(data))
+
+
+def check_frame_image(data: bytes, where: str, max_pixels: int = MAX_FRAME_PIXELS) -> None:
+    """Raise BagError unless ``data`` is a readable image header declaring at most ``max_pixels`` pixels.
+
+    Read from the header before any decoder runs, so a frame declaring 20000x20000 costs nothing to refuse.
+    """
+    try:
+        header = read_image_header(data)
+    except InvalidImageError as exc:
+        raise BagError(f"{where}: {exc}") from None
+    if header.pixels > max_pixels:
+        raise BagError(f"{where}: image declares {header.width}x{header.height}, over the {max_pixels}-pixel bound")
 
 
 def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[tuple[RawMessage, Any]]:
@@ -303,6 +335,7 @@ def _frame_from_messages(camera: str, got: dict[str, Any]) -> st.StreamFrame:
         [[r.x_offset, r.y_offset, r.x_offset + r.width, r.y_offset + r.height] for r in rois], np.int32
     ).reshape(-1, 4)
     stamp = got["image"].header.stamp
+    check_frame_image(bytes(got["image"].data), f"{camera} frame {info['frame']}")
     (whole,) = got["frame_gt"].predictions
     return st.StreamFrame(
         camera=camera,

@@ -13,24 +13,26 @@ whole-frame mode, each **frame** -- this module stores, per camera:
 * per-frame metadata: capture time, condition, severity, segment, clip, source frame, scene chunk, the JPEG's
   size (for upload bandwidth), and the region offsets of each frame.
 
-It also records what labelling and feature extraction cost on this machine (teacher seconds per frame,
-backbone seconds per region or frame): the ``calibrated`` cost profile of the simulator is built from them.
+Labels and features come from :func:`edgesync_ros.models.labelling.label_and_embed`, the code the cloud node
+labels uploads with, so a simulated label is the one a robot's upload would get. It also records what labelling
+and feature extraction cost on this machine (teacher seconds per frame, backbone seconds per region or frame): the
+``calibrated`` cost profile of the simulator is built from them.
 
 Cache: one ``.npz`` file per camera and unit under ``<cache>/features/`` (no pickle: arrays plus one JSON
 string, loaded with ``allow_pickle=False``), named by a SHA-256 over the stream bag's content key, the camera,
 the unit, the backbone (architecture, weights file hash, preprocessing), the teacher (its cache key) and
 :data:`FEATURES_FORMAT`. A changed stream, model or teacher gives a new key, so a stale cache is never reused;
-files are written to a temporary name and renamed, so a half-written file is never read.
+files are written atomically (:func:`~edgesync_ros.core.persist.atomic_write`), so a half-written file is never
+read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,10 +42,17 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
+from tqdm import tqdm
 
 from edgesync_ros import assets, paths
+from edgesync_ros.core import heads
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.core.persist import atomic_write
+from edgesync_ros.data import bags
 from edgesync_ros.data import stream as st
+from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.models.labelling import Labelled, label_and_embed
+from edgesync_ros.models.teacher import NanoDetTeacher, Teacher
 
 #: Bump when the cache's arrays or their meaning change (part of every cache key).
 FEATURES_FORMAT = 1
@@ -201,8 +210,7 @@ class StreamFeatures:
 # ------------------------------------------------------------------------------------------------------------
 # Keys and files
 # ------------------------------------------------------------------------------------------------------------
-def _backbone_identity(model: Any) -> dict[str, Any]:
-    cfg = model.config
+def _backbone_identity(cfg: EdgeModelConfig) -> dict[str, Any]:
     weights = Path(cfg.weights) if cfg.weights else assets.mobilenet_v2_imagenet_weights()
     return {
         "arch": cfg.arch,
@@ -230,25 +238,14 @@ def features_dir(cache_dir: str | Path | None = None) -> Path:
     return root / "features"
 
 
-def cache_path(stream: str, seed: int, camera: str, unit: str, key: str, cache_dir: str | Path | None = None) -> Path:
-    """Return the cache file of one camera."""
-    return features_dir(cache_dir) / f"{stream}-seed{seed}-{camera}-{unit}-{key[:16]}.npz"
-
-
 def save_camera(path: Path, cam: CameraFeatures) -> None:
-    """Write a camera's cache atomically (temporary file + rename); arrays only, metadata as a JSON string."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a camera's cache atomically (:func:`atomic_write`); arrays only, metadata as a JSON string."""
     arrays: dict[str, Any] = {k: getattr(cam, k) for k in (*_SAMPLE_KEYS, *_FRAME_KEYS)}
     meta = dict(cam.meta, camera=cam.camera, unit=cam.unit, key=cam.key)
     arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write(path, buf.getvalue())
 
 
 def load_camera(path: str | Path) -> CameraFeatures:
@@ -275,8 +272,6 @@ def load_camera(path: str | Path) -> CameraFeatures:
 # Extraction
 # ------------------------------------------------------------------------------------------------------------
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="frame", leave=False, file=sys.stderr, disable=not enabled)
 
 
@@ -291,117 +286,87 @@ def _batches(frames: Iterator[st.StreamFrame], size: int) -> Iterator[list[st.St
         yield batch
 
 
-def _frame_label(teacher: Any, detections: Any, frame: npt.NDArray[np.uint8]) -> int:
-    # The NanoDet teacher's whole-frame rule applied to the detections it already made for the regions (one
-    # detector pass per frame instead of two); another teacher is asked again.
-    rule = getattr(type(teacher), "_label_frame", None)
-    if rule is not None and detections is not None:
-        return int(rule(detections)[0])
-    ids, _, _ = teacher.label([frame])
-    return int(ids[0])
+def _index(names: list[str], name: str) -> int:
+    """Return ``name``'s index in ``names``, appending it first when new (condition and clip tables)."""
+    if name not in names:
+        names.append(name)
+    return names.index(name)
 
 
-def extract_camera(
-    bag: str | Path,
-    camera: str,
-    description: dict[str, Any],
-    model: Any,
-    teacher: Any,
-    unit: str = "region",
-    key: str = "",
-    progress: bool = True,
-    batch_frames: int = 16,
-) -> CameraFeatures:
-    """Run the deployed teacher and the edge backbone over one camera of a stream bag; return its cache.
+@dataclasses.dataclass
+class _Collector:
+    """One camera's arrays while it is extracted: per-sample parts, per-frame rows, name tables, timings."""
 
-    ``model`` is an :class:`~edgesync_ros.models.edge.EdgeModel` (only its backbone is used), ``teacher`` a
-    teacher with ``label(frames, regions)`` (the deployed NanoDet by default). Timings of the teacher and the
-    backbone are measured per item and stored in ``meta["timings"]``.
-    """
-    from edgesync_ros.data import bags
+    unit: str
+    start_ns: int
+    samples: dict[str, list[npt.NDArray[Any]]] = dataclasses.field(
+        default_factory=lambda: {k: [] for k in _SAMPLE_KEYS})
+    rows: dict[str, list[float | int]] = dataclasses.field(
+        default_factory=lambda: {k: [] for k in _FRAME_KEYS if k != "offsets"})
+    conditions: list[str] = dataclasses.field(default_factory=list)
+    clips: list[str] = dataclasses.field(default_factory=list)
+    seconds: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"teacher": 0.0, "backbone": 0.0, "decode": 0.0})
+    n_items: int = 0
 
-    if unit not in UNITS:
-        raise ConfigError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
-    sched = description["schedules"][camera]
-    n_frames = int(sched["frames"])
-    start_ns = int(float(description["spec"]["start_time_ns"]))
-    conditions: list[str] = []
-    clips: list[str] = []
-
-    def index(names: list[str], name: str) -> int:
-        if name not in names:
-            names.append(name)
-        return names.index(name)
-
-    feats: list[npt.NDArray[np.float16]] = []
-    gt: list[npt.NDArray[np.int64]] = []
-    tea: list[npt.NDArray[np.int64]] = []
-    owner: list[npt.NDArray[np.int64]] = []
-    obj: list[npt.NDArray[np.bool_]] = []
-    rows: dict[str, list[float | int]] = {k: [] for k in _FRAME_KEYS if k != "offsets"}
-    t_teacher = t_backbone = t_decode = 0.0
-    n_items = 0
-    bar = _progress(n_frames, f"features {camera}", progress)
-    for batch in _batches(bags.read_stream(bag, [camera]), batch_frames):
-        t0 = time.perf_counter()
-        images = [cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR) for f in batch]
-        t1 = time.perf_counter()
-        t_decode += t1 - t0
-        for f, img in zip(batch, images, strict=True):
-            boxes = f.boxes.astype(np.float32)
-            if boxes.shape[0]:
-                ids, _, extras = teacher.label([img], [boxes])
-                dets = extras.get("detections", [None])[0]
-            else:
-                ids, dets = np.zeros(0, np.int64), None
-            frame_teacher = _frame_label(teacher, dets, img)  # type: ignore[arg-type]  # cv2 stubs: any dtype
-            i = f.index
-            rows["stamp_s"].append((f.stamp_ns - start_ns) / 1e9)
-            rows["condition"].append(index(conditions, f.condition))
-            rows["severity"].append(f.severity)
-            rows["segment"].append(f.segment)
-            rows["clip"].append(index(clips, f.clip))
-            rows["source_frame"].append(f.source_frame)
-            rows["chunk"].append(f.chunk)
-            rows["jpeg_bytes"].append(len(f.jpeg))
-            rows["frame_gt"].append(f.frame_class)
-            rows["frame_teacher"].append(frame_teacher)
-            if unit == "region":
-                gt.append(f.class_ids.astype(np.int64))
-                tea.append(np.asarray(ids, np.int64))
-                owner.append(np.full(boxes.shape[0], i, np.int64))
-                is_obj = np.zeros(boxes.shape[0], bool)
+    def add(self, batch: list[st.StreamFrame], out: Labelled) -> None:
+        """Record a batch of frames with their teacher labels and features (``out`` rows in frame order)."""
+        assert out.frame_labels is not None
+        row = 0
+        for f, frame_teacher in zip(batch, out.frame_labels.tolist(), strict=True):
+            self._add_frame(f, int(frame_teacher))
+            n = int(f.boxes.shape[0]) if self.unit == "region" else 1
+            if self.unit == "region":
+                is_obj = np.zeros(n, bool)
                 is_obj[: f.n_objects] = True
-                obj.append(is_obj)
+                gt = f.class_ids.astype(np.int64)
             else:
-                gt.append(np.array([f.frame_class], np.int64))
-                tea.append(np.array([frame_teacher], np.int64))
-                owner.append(np.array([i], np.int64))
-                obj.append(np.array([f.frame_class != 0], bool))
-        t2 = time.perf_counter()
-        t_teacher += t2 - t1
-        if unit == "region":
-            from edgesync_ros.models.preprocessing import preprocess_many
+                is_obj = np.array([f.frame_class != 0], bool)
+                gt = np.array([f.frame_class], np.int64)
+            self.samples["gt"].append(gt)
+            self.samples["teacher"].append(np.asarray(out.labels[row : row + n], np.int64))
+            self.samples["frame"].append(np.full(n, f.index, np.int64))
+            self.samples["is_object"].append(is_obj)
+            row += n
+        if out.features.shape[0]:
+            self.samples["features"].append(out.features.numpy().astype(np.float16))
+            self.n_items += int(out.features.shape[0])
+        self.seconds["teacher"] += out.teacher_seconds
+        self.seconds["backbone"] += out.backbone_seconds
 
-            regions = [f.boxes.astype(np.float32) for f in batch]
-            x, _ = preprocess_many(images, regions, model.preprocess_config)
-        else:
-            from edgesync_ros.models.preprocessing import preprocess_many
+    def _add_frame(self, f: st.StreamFrame, frame_teacher: int) -> None:
+        rows = self.rows
+        rows["stamp_s"].append((f.stamp_ns - self.start_ns) / 1e9)
+        rows["condition"].append(_index(self.conditions, f.condition))
+        rows["severity"].append(f.severity)
+        rows["segment"].append(f.segment)
+        rows["clip"].append(_index(self.clips, f.clip))
+        rows["source_frame"].append(f.source_frame)
+        rows["chunk"].append(f.chunk)
+        rows["jpeg_bytes"].append(len(f.jpeg))
+        rows["frame_gt"].append(f.frame_class)
+        rows["frame_teacher"].append(frame_teacher)
 
-            x, _ = preprocess_many(images, None, model.preprocess_config)
-        if x.shape[0]:
-            feats.append(model.features_tensor(x).numpy().astype(np.float16))
-            n_items += int(x.shape[0])
-        t_backbone += time.perf_counter() - t2
-        bar.update(len(batch))
-    bar.close()
-    frame_idx = np.concatenate(owner) if owner else np.zeros(0, np.int64)
-    n_f = len(rows["stamp_s"])
-    if n_f != n_frames:
-        raise ConfigError(f"{bag}: camera {camera} has {n_f} frames, its schedule says {n_frames}")
+
+def _sample_array(parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return np.concatenate(parts) if parts else empty
+
+
+def _camera_features(
+    col: _Collector, bag: str | Path, camera: str, description: dict[str, Any], key: str, channels: int,
+    complete: bool = True,
+) -> CameraFeatures:
+    """Check the collected frames against the camera's schedule and assemble its :class:`CameraFeatures`.
+
+    ``complete=False``: the frames are a prefix of the camera (a duration-limited extraction), not all of it.
+    """
+    sched = description["schedules"][camera]
+    frame_idx = _sample_array(col.samples["frame"], np.zeros(0, np.int64))
+    n_f = len(col.rows["stamp_s"])
+    if n_f > int(sched["frames"]) or (complete and n_f != int(sched["frames"])):
+        raise ConfigError(f"{bag}: camera {camera} has {n_f} frames, its schedule says {int(sched['frames'])}")
     if frame_idx.size and np.any(np.diff(frame_idx) < 0):
         raise ConfigError(f"{bag}: frames of {camera} are not in capture order")
-    offsets = np.searchsorted(frame_idx, np.arange(n_f + 1), side="left").astype(np.int64)
     segments = [
         {k: s[k] for k in ("index", "condition", "severity", "start_s", "end_s", "ramp_s")} for s in sched["segments"]
     ]
@@ -412,39 +377,70 @@ def extract_camera(
         "fps": float(description["spec"]["fps"]),
         "duration_s": float(sched["duration_s"]),
         "classes": list(description.get("class_names", [])),
-        "conditions": conditions,
-        "clips": clips,
+        "conditions": col.conditions,
+        "clips": col.clips,
         "segments": segments,
         "timings": {
-            "teacher_s_per_frame": t_teacher / max(n_f, 1),
-            "backbone_s_per_sample": t_backbone / max(n_items, 1),
-            "decode_s_per_frame": t_decode / max(n_f, 1),
+            "teacher_s_per_frame": col.seconds["teacher"] / max(n_f, 1),
+            "backbone_s_per_sample": col.seconds["backbone"] / max(col.n_items, 1),
+            "decode_s_per_frame": col.seconds["decode"] / max(n_f, 1),
             "torch_threads": torch.get_num_threads(),
         },
     }
-    empty = np.zeros((0, 320, 1, 1), np.float16)
+    frame_rows: dict[str, Any] = {k: np.asarray(v, np.float64 if k == "stamp_s" else np.int64)
+                                  for k, v in col.rows.items()}
     return CameraFeatures(
         camera=camera,
-        unit=unit,
+        unit=col.unit,
         key=key,
-        features=np.concatenate(feats) if feats else empty,
-        gt=np.concatenate(gt) if gt else np.zeros(0, np.int64),
-        teacher=np.concatenate(tea) if tea else np.zeros(0, np.int64),
+        features=_sample_array(col.samples["features"], np.zeros((0, channels, 1, 1), np.float16)),
+        gt=_sample_array(col.samples["gt"], np.zeros(0, np.int64)),
+        teacher=_sample_array(col.samples["teacher"], np.zeros(0, np.int64)),
         frame=frame_idx,
-        is_object=np.concatenate(obj) if obj else np.zeros(0, bool),
-        stamp_s=np.asarray(rows["stamp_s"], np.float64),
-        condition=np.asarray(rows["condition"], np.int64),
-        severity=np.asarray(rows["severity"], np.int64),
-        segment=np.asarray(rows["segment"], np.int64),
-        clip=np.asarray(rows["clip"], np.int64),
-        source_frame=np.asarray(rows["source_frame"], np.int64),
-        chunk=np.asarray(rows["chunk"], np.int64),
-        jpeg_bytes=np.asarray(rows["jpeg_bytes"], np.int64),
-        frame_gt=np.asarray(rows["frame_gt"], np.int64),
-        frame_teacher=np.asarray(rows["frame_teacher"], np.int64),
-        offsets=offsets,
+        is_object=_sample_array(col.samples["is_object"], np.zeros(0, bool)),
+        offsets=np.searchsorted(frame_idx, np.arange(n_f + 1), side="left").astype(np.int64),
         meta=meta,
+        **frame_rows,
     )
+
+
+def extract_camera(
+    bag: str | Path,
+    camera: str,
+    description: dict[str, Any],
+    model: EdgeModel,
+    teacher: Teacher,
+    unit: str = "region",
+    key: str = "",
+    progress: bool = True,
+    batch_frames: int = 16,
+    duration_s: float | None = None,
+) -> CameraFeatures:
+    """Run the deployed teacher and the edge backbone over one camera of a stream bag; return its cache.
+
+    ``model``: the edge model (only its backbone is used); ``teacher``: the deployed teacher (NanoDet by default).
+    Labels and features come from :func:`~edgesync_ros.models.labelling.label_and_embed`, the cloud's own
+    labelling path, with one backbone pass per ``batch_frames`` frames (the batching the caches were made with).
+    Timings of decoding, the teacher and the backbone are measured and stored in ``meta["timings"]``.
+    ``duration_s`` stops after the first whole batch that reaches that stream time: every frame before it is
+    extracted in the very batches a full extraction uses, so its features are the same bits (quick runs).
+    """
+    if unit not in UNITS:
+        raise ConfigError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    col = _Collector(unit, int(float(description["spec"]["start_time_ns"])))
+    bar = _progress(int(description["schedules"][camera]["frames"]), f"features {camera}", progress)
+    for batch in _batches(bags.read_stream(bag, [camera]), batch_frames):
+        t0 = time.perf_counter()
+        images = [cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR) for f in batch]
+        col.seconds["decode"] += time.perf_counter() - t0
+        regions = [f.boxes.astype(np.float32) for f in batch] if unit == "region" else None
+        col.add(batch, label_and_embed(images, regions, teacher, model, bucket_rows=None, frame_labels=True))
+        bar.update(len(batch))
+        if duration_s is not None and col.rows["stamp_s"][-1] >= duration_s:
+            break
+    bar.close()
+    channels = heads.head_spec(model.arch).feature_channels
+    return _camera_features(col, bag, camera, description, key, channels, complete=duration_s is None)
 
 
 def load_stream_features(
@@ -455,10 +451,11 @@ def load_stream_features(
     cameras: Sequence[str] | None = None,
     cache_dir: str | Path | None = None,
     feature_cache_dir: str | Path | None = None,
-    model: Any | None = None,
+    model: EdgeModel | None = None,
     teacher: Any | None = None,
     force: bool = False,
     progress: bool = True,
+    duration_s: float | None = None,
 ) -> StreamFeatures:
     """Return the features of a stream's cameras, building the bag and the caches that are missing or stale.
 
@@ -466,9 +463,10 @@ def load_stream_features(
     (default: all). ``cache_dir``: the stream cache root (bags, proposals); ``feature_cache_dir``: where feature
     files go (default ``<cache_dir>/features``). ``model``/``teacher``: default the shipped MobileNetV2 edge model
     and NanoDet teacher, created only when a cache must be built. ``force`` rebuilds the feature caches.
+    ``duration_s``: only the first ``duration_s`` seconds of each camera are needed. A camera's full cache serves
+    when present; otherwise a prefix cache (``…-first<S>s.npz``) is built, whose frames before ``duration_s``
+    equal the full extraction's bit for bit, so a quick run does not pay for the whole stream.
     """
-    from edgesync_ros.data import bags
-
     if unit not in UNITS:
         raise ConfigError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
     spec = stream.with_seed(seed) if isinstance(stream, st.StreamSpec) else st.load_spec(stream, seed)
@@ -483,55 +481,41 @@ def load_stream_features(
     out: dict[str, CameraFeatures] = {}
     built: dict[str, bool] = {}
     seconds: dict[str, float] = {}
-    made: dict[str, Any] = {}
-
-    def edge_model() -> Any:
-        if "model" not in made:
-            if model is not None:
-                made["model"] = model
-            else:
-                from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
-
-                made["model"] = EdgeModel(EdgeModelConfig(device="cpu"))
-        return made["model"]
-
-    backbone = _backbone_identity(model) if model is not None else _default_backbone_identity()
+    made: dict[str, Any] = {}  # the teacher and model that build caches, created at the first cache missing
+    backbone = _backbone_identity(model.config if model is not None else EdgeModelConfig())
     for cam in names:
         t0 = time.perf_counter()
         key = cache_key(desc["key"], cam, unit, backbone, teacher_key)
-        path = fdir / f"{spec.name}-seed{spec.seed}-{cam}-{unit}-{key[:16]}.npz"
-        if path.is_file() and not force:
-            data = load_camera(path)
-            if data.key == key:
-                out[cam], built[cam], seconds[cam] = data, False, time.perf_counter() - t0
-                continue
-        if "teacher" not in made:
-            if teacher is not None:
-                made["teacher"] = teacher
-            else:
-                from edgesync_ros.models.teacher import NanoDetTeacher
-
-                made["teacher"] = NanoDetTeacher()
-        data = extract_camera(result.path, cam, desc, edge_model(), made["teacher"], unit, key, progress)
+        full = fdir / f"{spec.name}-seed{spec.seed}-{cam}-{unit}-{key[:16]}.npz"
+        prefix = None if duration_s is None else full.with_name(f"{full.stem}-first{duration_s:g}s.npz")
+        cached = None
+        if not force:
+            cached = _load_valid(full, key) or (_load_valid(prefix, key) if prefix is not None else None)
+        if cached is not None:
+            out[cam], built[cam], seconds[cam] = cached, False, time.perf_counter() - t0
+            continue
+        if not made:
+            made["teacher"] = teacher if teacher is not None else NanoDetTeacher()
+            made["model"] = model if model is not None else EdgeModel(EdgeModelConfig(device="cpu"))
+        data = extract_camera(result.path, cam, desc, made["model"], made["teacher"], unit, key, progress,
+                              duration_s=duration_s)  # fmt: skip
         data.meta["extract_seconds"] = time.perf_counter() - t0
+        path = prefix or full
         save_camera(path, data)
         # Older caches of this stream, seed, camera and unit have other keys: stale for good.
         for old in fdir.glob(f"{spec.name}-seed{spec.seed}-{cam}-{unit}-*.npz"):
-            if old != path:
+            if old != path and not old.name.startswith(full.stem):
                 old.unlink(missing_ok=True)
         out[cam], built[cam], seconds[cam] = data, True, time.perf_counter() - t0
     return StreamFeatures(spec.name, spec.seed, unit, result.path, out, built, seconds)
 
 
-def _default_backbone_identity() -> dict[str, Any]:
-    from edgesync_ros.models.edge import EdgeModelConfig
-
-    cfg = EdgeModelConfig()
-
-    class _Cfg:
-        config = cfg
-
-    return _backbone_identity(_Cfg())
+def _load_valid(path: Path, key: str) -> CameraFeatures | None:
+    """Return the cache at ``path`` if it exists and was made under ``key``, else ``None``."""
+    if not path.is_file():
+        return None
+    data = load_camera(path)
+    return data if data.key == key else None
 
 
 def teacher_agreement(cams: Sequence[CameraFeatures]) -> dict[str, dict[str, float]]:

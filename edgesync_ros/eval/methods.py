@@ -36,9 +36,8 @@ Baselines:
   is approximated by the one sequential cloud worker.
 
 EdgeSync and its ablations (S = Eq. 4 urgency Scheduling, T = Eq. 2 Timeliness, F = Eq. 1 adaptability-based
-Filtering; **the paper's §IV-B5 text was not available where this was written**, so
-these definitions follow the component names, each ablation removing one more component at the same upload
-budget k):
+Filtering; these definitions follow the component names, each ablation removing one more component at the same
+upload budget k; the paper's §IV-B5 reads T as the dynamic training time and F as the whole edge filter):
 
 * **EdgeSync** -- Algorithm 1 on each window (``SampleWindow.drain``: Q = αE + βI, top ⌈k·n⌉), the cloud's
   :class:`~edgesync_ros.core.fleet.Fleet` (accuracy bank, Eq. 5; FIFO store of ``store_capacity`` samples; ready
@@ -78,11 +77,22 @@ from torch import Tensor
 
 from edgesync_ros import paths
 from edgesync_ros.core.bank import AccuracyBank
-from edgesync_ros.core.config import BankConfig, FilterConfig, TrainConfig, UrgencyConfig, load_yaml_section
+from edgesync_ros.core.config import (
+    BankConfig,
+    CloudNodeConfig,
+    EdgeNodeConfig,
+    FilterConfig,
+    TrainConfig,
+    UrgencyConfig,
+    load_node_config,
+    read_hyperparameters,
+)
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.filtering import keep_count
 from edgesync_ros.core.fleet import Fleet
+from edgesync_ros.core.hpo import Segment, online_profile
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, UrgencyPolicy
+from edgesync_ros.core.training import passes_gate
 from edgesync_ros.core.window import SampleWindow, WindowFrame
 from edgesync_ros.eval.simulator import Job, Simulation, Upload, Window
 
@@ -92,23 +102,27 @@ _NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
 # ------------------------------------------------------------------------------------------------------------
 # Settings shared by every method: the robot's own configuration files
 # ------------------------------------------------------------------------------------------------------------
+_CLOUD_DEFAULTS = CloudNodeConfig()
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     """The knobs every method shares, read from the robot's ``edge.yaml``/``cloud.yaml`` (+ HPO's h).
 
     ``filter``: Algorithm 1 (k, α, β, T, window of ``window_size`` frames). ``train``: Algorithm 2's h and
     stopping rules. ``bank``/``urgency``: Eq. 5/Eq. 4. ``store_capacity``, ``min_new_samples``,
-    ``min_improvement``, ``update_dtype``: the cloud node's. ``sources``: the files read.
+    ``min_improvement``, ``update_dtype``: the cloud node's. ``sources``: the files read. Every default is the
+    nodes' own (:mod:`edgesync_ros.core.config`), so the evaluator starts where a robot starts.
     """
 
-    filter: FilterConfig = dataclasses.field(default_factory=lambda: FilterConfig(window_size=20, temperature=10.0))
+    filter: FilterConfig = dataclasses.field(default_factory=FilterConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     bank: BankConfig = dataclasses.field(default_factory=BankConfig)
     urgency: UrgencyConfig = dataclasses.field(default_factory=UrgencyConfig)
-    store_capacity: int = 300
-    min_new_samples: int = 20
-    min_improvement: float = 0.0
-    update_dtype: str = "float16"
+    store_capacity: int = _CLOUD_DEFAULTS.store_capacity
+    min_new_samples: int = _CLOUD_DEFAULTS.min_new_samples
+    min_improvement: float = _CLOUD_DEFAULTS.min_improvement
+    update_dtype: str = _CLOUD_DEFAULTS.update_dtype
     sources: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,40 +144,30 @@ def load_settings(config_dir: str | Path | None = None, hyperparameters: str | P
     """Read ``edge.yaml`` and ``cloud.yaml`` of ``config_dir``, and h from ``hyperparameters``.
 
     ``hyperparameters="auto"`` reads the directory's ``hyperparameters.yaml`` when present; ``None`` reads none.
+    The files go through the nodes' own configs (:func:`~edgesync_ros.core.config.load_node_config`): the same
+    defaults and the same validation as on a robot.
     """
     cdir = paths.config_dir() if config_dir is None else Path(config_dir)
-    edge = load_yaml_section(cdir / "edge.yaml", "edge_node")
-    cloud = load_yaml_section(cdir / "cloud.yaml", "cloud_node")
     sources = [str(cdir / "edge.yaml"), str(cdir / "cloud.yaml")]
-    train = dict(cloud.get("train", {}))
     hp = cdir / "hyperparameters.yaml" if hyperparameters == "auto" else hyperparameters
+    h: dict[str, Any] = {}
     if hp is not None and Path(hp).is_file():
-        found = load_yaml_section(hp, "cloud_node").get("train", {})
-        if not isinstance(found, Mapping):
-            raise ConfigError(f"{hp}: cloud_node train.* must be a mapping")
-        train.update(found)
+        h = read_hyperparameters(hp)
         sources.append(str(hp))
     elif hyperparameters not in ("auto", None):
         raise ConfigError(f"hyperparameters file {hp} does not exist")
+    edge = load_node_config(EdgeNodeConfig, cdir / "edge.yaml", "edge_node")
+    cloud = load_node_config(CloudNodeConfig, cdir / "cloud.yaml", "cloud_node", {"train": h})
     # The cloud tells every robot its k and window (cloud_node's upload_fraction/window_size win).
-    filt = FilterConfig(
-        upload_fraction=float(cloud.get("upload_fraction", edge.get("upload_fraction", 0.7))),
-        alpha=float(edge.get("alpha", 1.0)),
-        beta=float(edge.get("beta", 1.0)),
-        temperature=float(edge.get("temperature", 10.0)),
-        timeliness_form=edge.get("timeliness_form", "decay"),
-        normalise_entropy=bool(edge.get("normalise_entropy", False)),
-        window_size=int(cloud.get("window_size", edge.get("window_size", 20))),
-    )
     return EvalSettings(
-        filter=filt,
-        train=TrainConfig.from_mapping(train),
-        bank=BankConfig.from_mapping(cloud.get("bank", {})),
-        urgency=UrgencyConfig.from_mapping(cloud.get("urgency", {})),
-        store_capacity=int(cloud.get("store_capacity", 300)),
-        min_new_samples=int(cloud.get("min_new_samples", 20)),
-        min_improvement=float(cloud.get("min_improvement", 0.0)),
-        update_dtype=str(cloud.get("update_dtype", "float16")),
+        filter=dataclasses.replace(edge.filter, upload_fraction=cloud.upload_fraction, window_size=cloud.window_size),
+        train=cloud.train,
+        bank=cloud.bank,
+        urgency=cloud.urgency,
+        store_capacity=cloud.store_capacity,
+        min_new_samples=cloud.min_new_samples,
+        min_improvement=cloud.min_improvement,
+        update_dtype=cloud.update_dtype,
         sources=tuple(sources),
     )
 
@@ -174,19 +178,17 @@ def load_settings(config_dir: str | Path | None = None, hyperparameters: str | P
 def filter_select(window: Window, cfg: FilterConfig) -> npt.NDArray[np.int64]:
     """Algorithm 1 exactly as the robot runs it: the window's frames through ``SampleWindow.drain``.
 
-    The simulator has no pixels; each sample's position in the window travels in its box's first coordinate
-    (Algorithm 1 never reads boxes, it only carries them into the upload).
+    The simulator has no pixels or boxes (Algorithm 1 reads neither); each kept sample's
+    :attr:`~edgesync_ros.core.window.SelectedSample.position` is its position in ``window.samples``.
     """
     sw = SampleWindow(max(len(window.frames), 1), 0.0)  # the engine already cut the window by frames
     start = 0
     for i, n in enumerate(window.counts):
         rows = np.arange(start, start + int(n))
-        boxes = np.zeros((rows.size, 4), np.float32)
-        boxes[:, 0] = rows
-        sw.offer(WindowFrame(float(i), _NO_PIXELS, boxes, window.probabilities[rows]))
+        sw.offer(WindowFrame(float(i), _NO_PIXELS, np.zeros((rows.size, 4), np.float32), window.probabilities[rows]))
         start += int(n)
     sel = sw.drain(cfg)
-    return np.array(sorted(int(s.box[0]) for s in sel.samples), np.int64)
+    return np.array(sorted(s.position for s in sel.samples), np.int64)
 
 
 def uniform_select(window: Window, k: float, rng: np.random.Generator) -> npt.NDArray[np.int64]:
@@ -206,10 +208,6 @@ def majority(labels: npt.ArrayLike, num_classes: int) -> int:
     return int(np.bincount(arr, minlength=num_classes).argmax())
 
 
-def _stack(features: list[Tensor]) -> Tensor:
-    return torch.stack(features) if features else torch.zeros(0)
-
-
 class BaseMethod:
     """Defaults for the :class:`~edgesync_ros.eval.simulator.Method` protocol: uploads nothing, trains nothing."""
 
@@ -218,6 +216,11 @@ class BaseMethod:
     window_frames = 0
     label_source = "teacher"
     initial_constant: int | None = None
+    trainings = 0
+
+    def offline_predictions(self, sim: Simulation) -> dict[str, npt.NDArray[np.int64]] | None:
+        """Replay through the engine (no offline answer)."""
+        return None
 
     def setup(self, sim: Simulation) -> None:
         """Reset per-run state."""
@@ -694,8 +697,6 @@ class EdgeSync(BaseMethod):
         info: dict[str, Any] = {"samples": int(labels.shape[0]), "replayed": replayed,
                                 "urgency": float(self.fleet.urgency(cam))}  # fmt: skip
         if self.options.online_trials > 0 and labels.shape[0] >= 4:
-            from edgesync_ros.core.hpo import Segment, online_profile
-
             seg = Segment(f"{cam}@{now:.0f}", feats, labels)
             prof, profile_s = sim.metered(
                 lambda clock: online_profile(sim.load_state(start), seg, cfg, n_trials=self.options.online_trials,
@@ -704,8 +705,7 @@ class EdgeSync(BaseMethod):
             cfg = dataclasses.replace(cfg, **prof.params)
             info["online_params"] = dict(prof.params)
         result, state, secs = sim.train(start, feats, labels, cfg)
-        gain = result.val_accuracy - (result.history[0].val_accuracy if result.history else 0.0)
-        send = result.best_epoch > 0 and gain >= self.settings.min_improvement
+        send, gain = passes_gate(result, self.settings.min_improvement)
         self.fleet.trained(cam, now, rec.version + 1 if send else None)
         if send:
             self.heads[cam] = state
@@ -751,7 +751,7 @@ class Oracle(BaseMethod):
         out: dict[str, npt.NDArray[np.int64]] = {}
         self.trainings = 0
         for name, cf in sim.cams_features.items():
-            pred = sim._start_probabilities(name).argmax(axis=1).astype(np.int64)
+            pred = sim.start_probabilities(name).argmax(axis=1).astype(np.int64)
             seg = cf.segment[cf.frame]
             fold = oracle_folds(cf, sim.seed, self.block_frames)
             for s in np.unique(seg):

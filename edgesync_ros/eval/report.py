@@ -9,15 +9,15 @@ What is reproduced (numbering as in the EdgeSync paper):
   profiling, training, download, and the age of the newest training sample when the update becomes active
   (:func:`table_ii`);
 * **Table III** -- the ablations EdgeSync, /F, /TF, /STF (:func:`table_i` on those rows);
-* **Fig. 3** -- accuracy vs number of cameras sharing one cloud (:func:`plot_cameras`);
-* **Fig. 4** -- offline h vs online HPO with 5/10/20 trials per update: accuracy and time (:func:`plot_hpo`);
-* **Fig. 5** -- accuracy and training time vs upload fraction k with fixed 100 s updates (:func:`plot_k`);
+* **Fig. 3** -- accuracy vs number of cameras sharing one cloud (:func:`plot_series`);
+* **Fig. 4** -- offline h vs online HPO with 5/10/20 trials per update: accuracy and time (:func:`plot_series`);
+* **Fig. 5** -- accuracy and training time vs upload fraction k with fixed 100 s updates (:func:`plot_series`);
 
 plus the **discrimination check** the benchmark must pass (:func:`discrimination`): the oracle beats No Adaptation
 by >= 15 points of balanced accuracy and the no-model majority rule stays >= 10 points below the oracle.
 
 The JSON file keeps every run's metrics (and seed), so tables can be re-rendered without re-running; sections
-computed by separate ``edgesync eval`` calls are merged into one report.
+computed by separate ``edgesync eval`` calls are merged into one report (:func:`write_report`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgesync_ros.core.persist import atomic_write
 
 #: Required margins of the discrimination check (balanced accuracy, fractions).
 ORACLE_OVER_NO_ADAPTATION = 0.15
@@ -127,7 +128,8 @@ def discrimination(table: Mapping[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------------
 # Markdown
 # ------------------------------------------------------------------------------------------------------------
-def _pm(stat: Mapping[str, float], scale: float = 100.0, digits: int = 1) -> str:
+def mean_std_text(stat: Mapping[str, float], scale: float = 100.0, digits: int = 1) -> str:
+    """Return ``mean ± std`` of a :func:`mean_spread` result scaled by ``scale`` (the mean alone for one value)."""
     if not stat or stat.get("n", 0) == 0 or math.isnan(stat["mean"]):
         return "—"
     if stat["n"] > 1:
@@ -150,8 +152,8 @@ def table_i(rows: Mapping[str, Any], title: str = "Table I") -> str:
         upd = s["updates"]
         upd_txt = f"{upd['mean'] / n_cam:.0f}" if upd.get("n") else "—"
         lines.append(
-            f"| {row['name']} | {_pm(s['accuracy'])} | {_pm(s['balanced_accuracy'])} | "
-            f"{_pm(s['upload_kbps'], 1.0)} | {_pm(s['download_kbps'], 1.0)} | {upd_txt} |"
+            f"| {row['name']} | {mean_std_text(s['accuracy'])} | {mean_std_text(s['balanced_accuracy'])} | "
+            f"{mean_std_text(s['upload_kbps'], 1.0)} | {mean_std_text(s['download_kbps'], 1.0)} | {upd_txt} |"
         )
     return "\n".join(lines)
 
@@ -193,7 +195,7 @@ def conditions_table(rows: Mapping[str, Any], agreement: Mapping[str, Any] | Non
              "|---|" + "---:|" * len(conds)]  # fmt: skip
     for r in rows.values():
         pc = r["summary"]["per_condition"]
-        lines.append(f"| {r['name']} | " + " | ".join(_pm(pc[c]) if c in pc else "—" for c in conds) + " |")
+        lines.append(f"| {r['name']} | " + " | ".join(mean_std_text(pc[c]) if c in pc else "—" for c in conds) + " |")
     if agreement:
         lines += ["", "**Deployed teacher vs clean-view ground truth** (labels on the corrupted frame)", "",
                   "| condition | agreement % | object recall % | samples |", "|---|---:|---:|---:|"]  # fmt: skip
@@ -216,8 +218,8 @@ def discrimination_text(d: Mapping[str, Any]) -> str:
         f"{100 * ORACLE_OVER_RECENT_MAJORITY:.0f}): " + ("**pass**" if d["pass_recent_majority"] else "**FAIL**"),
     ]
     if not d["pass"]:
-        lines += ["", "> **THE DEFAULT STREAM DOES NOT DISCRIMINATE AS REQUIRED.** Per the issue, the stream must "
-                  "change (not the baselines); see the analysis below."]  # fmt: skip
+        lines += ["", "> **THE DEFAULT STREAM DOES NOT DISCRIMINATE AS REQUIRED.** The remedy is a different "
+                  "stream, not different baselines; see the analysis below."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -225,6 +227,7 @@ def discrimination_text(d: Mapping[str, Any]) -> str:
 # Plots
 # ------------------------------------------------------------------------------------------------------------
 def _plt() -> Any:
+    # matplotlib is imported only when a figure is drawn: it is slow to import and most callers never plot.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -358,10 +361,7 @@ def load_report(path: str | Path) -> dict[str, Any]:
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     """Write the report JSON atomically (NaN as null)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_json_safe(dict(data)), indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    atomic_write(p, (json.dumps(_json_safe(dict(data)), indent=1, sort_keys=False) + "\n").encode("utf-8"))
     return p
 
 
@@ -369,18 +369,18 @@ def _nan(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-def _restore_nans(obj: Any) -> Any:
-    # JSON stored NaN as null; the renderers expect floats.
+def restore_nans(obj: Any) -> Any:
+    """Return ``obj`` read back from JSON with the statistics' nulls as NaN again (the renderers expect floats)."""
     if isinstance(obj, dict):
-        return {k: (_nan(v) if k in ("mean", "std", "min", "max") else _restore_nans(v)) for k, v in obj.items()}
+        return {k: (_nan(v) if k in ("mean", "std", "min", "max") else restore_nans(v)) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_restore_nans(v) for v in obj]
+        return [restore_nans(v) for v in obj]
     return obj
 
 
 def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> str:
     """Return the whole report as Markdown (sections present in ``report`` only)."""
-    rep = _restore_nans(dict(report))
+    rep = restore_nans(dict(report))
     out = ["# EdgeSync simulated evaluation", ""]
     meta = rep.get("meta", {})
     if meta:
@@ -436,6 +436,51 @@ def _section_meta(sec: Mapping[str, Any]) -> str:
         "computed; finished runs come from the run cache)" if m.get("runs_s") else "",
     ]
     return "*" + "; ".join(b for b in bits if b) + "*"
+
+
+def write_report(report: dict[str, Any], out: Path) -> dict[str, str]:
+    """Write ``eval.json``, the PNG figures and ``eval.md`` into ``out``; return the figure files by section."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "eval.json", report)
+    rep = restore_nans(load_report(out / "eval.json"))
+    figs: dict[str, str] = {}
+    if rep.get("fig1"):
+        segs = rep["fig1"].get("segments") or {}
+        tl = {k: r["timeline"] for k, r in rep["fig1"]["rows"].items() if r.get("timeline")}
+        names = {k: r["name"] for k, r in rep["fig1"]["rows"].items()}
+        if segs and tl:
+            plot_timeline(out / "fig1_accuracy_over_time.png", tl, names, segs)
+            figs["fig1"] = "fig1_accuracy_over_time.png"
+    if rep.get("fig5"):
+        pts = rep["fig5"]["points"]
+        plot_series(out / "fig5_upload_fraction.png", [p["k"] for p in pts],
+                      {"balanced accuracy": [p["balanced_accuracy"] for p in pts],
+                       "accuracy": [p["accuracy"] for p in pts]},
+                      "upload fraction k", "%", "EdgeSync, fixed 100 s updates",
+                      second={"training": [p["train_s"] for p in pts]}, second_label="training s / update")  # fmt: skip
+        figs["fig5"] = "fig5_upload_fraction.png"
+    if rep.get("fig4"):
+        pts = rep["fig4"]["points"]
+        xs = [max(p["trials"], 1) for p in pts]
+        plot_series(out / "fig4_hpo.png", xs, {"balanced accuracy": [p["balanced_accuracy"] for p in pts],
+                                                 "accuracy": [p["accuracy"] for p in pts]},
+                      "online HPO trials per update", "%", "Offline h vs online HPO (EdgeSync, 100 s updates)",
+                      second={"profiling + training": [p["profile_s"] + p["train_s"] for p in pts]},
+                      second_label="s / update", logx=True,
+                      xticklabels=["offline h" if p["trials"] == 0 else str(p["trials"]) for p in pts])  # fmt: skip
+        figs["fig4"] = "fig4_hpo.png"
+    if rep.get("fig3"):
+        ser = rep["fig3"]["series"]
+        counts = rep["fig3"]["counts"]
+        series = {}
+        for s in ser.values():
+            by = {p["cameras"]: p["balanced_accuracy"] for p in s["points"]}
+            series[s["name"]] = [by.get(n, {"mean": float("nan"), "std": 0.0}) for n in counts]
+        plot_series(out / "fig3_cameras.png", counts, series, "cameras sharing one cloud",
+                      "balanced accuracy %", "Accuracy vs number of cameras", logx=True)  # fmt: skip
+        figs["fig3"] = "fig3_cameras.png"
+    (out / "eval.md").write_text(render_markdown(rep, figs), encoding="utf-8")
+    return figs
 
 
 def stamp_meta(command: str, machine: str) -> dict[str, Any]:

@@ -24,49 +24,42 @@ Methods (:mod:`edgesync_ros.eval.methods`) drive the same core code as the robot
 Eq. 4 scheduling (:class:`~edgesync_ros.core.fleet.Fleet`, :mod:`~edgesync_ros.core.scheduling`), Algorithm 2
 (:func:`~edgesync_ros.core.training.train_head`) on the real edge head module, and
 :func:`~edgesync_ros.core.hpo.online_profile`. Only the clock differs: training is timed by a **modelled clock**
-(:class:`CostMeter`): every forward pass of the head adds ``samples x seconds-per-sample`` of the cost profile
-(training passes cost forward + backward + step, validation passes a forward). Algorithm 2's ``max_train_seconds``
-therefore acts on modelled time, and results do not depend on how busy this machine is: **same seed, same
-features, same cost profile -> same numbers**.
+(:class:`~edgesync_ros.eval.cost.CostMeter`): every forward pass of the head adds ``samples x seconds-per-sample``
+of the cost profile (training passes cost forward + backward + step, validation passes a forward). Algorithm 2's
+``max_train_seconds`` therefore acts on modelled time, and results do not depend on how busy this machine is:
+**same seed, same features, same cost profile -> same numbers**.
 
-Cost profiles (:class:`CostProfile`)
-------------------------------------
-* ``calibrated``: this machine. Teacher and backbone seconds come from the feature extraction (measured on every
-  frame of the stream); head training and evaluation seconds per sample are measured once by
-  :func:`calibrate`; the result is stored as JSON in the cache and reused, so later runs are reproducible.
-  The network is an assumption (10 Mbit/s up, 20 Mbit/s down, 50 ms latency), stated in the profile.
-* ``paper_v100``: a cloud V100 as in the paper's testbed. **The paper's Table II figures were not available where
-  this was written**; the numbers of :data:`PAPER_V100` are estimates from public V100 throughput (see its
-  ``notes``), not values copied from the paper. Load the paper's own numbers with ``--cost-profile FILE``.
-* a YAML/JSON file with the fields of :class:`CostProfile`.
+Costs come from a :class:`~edgesync_ros.eval.cost.CostProfile` (calibrated on this machine, the paper-class V100
+estimate, or a file; see :mod:`edgesync_ros.eval.cost`).
+
+The contract between the engine and a method is :class:`Method`: every attribute the engine reads is declared
+there (:class:`~edgesync_ros.eval.methods.BaseMethod` gives each a default).
 """
 
 from __future__ import annotations
 
 import collections
-import copy
 import dataclasses
 import hashlib
 import heapq
-import json
 import math
-import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
-from edgesync_ros import paths
-from edgesync_ros.core import heads
+from edgesync_ros.core import head_codec, heads
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.training import TrainResult, train_head
+from edgesync_ros.eval.cost import ClassifierOnly, CostMeter, CostProfile
 from edgesync_ros.eval.features import CameraFeatures
+from edgesync_ros.models.edge import EdgeModel
 
 # Serialized message overheads (CDR), so simulated bandwidth is comparable with the live evaluator's byte counts.
 _BATCH_OVERHEAD_BYTES = 96  # SampleBatch header, edge id, version, window size, k, sequence lengths
@@ -77,302 +70,6 @@ _UPDATE_OVERHEAD_BYTES = 160  # HeadUpdate header, edge id, architecture, versio
 def sample_bytes(num_classes: int) -> int:
     """Return the serialized size of one ``Sample`` message (index, ROI, class, probabilities, three scores)."""
     return 4 + 17 + 2 + 4 + 4 * num_classes + 12
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Cost profiles
-# ------------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class CostProfile:
-    """Seconds per unit of work for every step of an update cycle, plus the network.
-
-    ``teacher_s_per_frame``: the cloud teacher labels one uploaded frame. ``backbone_s_per_sample``: the cloud
-    replica computes one uploaded sample's features. ``train_s_per_sample``: one training pass of the head over one
-    sample (forward + backward + optimiser step, amortised over a mini-batch); ``eval_s_per_sample``: one forward
-    pass (validation, profiling, prediction). ``classifier_*``: the same for the classifier alone (Ekya's "retrain
-    fewer layers" configurations). ``uplink_bps``/``downlink_bps``: bits per second; ``latency_s``: one-way
-    latency added to every transfer.
-    """
-
-    name: str
-    teacher_s_per_frame: float
-    backbone_s_per_sample: float
-    train_s_per_sample: float
-    eval_s_per_sample: float
-    classifier_train_s_per_sample: float
-    classifier_eval_s_per_sample: float
-    uplink_bps: float = 10e6
-    downlink_bps: float = 20e6
-    latency_s: float = 0.05
-    notes: str = ""
-
-    def __post_init__(self) -> None:
-        """Reject negative or non-finite costs and non-positive bandwidths."""
-        for f in dataclasses.fields(self):
-            if f.name in ("name", "notes"):
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) or v < 0:
-                raise ConfigError(f"cost profile {self.name!r}: {f.name} must be a finite number >= 0, got {v!r}")
-        if self.uplink_bps <= 0 or self.downlink_bps <= 0:
-            raise ConfigError(f"cost profile {self.name!r}: bandwidths must be > 0")
-
-    def upload_s(self, nbytes: int) -> float:
-        """Return the seconds ``nbytes`` take from edge to cloud."""
-        return self.latency_s + 8.0 * nbytes / self.uplink_bps
-
-    def download_s(self, nbytes: int) -> float:
-        """Return the seconds ``nbytes`` take from cloud to edge."""
-        return self.latency_s + 8.0 * nbytes / self.downlink_bps
-
-    def label_s(self, frames: int, samples: int) -> float:
-        """Return the seconds the cloud spends labelling a batch: teacher per frame, backbone per sample."""
-        return self.teacher_s_per_frame * frames + self.backbone_s_per_sample * samples
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the profile as plain data."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], name: str | None = None) -> CostProfile:
-        """Build a profile from a mapping; unknown keys raise ConfigError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            allowed = ", ".join(sorted(names))
-            raise ConfigError(f"unknown cost profile field(s) {', '.join(unknown)}; allowed: {allowed}")
-        d = dict(data)
-        d.setdefault("name", name or "custom")
-        for k, v in d.items():
-            # PyYAML reads 1.0e7 (no exponent sign) as a string: accept numbers written that way.
-            if k not in ("name", "notes") and isinstance(v, str):
-                try:
-                    d[k] = float(v)
-                except ValueError:
-                    pass
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ConfigError(f"cost profile: {exc}") from exc
-
-    @classmethod
-    def load(cls, path: str | Path) -> CostProfile:
-        """Read a profile from a YAML or JSON file."""
-        import yaml
-
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read cost profile {p}: {exc}") from exc
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"cost profile {p} must hold a mapping of fields")
-        return cls.from_mapping(data, name=p.stem)
-
-    def scaled(self, compute: float = 1.0, name: str | None = None) -> CostProfile:
-        """Return the profile with every compute cost multiplied by ``compute`` (network unchanged)."""
-        keys = ("teacher_s_per_frame", "backbone_s_per_sample", "train_s_per_sample", "eval_s_per_sample",
-                "classifier_train_s_per_sample", "classifier_eval_s_per_sample")  # fmt: skip
-        return dataclasses.replace(self, name=name or self.name, **{k: getattr(self, k) * compute for k in keys})
-
-
-#: A cloud V100 (the paper's testbed class). ESTIMATES, not the paper's Table II (unavailable here): ResNeXt101-
-#: class teacher ~20 ms per frame, MobileNetV2 backbone ~1 ms per 128-px crop at batch size >= 16, head training
-#: on cached features ~15x faster than this 2-core CPU (V100 ~14 TFLOP/s fp32 vs ~0.03-0.1 here, but tiny kernels
-#: are launch-bound), a 20 Mbit/s uplink / 50 Mbit/s downlink with 20 ms latency.
-PAPER_V100 = CostProfile(
-    name="paper_v100",
-    teacher_s_per_frame=0.020,
-    backbone_s_per_sample=0.001,
-    train_s_per_sample=6e-5,
-    eval_s_per_sample=2e-5,
-    classifier_train_s_per_sample=1e-5,
-    classifier_eval_s_per_sample=5e-6,
-    uplink_bps=20e6,
-    downlink_bps=50e6,
-    latency_s=0.02,
-    notes="estimates for a V100 cloud (the paper's Table II was not available); replace via --cost-profile FILE",
-)
-
-#: Profiles that exist without measuring anything.
-BUILTIN_PROFILES: dict[str, CostProfile] = {"paper_v100": PAPER_V100}
-
-
-def _time_passes(module: nn.Module, x: Tensor, y: Tensor, train: bool, repeat: int) -> float:
-    opt = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        if train:
-            module.train()
-            for xb, yb in zip(torch.split(x, 32), torch.split(y, 32), strict=True):
-                opt.zero_grad(set_to_none=True)
-                loss_fn(module(xb), yb).backward()
-                opt.step()
-        else:
-            module.eval()
-            with torch.no_grad():
-                for xb in torch.split(x, 512):
-                    module(xb)
-        best = min(best, time.perf_counter() - t0)  # the minimum is the least disturbed by other load
-    return best / x.shape[0]
-
-
-def _time_teacher_and_backbone(model: Any, teacher: Any, repeat: int, seed: int) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    frame = rng.integers(0, 255, (288, 512, 3), dtype=np.uint8)  # a stream frame's size; NanoDet letterboxes to 416
-    boxes = np.array([[10, 10, 110, 90], [200, 50, 330, 250], [300, 100, 360, 160]], np.float32)
-    teacher.label([frame], [boxes])  # warm-up
-    t_teacher = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        teacher.label([frame], [boxes])
-        t_teacher = min(t_teacher, time.perf_counter() - t0)
-    crops = np.repeat(boxes, 11, axis=0)[:32]
-    from edgesync_ros.models.preprocessing import preprocess
-
-    x = preprocess(frame, crops, model.preprocess_config)
-    model.features_tensor(x)
-    t_bb = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        model.features_tensor(x)
-        t_bb = min(t_bb, time.perf_counter() - t0)
-    return {"teacher_s_per_frame": t_teacher, "backbone_s_per_sample": t_bb / x.shape[0]}
-
-
-def calibrate(
-    model: Any, timings: Mapping[str, float] | None = None, samples: int = 256, repeat: int = 3, seed: int = 0,
-    teacher: Any | None = None,
-) -> CostProfile:  # fmt: skip
-    """Measure this machine's costs per unit of work: the least-disturbed of ``repeat`` timings of each.
-
-    ``model`` is an :class:`~edgesync_ros.models.edge.EdgeModel` (its head is copied, the model is untouched);
-    ``teacher``, when given, is timed on a stream-sized frame, its backbone on a batch of 128-px crops; otherwise
-    ``timings`` (e.g. measured while extracting features) provide the teacher and backbone costs.
-    """
-    timings = dict(timings or {})
-    if teacher is not None:
-        timings.update(_time_teacher_and_backbone(model, teacher, repeat, seed))
-    gen = torch.Generator().manual_seed(seed)
-    head = copy.deepcopy(model.head)
-    size = model.preprocess_config.region_size // 32
-    x = torch.randn(samples, heads.head_spec(model.arch).feature_channels, size, size, generator=gen)
-    y = torch.randint(0, len(model.classes), (samples,), generator=gen)
-    train_s = _time_passes(head, x, y, True, repeat)
-    eval_s = _time_passes(head, x, y, False, repeat)
-    cls_module = _ClassifierOnly(head, heads.head_spec(model.arch))
-    z = torch.randn(samples, cls_module.in_features, generator=gen)
-    cls_train_s = _time_passes(cls_module, z, y, True, repeat)
-    cls_eval_s = _time_passes(cls_module, z, y, False, repeat)
-    t = dict(timings or {})
-    return CostProfile(
-        name="calibrated",
-        teacher_s_per_frame=float(t.get("teacher_s_per_frame", 0.04)),
-        backbone_s_per_sample=float(t.get("backbone_s_per_sample", 0.01)),
-        train_s_per_sample=train_s,
-        eval_s_per_sample=eval_s,
-        classifier_train_s_per_sample=cls_train_s,
-        classifier_eval_s_per_sample=cls_eval_s,
-        notes=(
-            f"measured on {platform.node() or 'this machine'} ({platform.processor() or platform.machine()}, "
-            f"torch threads {torch.get_num_threads()}); "
-            + ("teacher/backbone timed directly" if teacher is not None else "teacher/backbone from feature extraction")
-            + "; network assumed (10/20 Mbit/s, 50 ms)"
-        ),
-    )
-
-
-def _machine_tag() -> str:
-    import os
-
-    return hashlib.sha256(f"{platform.node()}|{platform.machine()}|{os.cpu_count()}".encode()).hexdigest()[:12]
-
-
-def resolve_cost_profile(
-    spec: str | Path, model: Any = None, timings: Mapping[str, float] | None = None,
-    cache_dir: str | Path | None = None, recalibrate: bool = False, teacher: Any | None = None,
-) -> CostProfile:  # fmt: skip
-    """Return a profile: ``calibrated`` (measured once per machine, cached as JSON), ``paper_v100``, or a file."""
-    if isinstance(spec, str) and spec in BUILTIN_PROFILES:
-        return BUILTIN_PROFILES[spec]
-    if isinstance(spec, str) and spec == "calibrated":
-
-        root = paths.cache_dir() if cache_dir is None else Path(cache_dir)
-        path = root / "eval" / f"calibrated-{_machine_tag()}.json"
-        if path.is_file() and not recalibrate:
-            return CostProfile.from_mapping(json.loads(path.read_text(encoding="utf-8")))
-        if model is None:
-            raise ConfigError("calibrating a cost profile needs the edge model")
-        profile = calibrate(model, timings, teacher=teacher)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(profile.to_dict(), indent=2), encoding="utf-8")
-        tmp.replace(path)
-        return profile
-    p = Path(spec)
-    if not p.is_file():
-        raise ConfigError(f"--cost-profile must be calibrated, {', '.join(BUILTIN_PROFILES)} or a file; {p} is none")
-    return CostProfile.load(p)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# The modelled clock
-# ------------------------------------------------------------------------------------------------------------
-class CostMeter:
-    """A clock that advances by the cost profile for every head forward pass made while it is running.
-
-    :meth:`attach` registers a forward hook on a module. The hook is a plain closure, which ``copy.deepcopy``
-    shares rather than copies, so the copy that :func:`~edgesync_ros.core.training.train_head` trains is metered
-    too. ``clock`` is what Algorithm 2 (and online profiling) receive as their clock.
-    """
-
-    def __init__(self) -> None:
-        """Start at 0 s, not running."""
-        self.elapsed = 0.0
-        self.running = False
-
-    def clock(self) -> float:
-        """Return the modelled seconds so far."""
-        return self.elapsed
-
-    def add(self, seconds: float) -> None:
-        """Charge work done outside a metered module (e.g. a forward pass of part of the head)."""
-        if self.running:
-            self.elapsed += float(seconds)
-
-    def attach(self, module: nn.Module, train_s: float, eval_s: float) -> Any:
-        """Meter ``module``: a forward of N samples costs ``N x train_s`` in train mode, ``N x eval_s`` otherwise."""
-        meter = self
-
-        def hook(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            if meter.running and inputs and isinstance(inputs[0], Tensor):
-                meter.elapsed += int(inputs[0].shape[0]) * (train_s if mod.training else eval_s)
-
-        return module.register_forward_hook(hook)
-
-
-class _ClassifierOnly(nn.Module):
-    """The head's classifier on pooled block outputs: the "retrain only the last layer" configuration.
-
-    State-dict keys equal the head's own (``classifier.1.weight`` ...), so the trained state merges into a head.
-    """
-
-    def __init__(self, head: nn.Module, spec: heads.HeadSpec) -> None:
-        super().__init__()
-        container = next(p for p in spec.head_prefixes if p != spec.head_input)
-        self._container = container
-        setattr(self, container, copy.deepcopy(head.get_submodule(container)))
-        linear = self.get_submodule(spec.classifier)
-        if not isinstance(linear, nn.Linear):  # pragma: no cover - the head table guarantees a Linear
-            raise ConfigError(f"{spec.arch}: {spec.classifier} is not nn.Linear")
-        self.in_features = int(linear.in_features)
-
-    def forward(self, z: Tensor) -> Tensor:
-        """Map pooled block outputs [N, F] to logits."""
-        out: Tensor = self.get_submodule(self._container)(z)
-        return out
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -430,10 +127,28 @@ class Job:
 
 
 class Method(Protocol):
-    """What the engine asks of a method (see :mod:`edgesync_ros.eval.methods` for the implementations)."""
+    """What the engine asks of a method (see :mod:`edgesync_ros.eval.methods` for the implementations).
+
+    ``name``: the row's name in the report. ``window_frames``: frames with samples per edge window (0: the method
+    never sees a window). ``label_source``: which labels the cloud hands the method, ``teacher`` (the deployed
+    teacher on the corrupted frame) or ``clean`` (the clean-view ground truth, the robust teacher).
+    ``initial_constant``: a class every camera predicts until its first update arrives, instead of the starting
+    head (``None``: the starting head). ``trainings``: trainings done by :meth:`offline_predictions` (reported as
+    the run's training count; an engine run counts its own).
+    """
 
     name: str
     window_frames: int
+    label_source: str
+    initial_constant: int | None
+    trainings: int
+
+    def offline_predictions(self, sim: Simulation) -> dict[str, npt.NDArray[np.int64]] | None:
+        """Return every sample's prediction per camera when the method needs no replay, else ``None``.
+
+        A method answering here (a hindsight reference, the oracle) bypasses the engine: no uploads, no updates.
+        """
+        ...
 
     def setup(self, sim: Simulation) -> None:
         """Prepare per-run state (called once per run, after the engine is ready)."""
@@ -579,7 +294,7 @@ class Simulation:
     def __init__(
         self,
         cams: Mapping[str, CameraFeatures],
-        model: Any,
+        model: EdgeModel,
         cost: CostProfile,
         seed: int = 0,
         update_dtype: str = "float16",
@@ -658,7 +373,7 @@ class Simulation:
                 with torch.no_grad():
                     z = torch.flatten(nn.functional.adaptive_avg_pool2d(block(features), (1, 1)), 1)
                 meter.add(features.shape[0] * self.cost.eval_s_per_sample)
-                module = _ClassifierOnly(self.model.head, self.spec)
+                module = ClassifierOnly(self.model.head, self.spec)
                 handle = meter.attach(
                     module, self.cost.classifier_train_s_per_sample, self.cost.classifier_eval_s_per_sample
                 )
@@ -697,6 +412,13 @@ class Simulation:
         self._load(state)
         return self._forward(camera, np.asarray(samples, np.int64))
 
+    def start_probabilities(self, cam: str) -> npt.NDArray[np.float32]:
+        """Return the starting head's softmax over every sample of camera ``cam`` (computed once, then cached)."""
+        if cam not in self._start_probs:
+            self._load(self.start_state)
+            self._start_probs[cam] = self._forward(cam, np.arange(self.cams_features[cam].n_samples))
+        return self._start_probs[cam]
+
     def close(self) -> None:
         """Restore the starting head and detach the meter (the model can then be reused by another simulation)."""
         self._load(self.start_state)
@@ -704,8 +426,6 @@ class Simulation:
 
     # -- internals ------------------------------------------------------------------------------------------
     def _payload_bytes(self, dtype: str) -> int:
-        from edgesync_ros.core import head_codec
-
         payload = head_codec.encode_head(self.start_state, self.arch, "sim", 1, 0, dtype=dtype)  # type: ignore[arg-type]
         per_tensor = sum(len(t.name) + 4 + 4 * len(t.shape) + 1 + 4 for t in payload.tensors)
         return int(payload.nbytes + per_tensor + _UPDATE_OVERHEAD_BYTES)
@@ -724,7 +444,7 @@ class Simulation:
             out[:, -version - 1] = 1.0
             return out
         if version == 0:
-            return self._start_probabilities(cam)[samples]
+            return self.start_probabilities(cam)[samples]
         if self._loaded != version:
             self.model.load_head_state(states[version], "simulated head")
             self._loaded = version
@@ -741,26 +461,19 @@ class Simulation:
                 parts.append(torch.softmax(head(x).float(), dim=1).numpy())
         return np.concatenate(parts).astype(np.float32, copy=False)
 
-    def _start_probabilities(self, cam: str) -> npt.NDArray[np.float32]:
-        if cam not in self._start_probs:
-            self._load(self.start_state)
-            self._start_probs[cam] = self._forward(cam, np.arange(self.cams_features[cam].n_samples))
-        return self._start_probs[cam]
-
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self, method: Method) -> RunResult:
         """Replay the stream with ``method``; return per-sample predictions, bandwidth and the update log."""
         t_wall = time.perf_counter()
-        offline = getattr(method, "offline_predictions", None)
-        if callable(offline):
-            preds = offline(self)
+        preds = method.offline_predictions(self)
+        if preds is not None:
             self._load(self.start_state)
             cams_out = {
                 name: CameraRun(pred=np.asarray(p, np.int64), version=np.full(len(p), -1, np.int64))
                 for name, p in preds.items()
             }
             return RunResult(method.name, self.seed, self.cost.name, self.duration_s, cams_out, [],
-                             {"trainings": float(getattr(method, "trainings", 0))}, time.perf_counter() - t_wall)
+                             {"trainings": float(method.trainings)}, time.perf_counter() - t_wall)
         return _Engine(self, method).run(t_wall)
 
 
@@ -898,7 +611,7 @@ class _Engine:
             self.push(wake, _WAKE, None)
 
     def on_labelled(self, t: float, up: Upload) -> None:
-        labels = self.sim.labels(up.camera, up.samples, getattr(self.method, "label_source", "teacher"))
+        labels = self.sim.labels(up.camera, up.samples, self.method.label_source)
         self.counters["labelled_samples"] += up.samples.size
         self.last_batch[up.camera] = up
         self.method.on_labelled(self.sim, up, labels, t)
@@ -946,7 +659,7 @@ class _Engine:
     # -- loop -----------------------------------------------------------------------------------------------------
     def run(self, t_wall: float) -> RunResult:
         sim = self.sim
-        initial = getattr(self.method, "initial_constant", None)
+        initial = self.method.initial_constant
         for name, cam in self.cams.items():
             if initial is not None:
                 cam.active = -(int(initial) + 1)
@@ -958,8 +671,6 @@ class _Engine:
             self.push(wake, _WAKE, None)
         bar = None
         if sim.progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=int(self.end_s), desc=self.method.name, unit="s", leave=False)
         shown = 0
         while self.heap:
@@ -1005,14 +716,3 @@ class _Engine:
         return RunResult(self.method.name, sim.seed, sim.cost.name, sim.duration_s, cams_out, self.updates,
                          dict(self.counters), time.perf_counter() - t_wall)  # fmt: skip
 
-
-def run_methods(
-    sim: Simulation, methods: Sequence[Method], progress: Callable[[str], None] | None = None
-) -> list[RunResult]:
-    """Run several methods on one simulation, in order."""
-    out = []
-    for m in methods:
-        if progress is not None:
-            progress(m.name)
-        out.append(sim.run(m))
-    return out

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,8 +205,7 @@ class EdgeModelConfig:
     construction: the constructing thread's intra-op threads, and the default of threads that have not used torch
     yet (0 leaves torch's default, one thread per core; per-thread control: :mod:`edgesync_ros.models.threads`).
     On a CPU shared with other busy processes (a robot's camera driver, other nodes) one thread is far more
-    robust: measured on a loaded 2-core machine, a 128 px region took ~7 ms with 1 thread but up to seconds with
-    2, because torch's worker threads spin while they wait for a core.
+    robust, because torch's worker threads spin while they wait for a core.
     """
 
     arch: str = "mobilenet_v2"
@@ -248,13 +248,19 @@ class EdgeModelConfig:
 
 
 def forward_in_buckets(
-    module: nn.Module, batch: torch.Tensor, to_device: Any, chunk: int = GPU_CHUNK
+    module: Callable[[torch.Tensor], torch.Tensor],
+    batch: torch.Tensor,
+    to_device: Callable[[torch.Tensor], torch.Tensor],
+    chunk: int = GPU_CHUNK,
 ) -> torch.Tensor:
-    """``module(batch)`` in chunks of at most ``chunk`` rows, each zero-padded to a power of two rows.
+    """``module(to_device(part))`` per chunk of at most ``chunk`` rows, each zero-padded to a power of two rows.
 
-    cuDNN builds an execution plan for every new input shape (measured on an H100: ~0.7 s for a new batch size
-    through MobileNetV2), and region counts vary per frame and per upload. Padding to a handful of sizes pays that
-    once per size. Eval-mode layers treat rows independently, so the padding never changes a result.
+    ``module`` is any tensor-to-tensor callable: an ``nn.Module`` or a bound method such as
+    :meth:`EdgeModel.features_tensor`.
+
+    cuDNN (and oneDNN on the CPU) builds a costly plan for every new input shape, and region counts vary per frame
+    and per upload; padding to a handful of sizes pays that once per size. Eval-mode layers treat rows
+    independently, so the padding never changes a result.
     """
     outs = []
     for start in range(0, batch.shape[0], chunk):
@@ -392,12 +398,11 @@ class EdgeModel:
     def trace_for_inference(self) -> None:
         """On the CPU, make predictions run a TorchScript trace of the model (on CUDA a no-op).
 
-        The trace executes the whole network in C++ without taking Python's GIL between operators. Eager mode
-        re-takes the GIL ~150 times per MobileNetV2 pass, so in a node whose other threads (executor, uploads) also
-        run Python each operator could wait for the GIL; with a busy Python thread beside it, an eager pass took
-        ~50x longer and the trace ~1.5x. The trace shares the model's parameters and buffers, so a head applied in
-        place reaches it, and it runs the same operators, so its outputs equal the eager model's. Only the edge
-        node asks for it: the cloud, the evaluation and pretraining use the backbone and head, never predict.
+        The trace executes the whole network in C++ without taking Python's GIL between operators, whereas eager
+        mode re-takes it at every operator, so in a node whose other threads (executor, uploads) also run Python an
+        eager pass waits for the GIL over and over. The trace shares the model's parameters and buffers, so a head
+        applied in place reaches it, and it runs the same operators, so its outputs equal the eager model's. Only
+        the edge node asks for it: the cloud, the evaluation and pretraining use the backbone and head, never predict.
         """
         if self.device.type == "cpu":
             size = self.preprocess_config.region_size
@@ -461,14 +466,12 @@ class EdgeModel:
 
 def _trace(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """Return ``model`` traced with TorchScript for inference, sharing its parameters; ``model`` if tracing fails."""
-    import warnings
-
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             # torch.jit.trace is deprecated in favour of torch.compile/torch.export, which need a C++ compiler
             # at run time (compile) or copy the weights (export); the trace needs neither.
             warnings.simplefilter("ignore", FutureWarning)
-            return torch.jit.trace(model, example, check_trace=False)  # type: ignore[no-any-return]
+            return torch.jit.trace(model, example, check_trace=False)
     except Exception as exc:  # noqa: BLE001 -- an optimisation: fall back to eager mode, never fail
         _LOG.warning("could not trace %s for inference, running it eagerly: %s", type(model).__name__, exc)
         return model

@@ -1,4 +1,4 @@
-"""``edgesync pretrain``: train the edge model's starting head ("No Adaptation") on clean teacher labels.
+"""Pretraining: train the edge model's starting head ("No Adaptation") on clean teacher labels.
 
 Data split decision (other modules rely on it; the constants below encode it)
 ----------------------------------------------------------------------------
@@ -13,8 +13,10 @@ The pretraining set is **disjoint from every evaluation stream**:
 Procedure: frames are sampled sparsely (every ``video_stride``-th frame of the clips, every
 ``vtest_stride``-th of vtest), and every still is used. The NanoDet teacher proposes labelled regions per
 frame (its task objects + one background crop, :meth:`~edgesync_ros.models.teacher.NanoDetTeacher.proposals`);
-the frozen MobileNetV2 backbone turns each crop into cached features once; the head (``features.18`` +
-classifier) is trained head-only with :func:`edgesync_ros.core.training.train_head` (SGD, early stopping).
+the frozen MobileNetV2 backbone turns each crop into cached features once
+(:func:`~edgesync_ros.models.labelling.propose_and_embed`, the labelling path every component shares); the head
+(``features.18`` + classifier) is trained head-only with :func:`edgesync_ros.core.training.train_head` (SGD, early
+stopping).
 Training crops are also used mirrored left-right (``flip_augment``), and classes with many samples are
 capped at ``max_per_class`` training crops (random, seeded) so that vtest's persons and the freeway cars do not
 drown the rare classes.
@@ -28,17 +30,15 @@ majority-class rule and written, with the data used, seed, counts and date, to a
 
 The head is saved as a weights-only state dict (float32 tensors only) to
 ``edgesync_ros/models/data/mobilenet_v2_head_v0.pt``, which :class:`~edgesync_ros.models.edge.EdgeModel` loads
-by default.
+by default. The command line front-end is :mod:`edgesync_ros.commands.pretrain` (``edgesync pretrain``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as _dt
 import json
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,8 @@ from edgesync_ros import assets
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.training import train_head
-from edgesync_ros.models.edge import TASK_CLASSES, EdgeModel, EdgeModelConfig, default_head_path
-from edgesync_ros.models.preprocessing import crop_and_resize, normalize
+from edgesync_ros.models.edge import TASK_CLASSES, EdgeModel, EdgeModelConfig
+from edgesync_ros.models.labelling import propose_and_embed
 from edgesync_ros.models.teacher import NanoDetConfig, NanoDetTeacher
 
 #: Dash-cam clips used for pretraining only.
@@ -247,21 +247,13 @@ def collect_regions(
     for ref, frame in iter_pretrain_frames(cfg):
         # A per-frame seed (not one shared generator) keeps a frame's background crop independent of which
         # other frames were sampled, so --max-frames runs and full runs agree on the frames they share.
-        rng = np.random.default_rng([cfg.seed, zlib.crc32(ref.frame_id.encode())])
-        props = teacher.proposals(frame, rng=rng)
-        if props.boxes_xyxy.shape[0] == 0:
+        # Mirrored copies double the rare classes (a handful of bicycles and motorcycles) for free: a left-right
+        # flip is a plausible view of every task class. Held-out crops are never flipped.
+        mirror = cfg.flip_augment and not ref.heldout
+        out = propose_and_embed(frame, ref.frame_id, cfg.seed, teacher, edge, mirror=mirror)
+        if out is None:
             continue
-        crops = crop_and_resize(frame, props.boxes_xyxy, edge.preprocess_config)
-        if ref.heldout:
-            feats = edge.features_tensor(torch.from_numpy(normalize(crops, edge.preprocess_config)))
-            held.add(feats, props.class_ids, ref.frame_id)
-        else:
-            # Mirrored copies double the rare classes (a handful of bicycles and motorcycles) for free:
-            # a left-right flip is a plausible view of every task class. Held-out crops are never flipped.
-            if cfg.flip_augment:
-                crops = np.concatenate([crops, crops[:, :, ::-1]])
-            feats = edge.features_tensor(torch.from_numpy(normalize(crops, edge.preprocess_config)))
-            train.add(feats, np.tile(props.class_ids, 2 if cfg.flip_augment else 1), ref.frame_id)
+        (held if ref.heldout else train).add(out.features, out.labels, ref.frame_id)
         frames.append(ref)
         if len(frames) % 50 == 0:
             log(f"pretrain: {len(frames)} frames, {len(train.labels)} train / {len(held.labels)} held-out crops")
@@ -351,54 +343,3 @@ def pretrain(
     }  # fmt: skip
     out_path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``edgesync pretrain`` options."""
-    d = PretrainConfig()
-    parser.add_argument("--out", type=Path, default=default_head_path("mobilenet_v2"),
-                        help="head file to write (a .json provenance file is written beside it)")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--video-stride", type=int, default=d.video_stride, help="use every N-th dash-cam frame")
-    parser.add_argument("--vtest-stride", type=int, default=d.vtest_stride, help="use every N-th vtest frame >= 600")
-    parser.add_argument("--max-per-class", type=int, default=d.max_per_class, help="cap on training crops per class")
-    parser.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction,
-                        help="last fraction of each clip (and random fraction of stills) held out")
-    parser.add_argument("--gap-frames", type=int, default=d.gap_frames,
-                        help="frames before a clip's held-out block left unused")
-    parser.add_argument("--max-frames", type=int, default=None, help="cap frames per source (quick runs)")
-    parser.add_argument("--device", default=d.device, help="cpu (default, reproducible), cuda or auto")
-    parser.add_argument("--max-epochs", type=int, default=d.train.max_epochs)
-    parser.add_argument("--no-flip", action="store_true", help="do not add mirrored training crops")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run pretraining from parsed arguments and print the held-out result; return the exit code."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = PretrainConfig(
-        seed=args.seed,
-        video_stride=args.video_stride,
-        vtest_stride=args.vtest_stride,
-        max_per_class=args.max_per_class,
-        max_frames=args.max_frames,
-        holdout_fraction=args.holdout_fraction,
-        gap_frames=args.gap_frames,
-        flip_augment=not args.no_flip,
-        device=args.device,
-        train=dataclasses.replace(PretrainConfig().train, max_epochs=args.max_epochs, seed=args.seed),
-    )
-    record = pretrain(cfg, Path(args.out))
-    m = record["heldout"]
-    print(f"pretrain: wrote {args.out} (+ .json) in {record['seconds']['total']:.0f} s")
-    print(f"pretrain: train crops per class {record['train_counts_after_cap']}")
-    print(f"pretrain: held-out crops per class {record['heldout_counts']} on {m.get('frames', 0)} frames")
-    if m.get("samples"):
-        print(
-            f"pretrain: held-out accuracy {m['accuracy']:.3f} (chance {m['chance_accuracy']:.3f}, "
-            f"majority '{m['majority_class']}' {m['majority_accuracy']:.3f}); balanced accuracy "
-            f"{m['balanced_accuracy']:.3f} (chance/majority {m['chance_balanced_accuracy']:.3f}) "
-            f"over {len(m['classes_present'])} classes"
-        )
-    return 0

@@ -11,7 +11,7 @@ xyxy array per frame (see :mod:`edgesync_ros.models.preprocessing`) and ``N = su
 :data:`~edgesync_ros.models.edge.TASK_CLASSES`.
 
 Default teacher: :class:`NanoDetTeacher`, the NanoDet-m COCO detector shipped as ONNX (provenance, licence
-and sha256 in README/NOTICE), run by onnxruntime (CUDA execution provider when available).
+and sha256 in docs/provenance.md), run by onnxruntime (CUDA execution provider when available).
 
 * **Region label** = the task class of the full-frame detection (score >= ``score_threshold``) with the highest
   IoU with the region, when that IoU >= ``match_iou``; otherwise ``background``. Unmatched regions are labelled
@@ -57,7 +57,9 @@ from edgesync_ros.models.edge import (
 )
 from edgesync_ros.models.preprocessing import (
     Frame,
+    Frames,
     PreprocessConfig,
+    Regions,
     as_bgr_frame,
     as_regions,
     crop_and_resize,
@@ -121,12 +123,12 @@ class Teacher(Protocol):
 
     classes: tuple[str, ...]
 
-    def label(self, frames: Any, regions: Any = None) -> LabelResult:
+    def label(self, frames: Frames, regions: Regions | None = None) -> LabelResult:
         """Label whole frames (``regions=None``) or one set of xyxy regions per frame."""
         ...
 
 
-def _frame_list(frames: Any) -> list[npt.NDArray[np.uint8]]:
+def _frame_list(frames: Frames) -> list[npt.NDArray[np.uint8]]:
     """Accept one frame or a sequence of frames; validate each."""
     if isinstance(frames, np.ndarray) and frames.ndim in (2, 3) and frames.dtype == np.uint8:
         # A single H x W (x C) frame; a 4-D array is a stack of frames and is iterated below.
@@ -134,7 +136,7 @@ def _frame_list(frames: Any) -> list[npt.NDArray[np.uint8]]:
     return [as_bgr_frame(f) for f in frames]
 
 
-def _region_list(regions: Any, n_frames: int) -> list[npt.NDArray[np.float32]]:
+def _region_list(regions: Regions, n_frames: int) -> list[npt.NDArray[np.float32]]:
     if n_frames == 1 and not isinstance(regions, (list, tuple)):
         return [as_regions(regions)]
     if n_frames == 1 and isinstance(regions, (list, tuple)) and regions and np.ndim(regions[0]) == 1:
@@ -396,7 +398,7 @@ class NanoDetTeacher:
         winner = int(mass.argmax())
         return winner, float(task.scores[task.task_class_ids == winner].max())
 
-    def label(self, frames: Any, regions: Any = None) -> LabelResult:
+    def label(self, frames: Frames, regions: Regions | None = None) -> LabelResult:
         """Label whole frames or regions (rules in the module docstring).
 
         ``extras``: ``frame_index`` (int64[N]), ``detections`` (one :class:`Detections` per frame) and, for
@@ -581,7 +583,7 @@ class TorchvisionClassifierTeacher:
                 outs.append(torch.softmax(self.model(x).float(), dim=1).cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
 
-    def label(self, frames: Any, regions: Any = None) -> LabelResult:
+    def label(self, frames: Frames, regions: Regions | None = None) -> LabelResult:
         """Label whole frames or regions; ``extras`` has ``frame_index`` and ``task_probs`` ([N, 7])."""
         batch, index = _preprocessed(frames, regions, self.preprocess)
         if batch.shape[0] == 0:
@@ -602,10 +604,12 @@ def _num_outputs(model: torch.nn.Module) -> int:
 
 
 def _preprocessed(
-    frames: Any, regions: Any, config: PreprocessConfig
+    frames: Frames, regions: Regions | None, config: PreprocessConfig
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     frame_list = _frame_list(frames)
-    region_list: list[Any] = [None] * len(frame_list) if regions is None else _region_list(regions, len(frame_list))
+    region_list: list[npt.NDArray[np.float32] | None] = (
+        [None] * len(frame_list) if regions is None else list(_region_list(regions, len(frame_list)))
+    )
     imgs = [crop_and_resize(f, r, config) for f, r in zip(frame_list, region_list, strict=True)]
     index = np.concatenate([np.full(i.shape[0], k, np.int64) for k, i in enumerate(imgs)] or [np.zeros(0, np.int64)])
     size = config.input_size(regions is not None)
@@ -670,7 +674,7 @@ class OnnxClassifierTeacher:
         e = np.exp(raw - raw.max(axis=1, keepdims=True))
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def label(self, frames: Any, regions: Any = None) -> LabelResult:
+    def label(self, frames: Frames, regions: Regions | None = None) -> LabelResult:
         """Label whole frames or regions; ``extras`` has ``frame_index`` and ``task_probs``."""
         batch, index = _preprocessed(frames, regions, self.preprocess)
         if batch.shape[0] == 0:

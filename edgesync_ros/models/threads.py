@@ -1,14 +1,9 @@
 """torch's intra-op threads, per thread: keep heavy torch work on one thread of a process.
 
-torch's CPU operators run on OpenMP (libgomp in the PyPI wheels), and libgomp gives *each* thread that starts a
-parallel operator a worker pool of its own, kept until that thread exits. While the pools together hold more
-threads than the machine has cores, libgomp stops spin-waiting for the next operator and puts its workers to sleep
-instead. A MobileNetV2 forward pass is many short operators, so it then pays a wake-up per operator: on this
-project's 2-core CPU, ``model(x)`` on region crops fell from ~80 to ~26 batches/s as soon as a second thread had
-run one large ``copy_`` (``bench/bench_nodes.py`` measured the node against such a crippled baseline before).
-
-So a node runs its forward passes, head updates and rollbacks on one thread (the edge's inference thread) and
-does any other torch work single-threaded (:func:`intra_op_threads`), which starts no pool.
+Contract: a node runs its forward passes, head updates and rollbacks on one thread (the edge's inference thread) and
+does any other torch work single-threaded (:func:`intra_op_threads`), which starts no OpenMP worker pool. Why: each
+thread that runs a parallel operator keeps a pool of its own, and once the pools outnumber the cores every operator
+pays a wake-up (docs/decisions/one-torch-thread.md).
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ Topics/services under ``cloud_namespace`` (default ``/edgesync``): ``samples`` (
 ``head_topic`` (given at registration) with reliable + transient-local QoS, depth 1.
 
 Update gate: a trained head is sent only if its best validation epoch beat the robot's current head on the same
-held-out samples by at least ``min_improvement`` (Algorithm 2 returns epoch 0 = the input head when nothing beat it).
+held-out samples by at least ``min_improvement`` (Algorithm 2 returns epoch 0 = the input head when nothing beat it);
+the rule is :func:`~edgesync_ros.core.training.passes_gate`, shared with the offline evaluator. Parameter defaults
+come from :class:`~edgesync_ros.core.config.CloudNodeConfig`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,140 +33,103 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
 from edgesync_ros import paths
 from edgesync_ros.core import head_codec, persist
-from edgesync_ros.core.config import BankConfig, TrainConfig, UrgencyConfig, load_yaml_section
+from edgesync_ros.core.config import CloudNodeConfig, TeacherSettings, read_hyperparameters
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.core.fleet import EdgeRecord, Fleet
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
-from edgesync_ros.core.training import train_head
-from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig, forward_in_buckets
-from edgesync_ros.models.preprocessing import preprocess_many
+from edgesync_ros.core.training import passes_gate, train_head
+from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.models.labelling import label_and_embed, warm_backbone
 from edgesync_ros.models.teacher import load_teacher
 from edgesync_ros.models.threads import intra_op_threads
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.fleet_key import load_fleet_key
-from edgesync_ros.ros.params import Param, declare_all, install_validator, section
+from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all, install_validator
 from edgesync_ros.ros.spin import run_node
 from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, RequestRetrain, SetUploadPolicy
 
-PARAMS: tuple[Param, ...] = (
-    Param("cloud_namespace", "/edgesync", "Namespace of this node's services and of the fleet's samples topic.",
-          read_only=True),
-    Param("policy", "edgesync", "Which robot to retrain next: edgesync (Eq. 4 urgency), round_robin (AMS) or "
-          "fixed_window (Ekya-style).", choices=("edgesync", "round_robin", "fixed_window"), read_only=True),
-    Param("fixed_window_s", 200.0, "Window length of the fixed_window policy.", 1.0, 1e6, read_only=True),
-    Param("upload_fraction", 0.7, "k the robots are told at registration and through SetUploadPolicy.", 0.001, 1.0),
-    Param("window_size", 20, "Window (frames) the robots are told at registration and through SetUploadPolicy.",
-          1, 10000),
-    Param("queue_size", 8, "Sample batches waiting for labelling; beyond it one is dropped (fairly across robots: "
-          "core.intake) and counted.",
-          1, 1000, read_only=True),
-    Param("max_batch_bytes", 16 << 20, "SampleBatch messages larger than this are rejected.", 1024, 1 << 30),
-    Param("store_capacity", 300, "Labelled samples kept per robot (the paper's storage buffer), FIFO.", 10, 1_000_000,
-          read_only=True),
-    Param("min_new_samples", 20, "New labelled samples a robot needs before it can be retrained again.", 1, 1_000_000,
-          read_only=True),
-    Param("max_ready_wait_s", 60.0, "Starvation guard: a robot ready for retraining this long (s) is trained next, "
-          "whatever its urgency; 0 = off (the paper's pure Eq. 4 order).", 0.0, 86_400.0, read_only=True),
-    Param("min_improvement", 0.0, "Update gate: validation accuracy the new head must gain over the current head "
-          "on the held-out samples (0 = any improvement).", 0.0, 1.0),
-    Param("update_dtype", "float16", "Wire dtype of head tensors (float16 halves the bytes).",
-          choices=("float16", "float32")),
-    Param("bank.capacity", 90, "Eq. 5 accuracy bank length n.", 2, 100000, read_only=True),
-    Param("bank.segments", 10, "Eq. 5 segments m (n must be a multiple of m).", 1, 10000, read_only=True),
-    Param("urgency.form", "drop", "Eq. 4 sign: drop (a recent accuracy drop raises urgency) or the paper's printed "
-          "form.", choices=("drop", "paper_literal"), read_only=True),
-    Param("urgency.weight_temperature", 2.0, "Eq. 4 recency-weight temperature, in segments.", 0.01, 1e6,
-          read_only=True),
-    Param("hyperparameters_file", "", "YAML written by `edgesync hpo` (keyed by cloud_node); its train.* values "
-          "override the ones below. `default` = the installed config/hyperparameters.yaml; empty = the ones below.",
-          read_only=True),
-    Param("train.lr", 0.01, "SGD learning rate (Algorithm 2).", 1e-6, 10.0),
-    Param("train.momentum", 0.9, "SGD momentum.", 0.0, 0.999),
-    Param("train.weight_decay", 1e-4, "SGD weight decay.", 0.0, 1.0),
-    Param("train.batch_size", 32, "Mini-batch size.", 1, 4096),
-    Param("train.max_epochs", 50, "Epoch limit.", 1, 100000),
-    Param("train.patience", 5, "Early stopping: epochs without validation improvement.", 1, 10000),
-    Param("train.max_train_seconds", 30.0, "Maximum training time per update.", 0.01, 86400.0),
-    Param("train.val_fraction", 0.2, "Held-out fraction of the labelled samples.", 0.01, 0.9),
-    Param("train.seed", 0, "Seed of the split, batch order and dropout.", 0, 2**31 - 1),
-    Param("teacher.kind", "nanodet", "Teacher: nanodet (shipped COCO detector), torchvision or onnx_classifier.",
-          choices=("nanodet", "torchvision", "onnx_classifier"), read_only=True),
-    Param("teacher.path", "", "Teacher model file (ONNX or torchvision weights); empty = the shipped NanoDet.",
-          read_only=True),
-    Param("teacher.arch", "", "torchvision teacher architecture (kind torchvision).", read_only=True),
-    Param("teacher.score_threshold", 0.4, "NanoDet detection score threshold.", 0.0, 1.0, read_only=True),
-    Param("model.arch", "mobilenet_v2", "Architecture of the robots' edge model (the cloud's replica).",
-          read_only=True),
-    Param("model.weights", "", "Backbone weights file; empty = the packaged ImageNet MobileNetV2.", read_only=True),
-    Param("model.head", "default", "Head every robot starts from: default (shipped v0), none or a file.",
-          read_only=True),
-    Param("model.device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
-    Param("diagnostics_period_s", 1.0, "Period of /diagnostics.", 0.05, 60.0),
-    Param("fleet_key_file", "", "File holding the fleet's shared key: head updates are then HMAC-SHA256 signed "
-          "(empty = SHA-256 digest only, with a warning). The key is never logged.", read_only=True),
-    Param("state_dir", "", "Directory where every robot's bank, labelled store, head and version survive restarts "
-          "(atomic writes); empty = keep state in memory only.", read_only=True),
-)
-
-_TRAIN_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "max_epochs", "patience", "max_train_seconds",
-               "val_fraction", "seed")
+PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
+    ParamDoc("cloud_namespace", "Namespace of this node's services and of the fleet's samples topic.",
+             read_only=True),
+    ParamDoc("policy", "Which robot to retrain next: edgesync (Eq. 4 urgency), round_robin (AMS) or "
+             "fixed_window (Ekya-style).", read_only=True),
+    ParamDoc("fixed_window_s", "Window length of the fixed_window policy.", 1.0, 1e6, read_only=True),
+    ParamDoc("upload_fraction", "k the robots are told at registration and through SetUploadPolicy.", 0.001, 1.0),
+    ParamDoc("window_size", "Window (frames) the robots are told at registration and through SetUploadPolicy.",
+             1, 10000),
+    ParamDoc("queue_size", "Sample batches waiting for labelling; beyond it one is dropped (fairly across robots: "
+             "core.intake) and counted.", 1, 1000, read_only=True),
+    ParamDoc("max_batch_bytes", "SampleBatch messages larger than this are rejected.", 1024, 1 << 30),
+    ParamDoc("store_capacity", "Labelled samples kept per robot (the paper's storage buffer), FIFO.", 10, 1_000_000,
+             read_only=True),
+    ParamDoc("min_new_samples", "New labelled samples a robot needs before it can be retrained again.", 1, 1_000_000,
+             read_only=True),
+    ParamDoc("max_ready_wait_s", "Starvation guard: a robot ready for retraining this long (s) is trained next, "
+             "whatever its urgency; 0 = off (the paper's pure Eq. 4 order).", 0.0, 86_400.0, read_only=True),
+    ParamDoc("min_improvement", "Update gate: validation accuracy the new head must gain over the current head "
+             "on the held-out samples (0 = any improvement).", 0.0, 1.0),
+    ParamDoc("update_dtype", "Wire dtype of head tensors (float16 halves the bytes)."),
+    ParamDoc("bank.capacity", "Eq. 5 accuracy bank length n.", 2, 100000, read_only=True),
+    ParamDoc("bank.segments", "Eq. 5 segments m (n must be a multiple of m).", 1, 10000, read_only=True),
+    ParamDoc("urgency.form", "Eq. 4 sign: drop (a recent accuracy drop raises urgency) or the paper's printed "
+             "form.", read_only=True),
+    ParamDoc("urgency.weight_temperature", "Eq. 4 recency-weight temperature, in segments.", 0.01, 1e6,
+             read_only=True),
+    ParamDoc("hyperparameters_file", "YAML written by `edgesync hpo` (keyed by cloud_node); its train.* values "
+             "override the ones below. `default` = the installed config/hyperparameters.yaml; empty = the ones below.",
+             read_only=True),
+    ParamDoc("train.lr", "SGD learning rate (Algorithm 2).", 1e-6, 10.0),
+    ParamDoc("train.momentum", "SGD momentum.", 0.0, 0.999),
+    ParamDoc("train.weight_decay", "SGD weight decay.", 0.0, 1.0),
+    ParamDoc("train.batch_size", "Mini-batch size.", 1, 4096),
+    ParamDoc("train.max_epochs", "Epoch limit.", 1, 100000),
+    ParamDoc("train.patience", "Early stopping: epochs without validation improvement.", 1, 10000),
+    ParamDoc("train.max_train_seconds", "Maximum training time per update.", 0.01, 86400.0),
+    ParamDoc("train.val_fraction", "Held-out fraction of the labelled samples.", 0.01, 0.9),
+    ParamDoc("train.seed", "Seed of the split, batch order and dropout.", 0, 2**31 - 1),
+    ParamDoc("teacher.kind", "Teacher: nanodet (shipped COCO detector), torchvision or onnx_classifier.",
+             read_only=True),
+    ParamDoc("teacher.path", "Teacher model file (ONNX or torchvision weights); empty = the shipped NanoDet.",
+             read_only=True),
+    ParamDoc("teacher.arch", "torchvision teacher architecture (kind torchvision).", read_only=True),
+    ParamDoc("teacher.score_threshold", "NanoDet detection score threshold.", 0.0, 1.0, read_only=True),
+    ParamDoc("model.arch", "Architecture of the robots' edge model (the cloud's replica).", read_only=True),
+    ParamDoc("model.weights", "Backbone weights file; empty = the packaged ImageNet MobileNetV2.", read_only=True),
+    ParamDoc("model.head", "Head every robot starts from: default (shipped v0), none or a file.", read_only=True),
+    ParamDoc("model.device", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
+    ParamDoc("diagnostics_period_s", "Period of /diagnostics.", 0.05, 60.0),
+    ParamDoc("fleet_key_file", "File holding the fleet's shared key: head updates are then HMAC-SHA256 signed "
+             "(empty = SHA-256 digest only, with a warning). The key is never logged.", read_only=True),
+    ParamDoc("state_dir", "Directory where every robot's bank, labelled store, head and version survive restarts "
+             "(atomic writes); empty = keep state in memory only.", read_only=True),
+))
 
 
-def train_config(values: dict[str, Any]) -> TrainConfig:
-    """Build the trainer config from the node's ``train.*`` parameters (raises ConfigError)."""
-    return TrainConfig.from_mapping({k: values[f"train.{k}"] for k in _TRAIN_KEYS})
+def node_config(values: Mapping[str, Any]) -> CloudNodeConfig:
+    """Build the node's config from its parameter values (dotted names; raises ConfigError)."""
+    return CloudNodeConfig.from_params(values)
 
 
-def teacher_config(values: dict[str, Any]) -> dict[str, Any]:
-    """Translate the ``teacher.*`` parameters into :func:`edgesync_ros.models.teacher.load_teacher`'s mapping."""
-    t = section(values, "teacher.")
-    if t["kind"] == "nanodet":
-        cfg: dict[str, Any] = {"kind": "nanodet", "score_threshold": float(t["score_threshold"])}
-        if t["path"]:
-            cfg["onnx"] = t["path"]
+def teacher_config(teacher: TeacherSettings) -> dict[str, Any]:
+    """Translate the ``teacher.*`` settings into :func:`edgesync_ros.models.teacher.load_teacher`'s mapping."""
+    if teacher.kind == "nanodet":
+        cfg: dict[str, Any] = {"kind": "nanodet", "score_threshold": teacher.score_threshold}
+        if teacher.path:
+            cfg["onnx"] = teacher.path
         return cfg
-    if t["kind"] == "torchvision":
-        return {"kind": "torchvision", "arch": t["arch"], "weights": t["path"] or None}
+    if teacher.kind == "torchvision":
+        return {"kind": "torchvision", "arch": teacher.arch, "weights": teacher.path or None}
     raise ConfigError("teacher.kind onnx_classifier needs a class map: configure it through a teacher YAML")
-
-
-#: Most crops per backbone pass in the cloud; each pass is zero-padded to a power of two rows (1, 2, 4, 8 or 16).
-FEATURE_CHUNK = 16
-
-
-def backbone_features(model: EdgeModel, inputs: torch.Tensor, chunk: int = FEATURE_CHUNK) -> torch.Tensor:
-    """Backbone features of a preprocessed batch, in passes of a few fixed sizes (:func:`forward_in_buckets`).
-
-    On a CPU too: PyTorch's oneDNN convolutions cache kernels and reordered weights per input shape, about 65 MB per
-    distinct batch size for MobileNetV2. Uploads hold any number of samples, so one pass per upload made the cloud's
-    memory grow by that much for every new sample count (measured: +1.1 GB over 60 uploads of one robot, still
-    growing); with at most five pass sizes it stays flat. Padded rows are dropped (eval mode: rows are independent).
-    """
-    return forward_in_buckets(model.features_tensor, inputs, lambda x: x, chunk)
-
-
-def warm_backbone(model: EdgeModel, chunk: int = FEATURE_CHUNK) -> None:
-    """Run one region pass of every size :func:`backbone_features` uses (1, 2, 4, ... ``chunk``) at start-up.
-
-    The per-shape kernel caches then fill before the first upload instead of in steps whenever an upload's sample
-    count first needs a new size (seen in the soak as +50-130 MB jumps minutes apart), and no upload pays for it.
-    Whole-frame uploads (``frame_size`` crops) still fill theirs on first use. Runs on the worker thread that labels
-    and trains: on CUDA, PyTorch keeps cuDNN's execution plans per thread.
-    """
-    size = model.preprocess_config.region_size
-    n = 1
-    while n <= chunk:
-        backbone_features(model, torch.zeros(n, 3, size, size), chunk)
-        n *= 2
 
 
 class CloudNode(Node):
@@ -173,33 +139,29 @@ class CloudNode(Node):
         super().__init__(node_name, **kwargs)
         self.values = declare_all(self, PARAMS)
         self._load_hyperparameters()
-        self.train_cfg = train_config(self.values)
-        install_validator(self, PARAMS, lambda: self.values, lambda v: train_config(v) and None)
+        self.config = node_config(self.values)
+        install_validator(self, PARAMS, lambda: self.values, node_config)
+        self.train_cfg = self.config.train
         self.add_post_set_parameters_callback(self._params_changed)
 
-        bank_cfg = BankConfig(capacity=int(self.values["bank.capacity"]), segments=int(self.values["bank.segments"]))
-        urgency_cfg = UrgencyConfig(form=self.values["urgency.form"],
-                                    weight_temperature=float(self.values["urgency.weight_temperature"]))
+        cfg = self.config
         policy: SchedulingPolicy
-        if self.values["policy"] == "round_robin":
+        if cfg.policy == "round_robin":
             policy = RoundRobinPolicy()
-        elif self.values["policy"] == "fixed_window":
-            policy = FixedWindowPolicy(float(self.values["fixed_window_s"]), start_s=time.monotonic())
+        elif cfg.policy == "fixed_window":
+            policy = FixedWindowPolicy(cfg.fixed_window_s, start_s=time.monotonic())
         else:
-            policy = UrgencyPolicy(urgency_cfg)
-        self.fleet = Fleet(bank_cfg, urgency_cfg, int(self.values["store_capacity"]),
-                           int(self.values["min_new_samples"]), policy, float(self.values["max_ready_wait_s"]))
-        m = section(self.values, "model.")
+            policy = UrgencyPolicy(cfg.urgency)
+        self.fleet = Fleet(cfg.bank, cfg.urgency, cfg.store_capacity, cfg.min_new_samples, policy,
+                           cfg.max_ready_wait_s)
         # Every heavy torch operation runs on the worker thread (labelling, features, training, and the warm-up
         # it starts with). Here torch runs single-threaded, so this thread starts no OpenMP pool of its own: a
         # second pool would slow every forward pass of the worker (edgesync_ros/models/threads.py).
         with intra_op_threads(1):
             self.replica = EdgeModel(EdgeModelConfig.from_mapping({
-                "arch": m["arch"], "weights": m["weights"] or None,
-                "head": None if m["head"] in ("none", "") else m["head"], "device": m["device"],
-                "half": False, "warmup": False}))  # the replica trains: fp32 even on a GPU
+                **cfg.model.edge_model_mapping(), "half": False, "warmup": False}))  # it trains: fp32 even on a GPU
             self.initial_head = {k: v.detach().cpu().clone() for k, v in self.replica.head_state().items()}
-            self.teacher = load_teacher(teacher_config(self.values))
+            self.teacher = load_teacher(teacher_config(cfg.teacher))
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.latest: dict[str, HeadUpdate] = {}
 
@@ -242,17 +204,13 @@ class CloudNode(Node):
 
     # -- configuration -----------------------------------------------------------------------------------------
     def _load_hyperparameters(self) -> None:
+        """Set ``train.*`` from ``hyperparameters_file`` as parameters, so ``ros2 param get`` shows the h in use."""
         path = self.values["hyperparameters_file"]
         if not path:
             return
         if path == "default":  # the file `edgesync hpo` wrote, as installed with the package
             path = str(paths.config_dir() / "hyperparameters.yaml")
-        from rclpy.parameter import Parameter
-
-        found = load_yaml_section(path, "cloud_node")
-        train = found.get("train", {})
-        if not isinstance(train, dict) or not train:
-            raise ConfigError(f"{path} has no cloud_node train.* hyperparameters")
+        train = read_hyperparameters(path)
         updates = [Parameter(f"train.{k}", value=v) for k, v in train.items() if f"train.{k}" in self.values]
         for result, p in zip(self.set_parameters(updates), updates, strict=True):
             if not result.successful:
@@ -263,7 +221,8 @@ class CloudNode(Node):
     def _params_changed(self, changed: list[Any]) -> None:
         for p in changed:
             self.values[p.name] = p.value
-        self.train_cfg = train_config(self.values)
+        self.config = node_config(self.values)
+        self.train_cfg = self.config.train
         if any(p.name in ("upload_fraction", "window_size") for p in changed):
             self._push_policy()
 
@@ -420,32 +379,30 @@ class CloudNode(Node):
             per_frame[s.frame_index].append(i)
         labels = np.zeros(len(batch.samples), np.int64)
         feats: list[torch.Tensor | None] = [None] * len(batch.samples)
-        # Teacher per frame (it detects on the whole frame), backbone once for the whole batch: one big forward
+        # Whole-frame samples (box = the frame) get the teacher's frame label and the edge's frame preprocessing.
+        # Each kind is labelled in one call, so the backbone runs over the whole batch at once: one big forward
         # pass is several times faster on a CPU than a small one per frame.
-        crops: dict[bool, tuple[list[Any], list[Any], list[list[int]]]] = {True: ([], [], []), False: ([], [], [])}
+        groups: dict[bool, tuple[list[Any], list[Any], list[list[int]]]] = {True: ([], [], []), False: ([], [], [])}
         for f, idx in enumerate(per_frame):
             if not idx:
                 continue
             frame = batch.frames[f]
             boxes = np.array([batch.samples[i].box for i in idx], np.float32)
             h, w = frame.shape[:2]
-            # Whole-frame samples (box = the frame) get the teacher's frame label and the edge's frame preprocessing.
             whole = bool(np.all(np.abs(boxes - np.array([0, 0, w, h], np.float32)) <= 1.0))
-            ids, _, _ = self.teacher.label([frame], None if whole else [boxes])
-            labels[idx] = ids if not whole else np.repeat(ids, len(idx))
-            frames_of, boxes_of, rows_of = crops[whole]
+            frames_of, boxes_of, rows_of = groups[whole]
             frames_of.append(frame)
-            boxes_of.append(boxes[:1] if whole else boxes)
+            boxes_of.append(boxes)
             rows_of.append(idx)
-        for whole, (frames_of, boxes_of, rows_of) in crops.items():
+        for whole, (frames_of, boxes_of, rows_of) in groups.items():
             if not frames_of:
                 continue
-            inputs, _ = preprocess_many(frames_of, None if whole else boxes_of, self.replica.preprocess_config)
-            fx = backbone_features(self.replica, inputs)
+            out = label_and_embed(frames_of, None if whole else boxes_of, self.teacher, self.replica)
             row = 0
             for idx in rows_of:
                 for i in idx:
-                    feats[i] = fx[row]
+                    labels[i] = out.labels[row]
+                    feats[i] = out.features[row]
                     row += 0 if whole else 1
                 row += 1 if whole else 0
         predicted = np.array([s.predicted_class for s in batch.samples], np.int64)
@@ -484,9 +441,9 @@ class CloudNode(Node):
         finally:
             self.busy = ""
         self.train_seconds.append(result.seconds)
-        gain = result.val_accuracy - (result.history[0].val_accuracy if result.history else 0.0)
+        send, gain = passes_gate(result, float(self.values["min_improvement"]))
         sent: HeadUpdate | None = None
-        if result.best_epoch > 0 and gain >= float(self.values["min_improvement"]):
+        if send:
             # The head as the edge holds it (floating tensors only; the codec skips integer BN counters).
             state = {k: v.detach().cpu() for k, v in result.state_dict.items() if k in self.initial_head}
             payload = head_codec.encode_head(

@@ -3,7 +3,10 @@
 Everything a node receives is converted here, once, into arrays and core dataclasses; everything it sends is built
 here from them. Every decoder validates before it trusts a field and raises a specific
 :class:`~edgesync_ros.core.errors.EdgeSyncError` (never ``KeyError``/``TypeError`` from a library) so nodes can log
-the reason and carry on.
+the reason and carry on. Every allocation proportional to a size the sender claims is bounded before it happens:
+image sizes against a pixel limit (compressed images by the size their header declares, before decoding), raw
+image data against ``step * height`` without copying the message, a sample batch's total pixels, and a head
+update's tensors against the model's head (:func:`head_update_claims`) before they are copied or hashed.
 
 Box convention: numpy boxes are ``float32[N, 4]`` ``x1, y1, x2, y2`` in pixels (x2/y2 exclusive), the same as
 :mod:`edgesync_ros.models.preprocessing`; ``sensor_msgs/RegionOfInterest`` carries ``x_offset, y_offset, width,
@@ -13,8 +16,8 @@ height``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -24,8 +27,10 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from edgesync_ros.core.errors import InvalidImageError, InvalidInputError, UpdateRejectedError
-from edgesync_ros.core.head_codec import HeadPayload, TensorRecord
+from edgesync_ros.core.head_codec import HeadPayload, PayloadClaims, TensorClaim, TensorRecord
+from edgesync_ros.data.image_header import ImageHeader, read_image_header
 from edgesync_ros.msg import HeadUpdate, Prediction, PredictionArray, RegionArray, Sample, SampleBatch, TensorBlob
+from edgesync_ros.ros.native_stderr import capture_decoder_messages
 
 _BRIDGE = CvBridge()
 
@@ -46,6 +51,18 @@ IMAGE_ENCODINGS: dict[str, tuple[int, int | None]] = {
     "yuyv": (2, cv2.COLOR_YUV2BGR_YUY2),
 }
 _YUV = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
+#: libjpeg refuses images wider or taller than this.
+JPEG_MAX_SIDE = 65500
+#: Default bound on the pixels of all frames of one SampleBatch together (about 200 MB once decoded to BGR).
+MAX_BATCH_PIXELS = 64 * 2**20
+
+
+def _bytes_view(data: Any) -> npt.NDArray[np.uint8]:
+    """A message's ``uint8[]`` field (``array.array``, bytes, list) as a uint8 array, without copying a buffer."""
+    try:
+        return np.frombuffer(data, np.uint8)
+    except (TypeError, ValueError):  # a list or other non-buffer sequence
+        return np.asarray(data, np.uint8).ravel()
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -60,7 +77,7 @@ def image_to_bgr(msg: Image, max_pixels: int = 4096 * 2160) -> npt.NDArray[np.ui
     encoding = msg.encoding
     if encoding not in IMAGE_ENCODINGS:
         raise InvalidImageError(
-            f"unsupported image encoding {encoding!r} (supported: {', '.join(sorted(IMAGE_ENCODINGS))})"
+            f"unsupported image encoding {encoding[:32]!r} (supported: {', '.join(sorted(IMAGE_ENCODINGS))})"
         )
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
@@ -76,7 +93,7 @@ def image_to_bgr(msg: Image, max_pixels: int = 4096 * 2160) -> npt.NDArray[np.ui
     data = msg.data
     if len(data) < step * height:
         raise InvalidImageError(f"truncated image: {len(data)} bytes, expected step*height = {step * height}")
-    buf = np.frombuffer(bytes(data) if not isinstance(data, (bytes, bytearray, memoryview)) else data, np.uint8)
+    buf = _bytes_view(data)  # a view of the message: nothing is copied before the pixel count is known to be bounded
     # Drop row padding (step > row) so the packed layout cv_bridge assumes holds.
     packed = buf[: step * height].reshape(height, step)[:, :row]
     if encoding not in _YUV:
@@ -98,17 +115,35 @@ def _cv_bridge_name(encoding: str) -> str:
     return {"8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}.get(encoding, encoding)
 
 
-def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160) -> npt.NDArray[np.uint8]:
-    """Decode a ``sensor_msgs/CompressedImage`` (JPEG/PNG) to an HxWx3 uint8 BGR array."""
-    data = np.frombuffer(bytes(msg.data), np.uint8)
+def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160,
+                      on_warning: Callable[[str], None] | None = None) -> npt.NDArray[np.uint8]:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, WebP or BMP) to an HxWx3 uint8 BGR array.
+
+    The size the image's header declares is checked against ``max_pixels`` before decoding, so a small file
+    declaring a huge image costs nothing. What the decoder prints about a damaged image goes to ``on_warning``
+    (one string per image), not to the console. Raises :class:`InvalidImageError` for an empty, unknown,
+    oversized or undecodable image.
+    """
+    data = _bytes_view(msg.data)
     if data.size == 0:
         raise InvalidImageError("empty compressed image")
-    frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    header = read_image_header(data.data)
+    _check_declared_size(header, max_pixels)
+    with capture_decoder_messages() as messages:
+        frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if messages and on_warning is not None:
+        on_warning(f"{header.format} decoder: {'; '.join(messages)}")
     if frame is None or frame.size == 0:
-        raise InvalidImageError(f"could not decode compressed image (format {msg.format!r}, {data.size} bytes)")
-    if frame.shape[0] * frame.shape[1] > max_pixels:
+        raise InvalidImageError(f"could not decode compressed image (format {msg.format[:32]!r}, {data.size} bytes)")
+    if frame.shape[0] * frame.shape[1] > max_pixels:  # the decoder disagreed with the header: still refuse it
         raise InvalidImageError(f"image {frame.shape[1]}x{frame.shape[0]} exceeds the {max_pixels}-pixel limit")
-    return frame
+    return cast(npt.NDArray[np.uint8], frame)
+
+
+def _check_declared_size(header: ImageHeader, max_pixels: int) -> None:
+    if header.pixels > max_pixels:
+        raise InvalidImageError(f"image {header.width}x{header.height} (declared by its {header.format} header) "
+                                f"exceeds the {max_pixels}-pixel limit; not decoded")
 
 
 def bgr_to_image(frame: npt.NDArray[np.uint8], header: Header | None = None) -> Image:
@@ -120,8 +155,14 @@ def bgr_to_image(frame: npt.NDArray[np.uint8], header: Header | None = None) -> 
 
 
 def bgr_to_compressed(frame: npt.NDArray[np.uint8], header: Header | None = None, quality: int = 85) -> CompressedImage:
-    """Encode an HxWx3 uint8 BGR array as a JPEG ``sensor_msgs/CompressedImage``."""
-    ok, buf = cv2.imencode(".jpg", frame, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    """Encode an HxWx3 uint8 BGR array as a JPEG ``sensor_msgs/CompressedImage`` (InvalidImageError if it cannot be).
+
+    See :func:`fit_for_jpeg` for frames beyond the encoder's size limit.
+    """
+    try:
+        ok, buf = cv2.imencode(".jpg", frame, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    except cv2.error as exc:
+        raise InvalidImageError(f"JPEG encoding failed for an array of shape {frame.shape}: {exc.err}") from None
     if not ok:
         raise InvalidImageError(f"JPEG encoding failed for an array of shape {frame.shape}")
     msg = CompressedImage(format="jpeg")
@@ -129,6 +170,21 @@ def bgr_to_compressed(frame: npt.NDArray[np.uint8], header: Header | None = None
     if header is not None:
         msg.header = header
     return msg
+
+
+def fit_for_jpeg(frame: npt.NDArray[np.uint8], max_width: int = 0) -> tuple[npt.NDArray[np.uint8], float]:
+    """Scale ``frame`` down to at most ``max_width`` wide (0: any) and :data:`JPEG_MAX_SIDE` on each side.
+
+    Returns the frame (the same array when it already fits) and the scale applied to both axes, by which boxes in
+    the frame scale too. The aspect ratio is kept, so an extreme frame (100000x1) shrinks along its long side.
+    """
+    h, w = frame.shape[:2]
+    scale = max_width / w if max_width and w > max_width else 1.0
+    scale = min(scale, JPEG_MAX_SIDE / max(h, w))
+    if scale >= 1.0:
+        return frame, 1.0
+    size = (max(1, min(JPEG_MAX_SIDE, round(w * scale))), max(1, min(JPEG_MAX_SIDE, round(h * scale))))
+    return cast(npt.NDArray[np.uint8], cv2.resize(frame, size, interpolation=cv2.INTER_AREA)), scale
 
 
 # --- regions ----------------------------------------------------------------------------------------------------
@@ -243,11 +299,14 @@ def sample_batch(
     frames: Sequence[tuple[Header, npt.NDArray[np.uint8]]],
     samples: Sequence[dict[str, Any]],
     jpeg_quality: int = 85,
+    on_unencodable: Callable[[str], None] | None = None,
 ) -> SampleBatch:
     """Build a ``SampleBatch`` with each frame once, as JPEG.
 
     ``samples`` are dicts with the ``Sample`` field values: ``frame_index``, ``box`` (xyxy), ``predicted_class``,
-    ``probabilities``, ``adaptability``, ``timeliness``, ``quality``.
+    ``probabilities``, ``adaptability``, ``timeliness``, ``quality``. A frame that cannot be encoded raises
+    :class:`InvalidImageError`; with ``on_unencodable`` it is left out instead, with its samples only, and the
+    callback gets the reason (the other frames' samples are still uploaded).
     """
     msg = SampleBatch(
         header=header,
@@ -256,11 +315,22 @@ def sample_batch(
         window_size=int(window_size),
         upload_fraction=float(upload_fraction),
     )
-    msg.frames = [bgr_to_compressed(frame, h, jpeg_quality) for h, frame in frames]
+    position: dict[int, int] = {}  # index in ``frames`` -> index in msg.frames
+    for i, (h, frame) in enumerate(frames):
+        try:
+            msg.frames.append(bgr_to_compressed(frame, h, jpeg_quality))
+        except InvalidImageError as exc:
+            if on_unencodable is None:
+                raise
+            on_unencodable(f"frame {i} of the window left out of the upload: {exc}")
+            continue
+        position[i] = len(msg.frames) - 1
     for s in samples:
+        if int(s["frame_index"]) not in position:
+            continue
         msg.samples.append(
             Sample(
-                frame_index=int(s["frame_index"]),
+                frame_index=position[int(s["frame_index"])],
                 region=box_to_roi(s["box"]),
                 predicted_class=int(s["predicted_class"]),
                 probabilities=np.asarray(s["probabilities"], np.float32).tolist(),
@@ -273,12 +343,15 @@ def sample_batch(
 
 
 def decode_sample_batch(
-    msg: SampleBatch, num_classes: int, max_bytes: int = 64 << 20, max_pixels: int = 4096 * 2160
+    msg: SampleBatch, num_classes: int, max_bytes: int = 64 << 20, max_pixels: int = 4096 * 2160,
+    max_batch_pixels: int = MAX_BATCH_PIXELS,
 ) -> DecodedBatch:
     """Validate and decode a ``SampleBatch``.
 
-    Raises :class:`InvalidInputError` or :class:`InvalidImageError` on an empty or oversized batch, a sample pointing
-    at a missing frame, a probability vector of the wrong length or with NaN/Inf, or an undecodable frame.
+    Raises :class:`InvalidInputError` or :class:`InvalidImageError` on an empty or oversized batch (over
+    ``max_bytes`` as sent, or over ``max_batch_pixels`` as its frame headers declare), a sample pointing at a
+    missing frame, a probability vector of the wrong length or with NaN/Inf, or an undecodable frame. Every size
+    is checked before any frame is decoded.
     """
     if not msg.edge_id:
         raise InvalidInputError("SampleBatch without edge_id")
@@ -299,6 +372,7 @@ def decode_sample_batch(
         samples.append(
             DecodedSample(int(s.frame_index), roi_to_box(s.region), int(s.predicted_class), probs, float(s.quality))
         )
+    _check_batch_pixels(msg, max_pixels, max_batch_pixels)
     frames = [compressed_to_bgr(f, max_pixels) for f in msg.frames]
     for i, s in enumerate(samples):
         h, w = frames[s.frame_index].shape[:2]
@@ -315,6 +389,20 @@ def decode_sample_batch(
         samples=samples,
         nbytes=nbytes,
     )
+
+
+def _check_batch_pixels(msg: SampleBatch, max_pixels: int, max_batch_pixels: int) -> None:
+    total = 0
+    for i, f in enumerate(msg.frames):
+        data = _bytes_view(f.data)
+        if data.size == 0:
+            raise InvalidImageError(f"frame {i} of the SampleBatch is an empty compressed image")
+        header = read_image_header(data.data)
+        _check_declared_size(header, max_pixels)
+        total += header.pixels
+    if total > max_batch_pixels:
+        raise InvalidInputError(f"SampleBatch from {msg.edge_id[:64]!r} declares {total} pixels in "
+                                f"{len(msg.frames)} frames, over the {max_batch_pixels}-pixel limit")
 
 
 # --- head updates -----------------------------------------------------------------------------------------------
@@ -339,6 +427,20 @@ def head_update_msg(payload: HeadPayload, header: Header | None = None) -> HeadU
     ]
     msg.digest = np.frombuffer(payload.digest, np.uint8).copy()
     return msg
+
+
+def head_update_claims(msg: HeadUpdate) -> PayloadClaims:
+    """What a ``HeadUpdate`` claims (addressing, versions, tensor names, shapes, dtypes, data lengths), uncopied.
+
+    For :meth:`~edgesync_ros.core.head_codec.HeadApplier.check_claims`, which refuses an update that does not fit
+    the model before :func:`head_payload` copies its data. Raises :class:`UpdateRejectedError` on a malformed field.
+    """
+    try:
+        tensors = tuple(TensorClaim(t.name, tuple(int(d) for d in t.shape), int(t.dtype), len(t.data))
+                        for t in msg.tensors)
+        return PayloadClaims(msg.edge_id, msg.architecture, int(msg.version), int(msg.base_version), tensors)
+    except (ValueError, TypeError) as exc:
+        raise UpdateRejectedError(f"malformed HeadUpdate: {exc}") from None
 
 
 def head_payload(msg: HeadUpdate) -> HeadPayload:

@@ -27,7 +27,7 @@ import collections
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,7 +42,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from edgesync_ros.core import persist
-from edgesync_ros.core.config import FilterConfig
+from edgesync_ros.core.config import EdgeNodeConfig, FilterConfig
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError, UpdateRejectedError
 from edgesync_ros.core.filtering import adaptability
 from edgesync_ros.core.head_codec import HeadApplier
@@ -53,71 +53,74 @@ from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArra
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.fleet_key import load_fleet_key
-from edgesync_ros.ros.params import Param, declare_all, install_validator, section
+from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all, install_validator
+from edgesync_ros.ros.rejections import RejectionLog
 from edgesync_ros.ros.spin import run_node
 from edgesync_ros.ros.worker import DroppingWorker
 from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPolicy
 
-PARAMS: tuple[Param, ...] = (
-    Param("edge_id", "", "Robot id used in uploads and head updates; empty = the node's namespace (or name).",
-          read_only=True),
-    Param("input_mode", "frame", "Classify whole frames, or the regions an upstream detector publishes on "
-          "`regions` (matched to images by stamp).", choices=("frame", "region"), read_only=True),
-    Param("image_transport", "raw", "Camera input: sensor_msgs/Image on `image`, or CompressedImage on "
-          "`image/compressed`.", choices=("raw", "compressed"), read_only=True),
-    Param("camera_qos", "sensor_data", "QoS of the camera subscription (sensor_data = best effort, shallow: stale "
-          "frames are dropped, never queued).", choices=("sensor_data", "reliable"), read_only=True),
-    Param("cloud_namespace", "/edgesync", "Namespace of the cloud's services and of the fleet's samples topic.",
-          read_only=True),
-    Param("sample_rate_hz", 2.0, "Frames per second (by capture stamp) that enter the sample window; the paper "
-          "samples 2 frames/s.", 0.01, 60.0),
-    Param("window_size", 20, "Frames per window; at each window end Algorithm 1 uploads the top-k samples.", 1, 10000),
-    Param("upload_fraction", 0.7, "k of Algorithm 1: fraction of a window's samples uploaded (0 < k <= 1).",
-          0.001, 1.0),
-    Param("alpha", 1.0, "Weight of adaptability (Eq. 1 entropy) in the quality score Q = alpha*E + beta*I.",
-          0.0, 100.0),
-    Param("beta", 1.0, "Weight of timeliness (Eq. 2) in the quality score.", 0.0, 100.0),
-    Param("temperature", 10.0, "T of Eq. 2, in frames of age (0 = newest frame of the window).", 1.0, 1e6),
-    Param("timeliness_form", "decay", "Eq. 2 form: decay 2/(1+exp(i/T)) (intended) or the paper's printed "
-          "1/(1+exp(-i/T)).", choices=("decay", "paper_literal")),
-    Param("normalise_entropy", False, "Divide Eq. 1 entropy by log C so both Q terms lie in [0, 1]."),
-    Param("jpeg_quality", 70, "JPEG quality of uploaded frames.", 10, 100),
-    Param("upload_max_width", 640, "Uploaded frames wider than this are scaled down (bandwidth); regions scale "
-          "with them. 0 = never.", 0, 8192),
-    Param("max_image_pixels", 4096 * 2160, "Frames with more pixels are rejected (memory bound).", 1, 100_000_000),
-    Param("torch_threads", 0, "Intra-op threads of the inference thread, which runs every forward pass, head "
-          "update and rollback (0 = torch's default: OMP_NUM_THREADS, else the core count). The node's other "
-          "threads use torch single-threaded, so only one OpenMP pool exists (see edgesync_ros/models/threads.py).",
-          0, 256, read_only=True),
-    Param("inference_queue_size", 2, "Preprocessed frames waiting for the inference thread; when a new frame "
-          "finds it full the oldest waiting one is dropped (counted as dropped_frames).", 1, 100, read_only=True),
-    Param("region_cache_size", 30, "Images (or region arrays) waiting for their partner, per kind; older ones are "
-          "dropped and counted.", 1, 10000),
-    Param("register_retry_s", 1.0, "First retry delay of RegisterEdge; doubles up to 30 s while the cloud is "
-          "absent.", 0.05, 60.0),
-    Param("status_period_s", 1.0, "Period of EdgeStatus and /diagnostics.", 0.05, 60.0),
-    Param("fps_warn", 1.0, "Diagnostics WARN below this many classified frames per second.", 0.0, 1000.0),
-    Param("fps_error", 0.2, "Diagnostics ERROR below this many classified frames per second.", 0.0, 1000.0),
-    Param("update_age_warn_s", 600.0, "Diagnostics WARN when the last head update is older than this.", 0.0, 1e9),
-    Param("model.arch", "mobilenet_v2", "torchvision architecture of the edge model (see the head table).",
-          read_only=True),
-    Param("model.weights", "", "Backbone weights file; empty = the packaged ImageNet MobileNetV2.", read_only=True),
-    Param("model.head", "default", "Initial head: default (shipped v0 head), none (fresh), or a weights file.",
-          read_only=True),
-    Param("model.device", "auto", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
-    Param("fleet_key_file", "", "File holding the fleet's shared key: only HMAC-SHA256-signed head updates are "
-          "accepted (empty = SHA-256 digest only, with a warning). The key is never logged.", read_only=True),
-    Param("state_dir", "", "Directory where the last applied head and its version persist, so a restarted robot "
-          "predicts as before until the cloud answers; empty = start from model.head each time.", read_only=True),
-)
+PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
+    ParamDoc("edge_id", "Robot id used in uploads and head updates; empty = the node's namespace (or name).",
+             read_only=True),
+    ParamDoc("input_mode", "Classify whole frames, or the regions an upstream detector publishes on "
+             "`regions` (matched to images by stamp).", read_only=True),
+    ParamDoc("image_transport", "Camera input: sensor_msgs/Image on `image`, or CompressedImage on "
+             "`image/compressed`.", read_only=True),
+    ParamDoc("camera_qos", "QoS of the camera subscription (sensor_data = best effort, shallow: stale "
+             "frames are dropped, never queued).", read_only=True),
+    ParamDoc("cloud_namespace", "Namespace of the cloud's services and of the fleet's samples topic.",
+             read_only=True),
+    ParamDoc("sample_rate_hz", "Frames per second (by capture stamp) that enter the sample window; the paper "
+             "samples 2 frames/s.", 0.01, 60.0),
+    ParamDoc("window_size", "Frames per window; at each window end Algorithm 1 uploads the top-k samples.", 1, 10000),
+    ParamDoc("upload_fraction", "k of Algorithm 1: fraction of a window's samples uploaded (0 < k <= 1).",
+             0.001, 1.0),
+    ParamDoc("alpha", "Weight of adaptability (Eq. 1 entropy) in the quality score Q = alpha*E + beta*I.",
+             0.0, 100.0),
+    ParamDoc("beta", "Weight of timeliness (Eq. 2) in the quality score.", 0.0, 100.0),
+    ParamDoc("temperature", "T of Eq. 2, in frames of age (0 = newest frame of the window).", 1.0, 1e6),
+    ParamDoc("timeliness_form", "Eq. 2 form: decay 2/(1+exp(i/T)) (intended) or the paper's printed "
+             "1/(1+exp(-i/T))."),
+    ParamDoc("normalise_entropy", "Divide Eq. 1 entropy by log C so both Q terms lie in [0, 1]."),
+    ParamDoc("jpeg_quality", "JPEG quality of uploaded frames.", 10, 100),
+    ParamDoc("upload_max_width", "Uploaded frames wider than this are scaled down (bandwidth); regions scale "
+             "with them. 0 = never.", 0, 8192),
+    ParamDoc("max_image_pixels", "Frames with more pixels are rejected (memory bound).", 1, 100_000_000),
+    ParamDoc("torch_threads", "Intra-op threads of the inference thread, which runs every forward pass, head "
+             "update and rollback (0 = torch's default: OMP_NUM_THREADS, else the core count). The node's other "
+             "threads use torch single-threaded, so only one OpenMP pool exists (see edgesync_ros/models/threads.py).",
+             0, 256, read_only=True),
+    ParamDoc("inference_queue_size", "Preprocessed frames waiting for the inference thread; when a new frame "
+             "finds it full the oldest waiting one is dropped (counted as dropped_frames).", 1, 100, read_only=True),
+    ParamDoc("region_cache_size", "Images (or region arrays) waiting for their partner, per kind; older ones are "
+             "dropped and counted.", 1, 10000),
+    ParamDoc("register_retry_s", "First retry delay of RegisterEdge; doubles up to 30 s while the cloud is "
+             "absent.", 0.05, 60.0),
+    ParamDoc("status_period_s", "Period of EdgeStatus and /diagnostics.", 0.05, 60.0),
+    ParamDoc("fps_warn", "Diagnostics WARN below this many classified frames per second.", 0.0, 1000.0),
+    ParamDoc("fps_error", "Diagnostics ERROR below this many classified frames per second.", 0.0, 1000.0),
+    ParamDoc("update_age_warn_s", "Diagnostics WARN when the last head update is older than this.", 0.0, 1e9),
+    ParamDoc("rejection_warn_rate", "Diagnostics WARN when more inputs than this per second (over the last 10 s) "
+             "are rejected: bad frames, head updates, service requests.", 0.0, 1e6),
+    ParamDoc("model.arch", "torchvision architecture of the edge model (see the head table).", read_only=True),
+    ParamDoc("model.weights", "Backbone weights file; empty = the packaged ImageNet MobileNetV2.", read_only=True),
+    ParamDoc("model.head", "Initial head: default (shipped v0 head), none (fresh), or a weights file.",
+             read_only=True),
+    ParamDoc("model.device", "auto (CUDA when present), cpu or cuda[:N].", read_only=True),
+    ParamDoc("fleet_key_file", "File holding the fleet's shared key: only HMAC-SHA256-signed head updates are "
+             "accepted (empty = SHA-256 digest only, with a warning). The key is never logged.", read_only=True),
+    ParamDoc("state_dir", "Directory where the last applied head and its version persist, so a restarted robot "
+             "predicts as before until the cloud answers; empty = start from model.head each time.", read_only=True),
+))
 
 R = TypeVar("R")
 
 REGISTER_REPLY_TIMEOUT_S = 5.0  # a RegisterEdge call unanswered this long is sent again (the timer keeps ticking)
 INFERENCE_CALL_TIMEOUT_S = 10.0  # a head update or rollback waits at most this long for the inference thread
 
-_FILTER_KEYS = ("upload_fraction", "alpha", "beta", "temperature", "timeliness_form", "normalise_entropy",
-                "window_size")
+#: Counter bumped for each rejected input class (see EdgeNode._reject); the first two names predate the classes.
+_REJECTION_COUNTERS = {"image": "rejected_images", "update": "rejected_updates", "request": "rejected_requests",
+                       "upload": "unencodable_frames"}
 _OVERLAY_COLOURS = [(160, 160, 160), (0, 200, 255), (255, 128, 0), (0, 255, 0), (255, 0, 255), (0, 0, 255),
                     (255, 255, 0)]
 
@@ -133,9 +136,14 @@ class _Pending:
     received: float  # perf_counter() when it was queued
 
 
-def filter_config(values: dict[str, Any]) -> FilterConfig:
-    """Build the core filter config from the node's parameter values (raises ConfigError)."""
-    return FilterConfig.from_mapping({k: values[k] for k in _FILTER_KEYS})
+def node_config(values: Mapping[str, Any]) -> EdgeNodeConfig:
+    """Build the node's config from its parameter values (dotted names; raises ConfigError)."""
+    return EdgeNodeConfig.from_params(values)
+
+
+def filter_config(values: Mapping[str, Any]) -> FilterConfig:
+    """Build the core filter config (Algorithm 1) from the node's parameter values (raises ConfigError)."""
+    return node_config(values).filter
 
 
 class EdgeNode(Node):
@@ -144,11 +152,12 @@ class EdgeNode(Node):
     def __init__(self, node_name: str = "edge_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.values = declare_all(self, PARAMS)
-        self.filter_cfg = filter_config(self.values)
+        self.config = node_config(self.values)
+        self.filter_cfg = self.config.filter
         ns = self.get_namespace().strip("/")
         self.edge_id: str = self.values["edge_id"] or (ns.replace("/", "_") if ns else self.get_name())
         self.torch_threads = int(self.values["torch_threads"]) or torch.get_num_threads()
-        model_cfg = EdgeModelConfig.from_mapping(self._model_section())
+        model_cfg = EdgeModelConfig.from_mapping(self.config.model.edge_model_mapping())
         self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
         state_root = self.values["state_dir"]
         self.state_dir = Path(state_root).expanduser() / self.edge_id if state_root else None
@@ -157,13 +166,14 @@ class EdgeNode(Node):
         with intra_op_threads(1):
             self.model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
             self.class_names = list(self.model.classes)
-            self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id,
-                                       version=self._restore_head(), key=self.fleet_key)
+            version, highest = self._restore_head()
+            self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id, version=version,
+                                       key=self.fleet_key, highest_version=highest)
         self._warmup = model_cfg.warmup
         self._applied_digest = b""
         self.window = SampleWindow(int(self.values["window_size"]), 1.0 / float(self.values["sample_rate_hz"]))
         self._window_lock = threading.Lock()
-        install_validator(self, PARAMS, lambda: self.values, self._validate_params)
+        install_validator(self, PARAMS, lambda: self.values, node_config)
         self.add_post_set_parameters_callback(self._params_changed)
 
         cloud = self.values["cloud_namespace"].rstrip("/")
@@ -211,7 +221,10 @@ class EdgeNode(Node):
         self._infer_ms: collections.deque[float] = collections.deque(maxlen=60)
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=60)  # queued -> predictions out
         self.last_update_wall: float | None = None
-        self.last_rejection = ""
+        self.last_rejection = ""  # the latest rejected head update's reason
+        self.rejections = RejectionLog()
+        self._decoder_warning = ""
+        self._change_source = "parameter service"  # who set the parameters being changed, for the log line
         self.create_timer(float(self.values["status_period_s"]), self._publish_status)
         self._inference: DroppingWorker[_Pending] = DroppingWorker(
             f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
@@ -226,22 +239,15 @@ class EdgeNode(Node):
         )
 
     # -- parameters --------------------------------------------------------------------------------------------
-    def _model_section(self) -> dict[str, Any]:
-        m = section(self.values, "model.")
-        return {
-            "arch": m["arch"],
-            "weights": m["weights"] or None,
-            "head": None if m["head"] in ("none", "") else m["head"],
-            "device": m["device"],
-        }
-
-    def _validate_params(self, values: dict[str, Any]) -> None:
-        filter_config(values)
-
     def _params_changed(self, changed: list[Any]) -> None:
+        diffs = [f"{p.name} {self.values.get(p.name)!r} -> {p.value!r}" for p in changed
+                 if self.values.get(p.name) != p.value]
+        if diffs:
+            self.get_logger().info(f"parameters set by the {self._change_source}: {', '.join(diffs)}")
         for p in changed:
             self.values[p.name] = p.value
-        self.filter_cfg = filter_config(self.values)
+        self.config = node_config(self.values)
+        self.filter_cfg = self.config.filter
         with self._window_lock:
             self.window.resize(int(self.values["window_size"]))
             self.window.sample_interval_s = 1.0 / float(self.values["sample_rate_hz"])
@@ -252,15 +258,20 @@ class EdgeNode(Node):
                            msg.encoding)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._handle_frame(msg.header,
-                           lambda: conv.compressed_to_bgr(msg, int(self.values["max_image_pixels"])), msg.format)
+        self._handle_frame(msg.header, lambda: conv.compressed_to_bgr(
+            msg, int(self.values["max_image_pixels"]), self._on_decoder_warning), msg.format)
+
+    def _on_decoder_warning(self, text: str) -> None:
+        """What the image decoder printed about a damaged frame: counted, kept for diagnostics, logged throttled."""
+        self._count("decoder_warnings")
+        self._decoder_warning = text[:300]
+        self.get_logger().warning(f"camera frame: {self._decoder_warning}", throttle_duration_sec=5.0)
 
     def _handle_frame(self, header: Header, decode: Any, encoding: str) -> None:
         try:
             frame = decode()
         except EdgeSyncError as exc:
-            self._count("rejected_images")
-            self.get_logger().warning(f"rejected image ({encoding}): {exc}", throttle_duration_sec=5.0)
+            self._reject("image", f"{encoding[:32]}: {exc}")
             return
         if self.values["input_mode"] == "frame":
             self._submit(header, frame, conv.full_frame_box(frame.shape))
@@ -291,6 +302,16 @@ class EdgeNode(Node):
         with self._counter_lock:
             self.counters[key] += n
 
+    def _reject(self, kind: str, reason: str) -> None:
+        """Count a rejected input of class ``kind`` (image, update, request, upload), keep its reason, log it throttled.
+
+        Only the reason (a bounded string) is kept: nothing references the rejected message afterwards.
+        """
+        self._count(_REJECTION_COUNTERS[kind])
+        line = self.rejections.record(kind, reason)
+        if line is not None:
+            self.get_logger().warning(line)
+
     def _counter_snapshot(self) -> dict[str, int]:
         with self._counter_lock:
             return dict(self.counters)
@@ -304,8 +325,7 @@ class EdgeNode(Node):
         try:
             batch = self.model.prepare(frame, boxes if self.values["input_mode"] == "region" else None)
         except EdgeSyncError as exc:
-            self._count("rejected_images")
-            self.get_logger().warning(f"could not preprocess frame: {exc}", throttle_duration_sec=5.0)
+            self._reject("image", f"could not preprocess frame: {exc}")
             return
         if not self._inference.submit(_Pending(header, frame, boxes, batch, time.perf_counter())):
             self._count("dropped_frames")
@@ -347,8 +367,7 @@ class EdgeNode(Node):
                 probs = self.model.predict_tensor(item.batch)
                 version = self.applier.version
         except EdgeSyncError as exc:
-            self._count("rejected_images")
-            self.get_logger().warning(f"could not classify frame: {exc}", throttle_duration_sec=5.0)
+            self._reject("image", f"could not classify frame: {exc}")
             return
         self._infer_ms.append((time.perf_counter() - t0) * 1000.0)
         self._frame_times.append(time.monotonic())
@@ -379,14 +398,12 @@ class EdgeNode(Node):
         return out
 
     def _upload(self, selection: Any, version: int) -> None:
+        """Encode and publish a window's selection; a frame that cannot be encoded loses only its own samples."""
         max_w = int(self.values["upload_max_width"])
         frames = []
         scales = []
         for wf in selection.frames:
-            img, scale = wf.frame, 1.0
-            if max_w and img.shape[1] > max_w:
-                scale = max_w / img.shape[1]
-                img = cv2.resize(img, (max_w, max(1, round(img.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+            img, scale = conv.fit_for_jpeg(wf.frame, max_w)  # bandwidth, and the JPEG encoder's size limit
             frames.append((wf.meta, img))
             scales.append(scale)
         samples = [
@@ -403,10 +420,13 @@ class EdgeNode(Node):
         ]
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.edge_id)
         msg = conv.sample_batch(header, self.edge_id, version, self.window.window_size,
-                                self.filter_cfg.upload_fraction, frames, samples, int(self.values["jpeg_quality"]))
+                                self.filter_cfg.upload_fraction, frames, samples, int(self.values["jpeg_quality"]),
+                                on_unencodable=lambda reason: self._reject("upload", reason))
+        if not msg.samples:
+            return
         self.samples_pub.publish(msg)
         self._count("batches")
-        self._count("uploaded_samples", len(samples))
+        self._count("uploaded_samples", len(msg.samples))
         self._count("uploaded_bytes", sum(len(f.data) for f in msg.frames))
 
     # -- head updates ------------------------------------------------------------------------------------------
@@ -414,7 +434,11 @@ class EdgeNode(Node):
         self.apply_update(msg)
 
     def apply_update(self, msg: HeadUpdate) -> bool:
-        """Validate and apply a head update in place; log and count a rejection. Returns whether it applied."""
+        """Validate and apply a head update in place; log and count a rejection. Returns whether it applied.
+
+        What the update claims (addressing, version, tensor names, shapes, sizes) is checked first, on this thread,
+        before its data is copied or hashed; a rejected update leaves nothing behind but its reason.
+        """
         digest = bytes(np.asarray(msg.digest, np.uint8).tobytes())
         if msg.version == self.applier.version and digest == self._applied_digest:
             return False  # the head we already run, offered again (a restarted cloud re-publishes it): nothing to do
@@ -423,11 +447,11 @@ class EdgeNode(Node):
             self._save_head()
 
         try:
+            self.applier.check_claims(conv.head_update_claims(msg))
             self.call_on_inference_thread(apply)
         except UpdateRejectedError as exc:
-            self._count("rejected_updates")
-            self.last_rejection = f"v{msg.version} from {msg.edge_id!r}: {exc}"
-            self.get_logger().warning(f"rejected head update {self.last_rejection}", throttle_duration_sec=2.0)
+            self.last_rejection = f"v{msg.version} from {msg.edge_id[:64]!r}: {exc}"
+            self._reject("update", self.last_rejection)
             return False
         except (TimeoutError, RuntimeError) as exc:  # inference thread stuck or closed: the model is unchanged
             self._count("update_timeouts")
@@ -443,30 +467,38 @@ class EdgeNode(Node):
         return True
 
     def _save_head(self) -> None:
-        """Persist the head now in use and its version (atomic), so a restart resumes with it."""
+        """Persist the head now in use, its version and the newest version ever applied (atomic).
+
+        A restart then resumes with that head and still refuses every version at or below the newest one, so a
+        replayed update cannot undo a rollback across a restart either.
+        """
         if self.state_dir is None:
             return
         doc = {"edge_id": self.edge_id, "architecture": self.model.arch, "classes": self.class_names,
-               "version": self.applier.version, "generation": self.applier.version}
+               "version": self.applier.version, "generation": self.applier.version,
+               "highest_version": self.applier.highest_version}
         persist.commit(self.state_dir, doc, self.model.head_state())
 
-    def _restore_head(self) -> int:
-        """Load the persisted head into the model; return its version (0 when there is none)."""
+    def _restore_head(self) -> tuple[int, int]:
+        """Load the persisted head into the model; return its version and the newest version ever applied."""
         if self.state_dir is None:
-            return 0
+            return 0, 0
         loaded = persist.restore(self.state_dir)
         if loaded is None:
-            return 0
+            return 0, 0
         doc, tensors = loaded
         if doc.get("architecture") != self.model.arch or list(doc.get("classes", [])) != self.class_names:
             self.get_logger().warning(f"ignoring saved head in {self.state_dir}: other architecture or classes")
-            return 0
+            return 0, 0
         self.model.load_head_state(tensors, f"saved head {self.state_dir}")
-        self.get_logger().info(f"resumed with saved head v{doc['version']} from {self.state_dir}")
-        return int(doc["version"])
+        version = int(doc["version"])
+        highest = max(version, int(doc.get("highest_version", version)))
+        rolled = f"; rolled back from v{highest}, so only versions above it apply" if highest > version else ""
+        self.get_logger().info(f"resumed with saved head v{version} from {self.state_dir}{rolled}")
+        return version, highest
 
     def _on_rollback(self, request: Rollback.Request, response: Rollback.Response) -> Rollback.Response:
-        previous = self.applier.previous_version
+        previous, current = self.applier.previous_version, self.applier.version
         if request.to_version not in (0, previous):
             response.success = False
             response.message = f"only the previous head (v{previous}) is kept; asked for v{request.to_version}"
@@ -483,6 +515,13 @@ class EdgeNode(Node):
             except (EdgeSyncError, TimeoutError, RuntimeError) as exc:
                 response.success = False
                 response.message = str(exc)
+        if response.success:
+            self._count("rollbacks")
+            self.get_logger().warning(
+                f"rolled back head v{current} -> v{self.applier.version} on request; versions up to "
+                f"v{self.applier.highest_version} will not be applied again, only a newer one from the cloud")
+        else:
+            self._reject("request", f"rollback to v{request.to_version}: {response.message}")
         response.current_version = self.applier.version
         return response
 
@@ -529,19 +568,32 @@ class EdgeNode(Node):
 
     def _on_latest_head(self, future: Any) -> None:
         response = future.result()
-        if response is not None and response.available and response.update.version > self.applier.version:
+        if response is None or not response.available or response.update.version <= self.applier.version:
+            return
+        if self.applier.accepts_version(response.update.version):
             self.apply_update(response.update)
+        else:
+            self.get_logger().info(
+                f"the cloud's latest head v{response.update.version} was rolled back here (newest applied: "
+                f"v{self.applier.highest_version}); waiting for a newer one")
 
     def _apply_policy(self, upload_fraction: float, window_size: int, source: str) -> str | None:
-        """Set k and the window size through the parameter interface (same validation); return an error or None."""
+        """Set k and the window size together or not at all (same validation as parameters); return an error or None.
+
+        Accepted changes are logged by :meth:`_params_changed`, refusals here, both naming ``source``.
+        """
         from rclpy.parameter import Parameter
 
-        results = self.set_parameters([Parameter("upload_fraction", value=float(upload_fraction)),
-                                       Parameter("window_size", value=int(window_size))])
-        failed = [r.reason for r in results if not r.successful]
-        if failed:
-            return "; ".join(failed)
-        self.get_logger().info(f"upload policy from {source}: k={upload_fraction:g}, window={window_size}")
+        self._change_source = source
+        try:
+            result = self.set_parameters_atomically([Parameter("upload_fraction", value=float(upload_fraction)),
+                                                     Parameter("window_size", value=int(window_size))])
+        finally:
+            self._change_source = "parameter service"
+        if not result.successful:
+            self._reject("request", f"upload policy from the {source} (k={upload_fraction:g}, window={window_size}) "
+                                    f"refused: {result.reason}")
+            return result.reason or "refused"
         return None
 
     def _on_set_upload_policy(self, request: SetUploadPolicy.Request,
@@ -552,6 +604,7 @@ class EdgeNode(Node):
                            "window_size": int(request.window_size)})
         except ConfigError as exc:
             error = str(exc)
+            self._reject("request", f"upload policy from the service refused: {error}")
         if error is None:
             error = self._apply_policy(float(request.upload_fraction), int(request.window_size), source="service")
         response.success = error is None
@@ -570,19 +623,15 @@ class EdgeNode(Node):
         now = self.get_clock().now().to_msg()
         age = -1.0 if self.last_update_wall is None else time.monotonic() - self.last_update_wall
         fps = self.fps()
-        state = "running" if self.registered else "waiting_for_cloud"
+        # rolled_back: the head in use is older than one applied before; only a newer version will be applied.
+        state = ("rolled_back" if self.applier.version < self.applier.highest_version
+                 else "running" if self.registered else "waiting_for_cloud")
         self.status_pub.publish(EdgeStatus(
             header=Header(stamp=now, frame_id=self.edge_id), edge_id=self.edge_id,
             model_version=self.applier.version, fps=fps, buffered_samples=self.window.buffered_samples,
             last_update_age_s=age, upload_fraction=self.filter_cfg.upload_fraction, urgency=0.0,
             recent_accuracy=-1.0, state=state))
-        level, message = DiagnosticStatus.OK, state
-        if self.counters["frames"] and fps < float(self.values["fps_error"]):
-            level, message = DiagnosticStatus.ERROR, f"{fps:.2f} fps"
-        elif self.counters["frames"] and fps < float(self.values["fps_warn"]):
-            level, message = DiagnosticStatus.WARN, f"{fps:.2f} fps"
-        elif age > float(self.values["update_age_warn_s"]):
-            level, message = DiagnosticStatus.WARN, f"last head update {age:.0f} s ago"
+        level, message = self._health(fps, age, state)
         values = {
             "fps": f"{fps:.2f}",
             "inference_ms": f"{np.mean(self._infer_ms):.1f}" if self._infer_ms else "nan",
@@ -593,11 +642,36 @@ class EdgeNode(Node):
             "buffered_samples": str(self.window.buffered_samples),
             "registered": str(self.registered),
             "last_rejection": self.last_rejection,
+            **self._input_safety_values(),
             **{k: str(v) for k, v in sorted(self._counter_snapshot().items())},
         }
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
             level=level, name=f"edgesync/edge/{self.edge_id}", message=message, hardware_id=self.edge_id,
             values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
+
+    def _health(self, fps: float, age: float, state: str) -> tuple[bytes, str]:
+        """Diagnostics level and message: ERROR/WARN on a low frame rate, WARN on many rejections or an old head."""
+        rate = self.rejections.rate()
+        if self.counters["frames"] and fps < float(self.values["fps_error"]):
+            return DiagnosticStatus.ERROR, f"{fps:.2f} fps"
+        if self.counters["frames"] and fps < float(self.values["fps_warn"]):
+            return DiagnosticStatus.WARN, f"{fps:.2f} fps"
+        if rate > float(self.values["rejection_warn_rate"]):
+            return DiagnosticStatus.WARN, f"{rate:.1f} rejected inputs/s, latest {self.rejections.latest_of_all}"[:240]
+        if age > float(self.values["update_age_warn_s"]):
+            return DiagnosticStatus.WARN, f"last head update {age:.0f} s ago"
+        return DiagnosticStatus.OK, state
+
+    def _input_safety_values(self) -> dict[str, str]:
+        """Diagnostics key-values of rejected inputs (latest reason per class) and of the replay guard."""
+        highest = self.applier.highest_version
+        return {
+            "rejections_per_s": f"{self.rejections.rate():.2f}",
+            **{f"last_rejected_{kind}": reason for kind, reason in sorted(self.rejections.latest().items())},
+            "last_decoder_warning": self._decoder_warning,
+            "highest_applied_version": str(highest),
+            "rolled_back_from": f"v{highest}" if self.applier.version < highest else "",
+        }
 
 
 def main(args: list[str] | None = None) -> None:

@@ -27,6 +27,7 @@ from edgesync_ros.msg import HeadUpdate, PredictionArray, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.params import Param, declare_all
+from edgesync_ros.ros.spin import run_node
 
 PARAMS: tuple[Param, ...] = (
     Param("cameras", ["cam0"], "Camera namespaces to score (topics /<cam>/predictions, /<cam>/ground_truth).",
@@ -75,7 +76,9 @@ class EvaluatorNode(Node):
             self.create_subscription(HeadUpdate, f"/{cam}/head_update",
                                      lambda raw, c=cam: self._on_head(c, raw), qos.HEAD_UPDATE_QOS, raw=True)
         ns = self.values["cloud_namespace"].rstrip("/")
-        self.create_subscription(SampleBatch, f"{ns}/samples", self._on_samples, qos.SAMPLES_QOS, raw=True)
+        # raw=True hands the callback the serialized bytes; rclpy's annotations do not model that.
+        self.create_subscription(SampleBatch, f"{ns}/samples", self._on_samples,  # type: ignore[arg-type]
+                                 qos.SAMPLES_QOS, raw=True)
 
     # -- scoring -----------------------------------------------------------------------------------------------
     def _on(self, cam: str, msg: PredictionArray, prediction: bool) -> None:
@@ -164,6 +167,4 @@ class EvaluatorNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the evaluator (``ros2 run edgesync_ros evaluator_node --ros-args -p cameras:=[cam0,cam1]``)."""
-    from edgesync_ros.ros.spin import run_node
-
     run_node(EvaluatorNode, args)

@@ -1,9 +1,12 @@
 """Declare node parameters from one table, with descriptors and ranges, and validate every change.
 
-Each node lists its parameters as :class:`Param` rows. :func:`declare_all` declares them with a
-``ParameterDescriptor`` (description, type, integer/floating-point range, read-only flag); values outside a range are
-refused by rclpy itself. Cross-field rules live in the core config dataclasses: a node registers a validator that
-rebuilds its config from the would-be values and refuses the change with the ``ConfigError`` message.
+A node's defaults live in its config dataclass (:mod:`edgesync_ros.core.config`); its table here adds what only ROS
+needs: a description, an optional numeric range and the read-only flag, one :class:`ParamDoc` per parameter.
+:func:`config_params` joins the two into :class:`Param` rows (default from the dataclass, allowed values from its
+``Literal`` fields) and fails when a table and its dataclass disagree on the names. :func:`declare_all` declares
+them with a ``ParameterDescriptor`` (description, type, integer/floating-point range, read-only flag); values outside
+a range are refused by rclpy itself. Cross-field rules live in the config dataclasses: a node registers a validator
+that rebuilds its config from the would-be values and refuses the change with the ``ConfigError`` message.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from edgesync_ros.core.errors import EdgeSyncError
+from edgesync_ros.core.config import ConfigSection
+from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 
 _TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -68,6 +72,37 @@ class Param:
         return desc
 
 
+@dataclasses.dataclass(frozen=True)
+class ParamDoc:
+    """What a node's table says about one parameter besides its default: description, range, read-only flag."""
+
+    name: str
+    description: str
+    low: float | None = None
+    high: float | None = None
+    read_only: bool = False
+
+
+def config_params(defaults: ConfigSection, docs: Sequence[ParamDoc]) -> tuple[Param, ...]:
+    """Return the node's parameter table: one :class:`Param` per row of ``docs``, default from ``defaults``.
+
+    ``defaults`` is the node's config dataclass as constructed with no arguments; its ``Literal`` fields give the
+    allowed values. Raises ConfigError when ``docs`` misses a parameter of the dataclass, names one it lacks, or
+    names one twice, so neither side can drift from the other.
+    """
+    values = defaults.to_params()
+    names = [d.name for d in docs]
+    missing = sorted(set(values) - set(names))
+    extra = sorted(set(names) - set(values))
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if missing or extra or twice:
+        raise ConfigError(f"parameter table of {type(defaults).__name__} disagrees with it: undocumented "
+                          f"{missing}, undeclared {extra}, repeated {twice}")
+    choices = type(defaults).param_choices()
+    return tuple(Param(d.name, values[d.name], d.description, d.low, d.high, choices.get(d.name, ()), d.read_only)
+                 for d in docs)
+
+
 def declare_all(node: Node, params: Sequence[Param]) -> dict[str, Any]:
     """Declare every parameter on ``node``; return ``{name: value}`` as set at start-up (YAML/overrides)."""
     for p in params:
@@ -83,12 +118,13 @@ def install_validator(
     node: Node,
     params: Sequence[Param],
     current: Callable[[], Mapping[str, Any]],
-    validate: Callable[[dict[str, Any]], None],
+    validate: Callable[[dict[str, Any]], object],
 ) -> None:
     """Refuse any parameter change for which ``validate(new_values)`` raises (its message is the reason).
 
     ``current()`` returns the node's present values; the change is merged into a copy before validation, so
-    cross-field rules (e.g. alpha and beta not both 0) see the whole would-be configuration.
+    cross-field rules (e.g. alpha and beta not both 0) see the whole would-be configuration. What ``validate``
+    returns is ignored, so a config constructor can be passed as it is.
     """
     by_name = {p.name: p for p in params}
 
@@ -110,8 +146,3 @@ def install_validator(
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(callback)
-
-
-def section(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """``{"model.arch": x, "model.device": y}`` with prefix ``"model."`` -> ``{"arch": x, "device": y}``."""
-    return {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}

@@ -22,10 +22,13 @@ from __future__ import annotations
 import importlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
@@ -73,7 +76,7 @@ def message_class(msgtype: str) -> type:
         raise ConfigError(f"not a ROS message type name: {msgtype!r}")
     try:
         module = importlib.import_module(f"{parts[0]}.{parts[1]}")
-        return getattr(module, parts[2])  # type: ignore[no-any-return]
+        return getattr(module, parts[2])
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"message type {msgtype!r} is not importable here: {exc}") from exc
 
@@ -109,7 +112,7 @@ class ReplayNode(Node):
             durability=DurabilityPolicy.VOLATILE,
         )
         prefix = str(self.values["topic_prefix"]).rstrip("/")
-        self._pubs: dict[str, Any] = {}
+        self._pubs: dict[str, Publisher[Any]] = {}
         for topic in wanted or sorted(available):
             try:
                 cls = message_class(available[topic])
@@ -144,9 +147,7 @@ class ReplayNode(Node):
         )
 
     # -- parameters ----------------------------------------------------------------------------------------
-    def _on_set(self, changes: list[Any]) -> Any:
-        from rcl_interfaces.msg import SetParametersResult
-
+    def _on_set(self, changes: list[Parameter]) -> SetParametersResult:
         for change in changes:
             if change.name in self.values:
                 if change.name == "rate" and self._playing:
@@ -158,7 +159,7 @@ class ReplayNode(Node):
         return SetParametersResult(successful=True)
 
     # -- playback ------------------------------------------------------------------------------------------
-    def _open_iterator(self) -> Any:
+    def _open_iterator(self) -> Iterator[bags.RawMessage]:
         self._anchor_ns = self._start_ns
         return (m for m in bags.iter_raw(self._reader, list(self._pubs)) if m.timestamp_ns >= self._start_ns)
 

@@ -1,25 +1,24 @@
-"""``edgesync run``: the same nodes and the same parameter YAML as the launch files, in one process.
+"""One process, one executor: the cloud node, the edge nodes and their camera or bag sources, as the launch files.
 
-For machines without the ROS launch system (it is not on PyPI): the cloud node, one edge node per robot namespace
-and, per robot, a camera stand-in (:mod:`edgesync_ros.ros.video_source`), all in one ``MultiThreadedExecutor``.
-Each node reads its parameters from the YAML files exactly as ``--ros-args --params-file`` does under ``ros2
-launch`` (keys ``/**/edge_node``, ``/**/cloud_node``, ``/**/video_source``); ``--set NODE.PARAM=VALUE`` overrides
-one value (``--set robot2/video_source.brightness=0.3`` for one robot only).
+For machines without the ROS launch system (it is not on PyPI). Each node reads its parameters from the YAML files
+exactly as ``--ros-args --params-file`` does under ``ros2 launch`` (keys ``/**/edge_node``, ``/**/cloud_node``,
+``/**/video_source``); :func:`parse_sets` turns ``NODE.PARAM=VALUE`` overrides into per-node parameter overrides
+(``robot2/video_source.brightness=0.3`` for one robot only).
 
-With ``--bag`` (a stream bag, or a stream spec name such as ``default`` that is built or taken from the cache) it is
-the **live evaluation**: a ``replay_node`` plays the bag, one edge node per camera of the bag classifies the replayed
-frames and regions, the cloud retrains, and an ``evaluator_node`` scores every prediction against the bag's ground
-truth and counts the bytes of every upload and update (:mod:`edgesync_ros.ros.evaluator_node`).
-
-At the end it prints a per-robot summary (frames, uploads, head versions; accuracy when evaluating) and returns
-non-zero when a robot that classified frames never received a head update although ``--expect-updates`` was given.
+Without a bag, one edge node per robot namespace and, per robot, a camera stand-in
+(:mod:`edgesync_ros.ros.video_source`). With a stream bag it is the **live evaluation**: a replay node plays the bag,
+one edge node per camera of the bag classifies the replayed frames and regions, the cloud retrains, and an evaluator
+node scores every prediction against the bag's ground truth and counts the bytes of every upload and update
+(:mod:`edgesync_ros.ros.evaluator_node`). The scoring is the evaluator node's own (ground truth comes from the bag), so
+this module needs nothing of the offline evaluation. :func:`run_fleet` returns what the fleet did as plain data.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,25 @@ import rclpy
 import yaml
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from edgesync_ros import paths
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.data import bags
+from edgesync_ros.ros.cloud_node import CloudNode
+from edgesync_ros.ros.edge_node import EdgeNode
+from edgesync_ros.ros.evaluator_node import EvaluatorNode
+from edgesync_ros.ros.replay_node import ReplayNode
+from edgesync_ros.ros.video_source import VideoSourceNode
+
+#: Parameter files read when none are given, from :func:`edgesync_ros.paths.config_dir`.
+DEFAULT_PARAM_FILES: tuple[str, ...] = ("edge.yaml", "cloud.yaml", "video_source.yaml")
+#: Seconds the run goes on after the replay ended, so the last predictions reach the evaluator.
+REPLAY_DRAIN_S = 5.0
 
 
-def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+def parse_sets(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``["robot2/video_source.brightness=0.3", "cloud_node.policy=round_robin"]`` -> ``{target: {param: value}}``.
 
     The target is a node name (all namespaces) or ``namespace/node``; values are parsed as YAML scalars.
@@ -48,171 +59,205 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _overrides(sets: dict[str, dict[str, Any]], namespace: str, node: str) -> list[Parameter]:
+def param_files(files: Sequence[str | Path] | None = None) -> tuple[Path, ...]:
+    """Return ``files``, or the default parameter files of the config dir; raise ConfigError for a missing one."""
+    config_dir = paths.config_dir()
+    out = tuple(Path(f) for f in files) if files else tuple(config_dir / n for n in DEFAULT_PARAM_FILES)
+    for f in out:
+        if not f.is_file():
+            raise ConfigError(f"parameter file {f} not found")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetPlan:
+    """What :func:`run_fleet` starts and for how long.
+
+    ``sets``: :func:`parse_sets` overrides. ``bag``: a stream bag for the live evaluation (its cameras replace the
+    ``robots``). ``rate``/``start_offset``: replay speed and skipped stream seconds. ``duration``: seconds to run
+    (0 = until the replay ends, or Ctrl-C). ``domain_id``: ``ROS_DOMAIN_ID`` of this process (``None`` = inherited).
+    """
+
+    param_files: tuple[Path, ...]
+    robots: int = 1
+    cloud: bool = True
+    source: bool = True
+    sets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    bag: Path | None = None
+    rate: float = 1.0
+    start_offset: float = 0.0
+    duration: float = 0.0
+    domain_id: int | None = None
+
+    def __post_init__(self) -> None:
+        """Reject a negative robot count."""
+        if self.robots < 0:
+            raise ConfigError(f"robots must be >= 0, got {self.robots}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RobotResult:
+    """What one edge node did: its counters at the end and the head version it runs."""
+
+    edge_id: str
+    frames: int
+    batches: int
+    uploaded_samples: int
+    uploaded_bytes: int
+    head_version: int
+    applied_updates: int
+    rejected_updates: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetResult:
+    """What a :func:`run_fleet` run did, as plain data.
+
+    ``cloud_counters`` is ``None`` without a cloud node; ``evaluation`` is the evaluator node's summary with a bag
+    (:meth:`edgesync_ros.ros.evaluator_node.EvaluatorNode.summary`), else ``None``.
+    """
+
+    elapsed_s: float
+    with_cloud: bool
+    robots: tuple[RobotResult, ...]
+    cloud_counters: dict[str, int] | None
+    evaluation: dict[str, Any] | None
+
+    def robots_without_update(self) -> list[str]:
+        """Return the edge ids that never applied a head update."""
+        return [r.edge_id for r in self.robots if r.applied_updates == 0]
+
+
+@dataclasses.dataclass
+class _Fleet:
+    """The nodes of one run, in the order they are added to the executor (and destroyed)."""
+
+    nodes: list[Node] = dataclasses.field(default_factory=list)
+    edges: list[EdgeNode] = dataclasses.field(default_factory=list)
+    cloud: CloudNode | None = None
+    evaluator: EvaluatorNode | None = None
+    replay: ReplayNode | None = None
+
+    def add_edge(self, edge: EdgeNode) -> None:
+        self.nodes.append(edge)
+        self.edges.append(edge)
+
+
+def _overrides(sets: Mapping[str, Mapping[str, Any]], namespace: str, node: str) -> list[Parameter]:
     merged = {**sets.get(node, {}), **sets.get(f"{namespace}/{node}", {})}
     return [Parameter(k, value=v) for k, v in merged.items()]
 
 
-def _stream_bag(name: str) -> tuple[Path, list[str]]:
-    """A stream bag's path and cameras; a spec name (or spec YAML) is built into a bag or taken from the cache."""
-    from edgesync_ros.data import bags
-
-    path = Path(name)
-    if not (path.is_dir() and (path / "metadata.yaml").is_file()):
-        print(f"edgesync run: stream {name!r}: building or reusing its bag (the first build takes a few minutes)")
-        path = bags.make_stream_bag(name, progress=True).path
-    cameras = list(bags.stream_description(path)["cameras"])
-    return path, cameras
-
-
-def _print_evaluation(summary: dict[str, Any], output: Path | None) -> None:
-    print(f"{'camera':<8} {'regions':>8} {'accuracy':>9} {'bal.acc':>8} {'up kbps':>8} {'down kbps':>10} "
-          f"{'updates':>8}")
-    for cam, r in summary["cameras"].items():
-        n_updates = sum(1 for u in summary["updates"] if u["camera"] == cam)
-        print(f"{cam:<8} {r['regions']:>8} {r['accuracy']:>9.3f} {r['balanced_accuracy']:>8.3f} "
-              f"{r['upload_kbps']:>8.1f} {r['download_kbps']:>10.1f} {n_updates:>8}")
-    if output is not None:
-        import json
-
-        output.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        print(f"evaluation written to {output}")
+def _add_bag_nodes(fleet: _Fleet, plan: FleetPlan, bag: Path, context: Context, cli_args: list[str]) -> None:
+    """One edge node per camera of the bag, the evaluator and the replay node."""
+    cameras = list(bags.stream_description(bag)["cameras"])
+    for ns in cameras:
+        # The bag carries JPEG frames and the upstream detector's regions: region mode, compressed input.
+        fleet.add_edge(EdgeNode(context=context, namespace=ns, cli_args=cli_args, parameter_overrides=[
+            Parameter("input_mode", value="region"), Parameter("image_transport", value="compressed"),
+            *_overrides(plan.sets, ns, "edge_node")]))
+    fleet.evaluator = EvaluatorNode(context=context, parameter_overrides=[Parameter("cameras", value=list(cameras))])
+    fleet.nodes.append(fleet.evaluator)
+    fleet.replay = ReplayNode(context=context, parameter_overrides=[
+        Parameter("bag", value=str(bag)), Parameter("rate", value=float(plan.rate)),
+        Parameter("start_offset_s", value=float(plan.start_offset)),
+        Parameter("wait_for_subscribers", value=1), Parameter("wait_timeout_s", value=60.0),
+        Parameter("topics", value=[t for c in cameras for t in (
+            f"/{c}/image/compressed", f"/{c}/regions", f"/{c}/ground_truth")]),
+        *_overrides(plan.sets, "", "replay_node")])
+    fleet.nodes.append(fleet.replay)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``edgesync run``."""
-    parser.add_argument("--params", action="append", type=Path,
-                        help="parameter YAML (repeatable); default: the installed edge.yaml, cloud.yaml, "
-                             "video_source.yaml")
-    parser.add_argument("--robots", type=int, default=1, help="edge nodes, in namespaces robot1..robotN")
-    parser.add_argument("--no-cloud", action="store_true", help="do not start the cloud node")
-    parser.add_argument("--no-source", action="store_true", help="no video source (bring your own camera topic)")
-    parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until Ctrl-C)")
-    parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                        help="override one parameter, e.g. robot2/video_source.brightness=0.3")
-    parser.add_argument("--expect-updates", action="store_true",
-                        help="exit 1 unless every robot applied at least one head update")
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for this process")
-    parser.add_argument("--bag", default=None,
-                        help="live evaluation: replay this stream bag (or build/reuse the stream spec of this name, "
-                             "e.g. default) through the nodes and score predictions against its ground truth")
-    parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor with --bag")
-    parser.add_argument("--stream-seconds", type=float, default=0.0,
-                        help="with --bag: replay this many seconds of stream time (0 = the whole bag)")
-    parser.add_argument("--start-offset", type=float, default=0.0, help="with --bag: skip this much stream time")
-    parser.add_argument("--output", type=Path, default=None, help="with --bag: write the evaluation JSON here")
+def _add_robot_nodes(fleet: _Fleet, plan: FleetPlan, context: Context, cli_args: list[str]) -> None:
+    """One edge node per robot namespace ``robot1..robotN``, each with its camera stand-in unless ``source`` is off."""
+    for i in range(1, plan.robots + 1):
+        ns = f"robot{i}"
+        edge = EdgeNode(context=context, namespace=ns, cli_args=cli_args,
+                        parameter_overrides=_overrides(plan.sets, ns, "edge_node"))
+        fleet.add_edge(edge)
+        if plan.source:
+            source_overrides = _overrides(plan.sets, ns, "video_source")
+            # The source feeds what the edge subscribes to: same transport, regions when in region mode.
+            source_overrides += [
+                Parameter("transport", value=edge.values["image_transport"]),
+                Parameter("regions", value="teacher" if edge.values["input_mode"] == "region" else "none"),
+            ]
+            fleet.nodes.append(VideoSourceNode(context=context, namespace=ns, cli_args=cli_args,
+                                               parameter_overrides=source_overrides))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the nodes, spin them, print the summary."""
-    from edgesync_ros.ros.cloud_node import CloudNode
-    from edgesync_ros.ros.edge_node import EdgeNode
-    from edgesync_ros.ros.video_source import VideoSourceNode
+def _build(fleet: _Fleet, plan: FleetPlan, context: Context) -> None:
+    """Create the plan's nodes into ``fleet`` (cloud first); a node that fails leaves the earlier ones in it."""
+    cli_args = ["--ros-args"] + [a for f in plan.param_files for a in ("--params-file", str(f))]
+    if plan.cloud:
+        fleet.cloud = CloudNode(context=context, cli_args=cli_args,
+                                parameter_overrides=_overrides(plan.sets, "", "cloud_node"))
+        fleet.nodes.append(fleet.cloud)
+    if plan.bag is not None:
+        _add_bag_nodes(fleet, plan, plan.bag, context, cli_args)
+    else:
+        _add_robot_nodes(fleet, plan, context, cli_args)
 
-    if args.robots < 0:
-        raise ConfigError("--robots must be >= 0")
-    config_dir = paths.config_dir()
-    files = args.params or [config_dir / n for n in ("edge.yaml", "cloud.yaml", "video_source.yaml")]
-    for f in files:
-        if not Path(f).is_file():
-            raise ConfigError(f"parameter file {f} not found")
-    cli_args = ["--ros-args"] + [a for f in files for a in ("--params-file", str(f))]
-    sets = parse_sets(args.set)
 
-    bag_path, cameras = (None, [f"robot{i}" for i in range(1, args.robots + 1)])
-    if args.bag:
-        bag_path, cameras = _stream_bag(args.bag)
-        if args.stream_seconds > 0 and args.duration <= 0:
-            args.duration = args.stream_seconds / max(args.rate, 1e-6) + 15.0  # + start-up and the last window
+def _wait(spinner: threading.Thread, duration: float, replay: ReplayNode | None) -> float:
+    """Wait for ``duration`` s (0 = no limit), the replay's end or Ctrl-C; return the seconds waited."""
+    t0 = time.monotonic()
+    try:
+        while spinner.is_alive() and (duration <= 0 or time.monotonic() - t0 < duration):
+            if replay is not None and replay.done:
+                time.sleep(REPLAY_DRAIN_S)
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    return time.monotonic() - t0
 
+
+def _result(fleet: _Fleet, elapsed: float) -> FleetResult:
+    """Read every node's counters (and the evaluator's summary) while the executor still runs."""
+    robots = tuple(
+        RobotResult(
+            edge_id=e.edge_id, frames=e.counters["frames"], batches=e.counters["batches"],
+            uploaded_samples=e.counters["uploaded_samples"], uploaded_bytes=e.counters["uploaded_bytes"],
+            head_version=e.applier.version, applied_updates=e.counters["applied_updates"],
+            rejected_updates=e.counters["rejected_updates"],
+        )
+        for e in fleet.edges
+    )
+    cloud = dict(sorted(fleet.cloud.counters.items())) if fleet.cloud is not None else None
+    evaluation = fleet.evaluator.summary() if fleet.evaluator is not None else None
+    return FleetResult(elapsed, fleet.cloud is not None, robots, cloud, evaluation)
+
+
+def _shut_down(fleet: _Fleet, executor: MultiThreadedExecutor, spinner: threading.Thread | None,
+               context: Context) -> None:
+    executor.shutdown(timeout_sec=5.0)
+    if spinner is not None:
+        # Destroying nodes while the spin loop still dispatches a callback makes that callback fail on a
+        # destroyed handle (printed as "exception was never retrieved" at exit); let the loop end first.
+        spinner.join(timeout=5.0)
+    for node in fleet.nodes:
+        node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+def run_fleet(plan: FleetPlan) -> FleetResult:
+    """Start the plan's nodes in one ``MultiThreadedExecutor`` of a fresh context, run them, return what they did.
+
+    The nodes are destroyed and the context shut down on the way out, also on an error or Ctrl-C.
+    """
     context = Context()
-    rclpy.init(context=context, domain_id=args.domain_id)
-    nodes: list[Any] = []
-    edges: list[Any] = []
-    evaluator = None
+    rclpy.init(context=context, domain_id=plan.domain_id)
+    fleet = _Fleet()
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     spinner: threading.Thread | None = None
     try:
-        if not args.no_cloud:
-            nodes.append(CloudNode(context=context, cli_args=cli_args,
-                                   parameter_overrides=_overrides(sets, "", "cloud_node")))
-        if bag_path is not None:
-            from edgesync_ros.ros.evaluator_node import EvaluatorNode
-            from edgesync_ros.ros.replay_node import ReplayNode
-
-            for ns in cameras:
-                # The bag carries JPEG frames and the upstream detector's regions: region mode, compressed input.
-                edge = EdgeNode(context=context, namespace=ns, cli_args=cli_args, parameter_overrides=[
-                    Parameter("input_mode", value="region"), Parameter("image_transport", value="compressed"),
-                    *_overrides(sets, ns, "edge_node")])
-                nodes.append(edge)
-                edges.append(edge)
-            evaluator = EvaluatorNode(context=context, parameter_overrides=[
-                Parameter("cameras", value=list(cameras))])
-            nodes.append(evaluator)
-            nodes.append(ReplayNode(context=context, parameter_overrides=[
-                Parameter("bag", value=str(bag_path)), Parameter("rate", value=float(args.rate)),
-                Parameter("start_offset_s", value=float(args.start_offset)),
-                Parameter("wait_for_subscribers", value=1), Parameter("wait_timeout_s", value=60.0),
-                Parameter("topics", value=[t for c in cameras for t in (
-                    f"/{c}/image/compressed", f"/{c}/regions", f"/{c}/ground_truth")]),
-                *_overrides(sets, "", "replay_node")]))
-        for i in range(1, (args.robots if bag_path is None else 0) + 1):
-            ns = f"robot{i}"
-            edge = EdgeNode(context=context, namespace=ns, cli_args=cli_args,
-                            parameter_overrides=_overrides(sets, ns, "edge_node"))
-            nodes.append(edge)
-            edges.append(edge)
-            if not args.no_source:
-                source_overrides = _overrides(sets, ns, "video_source")
-                # The source feeds what the edge subscribes to: same transport, regions when in region mode.
-                source_overrides += [
-                    Parameter("transport", value=edge.values["image_transport"]),
-                    Parameter("regions", value="teacher" if edge.values["input_mode"] == "region" else "none"),
-                ]
-                nodes.append(VideoSourceNode(context=context, namespace=ns, cli_args=cli_args,
-                                             parameter_overrides=source_overrides))
-        for node in nodes:
+        _build(fleet, plan, context)
+        for node in fleet.nodes:
             executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, name="edgesync-run", daemon=True)
         spinner.start()
-        t0 = time.monotonic()
-        try:
-            replay = next((n for n in nodes if type(n).__name__ == "ReplayNode"), None)
-            while spinner.is_alive() and (args.duration <= 0 or time.monotonic() - t0 < args.duration):
-                if replay is not None and replay.done:
-                    time.sleep(5.0)  # let the last predictions reach the evaluator
-                    break
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
-        elapsed = time.monotonic() - t0
-        print(f"\nedgesync run: {len(edges)} robot(s){'' if args.no_cloud else ' + cloud'} for {elapsed:.0f} s")
-        print(f"{'robot':<10} {'frames':>7} {'fps':>6} {'batches':>8} {'samples':>8} {'KB up':>8} "
-              f"{'head':>5} {'applied':>8} {'rejected':>9}")
-        missing = []
-        for e in edges:
-            c = e.counters
-            print(f"{e.edge_id:<10} {c['frames']:>7} {c['frames'] / max(elapsed, 1e-6):>6.1f} {c['batches']:>8} "
-                  f"{c['uploaded_samples']:>8} {c['uploaded_bytes'] / 1024:>8.0f} v{e.applier.version:<4} "
-                  f"{c['applied_updates']:>8} {c['rejected_updates']:>9}")
-            if c["applied_updates"] == 0:
-                missing.append(e.edge_id)
-        cloud = next((n for n in nodes if isinstance(n, CloudNode)), None)
-        if cloud is not None:
-            print(f"cloud: {dict(sorted(cloud.counters.items()))}")
-        if evaluator is not None:
-            _print_evaluation(evaluator.summary(), args.output)
-        if args.expect_updates and missing:
-            print(f"edgesync run: no head update reached {', '.join(missing)}")
-            return 1
-        return 0
+        elapsed = _wait(spinner, plan.duration, fleet.replay)
+        return _result(fleet, elapsed)
     finally:
-        executor.shutdown(timeout_sec=5.0)
-        if spinner is not None:
-            # Destroying nodes while the spin loop still dispatches a callback makes that callback fail on a
-            # destroyed handle (printed as "exception was never retrieved" at exit); let the loop end first.
-            spinner.join(timeout=5.0)
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        _shut_down(fleet, executor, spinner, context)

@@ -1,14 +1,13 @@
 """Interface smoke run: a node serves every edgesync_ros service and echoes every message over real DDS.
 
-``edgesync smoke`` starts the installed ``smoke_node`` executable (``lib/edgesync_ros/smoke_node``) as its own process,
-publishes one fully populated example of every custom message (a :class:`HeadUpdate` carrying over 1 MB of tensor
-bytes among them), checks that each echo comes back equal in every field, calls every service and checks each answer.
-It proves the generated interfaces, the installed executables and DDS discovery work on this machine.
+:func:`run_exchange` starts the installed ``smoke_node`` executable (``lib/edgesync_ros/smoke_node``) as its own
+process, publishes one fully populated example of every custom message (a :class:`HeadUpdate` carrying over 1 MB of
+tensor bytes among them), checks that each echo comes back equal in every field, calls every service and checks each
+answer. It proves the generated interfaces, the installed executables and DDS discovery work on this machine.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -18,12 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from ament_index_python.packages import get_package_prefix
+from rclpy.client import Client
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, RegionOfInterest
+from std_msgs.msg import Header
 
 from edgesync_ros import msg as es_msg
 from edgesync_ros import srv as es_srv
+from edgesync_ros.ros.spin import run_node
 
 MESSAGE_TYPES: tuple[type, ...] = (
     es_msg.Prediction,
@@ -47,9 +52,7 @@ SERVICE_TYPES: tuple[type, ...] = (
 SMOKE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
-def _header(stamp_s: int = 1_700_000_000, frame: str = "camera") -> Any:
-    from std_msgs.msg import Header
-
+def _header(stamp_s: int = 1_700_000_000, frame: str = "camera") -> Header:
     h = Header()
     h.stamp.sec = stamp_s
     h.stamp.nanosec = 123_456_789
@@ -57,16 +60,12 @@ def _header(stamp_s: int = 1_700_000_000, frame: str = "camera") -> Any:
     return h
 
 
-def _roi(x: int, y: int, w: int, h: int) -> Any:
-    from sensor_msgs.msg import RegionOfInterest
-
+def _roi(x: int, y: int, w: int, h: int) -> RegionOfInterest:
     return RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h, do_rectify=False)
 
 
 def example_messages(tensor_bytes: int = 1_200_000) -> dict[str, Any]:
     """Return one fully populated example of every custom message, keyed by type name."""
-    from sensor_msgs.msg import CompressedImage
-
     # Values exactly representable in float32, so a field-by-field equality after the round trip is exact.
     probs = [0.0625, 0.5, 0.0625, 0.125, 0.125, 0.0625, 0.0625]
     pred = es_msg.Prediction(
@@ -182,7 +181,7 @@ class SmokeNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("smoke_node", **kwargs)
-        self._pubs = {}
+        self._pubs: dict[str, Publisher[Any]] = {}
         for msg_type in MESSAGE_TYPES:
             name = msg_type.__name__
             self._pubs[name] = self.create_publisher(msg_type, f"smoke/{name}/echo", SMOKE_QOS)
@@ -204,14 +203,14 @@ class SmokeNode(Node):
         return cb
 
 
-def exchange_all(node: Node, executor: Any, timeout_s: float = 30.0) -> dict[str, bool]:
+def exchange_all(node: Node, executor: Executor, timeout_s: float = 30.0) -> dict[str, bool]:
     """Publish every example message and call every service against a running :class:`SmokeNode`.
 
     Returns ``{"msg/<Type>": ok, "srv/<Type>": ok}``; ``ok`` means the echo/answer was equal in every field.
     """
     sent = example_messages()
     received: dict[str, Any] = {}
-    pubs = {}
+    pubs: dict[str, Publisher[Any]] = {}
     for msg_type in MESSAGE_TYPES:
         name = msg_type.__name__
         pubs[name] = node.create_publisher(msg_type, f"smoke/{name}", SMOKE_QOS)
@@ -234,7 +233,7 @@ def exchange_all(node: Node, executor: Any, timeout_s: float = 30.0) -> dict[str
 
     for srv_type in SERVICE_TYPES:
         name = srv_type.__name__
-        client = node.create_client(srv_type, f"smoke/{name}")
+        client: Client[Any, Any] = node.create_client(srv_type, f"smoke/{name}")
         ok = False
         while time.monotonic() < deadline and not client.service_is_ready():
             executor.spin_once(timeout_sec=0.05)
@@ -250,27 +249,23 @@ def exchange_all(node: Node, executor: Any, timeout_s: float = 30.0) -> dict[str
 
 def installed_executable(name: str) -> Path:
     """Find ``<prefix>/lib/edgesync_ros/<name>`` through the ament index (where ``ros2 run`` looks)."""
-    from ament_index_python.packages import get_package_prefix
-
     path = Path(get_package_prefix("edgesync_ros")) / "lib" / "edgesync_ros" / name
     if not os.access(path, os.X_OK):
         raise FileNotFoundError(f"{path} is not an installed executable: build with tools/setup.sh")
     return path
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``edgesync smoke``."""
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole exchange")
-    parser.add_argument("--in-process", action="store_true", help="run the echo node in this process")
+def run_exchange(timeout_s: float = 60.0, in_process: bool = False) -> tuple[dict[str, bool], float]:
+    """Run :func:`exchange_all` against a :class:`SmokeNode`; return its results and the seconds it took.
 
-
-def run(args: argparse.Namespace) -> int:
-    """Run the smoke exchange and print one line per message/service; exit 1 when any failed."""
+    The echo node is the installed ``smoke_node`` executable in its own process, or with ``in_process`` a node of
+    this process. rclpy is initialised and shut down here, and the echo process ended.
+    """
     proc = None
     rclpy.init()
     executor = SingleThreadedExecutor()
     try:
-        if args.in_process:
+        if in_process:
             executor.add_node(SmokeNode())
         else:
             exe = installed_executable("smoke_node")
@@ -278,12 +273,8 @@ def run(args: argparse.Namespace) -> int:
         driver = Node("smoke_driver")
         executor.add_node(driver)
         t0 = time.monotonic()
-        results = exchange_all(driver, executor, timeout_s=args.timeout)
-        for key, ok in results.items():
-            print(f"  {'ok  ' if ok else 'FAIL'} {key}")
-        print(f"smoke: {sum(results.values())}/{len(results)} interfaces exchanged over DDS in "
-              f"{time.monotonic() - t0:.1f} s (echo node: {'in process' if args.in_process else 'smoke_node process'})")
-        return 0 if all(results.values()) else 1
+        results = exchange_all(driver, executor, timeout_s=timeout_s)
+        return results, time.monotonic() - t0
     finally:
         executor.shutdown()
         rclpy.try_shutdown()
@@ -297,10 +288,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the installed ``smoke_node`` executable: spin a :class:`SmokeNode` until shut down."""
-    from edgesync_ros.ros.spin import run_node
-
     run_node(SmokeNode, args)
 
 
-__all__ = ["SmokeNode", "example_messages", "example_requests", "exchange_all", "expected_response", "main", "run"]
+__all__ = [
+    "SmokeNode", "example_messages", "example_requests", "exchange_all", "expected_response", "main", "run_exchange",
+]
 

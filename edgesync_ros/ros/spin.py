@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from typing import TypeVar
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
+N = TypeVar("N", bound=Node)
+
 
 def run_node(
-    factory: Callable[[], Node],
+    factory: Callable[[], N],
     args: list[str] | None = None,
     num_threads: int = 1,
-    done: Callable[[Node], bool] | None = None,
+    done: Callable[[N], bool] | None = None,
 ) -> None:
     """Create the node with ``factory`` after ``rclpy.init(args)``, spin it, and shut down cleanly.
 

@@ -4,7 +4,8 @@ For demos and tests on machines without a camera or a bag: frames of any OpenCV-
 packaged videos by name (``bikes``, ``vtest``, a dash-cam clip), at ``fps`` with stamps from the node's clock, as
 ``sensor_msgs/Image`` (``image``) or JPEG ``CompressedImage`` (``image/compressed``). With ``regions: teacher`` it also
 plays the robot's upstream detector: the shipped NanoDet boxes each frame and publishes a ``RegionArray`` with the
-image's stamp on ``regions``. ``brightness`` < 1 darkens the frames (a crude dusk/night drift).
+image's stamp on ``regions``. ``brightness`` < 1 darkens the frames (a crude dusk/night drift). The defaults
+(:class:`~edgesync_ros.core.config.VideoSourceConfig`: JPEG frames with teacher regions) feed the edge node's defaults.
 """
 
 from __future__ import annotations
@@ -19,26 +20,26 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from edgesync_ros import assets
+from edgesync_ros.core.config import VideoSourceConfig
 from edgesync_ros.core.errors import AssetNotFoundError, ConfigError
 from edgesync_ros.msg import RegionArray
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
-from edgesync_ros.ros.params import Param, declare_all
+from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all
 from edgesync_ros.ros.spin import run_node
 
-PARAMS: tuple[Param, ...] = (
-    Param("video", "bikes", "Video file, or a packaged video: bikes, vtest, or a dash-cam clip name.",
-          read_only=True),
-    Param("fps", 10.0, "Frames published per second (wall clock).", 0.1, 240.0, read_only=True),
-    Param("loop", True, "Start again at the end of the video.", read_only=True),
-    Param("transport", "raw", "Publish sensor_msgs/Image on `image` or CompressedImage on `image/compressed`.",
-          choices=("raw", "compressed"), read_only=True),
-    Param("frame_id", "camera", "frame_id of the published headers.", read_only=True),
-    Param("max_width", 640, "Frames wider than this are scaled down first (0 = never).", 0, 8192, read_only=True),
-    Param("regions", "none", "Also publish an upstream detector's RegionArray on `regions`: none, or teacher "
-          "(the shipped NanoDet boxes).", choices=("none", "teacher"), read_only=True),
-    Param("brightness", 1.0, "Multiply pixel values (< 1 darkens: a crude dusk/night drift).", 0.0, 4.0),
-)
+PARAMS: tuple[Param, ...] = config_params(VideoSourceConfig(), (
+    ParamDoc("video", "Video file, or a packaged video: bikes, vtest, or a dash-cam clip name.", read_only=True),
+    ParamDoc("fps", "Frames published per second (wall clock).", 0.1, 240.0, read_only=True),
+    ParamDoc("loop", "Start again at the end of the video.", read_only=True),
+    ParamDoc("transport", "Publish sensor_msgs/Image on `image` or CompressedImage on `image/compressed`.",
+             read_only=True),
+    ParamDoc("frame_id", "frame_id of the published headers.", read_only=True),
+    ParamDoc("max_width", "Frames wider than this are scaled down first (0 = never).", 0, 8192, read_only=True),
+    ParamDoc("regions", "Also publish an upstream detector's RegionArray on `regions`: none, or teacher "
+             "(the shipped NanoDet boxes).", read_only=True),
+    ParamDoc("brightness", "Multiply pixel values (< 1 darkens: a crude dusk/night drift).", 0.0, 4.0),
+))
 
 
 def resolve_video(name: str) -> Path:
@@ -68,7 +69,7 @@ class VideoSourceNode(Node):
             raise ConfigError(f"OpenCV cannot read {self.path}")
         self.detector = None
         if self.values["regions"] == "teacher":
-            from edgesync_ros.models.teacher import NanoDetTeacher
+            from edgesync_ros.models.teacher import NanoDetTeacher  # lazy: onnxruntime only when regions are wanted
 
             self.detector = NanoDetTeacher()
             self.regions_pub = self.create_publisher(RegionArray, "regions", qos.PREDICTIONS_QOS)

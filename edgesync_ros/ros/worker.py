@@ -1,18 +1,17 @@
 """A bounded hand-off from an executor callback to a dedicated thread, dropping the oldest item when full.
 
-The edge node's camera callback must return at once: if it ran inference itself, frames would queue in the
-executor (stale, and unbounded in the middleware's history when the QoS is reliable) and every head update, service
-call and timer in the same callback group would wait behind them. Instead the callback decodes and preprocesses
-the frame and *submits* it here; a dedicated thread runs the forward pass. The queue holds at most ``capacity``
-items: a camera faster than inference overwrites the oldest waiting frame (latest-frame "mailbox", counted as a
-drop) rather than building a backlog, which is what a live camera wants. The same class carries window uploads
-(JPEG encoding) off the inference thread.
+The edge node's camera callback must return at once, so it decodes and preprocesses a frame and *submits* it here;
+a dedicated thread runs the forward pass. At most ``capacity`` items wait: a camera faster than inference
+overwrites the oldest waiting frame (a latest-frame "mailbox", counted as a drop) instead of building a backlog.
+The same class carries window uploads (JPEG encoding) off the inference thread.
 
 :meth:`DroppingWorker.call` runs a function on the worker thread *between* items, ahead of any waiting item and
-never dropped, and returns its result to the caller. The edge node uses it to keep every heavy torch operation on
-its inference thread (head updates and rollbacks included): torch's OpenMP runtime gives each thread that runs a
-parallel operator its own worker pool, and once the pools hold more threads than the machine has cores, libgomp
-stops spin-waiting between operators, which made MobileNetV2 ~3× slower on a 2-core CPU (``bench/bench_nodes.py``).
+never dropped, and returns its result (or raises its exception) in the caller. The edge node sends all heavy torch
+work there (head updates, rollbacks) so that the process keeps a single OpenMP thread pool.
+
+Nothing an item or a call received outlives it: the worker forgets each item once handled, and an exception handed
+back to a caller carries its traceback's line numbers but not the frames' local variables, so a rejected 200 MB
+head update is freed when the caller is done with the exception, not at the next full garbage collection.
 
 No rclpy here: the class is plain ``threading`` and is tested on its own.
 """
@@ -22,6 +21,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -99,6 +99,10 @@ class DroppingWorker(Generic[T]):
             if future.cancel():
                 raise TimeoutError(f"{self._thread.name} did not run the call within {timeout:g} s") from None
             return future.result(timeout)  # it started just now: let it finish rather than leave it half-reported
+        finally:
+            # A raised exception's traceback holds this frame, and this frame the future that holds the exception:
+            # drop the future so that no reference cycle keeps the call's data alive until a full collection.
+            del future
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is waiting or being handled, at most ``timeout`` seconds; return whether idle."""
@@ -133,17 +137,19 @@ class DroppingWorker(Generic[T]):
                 call = self._calls.popleft() if self._calls else None
                 item = self._items.popleft() if call is None else None
                 self._busy = True
+            is_item = call is None
             try:
                 if call is not None:
                     self._run_call(*call)
                 else:
                     self._handle(item)  # type: ignore[arg-type]  # not None: the deque was non-empty
             except Exception as exc:  # noqa: BLE001 -- the boundary of a long-lived thread: report and go on
-                self._on_error(exc)
+                self._on_error(_without_locals(exc))
             finally:
+                call = item = None  # forget it now, not when the next item arrives (an idle worker may wait long)
                 with self._cond:
                     self._busy = False
-                    if call is None:
+                    if is_item:
                         self.handled += 1
                     self._cond.notify_all()
 
@@ -152,6 +158,29 @@ class DroppingWorker(Generic[T]):
         if not future.set_running_or_notify_cancel():
             return  # the caller timed out and withdrew it
         try:
-            future.set_result(fn())
+            result = fn()
         except BaseException as exc:  # noqa: BLE001 -- handed to the caller, who re-raises it
-            future.set_exception(exc)
+            future.set_exception(_without_locals(exc))
+        else:
+            future.set_result(result)
+        finally:
+            # The failed call's frames still point back here (f_back): hold neither its input nor its future.
+            del fn, future
+
+
+def _without_locals(exc: BaseException) -> BaseException:
+    """Return ``exc`` with the worker's own frame cut from its traceback and the deeper frames' locals cleared.
+
+    The traceback still names every file and line for a log, but no longer references what the call was working on
+    (its input, decoded tensors), nor the future that will hold the exception, which would form a reference cycle.
+    """
+    tb = exc.__traceback__
+    if tb is not None:
+        exc.__traceback__ = tb.tb_next
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:  # the exceptions it was raised from hold the same frames
+        seen.add(id(link))
+        traceback.clear_frames(link.__traceback__)  # frames of the call itself, all finished by now
+        link = link.__cause__ or link.__context__
+    return exc

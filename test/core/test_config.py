@@ -7,12 +7,20 @@ import pytest
 
 from edgesync_ros.core.config import (
     BankConfig,
+    CloudNodeConfig,
+    ConfigSection,
     CoreConfig,
+    EdgeNodeConfig,
     FilterConfig,
+    ModelSettings,
+    TeacherSettings,
     TrainConfig,
     UrgencyConfig,
+    VideoSourceConfig,
+    load_node_config,
     load_yaml_section,
     nest_dotted,
+    read_hyperparameters,
 )
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 
@@ -25,6 +33,14 @@ def test_defaults_match_the_paper():
     assert (b.capacity, b.segments, b.segment_length) == (90, 10, 9)
     assert UrgencyConfig().form == "drop"
     assert TrainConfig().patience == 5
+
+
+def test_filter_defaults_are_the_robots():
+    # A robot's window is 20 frames (10 s at 2 frames/s) with T = 10 frames; the evaluator starts from the same.
+    f = FilterConfig()
+    assert (f.window_size, f.temperature) == (20, 10.0)
+    assert EdgeNodeConfig().filter == f
+    assert (CloudNodeConfig().upload_fraction, CloudNodeConfig().window_size) == (f.upload_fraction, f.window_size)
 
 
 @pytest.mark.parametrize(
@@ -182,3 +198,105 @@ def test_load_yaml_section_errors(tmp_path: Path):
     with pytest.raises(ConfigError, match="must contain 'ros__parameters'"):
         load_yaml_section(p, "cloud_node")
     assert load_yaml_section(p, "edge_node") == {"a": 1}
+
+
+NODE_CONFIGS = [EdgeNodeConfig, CloudNodeConfig, VideoSourceConfig, ModelSettings, TeacherSettings]
+
+
+@pytest.mark.parametrize("cls", NODE_CONFIGS, ids=lambda c: c.__name__)
+def test_node_configs_round_trip(cls: type[ConfigSection]):
+    cfg = cls()
+    assert cls.from_mapping({}) == cfg
+    assert cls.from_params(cfg.to_params()) == cfg
+    assert cls.from_mapping(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("cls", [EdgeNodeConfig, CloudNodeConfig], ids=lambda c: c.__name__)
+def test_sections_default_to_their_own_defaults(cls: type[ConfigSection]):
+    # from_mapping builds a missing or partial section from the section class's defaults: they must agree.
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = getattr(cls(), f.name)
+        if isinstance(value, ConfigSection):
+            assert value == type(value)(), f"{cls.__name__}.{f.name} default is not {type(value).__name__}()"
+    names = list(cls().to_params())
+    assert len(names) == len(set(names)), "a flat section's field shadows a parameter"
+
+
+def test_edge_filter_parameters_are_top_level():
+    params = EdgeNodeConfig().to_params()
+    assert {"upload_fraction", "window_size", "temperature", "model.arch"} <= set(params)
+    assert not any(k.startswith("filter.") for k in params)
+    cfg = EdgeNodeConfig.from_mapping({"upload_fraction": 0.5, "model": {"device": "cpu"}})
+    assert cfg.filter.upload_fraction == 0.5 and cfg.filter.window_size == 20 and cfg.model.device == "cpu"
+    assert EdgeNodeConfig.from_params({"alpha": 2.0, "model.head": "none"}).filter.alpha == 2.0
+    with pytest.raises(ConfigError, match=r"alpha given twice \(filter and top level\)"):
+        EdgeNodeConfig.from_mapping({"alpha": 2.0, "filter": {"alpha": 1.0}})
+    with pytest.raises(ConfigError, match=r"parameter\(s\) uplod_fraction; allowed: .*upload_fraction"):
+        EdgeNodeConfig.from_mapping({"uplod_fraction": 0.5})
+    with pytest.raises(ConfigError, match="alpha and .*beta must not both be 0"):
+        EdgeNodeConfig.from_params({"alpha": 0.0, "beta": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("cls", "mapping", "match"),
+    [
+        (EdgeNodeConfig, {"input_mode": "pixels"}, r"EdgeNodeConfig.input_mode must be one of 'frame', 'region'"),
+        (EdgeNodeConfig, {"jpeg_quality": 70.0}, r"jpeg_quality must be an integer"),
+        (EdgeNodeConfig, {"sample_rate_hz": True}, r"sample_rate_hz must be a number"),
+        (EdgeNodeConfig, {"sample_rate_hz": 0.0}, r"sample_rate_hz must be > 0"),
+        (EdgeNodeConfig, {"edge_id": 3}, r"edge_id must be a str, got int"),
+        (EdgeNodeConfig, {"model": "mobilenet_v2"}, r"EdgeNodeConfig.model must be a mapping"),
+        (CloudNodeConfig, {"upload_fraction": 0.0}, r"upload_fraction \(k\) must be in \(0, 1\]"),
+        (CloudNodeConfig, {"policy": "fifo"}, r"policy must be one of 'edgesync', 'round_robin', 'fixed_window'"),
+        (CloudNodeConfig, {"train": {"lr": 0.0}}, r"TrainConfig.lr must be > 0"),
+        (CloudNodeConfig, {"bank": {"segments": 7}}, r"capacity \(90\) must be divisible"),
+        (CloudNodeConfig, {"teacher": {"score_threshold": 1.5}}, r"score_threshold must be in \[0, 1\]"),
+        (VideoSourceConfig, {"loop": "yes"}, r"loop must be a bool"),
+        (VideoSourceConfig, {"fps": 0}, r"fps must be > 0"),
+    ],
+)
+def test_node_configs_reject(cls, mapping, match):
+    with pytest.raises(ConfigError, match=match):
+        cls.from_mapping(mapping)
+
+
+def test_node_config_numbers_are_normalised():
+    cfg = VideoSourceConfig(fps=5, brightness=1)
+    assert isinstance(cfg.fps, float) and isinstance(cfg.brightness, float)
+
+
+def test_param_choices_come_from_literal_fields():
+    assert EdgeNodeConfig.param_choices() == {
+        "input_mode": ("frame", "region"),
+        "image_transport": ("raw", "compressed"),
+        "camera_qos": ("sensor_data", "reliable"),
+        "timeliness_form": ("decay", "paper_literal"),
+    }
+    choices = CloudNodeConfig.param_choices()
+    assert choices["urgency.form"] == ("drop", "paper_literal") and choices["update_dtype"] == ("float16", "float32")
+
+
+def test_model_settings_mapping():
+    assert ModelSettings().edge_model_mapping() == {"arch": "mobilenet_v2", "weights": None, "head": "default",
+                                                   "device": "auto"}
+    assert ModelSettings(head="none", weights="w.pt").edge_model_mapping()["head"] is None
+    assert ModelSettings(head="", weights="w.pt").edge_model_mapping()["weights"] == "w.pt"
+
+
+def test_load_node_config_and_hyperparameters(tmp_path: Path):
+    cloud = tmp_path / "cloud.yaml"
+    cloud.write_text("/**/cloud_node:\n  ros__parameters:\n    store_capacity: 99\n    train.lr: 0.02\n"
+                     "    train.patience: 3\n", encoding="utf-8")
+    cfg = load_node_config(CloudNodeConfig, cloud, "cloud_node")
+    assert cfg.store_capacity == 99 and cfg.train.lr == 0.02 and cfg.bank == BankConfig()
+    h = tmp_path / "h.yaml"
+    h.write_text("/**/cloud_node:\n  ros__parameters:\n    train.lr: 0.005\nprov:\n  ros__parameters: {x: 1}\n",
+                 encoding="utf-8")
+    assert read_hyperparameters(h) == {"lr": 0.005}
+    cfg = load_node_config(CloudNodeConfig, cloud, "cloud_node", {"train": read_hyperparameters(h)})
+    assert (cfg.train.lr, cfg.train.patience) == (0.005, 3)
+    with pytest.raises(ConfigError, match="unknown CloudNodeConfig parameter"):
+        load_node_config(CloudNodeConfig, cloud, "cloud_node", {"stor_capacity": 1})
+    h.write_text("/**/cloud_node:\n  ros__parameters:\n    store_capacity: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="has no cloud_node train"):
+        read_hyperparameters(h)

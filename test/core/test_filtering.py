@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from edgesync_ros.core.config import FilterConfig
 from edgesync_ros.core.errors import InvalidInputError
 from edgesync_ros.core.filtering import adaptability, keep_count, quality, select_samples, timeliness
+from edgesync_ros.core.window import SampleWindow, WindowFrame
 
 
 def test_entropy_of_a_three_class_softmax_worked_by_hand():
@@ -175,3 +176,22 @@ def test_at_equal_age_higher_entropy_is_never_dropped_for_lower(window):
         same = ages == age
         if kept[same].any() and (~kept[same]).any():
             assert e[same & ~kept].max() <= e[same & kept].min()
+
+
+def test_the_window_runs_algorithm_1_with_frame_ages_and_reports_each_samples_position():
+    rng = np.random.default_rng(3)
+    counts = [2, 1, 3, 2]
+    probs = [rng.dirichlet(np.ones(4), size=n).astype(np.float32) for n in counts]
+    sw = SampleWindow(len(counts), 0.0)
+    for i, p in enumerate(probs):
+        boxes = np.tile(np.array([[10.0 * i, 0.0, 10.0 * i + 5, 5.0]], np.float32), (p.shape[0], 1))
+        assert sw.offer(WindowFrame(float(i), np.zeros((8, 8, 3), np.uint8), boxes, p))
+    cfg = FilterConfig(upload_fraction=0.5, temperature=2.0, window_size=len(counts))
+    sel = sw.drain(cfg)
+    ages = np.concatenate([np.full(n, len(counts) - 1 - i) for i, n in enumerate(counts)]).astype(np.float64)
+    want = select_samples(np.concatenate(probs), ages, cfg).indices
+    assert [s.position for s in sel.samples] == want.tolist()
+    owner = np.repeat(np.arange(len(counts)), counts)
+    for s in sel.samples:
+        assert sel.frames[s.frame_index].boxes[0, 0] == 10.0 * owner[s.position]
+    assert sel.window_samples == sum(counts) and len(sw) == 0

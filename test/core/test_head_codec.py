@@ -342,3 +342,55 @@ def test_canonical_layout_is_length_prefixed():
     raw = canonical_bytes(p)
     assert raw.startswith(b"edgesync.head/1\x00" + struct.pack("<I", 1) + b"e" + struct.pack("<I", 1) + b"a")
     assert compute_digest(p) == hashlib.sha256(raw).digest()
+
+
+def test_what_an_update_claims_is_checked_before_it_is_hashed(edge, trained, monkeypatch):
+    from edgesync_ros.core import head_codec
+
+    applier = HeadApplier(edge, ARCH, "cam1", key=KEY)
+    good = encode_head(trained, ARCH, "cam1", version=1, base_version=0, key=KEY)
+    first = good.tensors[0]
+    huge = dataclasses.replace(first, shape=(len(first.data) * 4,), data=first.data * 16)  # 16x the data
+    wrong_length = dataclasses.replace(first, data=first.data + b"\0" * 4)
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("the digest was computed before the cheap checks")
+
+    monkeypatch.setattr(head_codec, "verify_digest", no_hashing)
+    with pytest.raises(errors.ShapeMismatchError, match="the model needs"):
+        applier.apply(dataclasses.replace(good, tensors=[huge, *good.tensors[1:]]))
+    with pytest.raises(errors.DataLengthError, match="data bytes, expected"):
+        applier.apply(dataclasses.replace(good, tensors=[wrong_length, *good.tensors[1:]]))
+    with pytest.raises(errors.EdgeMismatchError):
+        applier.check_claims(dataclasses.replace(good, edge_id="cam2").claims)
+    applier.check_claims(good.claims)  # a well-formed update passes the cheap checks
+
+
+def test_a_rolled_back_version_is_never_applied_again(edge, trained):
+    applier = HeadApplier(edge, ARCH, "cam1", version=5, key=KEY)
+    v6 = encode_head(trained, ARCH, "cam1", version=6, base_version=5, key=KEY)
+    applier.apply(v6)
+    assert applier.rollback() == 5
+    assert (applier.version, applier.highest_version) == (5, 6)
+    assert not applier.accepts_version(6)
+    with pytest.raises(errors.StaleVersionError, match="never applied twice"):
+        applier.apply(v6)  # the captured, validly signed v6, replayed
+    applier.apply(encode_head(trained, ARCH, "cam1", version=7, base_version=5, key=KEY))
+    assert (applier.version, applier.highest_version) == (7, 7)
+    # The newest version survives a restart through the caller's state: the new applier refuses it too.
+    again = HeadApplier(make_model(0), ARCH, "cam1", version=5, key=KEY, highest_version=7)
+    with pytest.raises(errors.StaleVersionError, match="not newer than v7"):
+        again.apply(encode_head(trained, ARCH, "cam1", version=7, base_version=5, key=KEY))
+    again.apply(encode_head(trained, ARCH, "cam1", version=8, base_version=5, key=KEY))
+
+
+def test_rejection_messages_stay_short_whatever_the_sender_writes(edge, trained):
+    applier = HeadApplier(edge, ARCH, "cam1")
+    good = encode_head(trained, ARCH, "cam1", version=1, base_version=0)
+    with pytest.raises(errors.EdgeMismatchError) as far:
+        applier.check_claims(dataclasses.replace(good, edge_id="x" * 1_000_000).claims)
+    junk = [TensorRecord("y" * 10_000 + str(i), (1,), 0, b"\0" * 4) for i in range(1000)]
+    with pytest.raises(errors.UnknownTensorError) as unknown:
+        applier.check_claims(dataclasses.replace(good, tensors=[*good.tensors, *junk]).claims)
+    assert len(str(far.value)) < 300 and len(str(unknown.value)) < 1000
+    assert "995 more" in str(unknown.value)

@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 
-from edgesync_ros.core.config import TrainConfig, load_yaml_section
+from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.hpo import (
     HpoResult,
@@ -19,7 +15,6 @@ from edgesync_ros.core.hpo import (
     mix_segments,
     offline_hpo,
     online_profile,
-    write_hyperparameters_yaml,
 )
 
 
@@ -122,28 +117,3 @@ def test_online_profile_smoke(clock_factory):
     assert res.seconds > 0.0  # profiling cost measured on the injected clock
     with pytest.raises(ConfigError, match="needs a clock"):
         online_profile(tiny_head(), segment("w0"), BASE, n_trials=2)
-
-
-def test_write_hyperparameters_yaml_round_trips_through_the_loader(tmp_path: Path):
-    result = HpoResult(
-        params={"lr": np.float64(0.02), "momentum": np.float64(0.85), "weight_decay": np.float64(3e-5)},  # type: ignore[dict-item]
-        score=np.float64(0.91),  # type: ignore[arg-type]
-        h0={"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4},
-        per_video={},
-        rounds=2,
-        trials=(),
-        seed=np.int64(3),  # type: ignore[arg-type]
-        stop_reason="converged",
-    )
-    path = write_hyperparameters_yaml(
-        tmp_path / "config" / "hyperparameters.yaml", result, {"data": ["vtest", "bikes"], "segments": np.int64(12)}
-    )
-    text = path.read_text(encoding="utf-8")
-    assert "numpy" not in text and "!!python" not in text
-    doc = yaml.safe_load(text)
-    hpo = doc["cloud_node"]["ros__parameters"]["hpo"]
-    assert hpo["data"] == ["vtest", "bikes"] and hpo["segments"] == 12 and hpo["seed"] == 3
-    assert hpo["best_score"] == pytest.approx(0.91) and hpo["optimiser"].startswith("skopt.gp_minimize")
-    params = load_yaml_section(path, "cloud_node")
-    cfg = TrainConfig.from_mapping(params["train"])
-    assert cfg.lr == 0.02 and math.isclose(cfg.momentum, 0.85)

@@ -11,9 +11,12 @@ from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError, InsufficientDataError, InvalidInputError
 from edgesync_ros.core.heads import head_state, split_model
 from edgesync_ros.core.training import (
+    EpochRecord,
     FeatureCache,
+    TrainResult,
     extract_features,
     naive_train_head,
+    passes_gate,
     split_indices,
     train_head,
 )
@@ -233,3 +236,17 @@ def test_mobilenet_v2_head_trains_on_its_feature_shape(clock_factory):
     assert set(head_state(model, "mobilenet_v2")) <= set(res.state_dict)
     missing, unexpected = model.load_state_dict(res.state_dict, strict=False)
     assert not unexpected
+
+
+def _result(best_epoch: int, accuracies: list[float]) -> TrainResult:
+    history = tuple(EpochRecord(i, 0.0, 0.0, a, 0.0) for i, a in enumerate(accuracies))
+    best = accuracies[best_epoch] if accuracies else 0.5
+    return TrainResult({}, max(len(accuracies) - 1, 0), best_epoch, best, 0.0, 0.0, "patience", history, 8, 2)
+
+
+def test_update_gate():
+    assert passes_gate(_result(2, [0.5, 0.6, 0.75]), 0.0) == (True, 0.25)
+    assert passes_gate(_result(2, [0.5, 0.6, 0.75]), 0.25) == (True, 0.25)
+    assert passes_gate(_result(2, [0.5, 0.6, 0.75]), 0.3) == (False, 0.25)
+    assert passes_gate(_result(0, [0.5, 0.5]), 0.0) == (False, 0.0)  # nothing beat the input head
+    assert passes_gate(_result(0, []), -1.0) == (False, 0.5)  # no history: gain against 0.0

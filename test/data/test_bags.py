@@ -1,4 +1,4 @@
-"""Stream bags, from-video bags and ``edgesync bag`` (edgesync_ros.data.bags / bag_cli), with the real teacher."""
+"""Stream bags, from-video bags and ``edgesync bag`` (edgesync_ros.data.bags / commands.bag), with the real teacher."""
 
 from __future__ import annotations
 
@@ -269,3 +269,26 @@ def test_typestore_registers_every_interface():
                  "EdgeStatus"):  # fmt: skip
         assert f"edgesync_ros/msg/{name}" in store.types
     assert (Path(bags.msg_dir()) / "RegionArray.msg").is_file()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# A bag is input too: sizes it claims are bounded before anything is copied or decoded
+# ------------------------------------------------------------------------------------------------------------
+def test_a_frame_declaring_a_huge_image_is_refused_from_its_header(jpeg_declaring):
+    ok = cv2.imencode(".jpg", np.zeros((16, 32, 3), np.uint8))[1].tobytes()
+    bags.check_frame_image(ok, "cam0 frame 0")
+    with pytest.raises(BagError, match=r"cam0 frame 3: image declares 20000x20000, over the"):
+        bags.check_frame_image(jpeg_declaring(20000, 20000), "cam0 frame 3")
+    with pytest.raises(BagError, match="cam0 frame 4"):
+        bags.check_frame_image(b"GIF89a" + bytes(40), "cam0 frame 4")
+
+
+def test_a_message_over_the_bound_is_refused_before_it_is_copied(built):
+    _, _, result = built
+    reader = bags.open_reader(result.path)
+    try:
+        sizes = [len(m.data) for m in bags.iter_raw(reader)]
+        with pytest.raises(BagError, match=r"bytes, over the \d+-byte bound"):
+            list(bags.iter_raw(reader, max_bytes=max(sizes) - 1))
+    finally:
+        reader.close()

@@ -13,6 +13,7 @@ import yaml
 
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.data import stream as st
+from edgesync_ros.data.stream import render
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -315,7 +316,7 @@ def test_same_spec_and_seed_give_byte_identical_frames(mini_frames, monkeypatch)
     again = list(st.iter_stream(spec, teacher=FakeTeacher(), cache_dir=cache, workers=0))
     assert frames_digest(again) == digest
     # Two worker processes produce the very same bytes (the per-frame seeds do not depend on who renders).
-    monkeypatch.setattr(st, "MIN_FRAMES_FOR_WORKERS", 0)
+    monkeypatch.setattr(render, "MIN_FRAMES_FOR_WORKERS", 0)
     parallel = list(st.iter_stream(spec, teacher=FakeTeacher(), cache_dir=cache, workers=2))
     assert frames_digest(parallel) == digest
     other = list(st.iter_stream(spec.with_seed(4), teacher=FakeTeacher(), cache_dir=cache, workers=0))
@@ -348,3 +349,26 @@ def test_teacher_results_are_cached_per_clip_frame(mini_frames, tmp_path):
     u = Uncached()
     list(st.iter_stream(spec, teacher=u, cache_dir=tmp_path / "none", workers=0))
     assert u.calls == len(distinct) and not (tmp_path / "none" / "proposals").exists()
+
+
+# -- code version ---------------------------------------------------------------------------------------------------
+def test_package_digest_follows_every_file_of_the_package(tmp_path, monkeypatch):
+    from edgesync_ros.data.stream.digest import module_source_digest
+
+    pkg = tmp_path / "digest_probe_pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("X = 1\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = module_source_digest("digest_probe_pkg")
+    assert module_source_digest("digest_probe_pkg") == first
+    (pkg / "sub" / "b.py").write_text("Y = 2\n")  # a new file deep in the package
+    second = module_source_digest("digest_probe_pkg")
+    assert second != first
+    (pkg / "a.py").write_text("X = 3\n")  # an edited file
+    assert module_source_digest("digest_probe_pkg") not in (first, second)
+    # A single module is the SHA-256 of its source; the stream package's digest is part of code_version.
+    assert module_source_digest("digest_probe_pkg.a") == hashlib.sha256(b"X = 3\n").hexdigest()
+    assert module_source_digest("no_such_module_anywhere") == "missing"
+    assert len(st.code_version()) == 24

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from edgesync_ros.core.config import BankConfig, FilterConfig, TrainConfig, UrgencyConfig
+from edgesync_ros.eval.cost import CostProfile
 from edgesync_ros.eval.features import CameraFeatures
 from edgesync_ros.eval.methods import EvalSettings
-from edgesync_ros.eval.simulator import CostProfile
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 
 

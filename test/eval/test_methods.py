@@ -12,6 +12,7 @@ from edgesync_ros.core.filtering import keep_count, select_samples
 from edgesync_ros.core.scheduling import RoundRobinPolicy, UrgencyPolicy
 from edgesync_ros.eval import methods as M
 from edgesync_ros.eval import simulator as S
+from edgesync_ros.eval.cost import CostProfile
 
 
 def _window(probs_per_frame):
@@ -156,7 +157,7 @@ def test_every_method_runs_end_to_end_on_the_tiny_stream(tiny_cam0, edge_model):
         store_capacity=80,
         min_new_samples=10,
     )
-    cost = S.CostProfile("test", 0.04, 0.01, 4e-4, 1e-4, 2e-5, 1e-6)
+    cost = CostProfile("test", 0.04, 0.01, 4e-4, 1e-4, 2e-5, 1e-6)
     small = {"one_time": {"adapt_s": 20.0}, "ams": {"iterations": 20}, "ekya": {"window_s": 30.0, "full_epochs": 2,
              "trial_epochs": 2}}  # fmt: skip
     sim = S.Simulation(tiny_cam0, edge_model, cost, seed=0)
@@ -238,7 +239,7 @@ def test_ams_trains_each_camera_at_a_fixed_interval_in_round_robin(settings, mak
 
 def test_ekya_updates_once_per_window_and_charges_its_profiling(settings, make_camera, edge_model):
     cams = [make_camera("cam0", n_frames=80, seed=1), make_camera("cam1", n_frames=80, seed=2)]
-    cost = S.CostProfile("p", 0.0, 0.0, 1e-3, 1e-4, 1e-4, 1e-5, uplink_bps=1e18, downlink_bps=1e18, latency_s=0.0)
+    cost = CostProfile("p", 0.0, 0.0, 1e-3, 1e-4, 1e-4, 1e-5, uplink_bps=1e18, downlink_bps=1e18, latency_s=0.0)
     ekya = M.make_method("ekya", settings, window_s=12.0, trial_epochs=2, full_epochs=3)
     run = _run(cams, ekya, cost, edge_model)
     per_window: dict[tuple[str, int], int] = {}

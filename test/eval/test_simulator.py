@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.eval import cost as C
 from edgesync_ros.eval import features as feat
 from edgesync_ros.eval import simulator as S
 from edgesync_ros.eval.methods import BaseMethod, EdgeSync, NoAdaptation
@@ -77,6 +78,33 @@ def test_no_adaptation_predicts_with_the_starting_head(sim_factory, make_camera,
     assert run.cameras["cam0"].upload_bytes == 0 and not run.updates
 
 
+class _Offline(BaseMethod):
+    """Answers without a replay: every sample predicted as class 2, after three (pretend) trainings."""
+
+    name = "offline"
+    window_frames = 10  # would upload if the engine ran it
+
+    def offline_predictions(self, sim):
+        self.trainings = 3
+        return {name: np.full(cf.n_samples, 2, np.int64) for name, cf in sim.cams_features.items()}
+
+
+def test_an_offline_answer_bypasses_the_engine(sim_factory, make_camera, zero_profile):
+    cam = make_camera()
+    sim = sim_factory([cam], zero_profile)
+    run = sim.run(_Offline())
+    assert (run.cameras["cam0"].pred == 2).all() and run.cameras["cam0"].upload_bytes == 0 and not run.updates
+    assert run.counters == {"trainings": 3.0}
+
+
+def test_start_probabilities_are_the_starting_heads(sim_factory, make_camera, zero_profile):
+    cam = make_camera()
+    sim = sim_factory([cam], zero_profile)
+    sim.run(Scripted(10, [perturbed(sim.start_state, 5)]))  # another head was loaded meanwhile
+    want = sim.predict_with(sim.start_state, "cam0", np.arange(cam.n_samples))
+    assert np.array_equal(sim.start_probabilities("cam0"), want)
+
+
 def test_zero_cost_updates_equal_an_oracle_schedule(sim_factory, make_camera, zero_profile):
     # With every cost zero, the head made from window j is active from the first frame after window j ends.
     cam = make_camera(n_frames=40)
@@ -114,7 +142,7 @@ def test_an_update_landing_after_the_stream_ends_changes_nothing(sim_factory, ma
 
 def test_every_cost_on_the_path_delays_activation(sim_factory, make_camera):
     cam = make_camera(n_frames=60, per_frame=2)
-    cost = S.CostProfile("t", teacher_s_per_frame=0.5, backbone_s_per_sample=0.1, train_s_per_sample=0.0,
+    cost = C.CostProfile("t", teacher_s_per_frame=0.5, backbone_s_per_sample=0.1, train_s_per_sample=0.0,
                          eval_s_per_sample=0.0, classifier_train_s_per_sample=0.0, classifier_eval_s_per_sample=0.0,
                          uplink_bps=8e4, downlink_bps=8e6, latency_s=0.2)  # fmt: skip
     sim = sim_factory([cam], cost)
@@ -135,7 +163,7 @@ def test_every_cost_on_the_path_delays_activation(sim_factory, make_camera):
 
 def test_the_cloud_is_one_worker_and_batches_queue(sim_factory, make_camera):
     cams = [make_camera("cam0", n_frames=80, seed=1), make_camera("cam1", n_frames=80, seed=2)]
-    cost = dataclasses.replace(S.CostProfile("q", 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, latency_s=0.0), uplink_bps=1e18)
+    cost = dataclasses.replace(C.CostProfile("q", 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, latency_s=0.0), uplink_bps=1e18)
     sim = sim_factory(cams, cost)
     run = sim.run(Scripted(10, [2], train_s=3.0))
     first, second = sorted(run.updates, key=lambda u: u["start_s"])[:2]
@@ -146,7 +174,7 @@ def test_the_cloud_is_one_worker_and_batches_queue(sim_factory, make_camera):
 
 def test_training_is_timed_by_the_modelled_clock(sim_factory, make_camera):
     cam = make_camera()
-    cost = S.CostProfile("m", 0.0, 0.0, train_s_per_sample=0.01, eval_s_per_sample=0.001,
+    cost = C.CostProfile("m", 0.0, 0.0, train_s_per_sample=0.01, eval_s_per_sample=0.001,
                          classifier_train_s_per_sample=0.0, classifier_eval_s_per_sample=0.0)  # fmt: skip
     sim = sim_factory([cam], cost)
     from edgesync_ros.core.config import TrainConfig
@@ -162,7 +190,7 @@ def test_training_is_timed_by_the_modelled_clock(sim_factory, make_camera):
 
 def test_same_seed_same_numbers(sim_factory, make_camera, settings):
     cams = [make_camera("cam0", n_frames=40, seed=3, teacher_noise=0.3), make_camera("cam1", n_frames=40, seed=4)]
-    cost = S.CostProfile("d", 0.01, 0.001, 1e-3, 1e-4, 1e-4, 1e-5)
+    cost = C.CostProfile("d", 0.01, 0.001, 1e-3, 1e-4, 1e-4, 1e-5)
     runs = [sim_factory(cams, cost, seed=5).run(EdgeSync(settings)) for _ in range(2)]
     a, b = runs
     for c in ("cam0", "cam1"):
@@ -194,23 +222,23 @@ def test_cost_profiles_load_and_reject_bad_fields(tmp_path):
     p.write_text("teacher_s_per_frame: 0.02\nbackbone_s_per_sample: 0.001\ntrain_s_per_sample: 1.0e-4\n"
                  "eval_s_per_sample: 1.0e-5\nclassifier_train_s_per_sample: 1.0e-6\n"
                  "classifier_eval_s_per_sample: 1.0e-7\nuplink_bps: 1.0e7\n")  # fmt: skip
-    prof = S.resolve_cost_profile(str(p))
+    prof = C.resolve_cost_profile(str(p))
     assert prof.name == "v100" and prof.uplink_bps == 1e7
-    assert S.resolve_cost_profile("paper_v100") is S.PAPER_V100
+    assert C.resolve_cost_profile("paper_v100") is C.PAPER_V100
     (tmp_path / "bad.json").write_text(json.dumps({"teacher_s_per_frame": 1, "gpu": "v100"}))
     with pytest.raises(ConfigError, match="gpu"):
-        S.resolve_cost_profile(str(tmp_path / "bad.json"))
+        C.resolve_cost_profile(str(tmp_path / "bad.json"))
     with pytest.raises(ConfigError):
-        S.CostProfile("neg", -1.0, 0, 0, 0, 0, 0)
+        C.CostProfile("neg", -1.0, 0, 0, 0, 0, 0)
     with pytest.raises(ConfigError):
-        S.resolve_cost_profile("no_such_profile")
+        C.resolve_cost_profile("no_such_profile")
 
 
 def test_calibrated_profile_is_measured_once_and_reused(tmp_path, edge_model):
-    a = S.resolve_cost_profile("calibrated", edge_model, {"teacher_s_per_frame": 0.03}, cache_dir=tmp_path)
+    a = C.resolve_cost_profile("calibrated", edge_model, {"teacher_s_per_frame": 0.03}, cache_dir=tmp_path)
     assert a.teacher_s_per_frame == 0.03 and a.train_s_per_sample > a.eval_s_per_sample > 0
-    b = S.resolve_cost_profile("calibrated", None, None, cache_dir=tmp_path)
-    assert a == b
+    b = C.resolve_cost_profile("calibrated", None, None, cache_dir=tmp_path)
+    assert a == b and C.calibrated_path(tmp_path).is_file()
 
 
 def test_feature_cache_round_trips_without_pickle(tmp_path, make_camera):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from edgesync_ros.core import head_codec
 from edgesync_ros.core.errors import InvalidImageError, InvalidInputError, UpdateRejectedError
 from edgesync_ros.msg import SampleBatch
 from edgesync_ros.ros import conversions as conv
+from edgesync_ros.ros.native_stderr import capture_decoder_messages
 
 RNG = np.random.default_rng(0)
 FRAME = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
@@ -215,3 +218,56 @@ def test_head_update_decoder_rejects_any_corruption_cleanly(data):
         return
     # Anything that decodes and verifies must be exactly what was signed.
     assert set(tensors) <= set(state)
+
+
+def test_fit_for_jpeg_scales_both_sides_to_the_encoder_limit_and_keeps_ordinary_frames_exact():
+    tall = np.zeros((100_000, 1, 3), np.uint8)
+    fitted, scale = conv.fit_for_jpeg(tall, max_width=640)
+    assert fitted.shape == (conv.JPEG_MAX_SIDE, 1, 3) and scale == pytest.approx(conv.JPEG_MAX_SIDE / 100_000)
+    conv.bgr_to_compressed(fitted)  # encodable now
+    wide = np.zeros((480, 1280, 3), np.uint8)
+    fitted, scale = conv.fit_for_jpeg(wide, max_width=640)
+    assert fitted.shape == (240, 640, 3) and scale == 0.5
+    small = np.zeros((100, 200, 3), np.uint8)
+    fitted, scale = conv.fit_for_jpeg(small, max_width=640)
+    assert fitted is small and scale == 1.0
+
+
+def test_an_unencodable_frame_loses_only_its_own_samples():
+    frames = [(Header(frame_id="a"), np.full((40, 60, 3), 80, np.uint8)),
+              (Header(frame_id="tall"), np.zeros((70_000, 1, 3), np.uint8)),  # over JPEG's 65500-pixel side
+              (Header(frame_id="c"), np.full((40, 60, 3), 160, np.uint8))]
+    probs = np.full(7, 1.0 / 7, np.float32)
+    samples = [dict(frame_index=i, box=(0, 0, 1, 1), predicted_class=i, probabilities=probs, adaptability=1.0,
+                    timeliness=1.0, quality=2.0) for i in range(3)]
+    with pytest.raises(InvalidImageError, match="JPEG encoding failed"):
+        conv.sample_batch(Header(), "r", 1, 3, 1.0, frames, samples)
+    reasons: list[str] = []
+    msg = conv.sample_batch(Header(), "r", 1, 3, 1.0, frames, samples, on_unencodable=reasons.append)
+    assert [f.header.frame_id for f in msg.frames] == ["a", "c"]
+    assert [(s.frame_index, s.predicted_class) for s in msg.samples] == [(0, 0), (1, 2)]
+    assert len(reasons) == 1 and "frame 1" in reasons[0]
+
+
+def test_decoder_noise_goes_to_the_callback_not_to_stderr(capfd, jpeg_declaring):
+    damaged = CompressedImage(format="jpeg", data=jpeg_declaring(64, 48))  # entropy data for 8x8 only
+    warnings: list[str] = []
+    out = conv.compressed_to_bgr(damaged, on_warning=warnings.append)
+    assert out.shape == (48, 64, 3)
+    assert len(warnings) == 1 and "Corrupt JPEG data" in warnings[0]
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+
+
+def test_other_stderr_output_during_a_decode_still_reaches_stderr(capfd):
+    with capture_decoder_messages() as lines:
+        os.write(2, b"[WARN] [1.0] [another.node]: unrelated\nCorrupt JPEG data: bad Huffman code\n")
+    assert lines == ["Corrupt JPEG data: bad Huffman code"]
+    assert "[another.node]: unrelated" in capfd.readouterr().err
+
+
+def test_head_update_claims_read_sizes_without_copying_the_data():
+    payload = head_codec.encode_head({"classifier.1.bias": torch.zeros(7)}, "mobilenet_v2", "r", 3, 2)
+    msg = conv.head_update_msg(payload)
+    claims = conv.head_update_claims(msg)
+    assert claims == payload.claims
+    assert claims.tensors[0] == head_codec.TensorClaim("classifier.1.bias", (7,), 0, 28)

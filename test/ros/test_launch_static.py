@@ -1,4 +1,4 @@
-"""Launch files checked without the launch system (it is not installable here; see README).
+"""Launch files checked without the launch system (it is not installable here; see docs/setup.md).
 
 Each ``launch/*.launch.py`` is parsed with ``ast``: every ``Node(...)`` must name an executable installed in
 ``lib/edgesync_ros/``; every key of the YAML files in ``config/`` and of inline parameter dicts must be a parameter its
@@ -81,13 +81,14 @@ def test_every_yaml_key_is_declared_by_its_node(config):
 
 def test_remaps_name_topics_the_edge_node_uses(ros_context):
     node = edge_node.EdgeNode(context=ros_context, namespace="static_check", parameter_overrides=[
-        Parameter("input_mode", value="region"), Parameter("model.head", value="none")])
+        Parameter("input_mode", value="region"), Parameter("image_transport", value="compressed"),
+        Parameter("model.head", value="none")])
     try:
         used = {s.topic_name for s in node.subscriptions} | {p.topic_name for p in node.publishers}
     finally:
         node.destroy_node()
     node_c = edge_node.EdgeNode(context=ros_context, namespace="static_check_c", parameter_overrides=[
-        Parameter("image_transport", value="compressed"), Parameter("model.head", value="none")])
+        Parameter("image_transport", value="raw"), Parameter("model.head", value="none")])
     try:
         used |= {s.topic_name.replace("static_check_c", "static_check") for s in node_c.subscriptions}
     finally:
@@ -138,7 +139,7 @@ sys.exit(rc)
 
 
 def test_fleet_demo_under_the_real_launch_system(tmp_path):
-    # Runs only where the ROS launch system is installed (a ROS distro, or the recipe in README). It stops as soon
+    # Runs only where the ROS launch system is installed (a ROS distro or docs/setup.md's recipe). It stops as soon
     # as both robots applied a head, so a slow machine only costs time, not a false failure.
     pytest.importorskip("launch_ros")
     pytest.importorskip("launch")

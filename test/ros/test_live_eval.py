@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
 import pytest
 
+from edgesync_ros.commands import run as run_command
 from edgesync_ros.data import bags
-from edgesync_ros.ros import runner
 
 pytestmark = pytest.mark.ros
 
@@ -16,8 +17,8 @@ pytestmark = pytest.mark.ros
 def test_tiny_stream_through_the_nodes_yields_accuracy_bandwidth_and_updates(tmp_path, capsys):
     bag = bags.make_stream_bag("tiny").path  # cached after the first build
     out = tmp_path / "live.json"
-    parser = runner.argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
     args = parser.parse_args([
         # Rate 2, not 3: a head is only scored if it lands while the stream still plays, and on a loaded 2-core host
         # a robot's first training can be held back by the gate, its second landing ~2 s after a 3x replay ended.
@@ -29,7 +30,9 @@ def test_tiny_stream_through_the_nodes_yields_accuracy_bandwidth_and_updates(tmp
         "--set", "edge_node.inference_queue_size=50",
         "--expect-updates",
     ])
-    assert runner.run(args) == 0, capsys.readouterr().out[-3000:]
+    assert run_command.run(args) == 0, capsys.readouterr().out[-3000:]
+    printed = capsys.readouterr().out.rstrip().splitlines()
+    assert printed[-2].startswith("fleet result: ") and "accuracy" in printed[-1], printed[-8:]
     summary = json.loads(out.read_text())
     cameras = bags.stream_description(bag)["cameras"]
     assert set(summary["cameras"]) == set(cameras)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from edgesync_ros.ros.worker import DroppingWorker
@@ -143,3 +147,51 @@ def test_on_start_runs_first_on_the_worker_thread_and_its_failure_is_reported() 
         worker.close()
     assert names == ["t-start", "item1"]
     assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """Only reference counting frees memory during the test: a reference cycle would keep its objects."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_a_rejected_call_frees_its_input_without_a_garbage_collection(no_gc) -> None:
+    worker: DroppingWorker[int] = DroppingWorker("t-free", lambda i: None, capacity=1, on_error=pytest.fail)
+    try:
+        payload = np.zeros(1000)
+        alive = weakref.ref(payload)
+
+        def reject(data: np.ndarray = payload) -> None:
+            decoded = data * 2  # a local of the failing frame, like a decoded update
+            raise ValueError(f"rejected {decoded.size} values")
+
+        message = ""
+        try:
+            worker.call(reject, timeout=5.0)
+        except ValueError as exc:
+            message = str(exc)
+            assert exc.__traceback__ is not None  # the caller still gets a traceback to log
+        del payload, reject
+        assert message == "rejected 1000 values"
+        assert alive() is None, "the exception handed back through the future kept the call's input alive"
+    finally:
+        worker.close()
+
+
+def test_a_handled_item_is_freed_while_the_worker_waits_for_the_next(no_gc) -> None:
+    worker: DroppingWorker[np.ndarray] = DroppingWorker("t-idle", lambda a: None, capacity=1, on_error=pytest.fail)
+    try:
+        item = np.zeros(1000)
+        alive = weakref.ref(item)
+        assert worker.submit(item)
+        del item
+        assert worker.wait_idle(5.0)
+        time.sleep(0.05)
+        assert alive() is None, "the idle worker still holds the last item it handled"
+    finally:
+        worker.close()

@@ -8,7 +8,7 @@
 
 ``SPEC`` is a YAML file or the name of a spec in ``config/streams/`` (``default``, ``tiny``). ``make-stream``
 reuses the bag at ``BAG`` when its content key (spec, seed, clips, teacher, code) matches and rebuilds it when
-not. No rclpy here.
+not. A front-end only: the work is :mod:`edgesync_ros.data.bags`. No rclpy here.
 """
 
 from __future__ import annotations

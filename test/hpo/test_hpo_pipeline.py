@@ -1,4 +1,4 @@
-"""``edgesync hpo``: a tiny real run through the CLI, the YAML it writes, and the cloud node reading it."""
+"""``edgesync hpo``: a tiny real run through the CLI, the YAML it writes, the cloud node reading it; the pieces."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from edgesync_ros.core import hpo as core_hpo
 from edgesync_ros.core.config import TrainConfig, load_yaml_section
 from edgesync_ros.core.errors import ConfigError, InsufficientDataError
 from edgesync_ros.core.hpo import SearchSpace, Segment, search_segment
-from edgesync_ros.eval import hpo_cli
+from edgesync_ros.hpo import cache, compare, pipeline, regions, report, sources, windows, writer
 
 # Tiny but real: 3 sampled frames per clip, 3 stills, 3 trials per video, one refinement round of 2 trials.
 TRIALS, REFINE = 3, 2
@@ -39,18 +39,18 @@ def hpo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert cli.main([*ARGV, "--cache-dir", str(cache), "--out", str(first)]) == 0
     cold = time.perf_counter() - t0
 
-    original = hpo_cli.NanoDetTeacher
+    original = pipeline.NanoDetTeacher
 
     def no_teacher(*_a: Any, **_k: Any) -> Any:
         raise AssertionError("a warm cache must not need the teacher")
 
-    hpo_cli.NanoDetTeacher = no_teacher  # type: ignore[assignment,misc]
+    pipeline.NanoDetTeacher = no_teacher  # type: ignore[assignment,misc]
     try:
         t0 = time.perf_counter()
         assert cli.main([*ARGV, "--cache-dir", str(cache), "--out", str(second)]) == 0
         warm = time.perf_counter() - t0
     finally:
-        hpo_cli.NanoDetTeacher = original  # type: ignore[misc]
+        pipeline.NanoDetTeacher = original  # type: ignore[misc]
     return {"first": first, "second": second, "cache": cache, "cold": cold, "warm": warm}
 
 
@@ -59,7 +59,7 @@ def test_cli_writes_a_yaml_the_cloud_loader_accepts(hpo_run: dict[str, Any]) -> 
 
     path: Path = hpo_run["first"]
     doc = yaml.safe_load(path.read_text())
-    assert set(doc) == {"/**/cloud_node", hpo_cli.PROVENANCE_SECTION}
+    assert set(doc) == {"/**/cloud_node", writer.PROVENANCE_SECTION}
     # Only declared cloud_node parameters in the node's section: a strict --params-file user sees nothing unknown.
     declared = {p.name for p in PARAMS}
     node_keys = set(doc["/**/cloud_node"]["ros__parameters"])
@@ -73,7 +73,7 @@ def test_cli_writes_a_yaml_the_cloud_loader_accepts(hpo_run: dict[str, Any]) -> 
     space = SearchSpace()
     assert space.lr[0] <= cfg.lr <= space.lr[1] and space.momentum[0] <= cfg.momentum <= space.momentum[1]
 
-    prov = doc[hpo_cli.PROVENANCE_SECTION]["ros__parameters"]
+    prov = doc[writer.PROVENANCE_SECTION]["ros__parameters"]
     videos = set(prov["per_video"])
     assert prov["trials"] == TRIALS * len(videos) + (REFINE + 1) * prov["rounds"]
     assert prov["rounds"] == 1 and prov["seed"] == 0 and prov["date"]
@@ -81,7 +81,7 @@ def test_cli_writes_a_yaml_the_cloud_loader_accepts(hpo_run: dict[str, Any]) -> 
     assert prov["search_space"]["batch_sizes"] == [16, 32, 64]
     assert prov["data"]["max_frames"] == 3 and prov["data"]["regions_total"] == sum(prov["data"]["regions"].values())
     # Disjointness: only pretraining sources were read, and the file says which were never used.
-    assert set(prov["data"]["frames"]) <= set(hpo_cli.HPO_VIDEOS)
+    assert set(prov["data"]["frames"]) <= set(sources.HPO_VIDEOS)
     assert "bikes.mp4" in prov["data"]["never_used"] and "dashcam/challenge03" in prov["data"]["never_used"]
 
 
@@ -93,7 +93,7 @@ def test_rerun_hits_the_cache_and_finds_the_same_h(hpo_run: dict[str, Any]) -> N
     first = load_yaml_section(hpo_run["first"], "cloud_node")["train"]
     second = load_yaml_section(hpo_run["second"], "cloud_node")["train"]
     assert first == second
-    prov = yaml.safe_load(Path(hpo_run["second"]).read_text())[hpo_cli.PROVENANCE_SECTION]["ros__parameters"]
+    prov = yaml.safe_load(Path(hpo_run["second"]).read_text())[writer.PROVENANCE_SECTION]["ros__parameters"]
     assert prov["data"]["features_cached"] is True
     assert hpo_run["warm"] < hpo_run["cold"]
 
@@ -130,12 +130,14 @@ def test_file_passed_with_params_file_sets_only_cloud_train(hpo_run: dict[str, A
 
     path: Path = hpo_run["first"]
     train = load_yaml_section(path, "cloud_node")["train"]
-    prov = yaml.safe_load(path.read_text())[hpo_cli.PROVENANCE_SECTION]["ros__parameters"]
+    prov = yaml.safe_load(path.read_text())[writer.PROVENANCE_SECTION]["ros__parameters"]
     context = Context()
     rclpy.init(context=context, domain_id=int(os.environ["ROS_DOMAIN_ID"]),
                args=["--ros-args", "--params-file", str(path)])
     try:
-        node = CloudNode(context=context, parameter_overrides=[Parameter("model.head", value="none")])
+        # hyperparameters_file "": the h under test is this file, not the installed default.
+        node = CloudNode(context=context, parameter_overrides=[
+            Parameter("model.head", value="none"), Parameter("hyperparameters_file", value="")])
         try:
             assert node.train_cfg.lr == train["lr"] and node.train_cfg.batch_size == train["batch_size"]
             assert node.get_parameter("train.momentum").value == train["momentum"]
@@ -143,7 +145,7 @@ def test_file_passed_with_params_file_sets_only_cloud_train(hpo_run: dict[str, A
         finally:
             node.destroy_node()
         # The provenance is valid ROS parameters too: a node of that name would receive it.
-        reader = Node(hpo_cli.PROVENANCE_SECTION, context=context,
+        reader = Node(writer.PROVENANCE_SECTION, context=context,
                       automatically_declare_parameters_from_overrides=True)
         try:
             assert reader.get_parameter("trials").value == prov["trials"]
@@ -155,7 +157,7 @@ def test_file_passed_with_params_file_sets_only_cloud_train(hpo_run: dict[str, A
 
 
 # -- pieces, on synthetic features ---------------------------------------------------------------------------
-def _table(rows_per_frame: dict[str, list[int]]) -> hpo_cli.RegionTable:
+def _table(rows_per_frame: dict[str, list[int]]) -> regions.RegionTable:
     """A table whose videos have the given number of regions on consecutive frames."""
     video, pos, ids = [], [], []
     for v, counts in rows_per_frame.items():
@@ -165,7 +167,7 @@ def _table(rows_per_frame: dict[str, list[int]]) -> hpo_cli.RegionTable:
             ids += [f"{v}#{p}"] * n
     n = len(video)
     g = torch.Generator().manual_seed(0)
-    return hpo_cli.RegionTable(
+    return regions.RegionTable(
         features=torch.randn(n, 4, generator=g), labels=torch.arange(n) % 3,
         video=np.array(video, dtype=np.str_), frame_pos=np.array(pos, dtype=np.int64),
         frame_id=np.array(ids, dtype=np.str_), frames={v: len(c) for v, c in rows_per_frame.items()},
@@ -174,72 +176,88 @@ def _table(rows_per_frame: dict[str, list[int]]) -> hpo_cli.RegionTable:
 
 def test_segments_are_consecutive_frames_with_enough_samples() -> None:
     table = _table({"a": [3, 3, 3, 3, 1], "b": [1, 1], "c": [0, 5, 5]})
-    segs = hpo_cli.video_segments(table, segment_frames=2, min_samples=4, log=lambda _m: None)
+    segs = windows.video_segments(table, segment_frames=2, min_samples=4, log=lambda _m: None)
     assert set(segs) == {"a", "c"}  # b has 2 regions < 4: dropped
     assert [int(s.labels.numel()) for s in segs["a"]] == [6, 7]  # frames {0,1}, then {2,3} + the short tail {4}
     assert [s.name for s in segs["a"]] == ["a/0", "a/1"]
     assert sum(int(s.labels.numel()) for s in segs["c"]) == 10
     with pytest.raises(InsufficientDataError):
-        hpo_cli.video_segments(_table({"b": [1, 1]}), 2, 4, log=lambda _m: None)
+        windows.video_segments(_table({"b": [1, 1]}), 2, 4, log=lambda _m: None)
 
 
 def test_window_pairs_are_a_window_and_the_next() -> None:
     table = _table({"v": [2, 2, 3, 3, 3, 9], "w": [3, 0, 2, 2], "x": [5, 1]})
-    pairs = hpo_cli.window_pairs(table, window_regions=5, log=lambda _m: None)
+    pairs = windows.window_pairs(table, window_regions=5, log=lambda _m: None)
     assert [(a.name, b.name) for a, b in pairs] == [("v/w0", "v/w1"), ("w/w0", "w/w1")]  # x: next window too small
     # v: frames 0-2 (7 regions: frame 2 is not split), then frames 3-4 (6); w: frames 0 and 2 (5), then frame 3 (2)
     assert [(int(a.labels.numel()), int(b.labels.numel())) for a, b in pairs] == [(7, 6), (5, 2)]
 
 
 def test_search_data_never_comes_from_evaluation_sources() -> None:
-    assert hpo_cli._hpo_video_name("vtest", 600) == "vtest"
-    assert hpo_cli._hpo_video_name("still/darknet", 0) == "stills"
-    assert hpo_cli._hpo_video_name("dashcam/challenge01", 8) == "challenge01"
+    assert sources.hpo_video_name("vtest", 600) == "vtest"
+    assert sources.hpo_video_name("still/darknet", 0) == "stills"
+    assert sources.hpo_video_name("dashcam/challenge01", 8) == "challenge01"
     with pytest.raises(ConfigError, match="evaluation data"):
-        hpo_cli._hpo_video_name("vtest", 599)
+        sources.hpo_video_name("vtest", 599)
     with pytest.raises(ConfigError, match="not a pretraining source"):
-        hpo_cli._hpo_video_name("dashcam/challenge03", 0)
+        sources.hpo_video_name("dashcam/challenge03", 0)
     with pytest.raises(ConfigError, match="not an evaluation clip"):
-        next(hpo_cli.window_frames(hpo_cli.WindowDataConfig(), ["challenge01"]))
+        next(sources.window_frames(sources.WindowDataConfig(), ["challenge01"]))
 
 
 def test_cache_round_trip_and_key(tmp_path: Path) -> None:
     table = _table({"a": [2, 3]})
     path = tmp_path / "t.npz"
     table.save(path, "k1")
-    back = hpo_cli.RegionTable.load(path, "k1")
+    back = regions.RegionTable.load(path, "k1")
     assert torch.equal(back.features, table.features) and torch.equal(back.labels, table.labels)
     assert back.video.tolist() == table.video.tolist() and back.frames == table.frames
     with pytest.raises(ValueError, match="another key"):
-        hpo_cli.RegionTable.load(path, "k2")
+        regions.RegionTable.load(path, "k2")
     f = tmp_path / "clip.bin"
     f.write_bytes(b"abc")
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"w")
-    k1 = hpo_cli.cache_key("pretrain", {"stride": 4}, [f], weights, 0)
-    assert k1 == hpo_cli.cache_key("pretrain", {"stride": 4}, [f], weights, 0)
-    assert k1 != hpo_cli.cache_key("pretrain", {"stride": 5}, [f], weights, 0)
+    k1 = cache.cache_key("pretrain", {"stride": 4}, [f], weights, 0)
+    assert k1 == cache.cache_key("pretrain", {"stride": 4}, [f], weights, 0)
+    assert k1 != cache.cache_key("pretrain", {"stride": 5}, [f], weights, 0)
     f.write_bytes(b"abd")  # same size, new content
     os.utime(f, ns=(1, 1))
-    assert k1 != hpo_cli.cache_key("pretrain", {"stride": 4}, [f], weights, 0)
+    assert k1 != cache.cache_key("pretrain", {"stride": 4}, [f], weights, 0)
 
 
 def test_prune_keeps_the_newest_files_of_a_kind(tmp_path: Path) -> None:
     for i, name in enumerate(["pretrain-a", "pretrain-b", "pretrain-c", "windows-a"]):
         (tmp_path / f"{name}.npz").write_bytes(b"x")
         os.utime(tmp_path / f"{name}.npz", ns=(i * 10**9, i * 10**9))
-    deleted = hpo_cli.prune_cache(tmp_path, "pretrain", keep=2)
+    deleted = cache.prune_cache(tmp_path, "pretrain", keep=2)
     assert [p.name for p in deleted] == ["pretrain-a.npz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pretrain-b.npz", "pretrain-c.npz", "windows-a.npz"]
 
 
 def test_param_values_are_valid_ros_parameters() -> None:
-    value = hpo_cli._param_value(
+    value = writer.param_value(
         {"a b": np.float64(0.5), "ints": (1, 2), "mixed": [1, 2.5], "odd": [1, "x"], "empty": [], "none": None}
     )
     assert value == {"a_b": 0.5, "ints": [1, 2], "mixed": [1.0, 2.5], "odd": ["1", "x"], "empty": "none",
                      "none": "none"}  # fmt: skip
     assert type(value["a_b"]) is float
+
+
+def test_written_file_holds_plain_values_and_round_trips_through_the_loader(tmp_path: Path) -> None:
+    """Numpy scalars in h or the provenance become plain YAML values the cloud's loader reads back."""
+    path = writer.write_hyperparameters(
+        tmp_path / "config" / "hyperparameters.yaml",
+        {"lr": np.float64(0.02), "momentum": np.float64(0.85), "batch_size": np.int64(16)},  # type: ignore[dict-item]
+        {"data": ["vtest", "bikes"], "segments": np.int64(12), "best_score": np.float64(0.91), "seed": 3},
+    )
+    text = path.read_text(encoding="utf-8")
+    assert "numpy" not in text and "!!python" not in text and "0.9100 after" in text
+    prov = yaml.safe_load(text)[writer.PROVENANCE_SECTION]["ros__parameters"]
+    assert prov["data"] == ["vtest", "bikes"] and prov["segments"] == 12 and prov["seed"] == 3
+    cfg = TrainConfig.from_mapping(load_yaml_section(path, "cloud_node")["train"])
+    assert cfg.lr == 0.02 and cfg.momentum == pytest.approx(0.85) and cfg.batch_size == 16
+    assert not list(path.parent.glob(".*"))  # the atomic write left no temporary file behind
 
 
 class _SlowHead(nn.Module):
@@ -274,7 +292,7 @@ def test_online_comparison_scores_offline_and_each_budget() -> None:
         return Segment(name, centres[y] + torch.randn(n, 4, generator=g), y)
 
     ticks = iter(range(1_000_000))  # a deterministic clock: 1 ms per reading
-    scores = hpo_cli.compare_online(
+    scores = compare.compare_online(
         nn.Linear(4, 3), [(seg("v/w0", 40), seg("v/w1", 30))], TrainConfig(max_epochs=20, patience=5, batch_size=8),
         {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}, (2, 3), SearchSpace(), seed=0,
         clock=lambda: next(ticks) / 1000.0, progress=False,
@@ -282,14 +300,14 @@ def test_online_comparison_scores_offline_and_each_budget() -> None:
     assert [s.method for s in scores] == ["offline", "online2", "online3"]
     assert scores[0].profile_seconds == 0.0 and scores[1].profile_seconds > 0 and scores[2].profile_seconds > 0
     assert scores[0].next_accuracy > 0.6  # well-separated classes: the trained head generalises to the next window
-    summary = hpo_cli.summarize(scores)
+    summary = compare.summarize(scores)
     assert set(summary) == {"offline", "online2", "online3"} and summary["offline"]["windows"] == 1.0
-    assert "mean" in hpo_cli.comparison_table(scores)
+    assert "mean" in report.comparison_table(scores)
 
 
 def test_default_out_is_the_checkout_config() -> None:
     repo = Path(__file__).resolve().parents[2]
-    assert hpo_cli.default_out() == repo / "config" / "hyperparameters.yaml"
+    assert writer.default_out() == repo / "config" / "hyperparameters.yaml"
 
 
 def test_shipped_hyperparameters_file_is_loadable() -> None:
@@ -297,7 +315,7 @@ def test_shipped_hyperparameters_file_is_loadable() -> None:
     path = Path(__file__).resolve().parents[2] / "config" / "hyperparameters.yaml"
     train = load_yaml_section(path, "cloud_node")["train"]
     TrainConfig.from_mapping(train)
-    prov = yaml.safe_load(path.read_text())[hpo_cli.PROVENANCE_SECTION]["ros__parameters"]
+    prov = yaml.safe_load(path.read_text())[writer.PROVENANCE_SECTION]["ros__parameters"]
     assert prov["options"]["max_frames"] == "none"  # a full run, not a quick one
     assert prov["trials"] >= 5 * prov["options"]["trials"]
 
