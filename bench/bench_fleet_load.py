@@ -159,7 +159,7 @@ class SimRobot:
     def upload(self, msg: Any) -> None:
         """Publish a prebuilt batch as this robot (its id, the wall-clock stamp, its head version)."""
         msg.edge_id = self.edge_id
-        msg.header.frame_id = self.edge_id
+        msg.header.frame_id = f"{self.edge_id}_camera"  # a TF frame, as a robot's camera stamps it; identity is edge_id
         msg.header.stamp = self.node.get_clock().now().to_msg()
         msg.model_version = self.version
         self.pub.publish(msg)

@@ -2,6 +2,7 @@
 
     ros2 launch edgesync_ros cloud.launch.py
     ros2 launch edgesync_ros cloud.launch.py params_file:=/path/to/my_cloud.yaml
+    ros2 launch edgesync_ros cloud.launch.py use_sim_time:=true log_level:=debug
 """
 
 import os
@@ -21,11 +22,14 @@ def generate_launch_description() -> LaunchDescription:
                 "params_file", default_value=os.path.join(share, "config", "cloud.yaml"),
                 description="cloud_node parameters (YAML keyed /**/cloud_node)",
             ),
+            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
+            DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the node"),
             Node(
                 package="edgesync_ros",
                 executable="cloud_node",
                 name="cloud_node",
-                parameters=[LaunchConfiguration("params_file")],
+                parameters=[LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                ros_arguments=["--log-level", LaunchConfiguration("log_level")],
                 output="screen",
             ),
         ]

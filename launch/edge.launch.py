@@ -2,6 +2,7 @@
 
     ros2 launch edgesync_ros edge.launch.py namespace:=robot1 camera_topic:=/robot1/camera/image_raw
     ros2 launch edgesync_ros edge.launch.py namespace:=robot1 params_file:=/path/to/my_edge.yaml
+    ros2 launch edgesync_ros edge.launch.py use_sim_time:=true log_level:=debug
 """
 
 import os
@@ -24,12 +25,15 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument("camera_topic", default_value="image", description="camera image topic"),
             DeclareLaunchArgument("regions_topic", default_value="regions", description="upstream detector regions"),
+            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
+            DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the node"),
             Node(
                 package="edgesync_ros",
                 executable="edge_node",
                 name="edge_node",
                 namespace=LaunchConfiguration("namespace"),
-                parameters=[LaunchConfiguration("params_file")],
+                parameters=[LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                ros_arguments=["--log-level", LaunchConfiguration("log_level")],
                 remappings=[
                     ("image", LaunchConfiguration("camera_topic")),
                     ("image/compressed", [LaunchConfiguration("camera_topic"), "/compressed"]),

@@ -1,9 +1,12 @@
 """Cloud + N namespaced robots, each fed by a camera stand-in (a packaged video with an upstream detector).
 
     ros2 launch edgesync_ros fleet_demo.launch.py robots:=2
+    ros2 launch edgesync_ros fleet_demo.launch.py params_file:=/path/to/my_fleet.yaml log_level:=debug
 
 Robot i (robot1..robotN) plays `videos[i-1]`; robot 2 onwards is darkened (`dark_brightness`) so its stream drifts and
-the scheduler has a robot to prefer. The same nodes and YAML run without the launch system via `edgesync run`.
+the scheduler has a robot to prefer. ``params_file`` (keys ``/**/edge_node``, ``/**/cloud_node``,
+``/**/video_source``) is applied to every node after the shipped YAML, so it overrides only the keys it names. The same
+nodes and YAML run without the launch system via `edgesync run`.
 """
 
 import os
@@ -17,32 +20,39 @@ from launch_ros.actions import Node
 VIDEOS = ["bikes", "vtest", "challenge03", "project_video02", "project_video03"]
 
 
-def _robots(context, *args, **kwargs):
-    share = get_package_share_directory("edgesync_ros")
-    edge_yaml = os.path.join(share, "config", "edge.yaml")
-    source_yaml = os.path.join(share, "config", "video_source.yaml")
+def _nodes(context, *args, **kwargs):
+    config = os.path.join(get_package_share_directory("edgesync_ros"), "config")
     n = int(LaunchConfiguration("robots").perform(context))
     dark = float(LaunchConfiguration("dark_brightness").perform(context))
-    actions = []
+    user = [f for f in [LaunchConfiguration("params_file").perform(context)] if f]
+    common = {"use_sim_time": LaunchConfiguration("use_sim_time")}
+    ros_args = ["--log-level", LaunchConfiguration("log_level")]
+    actions = [Node(package="edgesync_ros", executable="cloud_node", name="cloud_node",
+                    parameters=[os.path.join(config, "cloud.yaml"), *user, common], ros_arguments=ros_args,
+                    output="screen")]
     for i in range(1, n + 1):
         ns = f"robot{i}"
         actions.append(Node(package="edgesync_ros", executable="edge_node", name="edge_node", namespace=ns,
-                            parameters=[edge_yaml], output="screen"))
-        actions.append(Node(package="edgesync_ros", executable="video_source", name="video_source", namespace=ns,
-                            parameters=[source_yaml, {"video": VIDEOS[(i - 1) % len(VIDEOS)],
-                                                      "brightness": 1.0 if i == 1 else dark}],
+                            parameters=[os.path.join(config, "edge.yaml"), *user, common], ros_arguments=ros_args,
                             output="screen"))
+        actions.append(Node(package="edgesync_ros", executable="video_source", name="video_source", namespace=ns,
+                            parameters=[os.path.join(config, "video_source.yaml"), *user,
+                                        {"video": VIDEOS[(i - 1) % len(VIDEOS)],
+                                         "brightness": 1.0 if i == 1 else dark,
+                                         "use_sim_time": LaunchConfiguration("use_sim_time")}],
+                            ros_arguments=ros_args, output="screen"))
     return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = get_package_share_directory("edgesync_ros")
     return LaunchDescription(
         [
             DeclareLaunchArgument("robots", default_value="2", description="number of robots"),
             DeclareLaunchArgument("dark_brightness", default_value="0.35", description="brightness of robots 2..N"),
-            Node(package="edgesync_ros", executable="cloud_node", name="cloud_node",
-                 parameters=[os.path.join(share, "config", "cloud.yaml")], output="screen"),
-            OpaqueFunction(function=_robots),
+            DeclareLaunchArgument("params_file", default_value="",
+                                  description="extra parameters for every node, over the shipped YAML"),
+            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
+            DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of every node"),
+            OpaqueFunction(function=_nodes),
         ]
     )

@@ -14,6 +14,10 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
             DeclareLaunchArgument("namespace", default_value="", description="namespace of the smoke node"),
-            Node(package="edgesync_ros", executable="smoke_node", namespace=namespace, output="screen"),
+            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
+            DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the node"),
+            Node(package="edgesync_ros", executable="smoke_node", namespace=namespace, output="screen",
+                 parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                 ros_arguments=["--log-level", LaunchConfiguration("log_level")]),
         ]
     )

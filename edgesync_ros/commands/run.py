@@ -19,6 +19,7 @@ from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.data import bags
 from edgesync_ros.ros import runner
 from edgesync_ros.ros.runner import FleetResult
+from edgesync_ros.ros.spin import stop_on_signals
 
 #: Seconds added to ``--stream-seconds / --rate`` for start-up and the last window.
 STREAM_MARGIN_S = 15.0
@@ -64,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
         param_files=files, robots=args.robots, cloud=not args.no_cloud, source=not args.no_source, sets=sets,
         bag=bag, rate=args.rate, start_offset=args.start_offset, duration=duration, domain_id=args.domain_id,
     )
-    result = runner.run_fleet(plan)
-    print_result(result, args.output)
+    # Signals only end the run (the nodes stop in order); one arriving while the result prints is ignored.
+    with stop_on_signals() as stop:
+        result = runner.run_fleet(plan, stop)
+        print_result(result, args.output)
     missing = result.robots_without_update()
     if args.expect_updates and missing:
         print(f"edgesync run: no head update reached {', '.join(missing)}")

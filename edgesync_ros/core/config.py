@@ -427,10 +427,12 @@ class EdgeNodeConfig(ConfigSection):
     torch_threads: int = 1
     register_retry_s: float = 1.0
     status_period_s: float = 1.0
+    stale_input_s: float = 5.0
     fps_warn: float = 1.0
     fps_error: float = 0.2
     update_age_warn_s: float = 600.0
     rejection_warn_rate: float = 1.0
+    overlay_compressed: bool = False
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
     fleet_key_file: str = ""
     state_dir: str = ""
@@ -484,14 +486,15 @@ class VideoSourceConfig(ConfigSection):
     """Every parameter of ``video_source``, the camera stand-in of the demos: a video played as a robot's camera.
 
     Its defaults feed the edge's defaults: JPEG frames, and the shipped NanoDet playing the upstream detector
-    (``regions: teacher``) for the edge's region mode.
+    (``regions: teacher``) for the edge's region mode. An empty ``frame_id`` stamps ``<namespace>_camera``
+    (``camera`` outside any namespace), so each robot's images carry a TF frame of their own.
     """
 
     video: str = "bikes"
     fps: float = 10.0
     loop: bool = True
     transport: ImageTransport = "compressed"
-    frame_id: str = "camera"
+    frame_id: str = ""
     max_width: int = 640
     regions: SourceRegions = "teacher"
     brightness: float = 1.0

@@ -542,7 +542,29 @@ def _check_class_map(class_map: Mapping[Any, Any], n_source: int | None) -> dict
     return out
 
 
-class TorchvisionClassifierTeacher:
+class _ClassifierTeacher:
+    """The decision rule both classifier teachers share; subclasses provide :meth:`probabilities`."""
+
+    classes: tuple[str, ...] = TASK_CLASSES
+    preprocess: PreprocessConfig
+    class_map: dict[int, int]
+    threshold: float
+
+    def probabilities(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Return source-class probabilities of a preprocessed ``[N, 3, H, W]`` batch."""
+        raise NotImplementedError
+
+    def label(self, frames: Frames, regions: Regions | None = None) -> LabelResult:
+        """Label whole frames or regions; ``extras`` has ``frame_index`` and ``task_probs`` ([N, 7])."""
+        batch, index = _preprocessed(frames, regions, self.preprocess)
+        if batch.shape[0] == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), {"frame_index": index}
+        tp = _task_probs(self.probabilities(batch), self.class_map)
+        labels, conf = _classifier_decision(tp, self.threshold)
+        return labels, conf, {"frame_index": index, "task_probs": tp}
+
+
+class TorchvisionClassifierTeacher(_ClassifierTeacher):
     """A torchvision classifier as teacher: source-class probabilities summed per task class.
 
     Label = the task class whose mapped probability mass is largest, when it reaches ``threshold``, else
@@ -583,15 +605,6 @@ class TorchvisionClassifierTeacher:
                 outs.append(torch.softmax(self.model(x).float(), dim=1).cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
 
-    def label(self, frames: Frames, regions: Regions | None = None) -> LabelResult:
-        """Label whole frames or regions; ``extras`` has ``frame_index`` and ``task_probs`` ([N, 7])."""
-        batch, index = _preprocessed(frames, regions, self.preprocess)
-        if batch.shape[0] == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32), {"frame_index": index}
-        tp = _task_probs(self.probabilities(batch), self.class_map)
-        labels, conf = _classifier_decision(tp, self.threshold)
-        return labels, conf, {"frame_index": index, "task_probs": tp}
-
 
 def _num_outputs(model: torch.nn.Module) -> int:
     last = None
@@ -617,7 +630,7 @@ def _preprocessed(
     return normalize(stacked, config), index
 
 
-class OnnxClassifierTeacher:
+class OnnxClassifierTeacher(_ClassifierTeacher):
     """An ONNX image classifier as teacher (same decision rule as :class:`TorchvisionClassifierTeacher`).
 
     The model takes ``N x 3 x H x W`` float32 RGB normalised with ``preprocess``'s mean/std (torchvision's
@@ -673,15 +686,6 @@ class OnnxClassifierTeacher:
             return raw
         e = np.exp(raw - raw.max(axis=1, keepdims=True))
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-    def label(self, frames: Frames, regions: Regions | None = None) -> LabelResult:
-        """Label whole frames or regions; ``extras`` has ``frame_index`` and ``task_probs``."""
-        batch, index = _preprocessed(frames, regions, self.preprocess)
-        if batch.shape[0] == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32), {"frame_index": index}
-        tp = _task_probs(self.probabilities(batch), self.class_map)
-        labels, conf = _classifier_decision(tp, self.threshold)
-        return labels, conf, {"frame_index": index, "task_probs": tp}
 
 
 def load_teacher(config: Mapping[str, Any] | None = None) -> Teacher:

@@ -282,7 +282,7 @@ class CloudNode(Node):
                 verdict = "sent" if t.get("sent") else "held back by the update gate"
                 state += f"; last training {verdict} (val acc {float(t['val_accuracy']):.3f}, {float(t['gain']):+.3f})"
             return EdgeStatus(
-                header=Header(stamp=self.get_clock().now().to_msg(), frame_id=edge_id), edge_id=edge_id,
+                header=Header(stamp=self.get_clock().now().to_msg()), edge_id=edge_id,  # no TF frame: not spatial
                 model_version=r.version, fps=0.0, buffered_samples=len(r.labels), last_update_age_s=age,
                 upload_fraction=float(self.values["upload_fraction"]), urgency=float(self.fleet.urgency(edge_id)),
                 recent_accuracy=-1.0 if recent is None else float(recent), state=state)
@@ -451,7 +451,7 @@ class CloudNode(Node):
                 key=self.fleet_key,
                 validation_accuracy=float(result.val_accuracy), train_samples=int(result.train_samples),
                 train_seconds=float(result.seconds))
-            sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg(), frame_id=edge_id))
+            sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg()))  # robot: edge_id
             with self._lock:
                 self.heads[edge_id] = state
                 self.latest[edge_id] = sent

@@ -14,7 +14,8 @@ worker thread so they never stall inference.
 
 Topics (relative names resolve in the node's namespace): ``image`` (``sensor_msgs/Image``, or
 ``image/compressed`` with ``image_transport: compressed``), ``regions`` (``RegionArray``, region mode),
-``predictions`` (``PredictionArray``), ``overlay`` (``sensor_msgs/Image``, drawn only while subscribed),
+``predictions`` (``PredictionArray``), ``overlay`` (``sensor_msgs/Image``, reliable depth 1 so rviz2 shows it, drawn
+only while subscribed; JPEG on ``overlay/compressed`` too with ``overlay_compressed``),
 ``head_update`` (in), ``status`` (``EdgeStatus``), ``/diagnostics``; samples go to ``<cloud_namespace>/samples``.
 Services:
 ``set_upload_policy``, ``rollback``; clients: ``<cloud_namespace>/register_edge`` and
@@ -38,6 +39,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -97,11 +99,15 @@ PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
     ParamDoc("register_retry_s", "First retry delay of RegisterEdge; doubles up to 30 s while the cloud is "
              "absent.", 0.05, 60.0),
     ParamDoc("status_period_s", "Period of EdgeStatus and /diagnostics.", 0.05, 60.0),
+    ParamDoc("stale_input_s", "Diagnostics WARN when no camera image arrived for this long (also when none has "
+             "arrived since start).", 0.1, 1e6),
     ParamDoc("fps_warn", "Diagnostics WARN below this many classified frames per second.", 0.0, 1000.0),
     ParamDoc("fps_error", "Diagnostics ERROR below this many classified frames per second.", 0.0, 1000.0),
     ParamDoc("update_age_warn_s", "Diagnostics WARN when the last head update is older than this.", 0.0, 1e9),
     ParamDoc("rejection_warn_rate", "Diagnostics WARN when more inputs than this per second (over the last 10 s) "
              "are rejected: bad frames, head updates, service requests.", 0.0, 1e6),
+    ParamDoc("overlay_compressed", "Also publish the overlay as JPEG (sensor_msgs/CompressedImage) on "
+             "`overlay/compressed`, for viewers on a slow link.", read_only=True),
     ParamDoc("model.arch", "torchvision architecture of the edge model (see the head table).", read_only=True),
     ParamDoc("model.weights", "Backbone weights file; empty = the packaged ImageNet MobileNetV2.", read_only=True),
     ParamDoc("model.head", "Initial head: default (shipped v0 head), none (fresh), or a weights file.",
@@ -114,6 +120,8 @@ PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
 ))
 
 R = TypeVar("R")
+
+RATE_HORIZON_S = 5.0  # a rate whose latest event is older than this reads 0 (the stream stopped)
 
 REGISTER_REPLY_TIMEOUT_S = 5.0  # a RegisterEdge call unanswered this long is sent again (the timer keeps ticking)
 INFERENCE_CALL_TIMEOUT_S = 10.0  # a head update or rollback waits at most this long for the inference thread
@@ -134,6 +142,16 @@ class _Pending:
     boxes: npt.NDArray[np.float32]
     batch: torch.Tensor
     received: float  # perf_counter() when it was queued
+
+
+def event_rate(times: collections.deque[float], now: float) -> float:
+    """Events per second over the kept ``times`` (monotonic, oldest first); 0 once the latest is stale.
+
+    Stale: older than :data:`RATE_HORIZON_S`, so a stopped stream reads 0 rather than its last rate.
+    """
+    if len(times) < 2 or now - times[-1] > RATE_HORIZON_S:
+        return 0.0
+    return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
 
 
 def node_config(values: Mapping[str, Any]) -> EdgeNodeConfig:
@@ -178,7 +196,13 @@ class EdgeNode(Node):
 
         cloud = self.values["cloud_namespace"].rstrip("/")
         self.pred_pub = self.create_publisher(PredictionArray, "predictions", qos.PREDICTIONS_QOS)
-        self.overlay_pub = self.create_publisher(Image, "overlay", qos.CAMERA_QOS)
+        # rviz2 subscribes images reliable; a deployment may still choose otherwise through qos_overrides.*.
+        overrides = QoSOverridingOptions.with_default_policies()
+        self.overlay_pub = self.create_publisher(Image, "overlay", qos.OVERLAY_QOS, qos_overriding_options=overrides)
+        self.overlay_jpeg_pub = (
+            self.create_publisher(CompressedImage, "overlay/compressed", qos.OVERLAY_QOS,
+                                  qos_overriding_options=overrides)
+            if self.values["overlay_compressed"] else None)
         self.samples_pub = self.create_publisher(SampleBatch, f"{cloud}/samples", qos.SAMPLES_QOS)
         self.status_pub = self.create_publisher(EdgeStatus, "status", qos.STATUS_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
@@ -188,6 +212,8 @@ class EdgeNode(Node):
         self._camera_group = MutuallyExclusiveCallbackGroup()
         self._update_group = MutuallyExclusiveCallbackGroup()
         camera_qos = qos.CAMERA_QOS_BY_NAME[self.values["camera_qos"]]
+        self._camera_topic = self.resolve_topic_name(
+            "image/compressed" if self.values["image_transport"] == "compressed" else "image")
         if self.values["image_transport"] == "compressed":
             self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, camera_qos,
                                      callback_group=self._camera_group)
@@ -217,7 +243,10 @@ class EdgeNode(Node):
         self._pending_regions: collections.OrderedDict[int, npt.NDArray[np.float32]] = collections.OrderedDict()
         self.counters = collections.Counter[str]()
         self._counter_lock = threading.Lock()  # counters are bumped from the executor and both worker threads
-        self._frame_times: collections.deque[float] = collections.deque(maxlen=60)
+        self._frame_times: collections.deque[float] = collections.deque(maxlen=60)  # classified (monotonic)
+        self._input_times: collections.deque[float] = collections.deque(maxlen=60)  # camera images received
+        self._drop_times: collections.deque[float] = collections.deque(maxlen=60)  # frames the queue displaced
+        self._started = time.monotonic()  # a camera silent since start turns diagnostics WARN after stale_input_s
         self._infer_ms: collections.deque[float] = collections.deque(maxlen=60)
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=60)  # queued -> predictions out
         self.last_update_wall: float | None = None
@@ -240,6 +269,9 @@ class EdgeNode(Node):
 
     # -- parameters --------------------------------------------------------------------------------------------
     def _params_changed(self, changed: list[Any]) -> None:
+        changed = [p for p in changed if p.name in self.values]  # not rclpy's own (qos_overrides.*, use_sim_time)
+        if not changed:
+            return
         diffs = [f"{p.name} {self.values.get(p.name)!r} -> {p.value!r}" for p in changed
                  if self.values.get(p.name) != p.value]
         if diffs:
@@ -268,6 +300,7 @@ class EdgeNode(Node):
         self.get_logger().warning(f"camera frame: {self._decoder_warning}", throttle_duration_sec=5.0)
 
     def _handle_frame(self, header: Header, decode: Any, encoding: str) -> None:
+        self._input_times.append(time.monotonic())
         try:
             frame = decode()
         except EdgeSyncError as exc:
@@ -329,6 +362,7 @@ class EdgeNode(Node):
             return
         if not self._inference.submit(_Pending(header, frame, boxes, batch, time.perf_counter())):
             self._count("dropped_frames")
+            self._drop_times.append(time.monotonic())
 
     def _start_inference_thread(self) -> None:
         set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
@@ -375,13 +409,26 @@ class EdgeNode(Node):
         entropy = adaptability(probs).astype(np.float32)
         self.pred_pub.publish(conv.prediction_array(header, version, boxes, probs, entropy, self.class_names))
         self._latency_ms.append((time.perf_counter() - item.received) * 1000.0)
-        if self.overlay_pub.get_subscription_count() > 0:
-            self.overlay_pub.publish(conv.bgr_to_image(self._draw_overlay(frame, boxes, probs, version), header))
+        self._publish_overlay(header, frame, boxes, probs, version)
         with self._window_lock:
             self.window.offer(WindowFrame(conv.stamp_seconds(header), frame, boxes, probs, header))
             selection = self.window.drain(self.filter_cfg) if self.window.full else None
         if selection is not None and selection.samples and not self._uploads.submit((selection, version)):
             self._count("dropped_batches")  # uploads fell two windows behind: the oldest selection is stale
+
+    def _publish_overlay(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32],
+                         probs: npt.NDArray[np.float32], version: int) -> None:
+        """Draw and publish the overlay (raw, and JPEG when enabled), only for topics someone subscribes to."""
+        jpeg_pub = self.overlay_jpeg_pub
+        want_jpeg = jpeg_pub is not None and jpeg_pub.get_subscription_count() > 0
+        if not want_jpeg and self.overlay_pub.get_subscription_count() == 0:
+            return
+        drawn = self._draw_overlay(frame, boxes, probs, version)
+        if self.overlay_pub.get_subscription_count() > 0:
+            self.overlay_pub.publish(conv.bgr_to_image(drawn, header))
+        if want_jpeg and jpeg_pub is not None:
+            fitted, _ = conv.fit_for_jpeg(drawn)  # within the encoder's size limit
+            jpeg_pub.publish(conv.bgr_to_compressed(fitted, header, int(self.values["jpeg_quality"])))
 
     def _draw_overlay(self, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32],
                       probs: npt.NDArray[np.float32], version: int) -> npt.NDArray[np.uint8]:
@@ -418,7 +465,8 @@ class EdgeNode(Node):
             }
             for s in selection.samples
         ]
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.edge_id)
+        # The camera's TF frame (of the newest frame); the robot travels in edge_id, never in frame_id.
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=frames[-1][0].frame_id if frames else "")
         msg = conv.sample_batch(header, self.edge_id, version, self.window.window_size,
                                 self.filter_cfg.upload_fraction, frames, samples, int(self.values["jpeg_quality"]),
                                 on_unencodable=lambda reason: self._reject("upload", reason))
@@ -614,10 +662,7 @@ class EdgeNode(Node):
     # -- status ------------------------------------------------------------------------------------------------
     def fps(self) -> float:
         """Classified frames per second over the recent frames."""
-        times = self._frame_times
-        if len(times) < 2 or time.monotonic() - times[-1] > 5.0:
-            return 0.0
-        return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+        return event_rate(self._frame_times, time.monotonic())
 
     def _publish_status(self) -> None:
         now = self.get_clock().now().to_msg()
@@ -627,13 +672,18 @@ class EdgeNode(Node):
         state = ("rolled_back" if self.applier.version < self.applier.highest_version
                  else "running" if self.registered else "waiting_for_cloud")
         self.status_pub.publish(EdgeStatus(
-            header=Header(stamp=now, frame_id=self.edge_id), edge_id=self.edge_id,
+            header=Header(stamp=now), edge_id=self.edge_id,  # a status has no TF frame
             model_version=self.applier.version, fps=fps, buffered_samples=self.window.buffered_samples,
             last_update_age_s=age, upload_fraction=self.filter_cfg.upload_fraction, urgency=0.0,
             recent_accuracy=-1.0, state=state))
         level, message = self._health(fps, age, state)
+        now_s = time.monotonic()
         values = {
             "fps": f"{fps:.2f}",
+            "input_rate_hz": f"{event_rate(self._input_times, now_s):.2f}",
+            "inference_rate_hz": f"{fps:.2f}",
+            "drop_rate_hz": f"{event_rate(self._drop_times, now_s):.2f}",
+            "last_input_age_s": f"{self._input_silence(now_s):.1f}",
             "inference_ms": f"{np.mean(self._infer_ms):.1f}" if self._infer_ms else "nan",
             "model_version": str(self.applier.version),
             "last_update_age_s": f"{age:.1f}",
@@ -646,16 +696,32 @@ class EdgeNode(Node):
             **{k: str(v) for k, v in sorted(self._counter_snapshot().items())},
         }
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
-            level=level, name=f"edgesync/edge/{self.edge_id}", message=message, hardware_id=self.edge_id,
+            level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
             values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
 
+    def _input_silence(self, now: float) -> float:
+        """Seconds since the last camera image arrived (since start when none has)."""
+        return now - (self._input_times[-1] if self._input_times else self._started)
+
     def _health(self, fps: float, age: float, state: str) -> tuple[bytes, str]:
-        """Diagnostics level and message: ERROR/WARN on a low frame rate, WARN on many rejections or an old head."""
-        rate = self.rejections.rate()
-        if self.counters["frames"] and fps < float(self.values["fps_error"]):
+        """Diagnostics level and message, worst first.
+
+        ERROR without a model; WARN when the camera is silent for ``stale_input_s`` (also when it never spoke);
+        while images arrive, ERROR/WARN on a low classification rate; WARN on many rejections or an old head.
+        """
+        if getattr(self, "model", None) is None:
+            return DiagnosticStatus.ERROR, "model not loaded"
+        now = time.monotonic()
+        silence = self._input_silence(now)
+        if silence > float(self.values["stale_input_s"]):
+            when = f"for {silence:.0f} s" if self._input_times else f"in the {silence:.0f} s since start"
+            return DiagnosticStatus.WARN, f"no image on {self._camera_topic} {when}"
+        receiving = event_rate(self._input_times, now) > 0.0
+        if receiving and self.counters["frames"] and fps < float(self.values["fps_error"]):
             return DiagnosticStatus.ERROR, f"{fps:.2f} fps"
-        if self.counters["frames"] and fps < float(self.values["fps_warn"]):
+        if receiving and self.counters["frames"] and fps < float(self.values["fps_warn"]):
             return DiagnosticStatus.WARN, f"{fps:.2f} fps"
+        rate = self.rejections.rate()
         if rate > float(self.values["rejection_warn_rate"]):
             return DiagnosticStatus.WARN, f"{rate:.1f} rejected inputs/s, latest {self.rejections.latest_of_all}"[:240]
         if age > float(self.values["update_age_warn_s"]):

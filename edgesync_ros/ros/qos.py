@@ -4,6 +4,9 @@
 - samples: reliable, keep last 10 — a SampleBatch is the teacher's only view of the robot; losing one loses a window.
 - head updates: reliable + transient local, depth 1 — a robot that (re)starts late still receives the latest head.
 - status: reliable, shallow; diagnostics follow ROS's /diagnostics convention (reliable, depth 10).
+- overlay: reliable, keep last 1, volatile — rviz2's Image display subscribes reliable (a best-effort publisher
+  would never match it); depth 1 so a slow viewer gets the newest picture, not a queue. Overridable per topic with
+  rclpy's standard ``qos_overrides.<topic>.publisher.*`` parameters.
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ HEAD_UPDATE_QOS = QoSProfile(
 
 PREDICTIONS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
+)
+
+OVERLAY_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
 )
 
 STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)

@@ -15,6 +15,7 @@ this module needs nothing of the offline evaluation. :func:`run_fleet` returns w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -28,6 +29,7 @@ from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 from edgesync_ros import paths
 from edgesync_ros.core.errors import ConfigError
@@ -36,6 +38,7 @@ from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.ros.evaluator_node import EvaluatorNode
 from edgesync_ros.ros.replay_node import ReplayNode
+from edgesync_ros.ros.spin import stop_on_signals
 from edgesync_ros.ros.video_source import VideoSourceNode
 
 #: Parameter files read when none are given, from :func:`edgesync_ros.paths.config_dir`.
@@ -199,16 +202,16 @@ def _build(fleet: _Fleet, plan: FleetPlan, context: Context) -> None:
         _add_robot_nodes(fleet, plan, context, cli_args)
 
 
-def _wait(spinner: threading.Thread, duration: float, replay: ReplayNode | None) -> float:
-    """Wait for ``duration`` s (0 = no limit), the replay's end or Ctrl-C; return the seconds waited."""
+def _wait(spinner: threading.Thread, duration: float, replay: ReplayNode | None, stop: threading.Event) -> float:
+    """Wait for ``duration`` s (0 = no limit), the replay's end or ``stop``; return the seconds waited."""
     t0 = time.monotonic()
     try:
-        while spinner.is_alive() and (duration <= 0 or time.monotonic() - t0 < duration):
+        while spinner.is_alive() and not stop.is_set() and (duration <= 0 or time.monotonic() - t0 < duration):
             if replay is not None and replay.done:
-                time.sleep(REPLAY_DRAIN_S)
+                stop.wait(REPLAY_DRAIN_S)
                 break
-            time.sleep(0.2)
-    except KeyboardInterrupt:
+            stop.wait(0.2)
+    except KeyboardInterrupt:  # off the main thread's signal handlers (stop_on_signals), Ctrl-C arrives as this
         pass
     return time.monotonic() - t0
 
@@ -241,23 +244,26 @@ def _shut_down(fleet: _Fleet, executor: MultiThreadedExecutor, spinner: threadin
     rclpy.try_shutdown(context=context)
 
 
-def run_fleet(plan: FleetPlan) -> FleetResult:
+def run_fleet(plan: FleetPlan, stop: threading.Event | None = None) -> FleetResult:
     """Start the plan's nodes in one ``MultiThreadedExecutor`` of a fresh context, run them, return what they did.
 
-    The nodes are destroyed and the context shut down on the way out, also on an error or Ctrl-C.
+    The run ends after the plan's duration, at the replay's end, or once ``stop`` is set; without ``stop``, SIGINT
+    (once or twice, as ``ros2 launch`` sends it) and SIGTERM set one (:func:`~edgesync_ros.ros.spin.stop_on_signals`).
+    The nodes are destroyed, their workers first, before the context is shut down, also on an error.
     """
-    context = Context()
-    rclpy.init(context=context, domain_id=plan.domain_id)
-    fleet = _Fleet()
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    spinner: threading.Thread | None = None
-    try:
-        _build(fleet, plan, context)
-        for node in fleet.nodes:
-            executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, name="edgesync-run", daemon=True)
-        spinner.start()
-        elapsed = _wait(spinner, plan.duration, fleet.replay)
-        return _result(fleet, elapsed)
-    finally:
-        _shut_down(fleet, executor, spinner, context)
+    with contextlib.nullcontext(stop) if stop is not None else stop_on_signals() as stop_event:
+        context = Context()
+        rclpy.init(context=context, domain_id=plan.domain_id, signal_handler_options=SignalHandlerOptions.NO)
+        fleet = _Fleet()
+        executor = MultiThreadedExecutor(num_threads=4, context=context)
+        spinner: threading.Thread | None = None
+        try:
+            _build(fleet, plan, context)
+            for node in fleet.nodes:
+                executor.add_node(node)
+            spinner = threading.Thread(target=executor.spin, name="edgesync-run", daemon=True)
+            spinner.start()
+            elapsed = _wait(spinner, plan.duration, fleet.replay, stop_event)
+            return _result(fleet, elapsed)
+        finally:
+            _shut_down(fleet, executor, spinner, context)

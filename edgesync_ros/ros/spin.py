@@ -1,16 +1,47 @@
-"""One way to run a node as a process: init, spin until Ctrl-C or shutdown, clean up, exit promptly."""
+"""One way to run a node as a process: init, spin until a signal or shutdown, clean up, exit promptly with 0."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 N = TypeVar("N", bound=Node)
+
+#: Signals that ask a process to stop: a terminal's Ctrl-C (``ros2 launch`` forwards a second one) and SIGTERM.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Longest wait between two checks of the stop event while spinning.
+POLL_S = 0.1
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """Within the block, SIGINT and SIGTERM only set the yielded event, however often they arrive.
+
+    Callers then stop in their own order: workers first, nodes next, the context last. rclpy's own handlers shut
+    the context down at the first signal, while worker threads still publish ("publisher's context is invalid"), and
+    the second SIGINT of ``ros2 launch`` lands as a ``KeyboardInterrupt`` in the middle of the clean-up. Callers init
+    rclpy with ``SignalHandlerOptions.NO``. Off the main thread (where Python installs no handlers) no signal sets
+    the event. The previous handlers are restored on exit.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, lambda _sig, _frame: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_node(
@@ -22,25 +53,27 @@ def run_node(
     """Create the node with ``factory`` after ``rclpy.init(args)``, spin it, and shut down cleanly.
 
     ``num_threads > 1`` spins a ``MultiThreadedExecutor`` (callback groups then run in parallel). ``done(node)``
-    ends the spin early once true (a finite video or bag played to its end). On the way out
-    the garbage collector is frozen: torch leaves ~10^5 objects that a final collection would walk for seconds,
-    longer than ``ros2 launch`` waits after SIGINT before escalating to SIGTERM.
+    ends the spin early once true (a finite video or bag played to its end). SIGINT (once or twice) and SIGTERM end
+    the spin; the node is destroyed (its workers stopped) before the context is shut down, so nothing publishes on
+    a dead context. On the way out the garbage collector is frozen: torch leaves ~10^5 objects that a final
+    collection would walk for seconds, longer than ``ros2 launch`` waits after SIGINT before escalating to SIGTERM.
     """
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = factory()
-        executor = MultiThreadedExecutor(num_threads=num_threads) if num_threads > 1 else SingleThreadedExecutor()
-        executor.add_node(node)
-        if done is None:
-            executor.spin()
-        else:
-            while rclpy.ok() and not done(node):
-                executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        gc.freeze()
+    with stop_on_signals() as stop:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        node = None
+        executor: SingleThreadedExecutor | MultiThreadedExecutor | None = None
+        try:
+            node = factory()
+            executor = MultiThreadedExecutor(num_threads=num_threads) if num_threads > 1 else SingleThreadedExecutor()
+            executor.add_node(node)
+            while rclpy.ok() and not stop.is_set() and not (done is not None and done(node)):
+                executor.spin_once(timeout_sec=POLL_S)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if executor is not None:
+                executor.shutdown(timeout_sec=5.0)
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+            gc.freeze()

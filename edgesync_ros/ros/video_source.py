@@ -34,12 +34,21 @@ PARAMS: tuple[Param, ...] = config_params(VideoSourceConfig(), (
     ParamDoc("loop", "Start again at the end of the video.", read_only=True),
     ParamDoc("transport", "Publish sensor_msgs/Image on `image` or CompressedImage on `image/compressed`.",
              read_only=True),
-    ParamDoc("frame_id", "frame_id of the published headers.", read_only=True),
+    ParamDoc("frame_id", "TF frame of the published headers; empty = <namespace>_camera (camera outside a "
+             "namespace), so each robot's camera has a frame of its own.", read_only=True),
     ParamDoc("max_width", "Frames wider than this are scaled down first (0 = never).", 0, 8192, read_only=True),
     ParamDoc("regions", "Also publish an upstream detector's RegionArray on `regions`: none, or teacher "
              "(the shipped NanoDet boxes).", read_only=True),
     ParamDoc("brightness", "Multiply pixel values (< 1 darkens: a crude dusk/night drift).", 0.0, 4.0),
 ))
+
+
+def camera_frame_id(configured: str, namespace: str) -> str:
+    """The frame to stamp: ``configured``, else ``<namespace>_camera`` (slashes as underscores), else ``camera``."""
+    if configured:
+        return configured
+    ns = namespace.strip("/").replace("/", "_")
+    return f"{ns}_camera" if ns else "camera"
 
 
 def resolve_video(name: str) -> Path:
@@ -63,6 +72,7 @@ class VideoSourceNode(Node):
     def __init__(self, node_name: str = "video_source", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.values = declare_all(self, PARAMS)
+        self.frame_id = camera_frame_id(self.values["frame_id"], self.get_namespace())
         self.path = resolve_video(self.values["video"])
         self.capture = cv2.VideoCapture(str(self.path))
         if not self.capture.isOpened():
@@ -99,7 +109,7 @@ class VideoSourceNode(Node):
         brightness = float(self.get_parameter("brightness").value)
         if brightness != 1.0:
             frame = np.clip(frame.astype(np.float32) * brightness, 0, 255).astype(np.uint8)
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.values["frame_id"])
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         if self.detector is not None:
             # The detector sees the frame the robot sees (after any darkening), as a real upstream detector would.
             props = self.detector.proposals(frame)

@@ -2,17 +2,21 @@
 
 Each ``launch/*.launch.py`` is parsed with ``ast``: every ``Node(...)`` must name an executable installed in
 ``lib/edgesync_ros/``; every key of the YAML files in ``config/`` and of inline parameter dicts must be a parameter its
-node declares; every remapped name must be a topic the node really subscribes or publishes. Where ``launch_ros`` is
-installed, the fleet demo also runs under the real launch system.
+node declares; every remapped name must be a topic the node really subscribes or publishes. Each file is also run
+against stand-ins of ``launch``/``launch_ros``: every node gets ``use_sim_time`` and ``log_level``. Where ``launch_ros``
+is installed, the fleet demo also runs under the real launch system.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -64,8 +68,87 @@ def test_inline_parameters_are_declared(path):
         params = _kw(call, "parameters")
         for item in getattr(params, "elts", []):
             if isinstance(item, ast.Dict):
-                keys = {ast.literal_eval(k) for k in item.keys}
+                keys = {ast.literal_eval(k) for k in item.keys} - {"use_sim_time"}  # every rclpy node declares it
                 assert keys <= DECLARED[exe], f"{path.name}: {exe} does not declare {keys - DECLARED[exe]}"
+
+
+class _Config:
+    """Stand-in for ``LaunchConfiguration``: its name, and its value from a context dict when performed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def perform(self, context: dict[str, str]) -> str:
+        return context[self.name]
+
+
+class _Action:
+    """Stand-in for every launch action: keeps its positional and keyword arguments."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+def _evaluate(path: Path, arguments: dict[str, str]) -> tuple[dict[str, str], list[_Action]]:
+    """Run a launch file against stand-ins of ``launch``/``launch_ros``; return its declared defaults and its Nodes.
+
+    Arguments not given take their declared default, as under ``ros2 launch``; OpaqueFunctions are called.
+    """
+    fake = types.SimpleNamespace(LaunchDescription=list, DeclareLaunchArgument=_Action, OpaqueFunction=_Action,
+                                 LaunchConfiguration=_Config, Node=_Action)
+    modules = {"launch": fake, "launch.actions": fake, "launch.substitutions": fake, "launch_ros": fake,
+               "launch_ros.actions": fake}
+    with mock.patch.dict(sys.modules, modules):
+        spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        entities = module.generate_launch_description()
+    defaults = {a.args[0]: a.kwargs.get("default_value", "") for a in entities
+                if isinstance(a, _Action) and "default_value" in a.kwargs}
+    context = {**defaults, **arguments}
+    nodes: list[_Action] = []
+    for entity in entities:
+        if "function" in entity.kwargs:
+            nodes += entity.kwargs["function"](context)
+        elif "executable" in entity.kwargs:
+            nodes.append(entity)
+    return defaults, nodes
+
+
+def _inline_params(node: _Action) -> dict[str, object]:
+    return {k: v for item in node.kwargs.get("parameters", []) if isinstance(item, dict) for k, v in item.items()}
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_every_node_takes_use_sim_time_and_log_level(path):
+    defaults, nodes = _evaluate(path, {})
+    assert defaults["use_sim_time"] == "false" and defaults["log_level"] == "info"
+    assert nodes, f"{path.name} starts no Node"
+    for node in nodes:
+        sim_time = _inline_params(node).get("use_sim_time")
+        assert isinstance(sim_time, _Config) and sim_time.name == "use_sim_time", node.kwargs
+        level = node.kwargs.get("ros_arguments", [])
+        assert level[:1] == ["--log-level"] and getattr(level[1], "name", None) == "log_level", node.kwargs
+
+
+def test_fleet_demo_applies_a_params_file_to_every_node_over_the_shipped_yaml():
+    defaults, nodes = _evaluate(REPO / "launch" / "fleet_demo.launch.py", {})
+    assert defaults["params_file"] == ""
+    assert all(not any(str(f).endswith("mine.yaml") for f in n.kwargs["parameters"]) for n in nodes)
+    _, nodes = _evaluate(REPO / "launch" / "fleet_demo.launch.py", {"params_file": "/tmp/mine.yaml", "robots": "3"})
+    assert len(nodes) == 1 + 2 * 3
+    for node in nodes:
+        files = [f for f in node.kwargs["parameters"] if isinstance(f, str)]
+        assert files[-1] == "/tmp/mine.yaml" and files[0].endswith(".yaml") and len(files) == 2, node.kwargs
+
+
+@pytest.mark.parametrize("path", [REPO / "launch" / "edge.launch.py", REPO / "launch" / "cloud.launch.py"],
+                         ids=lambda p: p.name)
+def test_single_node_launch_files_take_a_params_file(path):
+    defaults, (node,) = _evaluate(path, {})
+    assert defaults["params_file"].endswith(".yaml")
+    assert getattr(node.kwargs["parameters"][0], "name", None) == "params_file"
 
 
 @pytest.mark.parametrize("config", ["edge.yaml", "cloud.yaml", "video_source.yaml"])

@@ -11,19 +11,22 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from edgesync_ros import assets
 from edgesync_ros.core import head_codec
-from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray
+from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
 from edgesync_ros.ros import cloud_node, qos
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
+from edgesync_ros.ros.video_source import VideoSourceNode, camera_frame_id
 from edgesync_ros.srv import GetFleetStatus, RequestRetrain, SetUploadPolicy
 
 pytestmark = pytest.mark.ros
@@ -119,15 +122,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], 
 class Camera:
     """Publishes frames (and regions) on one robot's topics with stamps 0.5 s apart."""
 
-    def __init__(self, harness: Harness, ns: str, frames, regions=None) -> None:
-        self.node = harness.client
+    def __init__(self, harness: Harness, ns: str, frames, regions=None, frame_id: str = "camera") -> None:
+        self.node, self.frame_id = harness.client, frame_id
         self.pub = self.node.create_publisher(Image, f"/{ns}/image", qos.RELIABLE_CAMERA_QOS)
         self.regions_pub = self.node.create_publisher(RegionArray, f"/{ns}/regions", qos.PREDICTIONS_QOS)
         self.frames, self.regions, self.i = frames, regions, 0
 
     def step(self) -> None:
         k = self.i % len(self.frames)
-        header = Header(frame_id="camera")
+        header = Header(frame_id=self.frame_id)
         header.stamp.sec, header.stamp.nanosec = 1000 + self.i // 2, (self.i % 2) * 500_000_000
         if self.regions is not None:
             msg = RegionArray(header=header)
@@ -492,3 +495,87 @@ def test_the_cloud_warms_its_backbone_up_on_its_worker_thread(harness, monkeypat
     assert torch.get_num_threads() == threads_before  # construction ran single-threaded and restored the count
     assert wait_for(lambda: bool(seen), 30)
     assert seen == ["edgesync-cloud-worker"]
+
+
+def test_the_overlay_reaches_a_subscriber_with_rviz_default_image_qos(harness, frames):
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, overlay_compressed=True)
+    rviz_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+    raw: list[Image] = []
+    jpeg: list[CompressedImage] = []
+    harness.client.create_subscription(Image, f"/{ns}/overlay", raw.append, rviz_qos)
+    harness.client.create_subscription(CompressedImage, f"/{ns}/overlay/compressed", jpeg.append, rviz_qos)
+    camera = Camera(harness, ns, frames)
+    assert wait_for(lambda: bool(raw) and bool(jpeg), 30, every=camera.step), dict(edge.counters)
+    assert (raw[0].height, raw[0].width) == frames[0].shape[:2]
+    assert jpeg[0].format == "jpeg" and cv2.imdecode(np.frombuffer(bytes(jpeg[0].data), np.uint8), 1) is not None
+    [info] = harness.client.get_publishers_info_by_topic(f"/{ns}/overlay")
+    assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE  # as discovered by other processes
+    assert edge.overlay_pub.qos_profile.depth == 1  # history is not part of discovery
+
+
+def test_the_overlay_qos_follows_the_standard_qos_overrides(harness):
+    ns = f"r{harness.tag}"
+    harness.edge(ns, **{f"qos_overrides./{ns}/overlay.publisher.reliability": "best_effort"})
+    [info] = harness.client.get_publishers_info_by_topic(f"/{ns}/overlay")
+    assert info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert not harness.client.get_publishers_info_by_topic(f"/{ns}/overlay/compressed")  # off by default
+
+
+def test_diagnostics_warn_on_a_silent_camera_from_start_and_when_it_stops(harness, frames, monkeypatch):
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, stale_input_s=1.0)
+    seen: list[DiagnosticStatus] = []
+    harness.client.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: seen.extend(s for s in m.status if s.hardware_id == edge.edge_id), qos.DIAGNOSTICS_QOS)
+
+    def latest(level: bytes, text: str = "") -> bool:
+        return bool(seen) and seen[-1].level == level and text in seen[-1].message
+
+    assert wait_for(lambda: latest(DiagnosticStatus.WARN, "since start"), 10), [s.message for s in seen]
+    assert seen[-1].name == "edge_node: inference"
+    camera = Camera(harness, ns, frames)
+
+    def rates() -> dict[str, float]:
+        return {kv.key: float(kv.value) for kv in seen[-1].values if kv.key.endswith("_rate_hz")}
+
+    assert wait_for(lambda: latest(DiagnosticStatus.OK) and rates()["inference_rate_hz"] > 0, 30, every=camera.step), (
+        [s.message for s in seen[-3:]])
+    assert rates()["input_rate_hz"] > 0 and "drop_rate_hz" in rates()
+    assert wait_for(lambda: latest(DiagnosticStatus.WARN, f"no image on /{ns}/image for"), 10), seen[-1].message
+    monkeypatch.setattr(edge, "model", None)
+    assert wait_for(lambda: latest(DiagnosticStatus.ERROR, "model not loaded"), 10), seen[-1].message
+
+
+def test_robot_identity_travels_in_edge_id_and_frame_ids_come_from_the_camera(harness, frames):
+    harness.cloud()
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns)
+    batches: list[SampleBatch] = []
+    statuses: list[EdgeStatus] = []
+    heads: list[HeadUpdate] = []
+    harness.client.create_subscription(SampleBatch, f"{harness.cloud_ns}/samples", batches.append, qos.SAMPLES_QOS)
+    harness.client.create_subscription(EdgeStatus, f"/{ns}/status", statuses.append, qos.STATUS_QOS)
+    harness.client.create_subscription(HeadUpdate, f"/{ns}/head_update", heads.append, qos.HEAD_UPDATE_QOS)
+    camera = Camera(harness, ns, frames, frame_id=f"{ns}_optical")
+    assert wait_for(lambda: bool(heads) and bool(batches) and bool(statuses), 90, every=camera.step), (
+        dict(edge.counters))
+    assert {b.header.frame_id for b in batches} == {f"{ns}_optical"}
+    assert {b.edge_id for b in batches} == {edge.edge_id}
+    assert {f.header.frame_id for f in batches[0].frames} == {f"{ns}_optical"}
+    assert statuses[-1].edge_id == heads[-1].edge_id == edge.edge_id
+    assert statuses[-1].header.frame_id == heads[-1].header.frame_id == ""  # neither is spatial
+
+
+def test_each_robots_video_source_stamps_its_own_camera_frame(harness):
+    ns = f"r{harness.tag}"
+    got: list[Image] = []
+    harness.client.create_subscription(Image, f"/{ns}/image", got.append, qos.CAMERA_QOS)
+    harness.add(VideoSourceNode(context=harness.context, namespace=ns, parameter_overrides=[
+        Parameter("transport", value="raw"), Parameter("regions", value="none"), Parameter("fps", value=20.0)]))
+    assert wait_for(lambda: bool(got), 20)
+    assert got[-1].header.frame_id == f"{ns}_camera"
+    assert camera_frame_id("", "/") == "camera" and camera_frame_id("", "/fleet/robot2") == "fleet_robot2_camera"
+    assert camera_frame_id("base_cam", "/robot1") == "base_cam"
