@@ -7,7 +7,7 @@
 #  3. simulated evaluation: `edgesync eval --quick` computes Table I on the first 5 minutes with 1 seed (a smoke run
 #     of the evaluator: only those 5 minutes are extracted, so a cold run takes minutes, not the whole stream);
 #  4. interface check: every edgesync_ros message and service over DDS (one line).
-# EDGESYNC_DEMO_STREAM_SECONDS (default 240) sets how much stream time is replayed live (at 2x speed).
+# EDGESYNC_DEMO_STREAM_SECONDS (default 160) sets how much stream time is replayed live (at 2x speed).
 # EDGESYNC_DEMO_EVAL picks step 3:
 #   quick (default)  Table I on the first 5 min of both cameras, 1 seed, no robust-teacher rows; the report goes to
 #                    log/demo/eval/ (the committed docs/results/ stays as it is);
@@ -37,7 +37,7 @@ edgesync bag make-stream default
 
 echo
 echo "demo 2/4: live run of the stream through the cloud and edge nodes, scored against ground truth $(elapsed)"
-edgesync run --bag default --rate 2 --stream-seconds "${EDGESYNC_DEMO_STREAM_SECONDS:-240}" --expect-updates \
+edgesync run --bag default --rate 2 --stream-seconds "${EDGESYNC_DEMO_STREAM_SECONDS:-160}" --expect-updates \
   --output "$ROOT/log/demo/live.json" "$@" 2> >(grep --line-buffered -v '^\[INFO\]' >&2)
 
 echo

@@ -142,7 +142,7 @@ class ConfigSection:
                 prefix = "" if f.metadata.get("flat") else f"{f.name}."
                 out.update({prefix + k: v for k, v in value.to_params().items()})
             else:
-                out[f.name] = value
+                out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
     @classmethod
@@ -183,6 +183,11 @@ class ConfigSection:
             elif hint in (bool, str):
                 if not isinstance(value, hint):
                     raise ConfigError(f"{n}.{f.name} must be a {hint.__name__}, got {type(value).__name__} {value!r}")
+            elif hint == tuple[str, ...]:
+                if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+                        isinstance(v, str) for v in value):  # fmt: skip
+                    raise ConfigError(f"{n}.{f.name} must be a list of strings, got {value!r}")
+                self._set(f.name, tuple(value))
             elif _section_type(hint) is not None and not isinstance(value, hint):
                 raise ConfigError(f"{n}.{f.name} must be a {hint.__name__}, got {type(value).__name__}")
 
@@ -504,6 +509,45 @@ class VideoSourceConfig(ConfigSection):
         self._check_fields()
         if self.fps <= 0.0:
             raise ConfigError(f"VideoSourceConfig.fps must be > 0, got {self.fps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig(ConfigSection):
+    """Every parameter of ``replay_node``: a rosbag2 played back with its recorded timing (and ``/clock``)."""
+
+    bag: str = ""
+    rate: float = 1.0
+    loop: bool = False
+    topics: tuple[str, ...] = ("",)
+    topic_prefix: str = ""
+    start_offset_s: float = 0.0
+    publish_clock: bool = True
+    clock_frequency: float = 100.0
+    reliability: Literal["reliable", "best_effort"] = "reliable"
+    queue_depth: int = 100
+    wait_for_subscribers: int = 0
+    wait_timeout_s: float = 10.0
+    timer_period_s: float = 0.005
+    burst: int = 200
+    exit_when_done: bool = True
+
+    def __post_init__(self) -> None:
+        """Check the field types."""
+        self._check_fields()
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorConfig(ConfigSection):
+    """Every parameter of ``evaluator_node``: live scoring of predictions against a bag's ground truth."""
+
+    cameras: tuple[str, ...] = ("cam0",)
+    cloud_namespace: str = "/edgesync"
+    pending_limit: int = 500
+    output: str = ""
+
+    def __post_init__(self) -> None:
+        """Check the field types."""
+        self._check_fields()
 
 
 @dataclasses.dataclass(frozen=True)

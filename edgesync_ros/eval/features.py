@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -428,7 +429,11 @@ def extract_camera(
     if unit not in UNITS:
         raise ConfigError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
     col = _Collector(unit, int(float(description["spec"]["start_time_ns"])))
-    bar = _progress(int(description["schedules"][camera]["frames"]), f"features {camera}", progress)
+    total = int(description["schedules"][camera]["frames"])
+    if duration_s is not None:  # the frames before duration_s, rounded up to whole batches
+        wanted = math.ceil(duration_s * float(description["spec"]["fps"]))
+        total = min(total, math.ceil(wanted / batch_frames) * batch_frames)
+    bar = _progress(total, f"features {camera}", progress)
     for batch in _batches(bags.read_stream(bag, [camera]), batch_frames):
         t0 = time.perf_counter()
         images = [cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR) for f in batch]

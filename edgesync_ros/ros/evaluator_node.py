@@ -23,20 +23,21 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 
+from edgesync_ros.core.config import EvaluatorConfig
 from edgesync_ros.msg import HeadUpdate, PredictionArray, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
-from edgesync_ros.ros.params import Param, declare_all
+from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all
 from edgesync_ros.ros.spin import run_node
 
-PARAMS: tuple[Param, ...] = (
-    Param("cameras", ["cam0"], "Camera namespaces to score (topics /<cam>/predictions, /<cam>/ground_truth).",
-          string_array=True, read_only=True),
-    Param("cloud_namespace", "/edgesync", "Namespace of the fleet's samples topic.", read_only=True),
-    Param("pending_limit", 500, "Unpaired predictions/ground truths kept per camera (oldest dropped).", 10, 1_000_000,
-          read_only=True),
-    Param("output", "", "Write the summary as JSON here on shutdown (empty = do not write).", read_only=True),
-)
+PARAMS: tuple[Param, ...] = config_params(EvaluatorConfig(), (
+    ParamDoc("cameras", "Camera namespaces to score (topics /<cam>/predictions, /<cam>/ground_truth).",
+             read_only=True),
+    ParamDoc("cloud_namespace", "Namespace of the fleet's samples topic.", read_only=True),
+    ParamDoc("pending_limit", "Unpaired predictions/ground truths kept per camera (oldest dropped).", 10, 1_000_000,
+             read_only=True),
+    ParamDoc("output", "Write the summary as JSON here on shutdown (empty = do not write).", read_only=True),
+))
 
 
 @dataclasses.dataclass

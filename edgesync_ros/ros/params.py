@@ -99,8 +99,8 @@ def config_params(defaults: ConfigSection, docs: Sequence[ParamDoc]) -> tuple[Pa
         raise ConfigError(f"parameter table of {type(defaults).__name__} disagrees with it: undocumented "
                           f"{missing}, undeclared {extra}, repeated {twice}")
     choices = type(defaults).param_choices()
-    return tuple(Param(d.name, values[d.name], d.description, d.low, d.high, choices.get(d.name, ()), d.read_only)
-                 for d in docs)
+    return tuple(Param(d.name, values[d.name], d.description, d.low, d.high, choices.get(d.name, ()), d.read_only,
+                       string_array=isinstance(values[d.name], list)) for d in docs)  # fmt: skip
 
 
 def declare_all(node: Node, params: Sequence[Param]) -> dict[str, Any]:

@@ -32,39 +32,37 @@ from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
+from edgesync_ros.core.config import ReplayConfig
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.data import bags
-from edgesync_ros.ros.params import Param, declare_all
+from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all
 from edgesync_ros.ros.spin import run_node
 
-PARAMS: tuple[Param, ...] = (
-    Param("bag", "", "Path of the rosbag2 directory to replay (MCAP or sqlite3).", read_only=True),
-    Param("rate", 1.0, "Playback speed factor: 1 = recorded timing, 2 = twice as fast, 0 = as fast as possible.",
-          low=0.0, high=1000.0),
-    Param("loop", False, "Restart from the first message after the last one (until shut down)."),
-    Param("topics", [""], "Topics to replay; empty (or ['']) = every topic of the bag.", string_array=True,
-          read_only=True),
-    Param("topic_prefix", "", "Prefix put before every replayed topic name, e.g. /replay (empty: recorded names).",
-          read_only=True),
-    Param("start_offset_s", 0.0, "Skip this many seconds from the start of the bag.", low=0.0, high=1e7,
-          read_only=True),
-    Param("publish_clock", True, "Publish the playback time on /clock (rosgraph_msgs/Clock) for use_sim_time nodes.",
-          read_only=True),
-    Param("clock_frequency", 100.0, "How often /clock is published while playing, in Hz (0: only before each "
-          "batch of messages).", low=0.0, high=1000.0),
-    Param("reliability", "reliable", "QoS reliability of the replayed topics (reliable also serves best-effort "
-          "subscribers).", choices=("reliable", "best_effort"), read_only=True),
-    Param("queue_depth", 100, "QoS history depth of the replayed topics.", low=1, high=100000, read_only=True),
-    Param("wait_for_subscribers", 0, "Hold playback until every replayed topic has this many subscribers.",
-          low=0, high=1000),
-    Param("wait_timeout_s", 10.0, "Start anyway after waiting this long for subscribers.", low=0.0, high=3600.0),
-    Param("timer_period_s", 0.005, "Period of the timer that publishes due messages (timing resolution).",
-          low=0.0005, high=1.0, read_only=True),
-    Param("burst", 200, "At most this many messages per timer tick (bounds a tick when rate is 0 or playback "
-          "lags).", low=1, high=100000),
-    Param("exit_when_done", True, "Let main() return when the bag has been played (ignored with loop).",
-          read_only=True),
-)  # fmt: skip
+PARAMS: tuple[Param, ...] = config_params(ReplayConfig(), (
+    ParamDoc("bag", "Path of the rosbag2 directory to replay (MCAP or sqlite3).", read_only=True),
+    ParamDoc("rate", "Playback speed factor: 1 = recorded timing, 2 = twice as fast, 0 = as fast as possible.",
+             0.0, 1000.0),
+    ParamDoc("loop", "Restart from the first message after the last one (until shut down)."),
+    ParamDoc("topics", "Topics to replay; empty (or ['']) = every topic of the bag.", read_only=True),
+    ParamDoc("topic_prefix", "Prefix put before every replayed topic name, e.g. /replay (empty: recorded names).",
+             read_only=True),
+    ParamDoc("start_offset_s", "Skip this many seconds from the start of the bag.", 0.0, 1e7, read_only=True),
+    ParamDoc("publish_clock", "Publish the playback time on /clock (rosgraph_msgs/Clock) for use_sim_time nodes.",
+             read_only=True),
+    ParamDoc("clock_frequency", "How often /clock is published while playing, in Hz (0: only before each batch of "
+             "messages).", 0.0, 1000.0),
+    ParamDoc("reliability", "QoS reliability of the replayed topics (reliable also serves best-effort "
+             "subscribers).", read_only=True),
+    ParamDoc("queue_depth", "QoS history depth of the replayed topics.", 1, 100000, read_only=True),
+    ParamDoc("wait_for_subscribers", "Hold playback until every replayed topic has this many subscribers.", 0, 1000),
+    ParamDoc("wait_timeout_s", "Start anyway after waiting this long for subscribers.", 0.0, 3600.0),
+    ParamDoc("timer_period_s", "Period of the timer that publishes due messages (timing resolution).", 0.0005, 1.0,
+             read_only=True),
+    ParamDoc("burst", "At most this many messages per timer tick (bounds a tick when rate is 0 or playback lags).",
+             1, 100000),
+    ParamDoc("exit_when_done", "Let main() return when the bag has been played (ignored with loop).",
+             read_only=True),
+))  # fmt: skip
 
 
 def message_class(msgtype: str) -> type:

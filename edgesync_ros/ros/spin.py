@@ -30,7 +30,9 @@ def stop_on_signals() -> Iterator[threading.Event]:
     the context down at the first signal, while worker threads still publish ("publisher's context is invalid"), and
     the second SIGINT of ``ros2 launch`` lands as a ``KeyboardInterrupt`` in the middle of the clean-up. Callers init
     rclpy with ``SignalHandlerOptions.NO``. Off the main thread (where Python installs no handlers) no signal sets
-    the event. The previous handlers are restored on exit.
+    the event. The previous handlers are restored on exit, unless a stop was requested: then later signals stay
+    ignored, since the process is already on its way out and a second SIGINT arriving after the block must not turn
+    a clean exit into a ``KeyboardInterrupt``.
     """
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -41,7 +43,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
         yield stop
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if stop.is_set() else handler)
 
 
 def run_node(

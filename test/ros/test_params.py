@@ -5,13 +5,21 @@ from __future__ import annotations
 import pytest
 from rcl_interfaces.msg import ParameterType
 
-from edgesync_ros.core.config import CloudNodeConfig, ConfigSection, EdgeNodeConfig, VideoSourceConfig
+from edgesync_ros.core.config import (
+    CloudNodeConfig,
+    ConfigSection,
+    EdgeNodeConfig,
+    EvaluatorConfig,
+    ReplayConfig,
+    VideoSourceConfig,
+)
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.ros import cloud_node, edge_node, video_source
+from edgesync_ros.ros import cloud_node, edge_node, evaluator_node, replay_node, video_source
 from edgesync_ros.ros.params import Param, ParamDoc, config_params
 
 TABLES = [(edge_node.PARAMS, EdgeNodeConfig), (cloud_node.PARAMS, CloudNodeConfig),
-          (video_source.PARAMS, VideoSourceConfig)]
+          (video_source.PARAMS, VideoSourceConfig), (replay_node.PARAMS, ReplayConfig),
+          (evaluator_node.PARAMS, EvaluatorConfig)]
 
 
 @pytest.mark.parametrize(("params", "cls"), TABLES, ids=lambda x: getattr(x, "__name__", ""))
@@ -36,3 +44,10 @@ def test_a_table_that_disagrees_with_its_dataclass_is_refused() -> None:
         config_params(VideoSourceConfig(), docs[1:])
     with pytest.raises(ConfigError, match=r"undeclared \['vidoe'\], repeated \['fps'\]"):
         config_params(VideoSourceConfig(), [*docs, ParamDoc("vidoe", "d"), ParamDoc("fps", "d")])
+
+
+def test_string_list_parameters_are_string_arrays() -> None:
+    topics = {p.name: p for p in replay_node.PARAMS}["topics"]
+    assert topics.default == [""] and topics.descriptor().type == ParameterType.PARAMETER_STRING_ARRAY
+    with pytest.raises(ConfigError, match="cameras must be a list of strings"):
+        EvaluatorConfig.from_mapping({"cameras": "cam0"})
