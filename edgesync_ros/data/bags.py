@@ -66,7 +66,7 @@ from edgesync_ros import paths
 from edgesync_ros.core.config import EdgeNodeConfig
 from edgesync_ros.core.errors import BagError, ConfigError, InvalidImageError
 from edgesync_ros.data import stream as st
-from edgesync_ros.data.image_header import read_image_header
+from edgesync_ros.data.image_header import bounded_header
 
 #: Format version of stream bags (bump when topics or their meaning change; part of the cache key).
 STREAM_BAG_FORMAT = 2
@@ -272,11 +272,9 @@ def check_frame_image(data: bytes, where: str, max_pixels: int = MAX_FRAME_PIXEL
     Read from the header before any decoder runs, so a frame declaring 20000x20000 costs nothing to refuse.
     """
     try:
-        header = read_image_header(data)
+        bounded_header(data, max_pixels)
     except InvalidImageError as exc:
         raise BagError(f"{where}: {exc}") from None
-    if header.pixels > max_pixels:
-        raise BagError(f"{where}: image declares {header.width}x{header.height}, over the {max_pixels}-pixel bound")
 
 
 def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[tuple[RawMessage, Any]]:

@@ -67,6 +67,18 @@ def read_image_header(data: bytes | memoryview) -> ImageHeader:
     return ImageHeader(fmt, width, height)
 
 
+def bounded_header(data: bytes | memoryview, max_pixels: int) -> ImageHeader:
+    """Return the image's header if it declares at most ``max_pixels`` pixels, else raise InvalidImageError.
+
+    The one check every boundary (camera images, uploads, bag frames) applies before a decoder may run.
+    """
+    header = read_image_header(data)
+    if header.pixels > max_pixels:
+        raise InvalidImageError(f"image {header.width}x{header.height} (declared by its {header.format} header) "
+                                f"exceeds the {max_pixels}-pixel limit; not decoded")
+    return header
+
+
 def _need(buf: memoryview, end: int, fmt: str) -> None:
     if len(buf) < end:
         raise InvalidImageError(f"could not decode compressed image: {fmt} header truncated at {len(buf)} bytes")

@@ -33,7 +33,6 @@ import hashlib
 import io
 import json
 import math
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -43,7 +42,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
-from tqdm import tqdm
 
 from edgesync_ros import assets, paths
 from edgesync_ros.core import heads
@@ -51,6 +49,7 @@ from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.persist import atomic_write
 from edgesync_ros.data import bags
 from edgesync_ros.data import stream as st
+from edgesync_ros.data.stream.progress import progress_bar
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 from edgesync_ros.models.labelling import Labelled, label_and_embed
 from edgesync_ros.models.teacher import NanoDetTeacher, Teacher
@@ -272,10 +271,6 @@ def load_camera(path: str | Path) -> CameraFeatures:
 # ------------------------------------------------------------------------------------------------------------
 # Extraction
 # ------------------------------------------------------------------------------------------------------------
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    return tqdm(total=total, desc=desc, unit="frame", leave=False, file=sys.stderr, disable=not enabled)
-
-
 def _batches(frames: Iterator[st.StreamFrame], size: int) -> Iterator[list[st.StreamFrame]]:
     batch: list[st.StreamFrame] = []
     for f in frames:
@@ -433,7 +428,7 @@ def extract_camera(
     if duration_s is not None:  # the frames before duration_s, rounded up to whole batches
         wanted = math.ceil(duration_s * float(description["spec"]["fps"]))
         total = min(total, math.ceil(wanted / batch_frames) * batch_frames)
-    bar = _progress(total, f"features {camera}", progress)
+    bar = progress_bar(total, f"features {camera}", progress)
     for batch in _batches(bags.read_stream(bag, [camera]), batch_frames):
         t0 = time.perf_counter()
         images = [cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR) for f in batch]

@@ -28,7 +28,7 @@ from std_msgs.msg import Header
 
 from edgesync_ros.core.errors import InvalidImageError, InvalidInputError, UpdateRejectedError
 from edgesync_ros.core.head_codec import HeadPayload, PayloadClaims, TensorClaim, TensorRecord
-from edgesync_ros.data.image_header import ImageHeader, read_image_header
+from edgesync_ros.data.image_header import bounded_header
 from edgesync_ros.msg import HeadUpdate, Prediction, PredictionArray, RegionArray, Sample, SampleBatch, TensorBlob
 from edgesync_ros.ros.native_stderr import capture_decoder_messages
 
@@ -127,8 +127,7 @@ def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160,
     data = _bytes_view(msg.data)
     if data.size == 0:
         raise InvalidImageError("empty compressed image")
-    header = read_image_header(data.data)
-    _check_declared_size(header, max_pixels)
+    header = bounded_header(data.data, max_pixels)
     with capture_decoder_messages() as messages:
         frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if messages and on_warning is not None:
@@ -138,12 +137,6 @@ def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160,
     if frame.shape[0] * frame.shape[1] > max_pixels:  # the decoder disagreed with the header: still refuse it
         raise InvalidImageError(f"image {frame.shape[1]}x{frame.shape[0]} exceeds the {max_pixels}-pixel limit")
     return cast(npt.NDArray[np.uint8], frame)
-
-
-def _check_declared_size(header: ImageHeader, max_pixels: int) -> None:
-    if header.pixels > max_pixels:
-        raise InvalidImageError(f"image {header.width}x{header.height} (declared by its {header.format} header) "
-                                f"exceeds the {max_pixels}-pixel limit; not decoded")
 
 
 def bgr_to_image(frame: npt.NDArray[np.uint8], header: Header | None = None) -> Image:
@@ -397,8 +390,7 @@ def _check_batch_pixels(msg: SampleBatch, max_pixels: int, max_batch_pixels: int
         data = _bytes_view(f.data)
         if data.size == 0:
             raise InvalidImageError(f"frame {i} of the SampleBatch is an empty compressed image")
-        header = read_image_header(data.data)
-        _check_declared_size(header, max_pixels)
+        header = bounded_header(data.data, max_pixels)
         total += header.pixels
     if total > max_batch_pixels:
         raise InvalidInputError(f"SampleBatch from {msg.edge_id[:64]!r} declares {total} pixels in "

@@ -277,7 +277,7 @@ def test_typestore_registers_every_interface():
 def test_a_frame_declaring_a_huge_image_is_refused_from_its_header(jpeg_declaring):
     ok = cv2.imencode(".jpg", np.zeros((16, 32, 3), np.uint8))[1].tobytes()
     bags.check_frame_image(ok, "cam0 frame 0")
-    with pytest.raises(BagError, match=r"cam0 frame 3: image declares 20000x20000, over the"):
+    with pytest.raises(BagError, match=r"cam0 frame 3: image 20000x20000 .*exceeds the \d+-pixel limit"):
         bags.check_frame_image(jpeg_declaring(20000, 20000), "cam0 frame 3")
     with pytest.raises(BagError, match="cam0 frame 4"):
         bags.check_frame_image(b"GIF89a" + bytes(40), "cam0 frame 4")
