@@ -1,10 +1,10 @@
 """Imports point down only, form no cycle and stay visible: an AST scan of every module of the package.
 
 Layers, bottom to top: ``paths``/``machine`` and ``assets`` (assets may use ``paths`` and ``core.errors``) <- ``core``
-<- ``models`` <- ``data`` <- ``eval``/``hpo`` and ``ros`` <- ``commands``/``cli``. ``core``, ``models``, ``data``,
-``eval`` and ``hpo`` import no rclpy, no ROS message packages and no generated ``edgesync_ros.msg``/``srv``, so the
-offline evaluator and the nodes share them without ROS. ``ros`` needs nothing of the offline evaluation: the live
-run is scored by its own evaluator node from the bag's ground truth. Own-package imports sit at the top of a file;
+<- ``models`` <- ``data`` and ``backend`` (the cloud's workers) <- ``eval``/``hpo`` and ``ros`` <- ``commands``/``cli``.
+``core``, ``models``, ``data``, ``backend``, ``eval`` and ``hpo`` import no rclpy, no ROS message packages and no
+generated ``edgesync_ros.msg``/``srv``, so the offline evaluator and the nodes share them without ROS. ``ros`` needs
+nothing of the offline evaluation: the live run is scored by its own evaluator node from the bag's ground truth. Own-package imports sit at the top of a file;
 one inside a function is deliberate laziness (ROS, torch, heavy optional deps) and says so in a comment.
 """
 
@@ -24,7 +24,8 @@ GENERATED = (f"{NAME}.msg", f"{NAME}.srv")
 #: Layer of a module: the first matching prefix (``NAME.`` omitted), most specific first.
 LAYERS: tuple[tuple[str, str], ...] = (
     ("paths", "paths"), ("machine", "paths"), ("assets", "assets"), ("core", "core"), ("models", "models"),
-    ("data", "data"), ("eval", "eval"), ("hpo", "hpo"), ("ros", "ros"), ("commands", "commands"), ("cli", "commands"),
+    ("data", "data"), ("backend", "backend"), ("eval", "eval"), ("hpo", "hpo"), ("ros", "ros"),
+    ("commands", "commands"), ("cli", "commands"),
 )
 #: Layers each layer may import from (besides itself); ``None`` = anything.
 ALLOWED: dict[str, tuple[str, ...] | None] = {
@@ -33,15 +34,16 @@ ALLOWED: dict[str, tuple[str, ...] | None] = {
     "core": ("paths", "assets"),
     "models": ("paths", "assets", "core"),
     "data": ("paths", "assets", "core", "models"),
+    "backend": ("paths", "assets", "core", "models"),
     "eval": ("paths", "assets", "core", "models", "data", "hpo"),
     "hpo": ("paths", "assets", "core", "models", "data", "eval"),
-    "ros": ("paths", "assets", "core", "models", "data", "generated"),
+    "ros": ("paths", "assets", "core", "models", "data", "backend", "generated"),
     "commands": None,
 }
 #: Modules of a lower layer that a layer may use although the layer as a whole is out of bounds.
 EXCEPTIONS: dict[str, tuple[str, ...]] = {"assets": (f"{NAME}.core.errors",)}
 #: Layers that must not import ROS (rclpy, message packages, generated interfaces) or pickle.
-ROS_FREE = ("paths", "assets", "core", "models", "data", "eval", "hpo")
+ROS_FREE = ("paths", "assets", "core", "models", "data", "backend", "eval", "hpo")
 ROS_MODULE = re.compile(r"^(rclpy|rcl_interfaces|rosidl_\w+|\w+_msgs|\w+_srvs)(\.|$)")
 #: Extra third-party modules a layer must not import.
 FORBIDDEN_EXTRA: dict[str, tuple[str, ...]] = {"core": ("pickle",)}

@@ -36,6 +36,7 @@ InputMode = Literal["frame", "region"]
 ImageTransport = Literal["raw", "compressed"]
 CameraQos = Literal["sensor_data", "reliable"]
 FleetPolicy = Literal["edgesync", "round_robin", "fixed_window"]
+CloudBackend = Literal["inline", "ray"]
 UpdateDtype = Literal["float16", "float32"]
 TeacherKind = Literal["nanodet", "torchvision", "onnx_classifier"]
 SourceRegions = Literal["none", "teacher"]
@@ -280,13 +281,13 @@ class BankConfig(ConfigSection):
 
 @dataclasses.dataclass(frozen=True)
 class UrgencyConfig(ConfigSection):
-    """Eq. 4 urgency knobs.
+    """Eq. 4 urgency knobs (:mod:`edgesync_ros.core.scheduling` has the equation and its reading).
 
-    ``form="drop"`` (default) makes a recent accuracy drop relative to the next-older segment raise the
-    urgency; ``"paper_literal"`` keeps the printed sign (a drop lowers it), for the ablation.
-    ``weight_temperature`` τ (in segments, > 0) sets the sigmoid recency weight w(i) = 2/(1+exp(i/τ)):
-    w(0) = 1 for the newest pair of segments; the default τ = 2 gives w(2) ≈ 0.54, w(4) ≈ 0.24,
-    w(8) ≈ 0.04, so the last three or four segments (≈ 30 of 90 labels) decide the urgency.
+    ``form="drop"`` (default) compares the newest bank segment with each older one, signed so that a recent
+    accuracy drop raises the urgency; ``"paper_literal"`` keeps the printed sign (a drop lowers it), for the
+    ablation. ``weight_temperature`` τ (in segments, > 0) sets the printed weight w(i) = m/(1+exp(−i/τ)): with the
+    default τ = 2, w(1) ≈ 0.62·m, w(2) ≈ 0.73·m, w(4) ≈ 0.88·m, so older segments count somewhat more than the
+    newest one's neighbour.
     """
 
     form: UrgencyForm = "drop"
@@ -408,6 +409,69 @@ class TeacherSettings(ConfigSection):
 
 
 @dataclasses.dataclass(frozen=True)
+class BackpressureConfig(ConfigSection):
+    """How the cloud paces robots it cannot serve (``backpressure.*``; :mod:`edgesync_ros.core.backpressure`).
+
+    Each robot's k is scaled by a factor in [``min_scale``, 1]: cut by ``decrease`` when the labelling queue holds
+    at least ``high_water`` of its capacity and the robot already waits there (or lost a batch), raised by
+    ``increase`` when at most ``low_water`` of it is left; a robot's factor changes at most once per ``hold_s``.
+    ``enabled: false`` keeps every robot at its configured k (the paper's cloud).
+    """
+
+    enabled: bool = True
+    high_water: float = 0.5
+    low_water: float = 0.125
+    decrease: float = 0.5
+    increase: float = 0.125
+    min_scale: float = 0.1
+    hold_s: float = 4.0
+
+    def __post_init__(self) -> None:
+        """Check the fractions' ranges and that the watermarks are ordered."""
+        self._check_fields()
+        n = type(self).__name__
+        for name in ("high_water", "low_water", "decrease", "increase", "min_scale"):
+            v = _check_number(n, name, getattr(self, name))
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{n}.{name} must be in [0, 1], got {v}")
+        if self.low_water >= self.high_water:
+            raise ConfigError(f"{n}.low_water ({self.low_water}) must be below high_water ({self.high_water})")
+        if not 0.0 < self.decrease < 1.0 or self.increase <= 0.0 or self.min_scale <= 0.0:
+            raise ConfigError(f"{n}: decrease must be in (0, 1), increase and min_scale > 0")
+        if _check_number(n, "hold_s", self.hold_s) < 0.0:
+            raise ConfigError(f"{n}.hold_s must be >= 0, got {self.hold_s}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RaySettings(ConfigSection):
+    """Where the cloud's labelling and training run with ``backend: ray`` (``ray.*``).
+
+    ``address`` empty starts a private local Ray instance with ``num_cpus``/``num_gpus`` (0 = Ray's own count of
+    this machine's CPUs; GPUs 0 = none); ``auto`` or ``<host>:<port>`` joins a running cluster (``ray start``).
+    ``num_workers`` worker actors each hold one teacher and one edge-model replica; ``cpus_per_worker`` /
+    ``gpus_per_worker`` is what each reserves. ``max_retries`` bounds how often a task lost with its worker is
+    retried on a restarted one before its batch is put back in the queue.
+    """
+
+    address: str = ""
+    num_workers: int = 1
+    num_cpus: int = 0
+    num_gpus: int = 0
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        """Check the counts are non-negative and that there is at least one worker."""
+        self._check_fields()
+        n = type(self).__name__
+        if self.num_workers < 1 or self.num_cpus < 0 or self.num_gpus < 0 or self.max_retries < 0:
+            raise ConfigError(f"{n}: num_workers must be >= 1; num_cpus, num_gpus, max_retries >= 0")
+        if self.cpus_per_worker < 0 or self.gpus_per_worker < 0:
+            raise ConfigError(f"{n}: cpus_per_worker and gpus_per_worker must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class EdgeNodeConfig(ConfigSection):
     """Every parameter of ``edge_node`` (one per camera/robot), with the values a robot runs with.
 
@@ -468,6 +532,9 @@ class CloudNodeConfig(ConfigSection):
     store_capacity: int = 300
     min_new_samples: int = 20
     max_ready_wait_s: float = 60.0
+    backend: CloudBackend = "inline"
+    ray: RaySettings = dataclasses.field(default_factory=RaySettings)
+    backpressure: BackpressureConfig = dataclasses.field(default_factory=BackpressureConfig)
     min_improvement: float = 0.0
     update_dtype: UpdateDtype = "float16"
     bank: BankConfig = dataclasses.field(default_factory=BankConfig)

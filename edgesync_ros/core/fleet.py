@@ -4,7 +4,11 @@ The paper's cloud keeps, per edge, an accuracy bank (Eq. 5) fed with whether the
 teacher's label, and a "storage buffer" of labelled samples to retrain from. Here the store holds each sample's
 *backbone features* (the frozen part of the edge model), so training (Algorithm 2) never re-runs the backbone, and
 is bounded FIFO per robot. A robot is *ready* for training once ``min_new_samples`` labelled samples arrived since
-its last training; :meth:`Fleet.pick` applies the scheduling policy (Eq. 4 urgency by default) over ready robots.
+its last training; :meth:`Fleet.pick` applies the scheduling policy (Eq. 4 urgency by default) over *all* ready
+robots that are not already in training (several cloud workers may train different robots at once; the loop that
+calls it is :mod:`edgesync_ros.core.cycle`). A training takes its robot's new samples when it begins
+(:meth:`Fleet.begin_training`), so samples labelled while it runs count towards the next one; a training lost with
+its worker gives them back (:meth:`Fleet.abort_training`).
 
 **Starvation guard (beyond the paper).** Eq. 4 ranks robots by how much their accuracy *changed*; a robot whose
 accuracy is steady has urgency 0 and, on a cloud that cannot train every ready robot in turn (more robots than it
@@ -52,6 +56,8 @@ class EdgeRecord:
     last_update_s: float | None = None
     last_train: dict[str, float | int | str] = dataclasses.field(default_factory=dict)
     ready_since_s: float | None = None  # when pick() first saw the robot ready; a monotonic time, never persisted
+    training: bool = False  # a training of this robot is in flight (begin_training .. trained/abort_training)
+    consumed: int = 0  # new samples the training in flight took (given back if it is lost)
     features: collections.deque[Tensor] = dataclasses.field(default_factory=collections.deque)
     labels: collections.deque[int] = dataclasses.field(default_factory=collections.deque)
 
@@ -206,8 +212,8 @@ class Fleet:
         return record
 
     def ready(self) -> dict[str, bool]:
-        """Which robots have at least ``min_new_samples`` new labelled samples since their last training."""
-        return {eid: r.new_since_train >= self.min_new_samples for eid, r in self.edges.items()}
+        """Which robots have at least ``min_new_samples`` new labelled samples and no training in flight."""
+        return {eid: r.new_since_train >= self.min_new_samples and not r.training for eid, r in self.edges.items()}
 
     def urgency(self, edge_id: str) -> float:
         """Eq. 4 urgency of one robot."""
@@ -221,7 +227,8 @@ class Fleet:
         robot that has stored samples.
         """
         if force:
-            return force if self.get(force).labels else None
+            record = self.get(force)
+            return force if record.labels and not record.training else None
         ready_now = self.ready()
         for eid, record in self.edges.items():  # the starvation guard's clock: when each robot became ready
             if not ready_now[eid]:
@@ -229,7 +236,8 @@ class Fleet:
             elif record.ready_since_s is None:
                 record.ready_since_s = now_s
         banks = {eid: r.bank for eid, r in self.edges.items()}
-        ready = ready_now if require_ready else {eid: bool(r.labels) for eid, r in self.edges.items()}
+        ready = ready_now if require_ready else {eid: bool(r.labels) and not r.training
+                                                 for eid, r in self.edges.items()}
         starved = self.starved(now_s)
         if starved:  # the policy is not consulted: stateful policies (round robin, windows) must not advance
             self.starved_picks += 1
@@ -244,10 +252,36 @@ class Fleet:
                  if r.ready_since_s is not None and now_s - r.ready_since_s >= self.max_ready_wait_s]
         return [eid for _, eid in sorted(waits, key=lambda w: (-w[0], w[1]))]
 
-    def trained(self, edge_id: str, now_s: float, sent_version: int | None) -> None:
-        """Record a finished training: new samples consumed; a sent update bumps the version."""
+    def begin_training(self, edge_id: str) -> EdgeRecord:
+        """Mark a training of ``edge_id`` in flight; raise StateError if one already is.
+
+        The training takes the robot's new samples: the robot is ready again only after it ends and
+        ``min_new_samples`` more arrived.
+        """
         record = self.get(edge_id)
+        if record.training:
+            raise StateError(f"{edge_id!r} is already in training")
+        record.training = True
+        record.consumed = record.new_since_train
         record.new_since_train = 0
+        record.ready_since_s = None
+        return record
+
+    def abort_training(self, edge_id: str) -> None:
+        """A training in flight was lost (its worker died): give its samples back so the robot is ready again."""
+        record = self.get(edge_id)
+        if record.training:
+            record.new_since_train += record.consumed
+        record.training = False
+        record.consumed = 0
+
+    def trained(self, edge_id: str, now_s: float, sent_version: int | None) -> None:
+        """Record a finished training (begun with :meth:`begin_training`, or now): a sent update bumps the version."""
+        record = self.get(edge_id)
+        if not record.training:
+            record.new_since_train = 0
+        record.training = False
+        record.consumed = 0
         record.ready_since_s = None
         record.trainings += 1
         if sent_version is not None:

@@ -76,6 +76,10 @@ class FairQueue(Generic[K, T]):
             self._last_served[key] = next(self._ticks)
             return key, self._pop(key)
 
+    def get_nowait(self) -> tuple[K, T] | None:
+        """Return the next ``(key, item)`` if one is waiting, else ``None`` (never blocks)."""
+        return self.get(timeout=0.0)
+
     def _pop(self, key: K) -> T:
         waiting = self._pending[key]
         _, item = waiting.popleft()
@@ -83,3 +87,19 @@ class FairQueue(Generic[K, T]):
             del self._pending[key]
         self._size -= 1
         return item
+
+    def waiting(self, key: K) -> int:
+        """Items of ``key`` waiting."""
+        with self._cond:
+            return len(self._pending.get(key, ()))
+
+    def put_back(self, key: K, item: T) -> None:
+        """Return an item taken by :meth:`get` whose processing was lost (a worker died).
+
+        It is served next for its key, ahead of the key's newer items, and may exceed ``capacity`` by the items in
+        flight (it is never dropped here).
+        """
+        with self._cond:
+            self._pending.setdefault(key, collections.deque()).appendleft((-1, item))
+            self._size += 1
+            self._cond.notify()

@@ -1,23 +1,23 @@
 """EdgeSync training scheduler: Eq. 4 urgency, ``pick_edge``, and the baselines' policies.
 
 **Eq. 4 (urgency).** The paper scores how urgently an edge needs retraining from its accuracy bank
-(Eq. 5, :mod:`edgesync_ros.core.bank`) as a recency-weighted sum of differences of segment accuracies,
-``d = Σ_i (wa_? − wa_?)·w(i)`` with a sigmoid weight. As printed, the sign makes a recent accuracy *drop*
-*lower* the urgency, which contradicts the purpose (retrain the edge whose model is degrading). Here, with
-segment 0 the newest and ``s`` complete segments:
+(Eq. 5, :mod:`edgesync_ros.core.bank`): the bank's newest segment is compared with *each* older segment, and the
+differences are summed with a sigmoid weight, ``d = Σ_i (wa_0 − wa_i)·m/(1+e^{−i/τ})`` as printed (segment 0 the
+newest, ``m`` the number of segments, τ printed as "tm", read here as a temperature in segments). With that sign a
+newest segment *worse* than the older ones makes d negative, so a robot whose accuracy just dropped would be
+retrained *last*, the opposite of the purpose. Here, with ``s`` complete segments:
 
-* ``form="drop"`` (default): ``d = Σ_{i=0}^{s-2} (wa_{i+1} − wa_i)·w(i)`` — each term is the drop from the
-  next-older segment to segment i, so a recent drop raises d and a recent recovery lowers it;
-* ``form="paper_literal"``: ``d = Σ_{i=0}^{s-2} (wa_i − wa_{i+1})·w(i)`` — the printed sign (the exact
-  printed index range is garbled; this keeps the printed orientation "newer minus older");
-* ``w(i) = 2/(1+exp(i/τ)) = 2·σ(−i/τ)``: 1 for the newest pair, decaying with age (τ =
-  ``UrgencyConfig.weight_temperature``, in segments), so recent changes count most.
+* ``form="drop"`` (default): ``d = Σ_{i=1}^{s-1} (wa_i − wa_0)·w(i)``: the printed structure with only the sign
+  turned, so a drop of the newest segment below the older ones raises d and a recovery lowers it;
+* ``form="paper_literal"``: ``d = Σ_{i=1}^{s-1} (wa_0 − wa_i)·w(i)``, the printed sign;
+* ``w(i) = m/(1+exp(−i/τ)) = m·σ(i/τ)`` as printed (τ = ``UrgencyConfig.weight_temperature``): it grows with the
+  age of the compared segment, from 0.5·m towards m, so a newest segment below the long-run level counts more than
+  one below only its neighbour. The i = 0 term is 0 (the newest segment against itself).
 
-With equal weights the drop form would telescope to ``wa_oldest − wa_newest``; the decaying weights make a
-drop in the last few segments count more than an equal drop long ago. Urgency measures *change*, not level:
-an edge that is constantly at 40 % has d = 0. A bank with fewer than two complete segments has d = 0 (no
-change can be measured yet). Weights are not renormalised, so equal recent drops give equal d whether or not
-the bank is full.
+``wa_i`` is segment i's accuracy (its mean; the printed Eq. 5 sums, a constant factor l that changes no ranking).
+Urgency measures *change*, not level: an edge constantly at 40 % has d = 0, and a bank with fewer than two complete
+segments has d = 0 (no change can be measured yet). Weights are not renormalised: a bank with more history of the
+same drop has a larger d, the paper's behaviour. docs/method.md keeps the reading.
 
 **Edge selection.** :func:`pick_edge` returns the ready edge with the largest d; ties go to the smallest
 edge id, so the result does not depend on the order of the mapping. An edge is *ready* when it has new
@@ -48,10 +48,10 @@ from edgesync_ros.core.errors import ConfigError
 _DEFAULT_URGENCY = UrgencyConfig()
 
 
-def recency_weights(count: int, weight_temperature: float) -> npt.NDArray[np.float64]:
-    """Return Eq. 4's sigmoid recency weights ``w(i) = 2/(1+exp(i/τ))`` for i = 0 … count−1."""
+def recency_weights(count: int, weight_temperature: float, segments: int) -> npt.NDArray[np.float64]:
+    """Return Eq. 4's printed sigmoid weights ``w(i) = m/(1+exp(−i/τ))`` for i = 0 … count−1 (``m = segments``)."""
     i = np.arange(count, dtype=np.float64)
-    return 2.0 / (1.0 + np.exp(np.minimum(i / weight_temperature, 700.0)))
+    return float(segments) / (1.0 + np.exp(-i / weight_temperature))
 
 
 def urgencies(banks: Sequence[AccuracyBank], cfg: UrgencyConfig = _DEFAULT_URGENCY) -> npt.NDArray[np.float64]:
@@ -67,14 +67,13 @@ def urgencies(banks: Sequence[AccuracyBank], cfg: UrgencyConfig = _DEFAULT_URGEN
         bits = np.stack([banks[j].padded_bits() for j in members])  # [E, n], newest first
         counts = np.fromiter((len(banks[j]) for j in members), dtype=np.int64, count=len(members))
         acc = bits.reshape(len(members), segments, seg_len).sum(axis=2, dtype=np.int64) / seg_len  # [E, m]
-        complete = counts // seg_len  # complete segments per bank
-        # Term i compares segment i with segment i+1; it counts only when both are complete.
-        valid = np.arange(segments - 1)[None, :] + 1 < complete[:, None]
-        diff = acc[:, 1:] - acc[:, :-1]  # older minus newer: > 0 for a drop towards the present
+        complete = counts // seg_len  # complete segments per bank; segment 0 (the newest) is complete first
+        valid = np.arange(segments)[None, :] < complete[:, None]
+        diff = acc - acc[:, :1]  # older minus newest: > 0 when the newest segment dropped below segment i
         if cfg.form == "paper_literal":
             diff = -diff
-        w = recency_weights(segments - 1, cfg.weight_temperature)
-        out[members] = (np.where(valid, diff, 0.0) * w[None, :]).sum(axis=1)
+        w = recency_weights(segments, cfg.weight_temperature, segments)
+        out[members] = (np.where(valid & (complete[:, None] >= 2), diff, 0.0) * w[None, :]).sum(axis=1)
     return out
 
 

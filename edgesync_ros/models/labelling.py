@@ -162,6 +162,59 @@ def label_and_embed(
     return Labelled(labels, features, per_frame, t1 - t0, clock() - t1)
 
 
+def label_uploads(
+    frames: Sequence[Frame],
+    frame_index: npt.NDArray[np.int64],
+    boxes: npt.NDArray[np.float32],
+    teacher: Teacher,
+    model: EdgeModel,
+    *,
+    clock: Clock = time.perf_counter,
+) -> Labelled:
+    """Label uploaded samples (``frame_index[i]``, ``boxes[i]`` xyxy) and embed them: one row per sample, in order.
+
+    A frame whose every sample covers the whole frame (within 1 px) is labelled as a whole frame (the teacher's
+    frame label, the edge's frame preprocessing); every other frame's samples as regions. Each kind goes through
+    :func:`label_and_embed` once, so the backbone sees the whole upload in few passes (faster on a CPU than one
+    pass per frame), and a batch mixing both kinds keeps each sample's own row.
+    """
+    n = int(frame_index.shape[0])
+    if boxes.shape != (n, 4):
+        raise ValueError(f"{n} samples but boxes of shape {tuple(boxes.shape)}")
+    per_frame: list[list[int]] = [[] for _ in frames]
+    for i, f in enumerate(frame_index.tolist()):
+        per_frame[int(f)].append(i)
+    whole_rows: list[tuple[int, list[int]]] = []  # (frame, samples)
+    region_rows: list[tuple[int, list[int]]] = []
+    for f, idx in enumerate(per_frame):
+        if not idx:
+            continue
+        h, w = frames[f].shape[:2]
+        whole = bool(np.all(np.abs(boxes[idx] - np.array([0, 0, w, h], np.float32)) <= 1.0))
+        (whole_rows if whole else region_rows).append((f, idx))
+    labels = np.zeros(n, np.int64)
+    rows: list[torch.Tensor | None] = [None] * n
+    teacher_s = backbone_s = 0.0
+    if whole_rows:
+        out = label_and_embed([frames[f] for f, _ in whole_rows], None, teacher, model, clock=clock)
+        for r, (_, idx) in enumerate(whole_rows):
+            for i in idx:
+                labels[i], rows[i] = out.labels[r], out.features[r]
+        teacher_s, backbone_s = out.teacher_seconds, out.backbone_seconds
+    if region_rows:
+        out = label_and_embed([frames[f] for f, _ in region_rows], [boxes[idx] for _, idx in region_rows],
+                              teacher, model, clock=clock)
+        r = 0
+        for _, idx in region_rows:
+            for i in idx:
+                labels[i], rows[i] = out.labels[r], out.features[r]
+                r += 1
+        teacher_s += out.teacher_seconds
+        backbone_s += out.backbone_seconds
+    features = torch.stack([row for row in rows if row is not None]) if n else no_features(model)
+    return Labelled(labels, features, None, teacher_s, backbone_s)
+
+
 def propose_and_embed(
     frame: Frame,
     frame_id: str,

@@ -32,25 +32,31 @@ def bank_from_segments(accs_newest_first: list[float], seg_len: int = 9) -> Accu
     return bank
 
 
+def sigmoid_weight(i: int, tau: float = 2.0, m: int = 10) -> float:
+    """Eq. 4's printed weight m/(1+e^{-i/τ})."""
+    return m / (1 + math.exp(-i / tau))
+
+
 def test_recent_drop_raises_urgency_worked_by_hand():
     drop = AccuracyBank(90, 10)
     drop.extend([1] * 81 + [0] * 9)  # the newest 9 entries are wrong
     flat = AccuracyBank(90, 10)
     flat.extend([1] * 90)
     assert urgency(flat) == 0.0
-    # d = (wa_1 - wa_0)·w(0) = (1 - 0)·1
-    assert urgency(drop) == pytest.approx(1.0)
-    assert urgency(drop) > urgency(flat)
+    # d = Σ_{i=1}^{9} (wa_i - wa_0)·w(i) = Σ (1 - 0)·10/(1+e^{-i/2})
+    expected = sum(sigmoid_weight(i) for i in range(1, 10))
+    assert urgency(drop) == pytest.approx(expected)
+    assert urgency(drop) == pytest.approx(78.703, abs=1e-3)
     # the printed sign: a drop lowers the urgency
-    assert urgency(drop, UrgencyConfig(form="paper_literal")) == pytest.approx(-1.0)
+    assert urgency(drop, UrgencyConfig(form="paper_literal")) == pytest.approx(-expected)
 
 
-def test_two_term_urgency_worked_by_hand():
+def test_newest_segment_is_compared_with_each_older_one():
     bank = bank_from_segments([3 / 9, 6 / 9] + [1.0] * 8)
-    w1 = 2 / (1 + math.exp(0.5))  # τ = 2: w(1) = 2/(1+e^{1/2}) ≈ 0.7551
-    expected = (6 / 9 - 3 / 9) * 1.0 + (1.0 - 6 / 9) * w1
+    expected = (6 / 9 - 3 / 9) * sigmoid_weight(1) + sum((1.0 - 3 / 9) * sigmoid_weight(i) for i in range(2, 10))
     assert urgency(bank) == pytest.approx(expected)
-    assert urgency(bank) == pytest.approx(0.585027112, abs=1e-8)
+    # a dip that the newest segment has recovered from: only that one comparison counts, against the urgency
+    assert urgency(bank_from_segments([1.0, 0.0] + [1.0] * 8)) == pytest.approx(-sigmoid_weight(1))
 
 
 def test_recent_drop_counts_more_than_an_old_one():
@@ -61,11 +67,11 @@ def test_recent_drop_counts_more_than_an_old_one():
     assert urgency(recovery) < 0.0
 
 
-def test_recency_weights_are_a_decaying_sigmoid():
-    w = recency_weights(5, 2.0)
-    assert w[0] == 1.0
-    np.testing.assert_allclose(w, 2 / (1 + np.exp(np.arange(5) / 2.0)))
-    assert np.all(np.diff(w) < 0)
+def test_recency_weights_are_the_printed_sigmoid():
+    w = recency_weights(5, 2.0, 10)
+    assert w[0] == 5.0  # m/2 at i = 0 (that term is always 0: the newest segment against itself)
+    np.testing.assert_allclose(w, 10 / (1 + np.exp(-np.arange(5) / 2.0)))
+    assert np.all(np.diff(w) > 0)
 
 
 def test_partial_banks_use_complete_segments_only():
@@ -75,18 +81,18 @@ def test_partial_banks_use_complete_segments_only():
     bank.extend([0] * 9 + [1] * 5)  # 23 bits: two complete segments (newest: 5 ones + 4 zeros; then 5 zeros + 4 ones)
     acc = bank.segment_accuracies()
     np.testing.assert_allclose(acc, [5 / 9, 4 / 9])
-    assert urgency(bank) == pytest.approx(4 / 9 - 5 / 9)
+    assert urgency(bank) == pytest.approx((4 / 9 - 5 / 9) * sigmoid_weight(1))
     assert urgency(AccuracyBank()) == 0.0
 
 
 def reference_urgency(bank: AccuracyBank, cfg: UrgencyConfig) -> float:
     acc = bank.segment_accuracies()
     total = 0.0
-    for i in range(len(acc) - 1):
-        diff = acc[i + 1] - acc[i]
+    for i in range(1, len(acc)):
+        diff = acc[i] - acc[0]
         if cfg.form == "paper_literal":
             diff = -diff
-        total += diff * 2 / (1 + math.exp(i / cfg.weight_temperature))
+        total += diff * bank.segments / (1 + math.exp(-i / cfg.weight_temperature))
     return total
 
 
@@ -121,7 +127,7 @@ def test_pick_edge_argmax_ready_and_ties():
     assert pick_edge({}) is None
     assert UrgencyPolicy().pick(banks, None, now_s=0.0) == "cam_c"
     table = urgency_table(banks)
-    assert list(table) == ["cam_a", "cam_b", "cam_c"] and table["cam_c"] == pytest.approx(1.0)
+    assert list(table) == ["cam_a", "cam_b", "cam_c"] and table["cam_c"] == pytest.approx(78.703, abs=1e-3)
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,0 +1,87 @@
+"""Backpressure: the cloud paces the robots it cannot serve instead of dropping their uploads.
+
+A robot uploads a fraction k of every window's samples (Algorithm 1). When the cloud labels more slowly than the
+fleet uploads, its bounded queue fills and batches are dropped: bytes the robots paid for and nobody labels. Here
+the cloud scales each robot's k by a factor s in ``[min_scale, 1]`` (the robot is told ``k·s`` through its
+``set_upload_policy`` service) with additive-increase / multiplicative-decrease, the rule TCP uses to share a link:
+
+* **decrease** (``s ← max(min_scale, s·decrease)``): a batch arrives while the queue holds at least
+  ``high_water`` of its capacity *and* that robot already has a batch waiting (it uploads faster than it is
+  served), or one of its batches was just dropped;
+* **increase** (``s ← min(1, s + increase)``): a batch of the robot is taken for labelling and at most
+  ``low_water`` of the queue is left (the cloud has spare capacity).
+
+A robot's factor changes at most once per ``hold_s`` (stream or node-clock seconds), so a robot sees the effect of
+one change, a window or two later, before the next; a drop bypasses the hold. Beyond the paper. Pure: ``now_s`` is
+passed in; the cloud node and the simulator both drive it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from edgesync_ros.core.config import BackpressureConfig
+
+
+@dataclasses.dataclass
+class _Robot:
+    scale: float = 1.0
+    changed_s: float | None = None
+    decreases: int = 0
+    increases: int = 0
+
+
+class UploadGovernor:
+    """Per-robot upload scale factors under :class:`~edgesync_ros.core.config.BackpressureConfig`."""
+
+    def __init__(self, cfg: BackpressureConfig) -> None:
+        """Start every robot at scale 1 (the configured k)."""
+        self.cfg = cfg
+        self._robots: dict[str, _Robot] = {}
+
+    def scale(self, robot: str) -> float:
+        """The factor the robot's k is multiplied by now (1 for a robot never paced)."""
+        r = self._robots.get(robot)
+        return 1.0 if r is None else r.scale
+
+    def scales(self) -> dict[str, float]:
+        """Every paced robot's factor (robots at 1 that never changed are absent)."""
+        return {k: r.scale for k, r in sorted(self._robots.items())}
+
+    def counts(self, robot: str) -> tuple[int, int]:
+        """How many times the robot was slowed down and sped up."""
+        r = self._robots.get(robot)
+        return (0, 0) if r is None else (r.decreases, r.increases)
+
+    def on_arrival(self, robot: str, depth: int, capacity: int, robot_waiting: int, dropped: bool,
+                   now_s: float) -> float | None:
+        """A batch of ``robot`` was queued (``depth`` batches now wait, ``robot_waiting`` of them its own).
+
+        Return the robot's new factor when it changed, else ``None``.
+        """
+        if not self.cfg.enabled:
+            return None
+        r = self._robots.setdefault(robot, _Robot())
+        crowded = depth >= self.cfg.high_water * capacity and robot_waiting >= 2
+        if not (dropped or crowded) or r.scale <= self.cfg.min_scale:
+            return None
+        if not dropped and r.changed_s is not None and now_s - r.changed_s < self.cfg.hold_s:
+            return None
+        r.scale = max(self.cfg.min_scale, r.scale * self.cfg.decrease)
+        r.changed_s = now_s
+        r.decreases += 1
+        return r.scale
+
+    def on_served(self, robot: str, depth: int, capacity: int, now_s: float) -> float | None:
+        """A batch of ``robot`` was taken for labelling, leaving ``depth`` waiting; return a changed factor or None."""
+        if not self.cfg.enabled:
+            return None
+        r = self._robots.get(robot)
+        if r is None or r.scale >= 1.0 or depth > self.cfg.low_water * capacity:
+            return None
+        if r.changed_s is not None and now_s - r.changed_s < self.cfg.hold_s:
+            return None
+        r.scale = min(1.0, r.scale + self.cfg.increase)
+        r.changed_s = now_s
+        r.increases += 1
+        return r.scale
