@@ -34,6 +34,7 @@ Run: ``source env.sh && python bench/bench_fleet_load.py --robots 4,8,16`` (~(se
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 import json
@@ -61,6 +62,8 @@ OPTIONS = (
     ("--interval-bound", float, 120.0, "sustained: no robot waits longer than this for a head update (s)"),
     ("--windows", int, 48, "distinct real windows (SampleBatch messages) the robots send in turn"),
     ("--seed", int, 0, "seed of the robots' phases"),
+    ("--backpressure", str, "on", "on: the cloud paces robots (shipped default); off: it drops what overflows; "
+     "both: one run each, the 'off' results named *_no_backpressure"),
 )
 
 
@@ -113,8 +116,35 @@ def build_batches(count: int, cfg: dict[str, Any]) -> list[Any]:
     raise RuntimeError(f"the bag chunks gave {len(out)} windows, wanted {count}")
 
 
+def paced_batch(msg: Any, keep_fraction: float) -> Any:
+    """Return ``msg`` with only its best ``keep_fraction`` of samples (by quality) and the frames they use.
+
+    It is what a robot told a smaller k by the cloud uploads from the same window (Algorithm 1 ranks by quality).
+    """
+    from edgesync_ros.msg import SampleBatch
+
+    if keep_fraction >= 1.0:
+        return msg
+    keep = max(1, math.ceil(len(msg.samples) * keep_fraction))
+    chosen = sorted(sorted(range(len(msg.samples)), key=lambda i: -msg.samples[i].quality)[:keep])
+    frames = sorted({msg.samples[i].frame_index for i in chosen})
+    remap = {f: j for j, f in enumerate(frames)}
+    out = SampleBatch(header=msg.header, edge_id=msg.edge_id, model_version=msg.model_version,
+                      window_size=msg.window_size, upload_fraction=msg.upload_fraction * keep_fraction,
+                      frames=[msg.frames[f] for f in frames], samples=[])
+    for i in chosen:
+        s = msg.samples[i]
+        s.frame_index = remap[s.frame_index]  # each message is built once per upload from a fresh copy
+        out.samples.append(s)
+    return out
+
+
 class SimRobot:
-    """One simulated robot: registers, uploads prebuilt batches as itself, records the head updates it receives."""
+    """One simulated robot: registers, uploads prebuilt batches as itself, records the head updates it receives.
+
+    It serves ``set_upload_policy`` as an edge node does: a k below the one it registered with shrinks its
+    uploads in proportion (:func:`paced_batch`).
+    """
 
     def __init__(self, context: Any, ns: str, cloud_ns: str) -> None:
         """Create the robot's node (``edge_node`` in ``ns``), its upload publisher, head subscription and client."""
@@ -122,7 +152,7 @@ class SimRobot:
 
         from edgesync_ros.msg import HeadUpdate, SampleBatch
         from edgesync_ros.ros import qos
-        from edgesync_ros.srv import RegisterEdge
+        from edgesync_ros.srv import RegisterEdge, SetUploadPolicy
 
         self.node = Node("edge_node", namespace=ns, context=context)
         self.edge_id = ns.strip("/").replace("/", "_")  # as edge_node derives it from its namespace
@@ -135,6 +165,16 @@ class SimRobot:
         self.version = 0
         self.updates: list[float] = []
         self.sent: list[float] = []
+        self.base_k: float | None = None  # the k the cloud gave at registration
+        self.k: float | None = None
+        self.policy_changes = 0
+        self.node.create_service(SetUploadPolicy, "set_upload_policy", self._on_policy)
+
+    def _on_policy(self, request: Any, response: Any) -> Any:
+        self.k = float(request.upload_fraction)
+        self.policy_changes += 1
+        response.success = True
+        return response
 
     def register(self) -> None:
         """Send ``RegisterEdge`` (answered asynchronously; see :attr:`registered`)."""
@@ -148,8 +188,11 @@ class SimRobot:
 
     @property
     def registered(self) -> bool:
-        """Whether the cloud accepted the registration."""
-        return self.future is not None and self.future.done() and bool(self.future.result().accepted)
+        """Whether the cloud accepted the registration (and its k is noted)."""
+        ok = self.future is not None and self.future.done() and bool(self.future.result().accepted)
+        if ok and self.base_k is None:
+            self.base_k = self.k = float(self.future.result().upload_fraction)
+        return ok
 
     def _on_head(self, msg: Any) -> None:
         if int(msg.version) > self.version:
@@ -157,7 +200,9 @@ class SimRobot:
             self.updates.append(time.monotonic())
 
     def upload(self, msg: Any) -> None:
-        """Publish a prebuilt batch as this robot (its id, the wall-clock stamp, its head version)."""
+        """Publish a prebuilt batch as this robot (its id, the wall-clock stamp, its head version, its current k)."""
+        if self.base_k and self.k is not None and self.k < self.base_k:
+            msg = paced_batch(copy.deepcopy(msg), self.k / self.base_k)
         msg.edge_id = self.edge_id
         msg.header.frame_id = f"{self.edge_id}_camera"  # a TF frame, as a robot's camera stamps it; identity is edge_id
         msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -178,7 +223,8 @@ def int_value(values: dict[str, str], key: str) -> int:
         return 0
 
 
-def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], domain: int) -> dict[str, Any]:
+def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], domain: int,
+              backpressure: bool = True) -> dict[str, Any]:
     """One cloud process + ``n`` simulated robots for ``args.seconds``; return the measurements."""
     from edgesync_ros.core.config import load_yaml_section
 
@@ -188,7 +234,8 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
     cloud_ns = f"/fleet_{tag}"
     log_dir = Path(tempfile.mkdtemp(prefix=f"bench_fleet_{n}_"))
     env = common.ros_env(domain, log_dir)
-    cloud = common.NodeProcess("cloud_node", "cloud.yaml", env, log_dir, cloud_namespace=cloud_ns)
+    cloud = common.NodeProcess("cloud_node", "cloud.yaml", env, log_dir, cloud_namespace=cloud_ns,
+                               backpressure__enabled=str(backpressure).lower())
     rig = Rig(domain)
     from rclpy.node import Node
 
@@ -267,8 +314,16 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
     }
     samples = int_value(end, "samples") - int_value(start_diag, "samples")
     label_ms = float(end.get("label_ms_per_sample", "nan"))
+    bytes_up = int_value(end, "bytes_uploaded") - int_value(start_diag, "bytes_uploaded")
+    bytes_dropped = int_value(end, "bytes_dropped") - int_value(start_diag, "bytes_dropped")
     return {
         "robots": n,
+        "backpressure": backpressure,
+        "bytes_uploaded": bytes_up,
+        "bytes_dropped_by_cloud": bytes_dropped,
+        "wasted_upload_fraction": round(bytes_dropped / bytes_up, 4) if bytes_up else None,
+        "pacing_changes": sum(r.policy_changes for r in robots),
+        "final_k": common.stats((r.k for r in robots if r.k is not None), 3),
         "sustained": all(checks.values()),
         "checks": checks,
         "seconds": args.seconds,
@@ -325,15 +380,26 @@ def main() -> int:
         print(f"# {len(batches)} windows built: {sum(len(b.samples) for b in batches) / len(batches):.1f} samples, "
               f"{sum(len(b.frames) for b in batches) / len(batches):.1f} frames per batch", flush=True)  # fmt: skip
         domain = ros_domain_id()
-    for n in counts:
-        r = run_fleet(n, batches, args, cfg, domain)
+    modes = {"on": [True], "off": [False], "both": [False, True]}[str(args.backpressure)]
+    for n, backpressure in ((n, b) for n in counts for b in modes):
+        r = run_fleet(n, batches, args, cfg, domain, backpressure)
+        if not backpressure:
+            common.write_result(
+                f"fleet_load_robots_{n:02d}_no_backpressure", r["wasted_upload_fraction"],
+                "of uploaded bytes dropped by the cloud", "reference: the cloud without backpressure", True, **r)
+            continue
+        common.write_result(
+            f"fleet_load_wasted_upload_{n:02d}", r["wasted_upload_fraction"], "of uploaded bytes dropped by the cloud",
+            "< 0.05 with backpressure", (r["wasted_upload_fraction"] or 0.0) < 0.05, **{
+                k: r[k] for k in ("robots", "seconds", "bytes_uploaded", "bytes_dropped_by_cloud", "pacing_changes",
+                                  "final_k", "batches_published", "batches_dropped_by_cloud", "robots_updated")})
         common.write_result(
             f"fleet_load_robots_{n:02d}", r["longest_gap_s"], "s (longest wait of a robot for a head)",
             f"sustained: <= {args.interval_bound:g} s for every robot, queue mean <= {r['queue_bound'] // 2} "
             f"(bound {r['queue_bound']}), <= 1 % batches dropped", r["sustained"], **r,
         )  # fmt: skip
     # The summary covers every robot count with a result file (this run's and earlier sweeps', each with its load).
-    files = sorted(common.RESULTS_DIR.glob("fleet_load_robots_*.json"))
+    files = sorted(f for f in common.RESULTS_DIR.glob("fleet_load_robots_*.json") if "no_backpressure" not in f.name)
     runs = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     best = max((r["robots"] for r in runs if r["sustained"]), default=0)
     # At >= 16 robots: the queue stays bounded and every robot gets updates (sustaining every upload is not

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -219,24 +219,29 @@ class Fleet:
         """Eq. 4 urgency of one robot."""
         return urgency(self.get(edge_id).bank, self.urgency_cfg)
 
-    def pick(self, now_s: float, force: str | None = None, require_ready: bool = True) -> str | None:
+    def pick(self, now_s: float, force: str | None = None, require_ready: bool = True,
+             exclude: Collection[str] = ()) -> str | None:
         """The robot to retrain next, or ``None``.
 
         ``force`` names the robot (when it has any stored samples). Otherwise the policy chooses among the ready
         robots, or, with ``require_ready=False`` (an operator's "retrain now, scheduler's choice"), among every
-        robot that has stored samples.
+        robot that has stored samples. Robots in training, or in ``exclude`` (trainings the caller tracks itself,
+        e.g. the simulator's), are never picked.
         """
         if force:
             record = self.get(force)
             return force if record.labels and not record.training else None
         ready_now = self.ready()
+        for eid in exclude:
+            if eid in ready_now:
+                ready_now[eid] = False
         for eid, record in self.edges.items():  # the starvation guard's clock: when each robot became ready
             if not ready_now[eid]:
                 record.ready_since_s = None
             elif record.ready_since_s is None:
                 record.ready_since_s = now_s
         banks = {eid: r.bank for eid, r in self.edges.items()}
-        ready = ready_now if require_ready else {eid: bool(r.labels) and not r.training
+        ready = ready_now if require_ready else {eid: bool(r.labels) and not r.training and eid not in exclude
                                                  for eid, r in self.edges.items()}
         starved = self.starved(now_s)
         if starved:  # the policy is not consulted: stateful policies (round robin, windows) must not advance

@@ -217,6 +217,7 @@ class BaseMethod:
     label_source = "teacher"
     initial_constant: int | None = None
     trainings = 0
+    paced = False  # follows the cloud's backpressure (only EdgeSync's robots do)
 
     def offline_predictions(self, sim: Simulation) -> dict[str, npt.NDArray[np.int64]] | None:
         """Replay through the engine (no offline answer)."""
@@ -603,6 +604,8 @@ class EdgeSyncOptions:
     per class (0 = off). ``window_frames``/``upload_fraction``/``min_new_samples``: override the robot's
     (Fig. 5's "fixed 100 s updates" = a 200-frame window and ``min_new_samples=1``). ``online_trials``: profile
     h online with that many trials before every training (Fig. 4), the profiling time charged to the update.
+    ``paced``: the robots follow the cloud's backpressure (a smaller k while the cloud is saturated), as the
+    cloud node's robots do.
     """
 
     selection: str = "filter"
@@ -612,6 +615,7 @@ class EdgeSyncOptions:
     upload_fraction: float | None = None
     min_new_samples: int | None = None
     online_trials: int = 0
+    paced: bool = True
 
 
 class EdgeSync(BaseMethod):
@@ -640,6 +644,7 @@ class EdgeSync(BaseMethod):
         self.window_frames = int(o.window_frames or filt.window_size)
         self.min_new = int(o.min_new_samples or settings.min_new_samples)
         self.label_source = label_source
+        self.paced = bool(o.paced)
         self.name = name + (" (robust teacher)" if label_source == "clean" else "")
 
     def setup(self, sim: Simulation) -> None:
@@ -655,10 +660,13 @@ class EdgeSync(BaseMethod):
         self.count = 0
 
     def select(self, sim: Simulation, window: Window) -> npt.NDArray[np.int64] | None:
-        """Algorithm 1 (or the ablation's selection) on the window."""
+        """Algorithm 1 (or the ablation's selection) on the window, at k scaled by the cloud's backpressure."""
+        filt = self.filter
+        if window.upload_scale < 1.0:
+            filt = dataclasses.replace(filt, upload_fraction=max(filt.upload_fraction * window.upload_scale, 1e-6))
         if self.options.selection == "uniform":
-            return uniform_select(window, self.filter.upload_fraction, self.rngs[window.camera])
-        return filter_select(window, self.filter)
+            return uniform_select(window, filt.upload_fraction, self.rngs[window.camera])
+        return filter_select(window, filt)
 
     def on_labelled(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], now: float) -> None:
         """Feed the bank (edge prediction == label) and the store, as ``cloud_node.process_batch`` does."""
@@ -678,7 +686,7 @@ class EdgeSync(BaseMethod):
 
     def next_job(self, sim: Simulation, now: float) -> Job | None:
         """Pick a camera (Eq. 4 or round-robin among ready ones) and run Algorithm 2 on its store (+ replay)."""
-        cam = self.fleet.pick(now)
+        cam = self.fleet.pick(now, exclude=sim.training_now)
         if cam is None:
             return None
         rec = self.fleet.get(cam)

@@ -13,9 +13,14 @@ then does the camera switch to it. **An update is active only after every cost o
 time**, so a slow update costs accuracy for as long as it is late; an update landing after the stream ends changes
 nothing.
 
-The cloud is one worker, like :class:`~edgesync_ros.ros.cloud_node.CloudNode`'s: it takes one batch from its queue
-and labels it, then gives the method one chance to train (``maybe_train``), and repeats; while it labels or trains,
-batches wait (the queue holds :attr:`Simulation.queue_size`, the oldest dropped beyond that, as on the robot).
+The cloud has :attr:`Simulation.workers` workers (1, as the cloud node's inline backend; more, as its Ray backend),
+each running Algorithm 2's loop exactly as the node does (:class:`~edgesync_ros.core.cycle.CloudCycle`): label every
+batch that was waiting when its round began, then give the method one chance to train (``next_job``, which picks
+among *all* ready cameras that are not in training), and repeat. Batches wait in the node's queue
+(:class:`~edgesync_ros.core.intake.FairQueue`: :attr:`Simulation.queue_size` batches, fair across cameras, the
+overflow dropped). With backpressure on (:attr:`Simulation.backpressure`, for methods that honour it: ``paced``),
+the cloud scales each camera's k as the node does (:class:`~edgesync_ros.core.backpressure.UploadGovernor`); a new
+scale reaches the camera's next window.
 
 One implementation
 ------------------
@@ -38,7 +43,6 @@ there (:class:`~edgesync_ros.eval.methods.BaseMethod` gives each a default).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import heapq
@@ -54,8 +58,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from edgesync_ros.core import head_codec, heads
-from edgesync_ros.core.config import TrainConfig
+from edgesync_ros.core.backpressure import UploadGovernor
+from edgesync_ros.core.config import BackpressureConfig, TrainConfig
+from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.training import TrainResult, train_head
 from edgesync_ros.eval.cost import ClassifierOnly, CostMeter, CostProfile
 from edgesync_ros.eval.features import CameraFeatures
@@ -86,6 +93,7 @@ class Window:
     samples: npt.NDArray[np.int64]  # camera-local sample indices, frame by frame
     probabilities: npt.NDArray[np.float32]  # [len(samples), C], made when each frame arrived
     counts: npt.NDArray[np.int64]  # samples per frame, in the order of ``frames``
+    upload_scale: float = 1.0  # the cloud's backpressure factor on k for this camera (1: not paced)
 
 
 @dataclasses.dataclass
@@ -134,7 +142,8 @@ class Method(Protocol):
     teacher on the corrupted frame) or ``clean`` (the clean-view ground truth, the robust teacher).
     ``initial_constant``: a class every camera predicts until its first update arrives, instead of the starting
     head (``None``: the starting head). ``trainings``: trainings done by :meth:`offline_predictions` (reported as
-    the run's training count; an engine run counts its own).
+    the run's training count; an engine run counts its own). ``paced``: whether the method's robots follow the
+    cloud's backpressure (their k scaled by ``Window.upload_scale``).
     """
 
     name: str
@@ -142,6 +151,7 @@ class Method(Protocol):
     label_source: str
     initial_constant: int | None
     trainings: int
+    paced: bool
 
     def offline_predictions(self, sim: Simulation) -> dict[str, npt.NDArray[np.int64]] | None:
         """Return every sample's prediction per camera when the method needs no replay, else ``None``.
@@ -290,6 +300,8 @@ class Simulation:
     """
 
     queue_size = 8  # as cloud_node's queue_size
+    workers = 1  # cloud worker slots (cloud_node's backend: inline = 1)
+    backpressure = BackpressureConfig()  # as cloud_node's backpressure.*; applies to methods that are ``paced``
 
     def __init__(
         self,
@@ -320,6 +332,7 @@ class Simulation:
         self.head_payload_bytes = self._payload_bytes(update_dtype)
         self._start_probs: dict[str, npt.NDArray[np.float32]] = {}
         self._loaded: int | None = None
+        self.training_now: frozenset[str] = frozenset()  # cameras whose training is in flight (set by the engine)
 
     # -- helpers for methods -----------------------------------------------------------------------------------
     @property
@@ -507,14 +520,19 @@ class _Engine:
             )
         self.heap: list[tuple[float, int, int, Any]] = []
         self.seq = 0
-        self.queue: collections.deque[Upload] = collections.deque()
-        self.busy = False
+        self.queue: FairQueue[str, Upload] = FairQueue(int(sim.queue_size))
+        self.cycles = [CloudCycle(int(sim.queue_size)) for _ in range(int(sim.workers))]
+        self.idle: set[int] = set(range(int(sim.workers)))
+        self.training: dict[int, str] = {}  # worker -> camera in training
+        paced = bool(getattr(method, "paced", False)) and sim.backpressure.enabled
+        self.governor = UploadGovernor(sim.backpressure) if paced else None
         self.wake_at: float | None = None
         self.end_s = sim.duration_s
         self.updates: list[dict[str, Any]] = []
         self.last_batch: dict[str, Upload] = {}
         self.counters = {"trainings": 0.0, "dropped_batches": 0.0, "cloud_busy_s": 0.0, "labelled_samples": 0.0,
-                         "profile_s": 0.0, "train_s": 0.0, "label_s": 0.0}  # fmt: skip
+                         "profile_s": 0.0, "train_s": 0.0, "label_s": 0.0, "uploaded_bytes": 0.0,
+                         "dropped_bytes": 0.0, "pacing_changes": 0.0}  # fmt: skip
 
     def push(self, t: float, kind: int, payload: Any) -> None:
         self.seq += 1
@@ -542,7 +560,8 @@ class _Engine:
         self.advance(name, end_s, inclusive=True)
         samples = np.concatenate([np.arange(cf.offsets[f], cf.offsets[f + 1]) for f in frames]).astype(np.int64)
         counts = (cf.offsets[frames + 1] - cf.offsets[frames]).astype(np.int64)
-        window = Window(name, j, end_s, frames.astype(np.int64), samples, cam.probs[samples], counts)
+        scale = 1.0 if self.governor is None else self.governor.scale(name)
+        window = Window(name, j, end_s, frames.astype(np.int64), samples, cam.probs[samples], counts, scale)
         pos = self.method.select(self.sim, window)
         if j + 1 < len(cam.window_frames):
             nxt = float(cf.stamp_s[cam.window_frames[j + 1][-1]])
@@ -562,6 +581,7 @@ class _Engine:
         up.upload_s = self.sim.cost.upload_s(nbytes)
         cam.run.upload_bytes += nbytes
         cam.run.uploads += 1
+        self.counters["uploaded_bytes"] += nbytes
         self.push(end_s + up.upload_s, _ARRIVE, up)
 
     def activate(self, t: float, payload: tuple[str, int, dict[str, Any]]) -> None:
@@ -573,51 +593,83 @@ class _Engine:
         record["active_s"] = t
 
     # -- cloud --------------------------------------------------------------------------------------------------
-    def cloud_step(self, now: float) -> None:
-        """The cloud is free at ``now``: label the oldest waiting batch, else let the method train."""
-        if self.queue:
-            up = self.queue.popleft()
-            cost = self.sim.cost.label_s(int(up.frames.size), int(up.samples.size))
-            up.label_start_s = now
-            up.label_end_s = now + cost
-            self.busy = True
-            self.counters["cloud_busy_s"] += cost
-            self.counters["label_s"] += cost
-            self.push(now + cost, _LABELLED, up)
-            return
-        self.maybe_train(now)
+    def arrive(self, t: float, up: Upload) -> None:
+        """A batch reaches the cloud's queue (the overflow is dropped, fairly); the governor may pace its camera."""
+        up.arrived_s = t
+        victim = self.queue.put(up.camera, up)
+        if victim is not None:
+            self.counters["dropped_batches"] += 1
+            self.counters["dropped_bytes"] += victim[1].nbytes
+        if self.governor is not None:
+            cap = self.queue.capacity
+            if victim is not None and self.governor.on_arrival(victim[0], self.queue.qsize(), cap,
+                                                               self.queue.waiting(victim[0]), True, t) is not None:
+                self.counters["pacing_changes"] += 1
+            if self.governor.on_arrival(up.camera, self.queue.qsize(), cap, self.queue.waiting(up.camera), False,
+                                        t) is not None:
+                self.counters["pacing_changes"] += 1
+        for w in sorted(self.idle):
+            self.worker_step(w, t)
+            if self.queue.qsize() == 0:
+                break
 
-    def maybe_train(self, now: float) -> None:
-        self.busy = False
-        if now >= self.end_s:
-            return  # anything trained now would land after the stream: it cannot change a prediction
-        job = self.method.next_job(self.sim, now)
-        if job is not None:
-            cost = job.profile_s + job.train_s
-            self.busy = True
-            self.counters["trainings"] += 1
-            self.counters["cloud_busy_s"] += cost
-            self.counters["profile_s"] += job.profile_s
-            self.counters["train_s"] += job.train_s
-            self.push(now + cost, _TRAINED, (now, job))
-            return
-        if self.queue:
-            self.cloud_step(now)
-            return
+    def worker_step(self, w: int, now: float) -> None:
+        """Worker ``w`` is free at ``now``: its cycle's next step (label a batch, else let the method train)."""
+        self.idle.discard(w)
+        cycle = self.cycles[w]
+        while True:
+            if cycle.next(self.queue.qsize()) == "label":
+                got = self.queue.get_nowait()
+                if got is None:
+                    continue
+                up = got[1]
+                if self.governor is not None and self.governor.on_served(up.camera, self.queue.qsize(),
+                                                                         self.queue.capacity, now) is not None:
+                    self.counters["pacing_changes"] += 1
+                cost = self.sim.cost.label_s(int(up.frames.size), int(up.samples.size))
+                up.label_start_s = now
+                up.label_end_s = now + cost
+                self.counters["cloud_busy_s"] += cost
+                self.counters["label_s"] += cost
+                self.push(now + cost, _LABELLED, (w, up))
+                return
+            job = None
+            if now < self.end_s:  # anything trained later would land after the stream: it cannot change a prediction
+                self.sim.training_now = frozenset(self.training.values())
+                job = self.method.next_job(self.sim, now)
+            if job is not None:
+                cost = job.profile_s + job.train_s
+                self.training[w] = job.camera
+                self.counters["trainings"] += 1
+                self.counters["cloud_busy_s"] += cost
+                self.counters["profile_s"] += job.profile_s
+                self.counters["train_s"] += job.train_s
+                self.push(now + cost, _TRAINED, (w, now, job))
+                return
+            if self.queue.qsize() == 0:
+                break
+        self.idle.add(w)
         wake = self.method.next_wake(self.sim, now)
         if wake is not None and wake > now and wake < self.end_s and (self.wake_at is None or wake < self.wake_at
                                                                         or self.wake_at <= now):  # fmt: skip
             self.wake_at = wake
             self.push(wake, _WAKE, None)
 
-    def on_labelled(self, t: float, up: Upload) -> None:
+    def on_labelled(self, t: float, w: int, up: Upload) -> None:
         labels = self.sim.labels(up.camera, up.samples, self.method.label_source)
         self.counters["labelled_samples"] += up.samples.size
         self.last_batch[up.camera] = up
         self.method.on_labelled(self.sim, up, labels, t)
-        self.maybe_train(t)  # cloud_node: process one batch, then _maybe_train()
+        self.worker_step(w, t)
+        self.offer_idle(t)
 
-    def on_trained(self, t: float, start: float, job: Job) -> None:
+    def offer_idle(self, now: float) -> None:
+        """Give every idle worker a step: whenever a trainer is free, it picks among all ready cameras."""
+        for v in sorted(self.idle):
+            self.worker_step(v, now)
+
+    def on_trained(self, t: float, w: int, start: float, job: Job) -> None:
+        self.training.pop(w, None)
         last = self.last_batch.get(job.camera)
         record: dict[str, Any] = {
             "camera": job.camera,
@@ -654,7 +706,8 @@ class _Engine:
             else:
                 record["active_s"] = None  # lands after the stream: changes nothing
         self.updates.append(record)
-        self.cloud_step(t)
+        self.worker_step(w, t)
+        self.offer_idle(t)
 
     # -- loop -----------------------------------------------------------------------------------------------------
     def run(self, t_wall: float) -> RunResult:
@@ -685,24 +738,15 @@ class _Engine:
             elif kind == _WINDOW:
                 self.on_window(*payload)
             elif kind == _ARRIVE:
-                up: Upload = payload
-                up.arrived_s = t
-                self.queue.append(up)
-                while len(self.queue) > sim.queue_size:
-                    self.queue.popleft()  # cloud_node keeps the newest: the oldest batch is the least timely
-                    self.counters["dropped_batches"] += 1
-                if not self.busy:
-                    self.cloud_step(t)
+                self.arrive(t, payload)
             elif kind == _LABELLED:
-                self.on_labelled(t, payload)
+                self.on_labelled(t, *payload)
             elif kind == _TRAINED:
-                start, job = payload
-                self.on_trained(t, start, job)
+                self.on_trained(t, *payload)
             elif kind == _WAKE:
                 if self.wake_at is not None and t >= self.wake_at:
                     self.wake_at = None
-                if not self.busy:
-                    self.maybe_train(t)
+                self.offer_idle(t)
         if bar is not None:
             bar.close()
         for name in self.cams:

@@ -3,11 +3,19 @@
 One per fleet. Thin wiring around :mod:`edgesync_ros.core` (fleet state, Eq. 4/5 scheduling, Algorithm 2 training,
 head codec) and :mod:`edgesync_ros.models` (teacher, edge-model replica for backbone features).
 
-Threads: the executor thread only receives batches (into a bounded queue) and answers services; one worker thread
-labels, stores and trains, so ``GetFleetStatus`` and ``RegisterEdge`` answer within milliseconds while a head trains.
-Every wait in the worker has a timeout, so shutdown is prompt. The worker is the only thread that runs torch
-multi-threaded (it also warms the backbone up as it starts), so the process has one OpenMP pool
-(:mod:`edgesync_ros.models.threads`).
+Threads: the executor threads only receive batches (into a bounded queue that is fair across robots) and answer
+services. A dispatcher thread runs Algorithm 2's loop (:mod:`edgesync_ros.core.cycle`) for every worker slot of the
+backend (:mod:`edgesync_ros.backend`): label every batch that waits, then let Eq. 4 urgency choose among *all* ready
+robots; it only hands requests over and collects futures, so ``GetFleetStatus`` and ``RegisterEdge`` answer within
+milliseconds while heads train. ``backend: inline`` (default) is one worker thread in this process, the only one
+that runs torch multi-threaded (one OpenMP pool, :mod:`edgesync_ros.models.threads`); ``backend: ray`` runs the
+teacher and training on Ray actors, on this machine or a cluster. Work lost with a worker is redone: a batch goes
+back to its queue, a training's samples back to the scheduler.
+
+Backpressure: when the labelling queue fills, robots that already wait there are told a smaller k through their
+``set_upload_policy`` service, and a larger one again once the queue drains (:mod:`edgesync_ros.core.backpressure`);
+each robot's k shows in ``GetFleetStatus`` and ``/diagnostics``. Every time (windows, waits, the training limit, the
+starvation guard) is node-clock time, so ``use_sim_time`` with a bag replayed at N x behaves like the live robot.
 
 Topics/services under ``cloud_namespace`` (default ``/edgesync``): ``samples`` (in), ``register_edge``,
 ``get_fleet_status``, ``request_retrain``, ``get_latest_head``; ``/diagnostics``. Head updates go to each robot's
@@ -22,6 +30,8 @@ come from :class:`~edgesync_ros.core.config.CloudNodeConfig`.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
@@ -39,16 +49,20 @@ from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
 from edgesync_ros import paths
+from edgesync_ros.backend import Backend, LabelRequest, TrainOutcome, TrainRequest, WorkerLost
+from edgesync_ros.backend.inline import InlineBackend
 from edgesync_ros.core import head_codec, persist
+from edgesync_ros.core.backpressure import UploadGovernor
 from edgesync_ros.core.config import CloudNodeConfig, TeacherSettings, read_hyperparameters
+from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.core.fleet import EdgeRecord, Fleet
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
-from edgesync_ros.core.training import passes_gate, train_head
+from edgesync_ros.core.training import passes_gate
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
-from edgesync_ros.models.labelling import label_and_embed, warm_backbone
-from edgesync_ros.models.teacher import load_teacher
+from edgesync_ros.models.labelling import Labelled
+from edgesync_ros.models.teacher import Teacher, load_teacher
 from edgesync_ros.models.threads import intra_op_threads
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
 from edgesync_ros.ros import conversions as conv
@@ -76,6 +90,32 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
              read_only=True),
     ParamDoc("max_ready_wait_s", "Starvation guard: a robot ready for retraining this long (s) is trained next, "
              "whatever its urgency; 0 = off (the paper's pure Eq. 4 order).", 0.0, 86_400.0, read_only=True),
+    ParamDoc("backend", "Where labelling and training run: inline (a worker thread of this process) or ray (Ray "
+             "actors on this machine or a cluster, ray.*).", read_only=True),
+    ParamDoc("ray.address", "Empty: start a private local Ray instance; auto or host:port: join a running cluster.",
+             read_only=True),
+    ParamDoc("ray.num_workers", "Worker actors, each holding one teacher and one edge-model replica.", 1, 4096,
+             read_only=True),
+    ParamDoc("ray.num_cpus", "CPUs of a private local instance (0 = all of this machine's).", 0, 4096, read_only=True),
+    ParamDoc("ray.num_gpus", "GPUs of a private local instance.", 0, 64, read_only=True),
+    ParamDoc("ray.cpus_per_worker", "CPUs each worker actor reserves (also its torch threads).", 0.0, 256.0,
+             read_only=True),
+    ParamDoc("ray.gpus_per_worker", "GPUs (or a fraction of one) each worker actor reserves.", 0.0, 8.0,
+             read_only=True),
+    ParamDoc("ray.max_retries", "Retries of a task lost with its worker before its batch goes back to the queue.",
+             0, 100, read_only=True),
+    ParamDoc("backpressure.enabled", "Pace robots the cloud cannot serve (a smaller k) instead of dropping their "
+             "uploads.", read_only=True),
+    ParamDoc("backpressure.high_water", "Queue fill (fraction of queue_size) from which robots already waiting are "
+             "slowed.", 0.0, 1.0, read_only=True),
+    ParamDoc("backpressure.low_water", "Queue fill at or below which paced robots are sped up again.", 0.0, 1.0,
+             read_only=True),
+    ParamDoc("backpressure.decrease", "Factor a paced robot's k scale is multiplied by.", 0.0, 1.0, read_only=True),
+    ParamDoc("backpressure.increase", "Step a paced robot's k scale is raised by.", 0.0, 1.0, read_only=True),
+    ParamDoc("backpressure.min_scale", "Lowest k scale (a robot always uploads this fraction of its k).", 0.0, 1.0,
+             read_only=True),
+    ParamDoc("backpressure.hold_s", "Least node-clock time between two changes of one robot's k.", 0.0, 3600.0,
+             read_only=True),
     ParamDoc("min_improvement", "Update gate: validation accuracy the new head must gain over the current head "
              "on the held-out samples (0 = any improvement).", 0.0, 1.0),
     ParamDoc("update_dtype", "Wire dtype of head tensors (float16 halves the bytes)."),
@@ -132,6 +172,35 @@ def teacher_config(teacher: TeacherSettings) -> dict[str, Any]:
     raise ConfigError("teacher.kind onnx_classifier needs a class map: configure it through a teacher YAML")
 
 
+@dataclasses.dataclass
+class _InFlight:
+    """A request a worker slot is running: what, for whom, its future, and what is needed to finish or redo it."""
+
+    kind: str  # label | train
+    edge_id: str
+    future: concurrent.futures.Future[Any]
+    started: float
+    msg: SampleBatch | None = None  # label: the message, put back in the queue if the worker is lost
+    batch: conv.DecodedBatch | None = None
+    base_version: int = 0  # train: the version the training started from
+
+
+def _batch_bytes(msg: SampleBatch) -> int:
+    """Payload bytes of a batch as uploaded (frames + per-sample probabilities), for the wasted-bytes counters."""
+    return sum(len(f.data) for f in msg.frames) + sum(4 * len(s.probabilities) + 64 for s in msg.samples)
+
+
+def make_backend(cfg: CloudNodeConfig, teacher: Teacher, replica: EdgeModel) -> Backend:
+    """The workers ``cfg.backend`` names: the node's own thread (inline) or Ray actors (ray)."""
+    if cfg.backend == "ray":
+        # Lazy: Ray is needed only by a cloud configured for it.
+        from edgesync_ros.backend.ray_backend import RayBackend
+
+        return RayBackend(cfg.ray, {**cfg.model.edge_model_mapping(), "half": False, "warmup": False},
+                          teacher_config(cfg.teacher))
+    return InlineBackend(teacher, replica)
+
+
 class CloudNode(Node):
     """The EdgeSync cloud: label uploads, keep per-robot banks and stores, retrain the most urgent robot."""
 
@@ -149,7 +218,7 @@ class CloudNode(Node):
         if cfg.policy == "round_robin":
             policy = RoundRobinPolicy()
         elif cfg.policy == "fixed_window":
-            policy = FixedWindowPolicy(cfg.fixed_window_s, start_s=time.monotonic())
+            policy = FixedWindowPolicy(cfg.fixed_window_s, start_s=self.now_s())
         else:
             policy = UrgencyPolicy(cfg.urgency)
         self.fleet = Fleet(cfg.bank, cfg.urgency, cfg.store_capacity, cfg.min_new_samples, policy,
@@ -186,20 +255,27 @@ class CloudNode(Node):
         self.counters = collections.Counter[str]()
         self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
         self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
-        self.busy = ""
+        self.governor = UploadGovernor(cfg.backpressure)
+        self._policy_dirty: set[str] = set()
+        self._clock_marks: collections.deque[tuple[float, float]] = collections.deque()
+        self._inflight: dict[int, _InFlight] = {}
+        self._wake = threading.Event()
         self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
         self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
         self._generation = 0
         if self.state_dir is not None:
             with intra_op_threads(1):  # loads and stacks the saved stores: same reason as the replica above
                 self._restore_state()
+        self.backend = make_backend(cfg, self.teacher, self.replica)
+        self._cycles = [CloudCycle(int(self.values["queue_size"])) for _ in range(self.backend.slots)]
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="edgesync-cloud-worker", daemon=True)
+        self._worker = threading.Thread(target=self._work, name="edgesync-cloud-dispatcher", daemon=True)
         self._worker.start()
         self.create_timer(float(self.values["diagnostics_period_s"]), self._publish_diagnostics)
+        self.create_timer(0.25, self._push_paced)
         self.get_logger().info(
             f"cloud ready: teacher {self.values['teacher.kind']}, policy {self.values['policy']}, "
-            f"train {self.train_cfg}, replica {self.replica.arch} on {self.replica.device}"
+            f"train {self.train_cfg}, workers: {self.backend.describe()}"
         )
 
     # -- configuration -----------------------------------------------------------------------------------------
@@ -227,10 +303,13 @@ class CloudNode(Node):
             self._push_policy()
 
     def destroy_node(self) -> None:
-        """Stop the worker (it waits at most ~0.2 s per step), then destroy the node."""
+        """Stop the dispatcher (it waits at most ~0.2 s per step) and the workers, then destroy the node."""
         if hasattr(self, "_worker"):  # construction may have failed before the worker existed
             self._stop.set()
+            self._wake.set()
             self._worker.join(timeout=10.0)
+        if hasattr(self, "backend"):
+            self.backend.close()
         super().destroy_node()
 
     # -- services ----------------------------------------------------------------------------------------------
@@ -263,7 +342,7 @@ class CloudNode(Node):
             return response
         response.accepted = True
         response.message = f"{'registered' if created else 're-registered'} {request.edge_id} (cloud v{record.version})"
-        response.upload_fraction = float(self.values["upload_fraction"])
+        response.upload_fraction = self.upload_fraction(request.edge_id)
         response.window_size = int(self.values["window_size"])
         if created:
             self.get_logger().info(f"registered {request.edge_id!r}, heads to {request.head_topic}")
@@ -274,8 +353,11 @@ class CloudNode(Node):
         with self._lock:
             r = self.fleet.get(edge_id)
             recent = r.bank.recent_accuracy
-            age = -1.0 if r.last_update_s is None else time.monotonic() - r.last_update_s
-            state = "training" if self.busy == edge_id else ("ready" if self.fleet.ready()[edge_id] else "collecting")
+            age = -1.0 if r.last_update_s is None else self.now_s() - r.last_update_s
+            state = "training" if r.training else ("ready" if self.fleet.ready()[edge_id] else "collecting")
+            scale = self.governor.scale(edge_id)
+            if scale < 1.0:
+                state += f"; uploads paced to {scale:.2f} of k (cloud busy)"
             if r.last_train:
                 # The update gate's last decision, so an operator sees why a robot did or did not get a head.
                 t = r.last_train
@@ -284,7 +366,7 @@ class CloudNode(Node):
             return EdgeStatus(
                 header=Header(stamp=self.get_clock().now().to_msg()), edge_id=edge_id,  # no TF frame: not spatial
                 model_version=r.version, fps=0.0, buffered_samples=len(r.labels), last_update_age_s=age,
-                upload_fraction=float(self.values["upload_fraction"]), urgency=float(self.fleet.urgency(edge_id)),
+                upload_fraction=self.upload_fraction(edge_id), urgency=float(self.fleet.urgency(edge_id)),
                 recent_accuracy=-1.0 if recent is None else float(recent), state=state)
 
     def _on_fleet_status(self, request: GetFleetStatus.Request,
@@ -300,7 +382,7 @@ class CloudNode(Node):
             if request.edge_id and request.edge_id not in self.fleet.edges:
                 response.accepted, response.message = False, f"unknown edge_id {request.edge_id!r}"
                 return response
-            target = request.edge_id or self.fleet.pick(time.monotonic(), require_ready=False)
+            target = request.edge_id or self.fleet.pick(self.now_s(), require_ready=False)
             if not target:
                 response.accepted, response.message = False, "no robot has labelled samples to train on yet"
                 return response
@@ -322,20 +404,33 @@ class CloudNode(Node):
             response.update = msg
         return response
 
+    def upload_fraction(self, edge_id: str) -> float:
+        """The k this robot is told: the configured ``upload_fraction`` scaled by backpressure (core.backpressure)."""
+        return float(self.values["upload_fraction"]) * self.governor.scale(edge_id)
+
     def _push_policy(self) -> None:
-        """Tell every robot the current k and window through its ``set_upload_policy`` service (async)."""
+        """Tell every robot its k and the window (``upload_fraction``/``window_size`` changed)."""
         with self._lock:
-            targets = {e: r.head_topic.rsplit("/", 1)[0] for e, r in self.fleet.edges.items()}
+            self._policy_dirty.update(self.fleet.edges)
+        self._push_paced()
+
+    def _push_paced(self) -> None:
+        """Send each robot whose k changed its ``set_upload_policy`` request (async; retried until it is up)."""
+        with self._lock:
+            targets = {e: self.fleet.edges[e].head_topic.rsplit("/", 1)[0] for e in self._policy_dirty
+                       if e in self.fleet.edges}
         for edge_id, ns in targets.items():
             client = self.policy_clients.get(edge_id)
             if client is None:
                 client = self.create_client(SetUploadPolicy, f"{ns}/set_upload_policy")
                 self.policy_clients[edge_id] = client
             if client.service_is_ready():
-                client.call_async(SetUploadPolicy.Request(upload_fraction=float(self.values["upload_fraction"]),
+                client.call_async(SetUploadPolicy.Request(upload_fraction=self.upload_fraction(edge_id),
                                                           window_size=int(self.values["window_size"])))
+                with self._lock:
+                    self._policy_dirty.discard(edge_id)
 
-    # -- worker ------------------------------------------------------------------------------------------------
+    # -- dispatcher --------------------------------------------------------------------------------------------
     def _on_batch(self, msg: SampleBatch) -> None:
         if msg.edge_id not in self.fleet.edges:
             # Refused before queueing: a spoofed edge_id must take neither a queue slot nor fair-share state.
@@ -343,103 +438,153 @@ class CloudNode(Node):
             self.get_logger().warning(f"SampleBatch from unregistered robot {msg.edge_id!r} ignored",
                                       throttle_duration_sec=5.0)
             return
-        if self._queue.put(msg.edge_id, msg) is not None:
-            self.counters["dropped_batches"] += 1
+        now = self.now_s()
+        victim = self._queue.put(msg.edge_id, msg)
+        self.counters["bytes_uploaded"] += _batch_bytes(msg)
+        with self._lock:
+            if victim is not None:
+                self.counters["dropped_batches"] += 1
+                self.counters["bytes_dropped"] += _batch_bytes(victim[1])
+                self._paced(victim[0], self.governor.on_arrival(victim[0], self._queue.qsize(), self._queue.capacity,
+                                                                self._queue.waiting(victim[0]), True, now))
+            self._paced(msg.edge_id, self.governor.on_arrival(msg.edge_id, self._queue.qsize(), self._queue.capacity,
+                                                              self._queue.waiting(msg.edge_id), False, now))
+        self._wake.set()
+
+    def _paced(self, edge_id: str, scale: float | None) -> None:
+        """Note a changed upload scale of ``edge_id``: the policy timer tells the robot (under the lock)."""
+        if scale is None:
+            return
+        self._policy_dirty.add(edge_id)
+        self.counters["pacing_changes"] += 1
 
     def _work(self) -> None:
-        try:
-            warm_backbone(self.replica)  # on this thread: it is the one that runs the backbone from now on
-        except Exception as exc:  # noqa: BLE001 -- a failed warm-up only costs the first upload its speed
-            self.get_logger().warning(f"backbone warm-up failed: {exc!r}")
+        """The dispatcher: give every free worker slot its cycle's next step, collect what finished (never blocks)."""
         while not self._stop.is_set() and self.context.ok():
-            got = self._queue.get(timeout=0.2)
-            msg = got[1] if got is not None else None
+            self._wake.clear()
             try:
-                if msg is not None:
-                    self.process_batch(msg)
-                self._maybe_train()
-            except EdgeSyncError as exc:
-                self.counters["rejected_batches"] += 1
-                self.get_logger().warning(f"{exc}", throttle_duration_sec=5.0)
-            except Exception as exc:  # a worker that dies silently would stall the whole fleet
+                self._collect()
+                for slot in range(self.backend.slots):
+                    if slot not in self._inflight:
+                        self._dispatch(slot)
+            except Exception as exc:  # a dispatcher that dies silently would stall the whole fleet
                 if not self.context.ok():
                     return  # shutting down: publishers are gone, nothing to report
                 self.counters["worker_errors"] += 1
-                self.get_logger().error(f"cloud worker error: {exc!r}", throttle_duration_sec=5.0)
+                self.get_logger().error(f"cloud dispatcher error: {exc!r}", throttle_duration_sec=5.0)
+            self._wake.wait(timeout=0.2)  # a new batch or a finished future sets it
 
-    def process_batch(self, msg: SampleBatch) -> int:
-        """Label one batch with the teacher, feed the robot's bank and store; return the samples stored."""
+    def _dispatch(self, slot: int) -> None:
+        """Start the slot's next step (Algorithm 2's loop, core.cycle): label a waiting batch or train a robot."""
+        cycle = self._cycles[slot]
+        while True:
+            if cycle.next(self._queue.qsize()) == "label":
+                got = self._queue.get_nowait()
+                if got is None:
+                    continue  # taken meanwhile: the cycle asks again
+                if self._start_label(slot, got[1]):
+                    return
+                continue  # refused before labelling: next step
+            with self._lock:
+                forced = self._forced.popleft() if self._forced else None
+                edge_id = self.fleet.pick(self.now_s(), force=forced)
+            if edge_id:
+                self._start_train(slot, edge_id)
+                return
+            if self._queue.qsize() == 0:
+                return  # idle until a batch arrives (or the next pick)
+
+    def _start_label(self, slot: int, msg: SampleBatch) -> bool:
+        """Decode and check one batch, then hand it to the slot's worker; False if it was refused."""
+        try:
+            with self._lock:
+                if msg.edge_id not in self.fleet.edges:
+                    raise ConfigError(f"SampleBatch from unregistered robot {msg.edge_id!r} ignored")
+            batch = conv.decode_sample_batch(msg, len(self.replica.classes), int(self.values["max_batch_bytes"]))
+        except EdgeSyncError as exc:
+            self.counters["rejected_batches"] += 1
+            self.get_logger().warning(f"{exc}", throttle_duration_sec=5.0)
+            return False
         with self._lock:
-            if msg.edge_id not in self.fleet.edges:
-                raise ConfigError(f"SampleBatch from unregistered robot {msg.edge_id!r} ignored")
-        batch = conv.decode_sample_batch(msg, len(self.replica.classes), int(self.values["max_batch_bytes"]))
-        t0 = time.perf_counter()
-        per_frame: list[list[int]] = [[] for _ in batch.frames]
-        for i, s in enumerate(batch.samples):
-            per_frame[s.frame_index].append(i)
-        labels = np.zeros(len(batch.samples), np.int64)
-        feats: list[torch.Tensor | None] = [None] * len(batch.samples)
-        # Whole-frame samples (box = the frame) get the teacher's frame label and the edge's frame preprocessing.
-        # Each kind is labelled in one call, so the backbone runs over the whole batch at once: one big forward
-        # pass is several times faster on a CPU than a small one per frame.
-        groups: dict[bool, tuple[list[Any], list[Any], list[list[int]]]] = {True: ([], [], []), False: ([], [], [])}
-        for f, idx in enumerate(per_frame):
-            if not idx:
+            self._paced(msg.edge_id, self.governor.on_served(msg.edge_id, self._queue.qsize(), self._queue.capacity,
+                                                             self.now_s()))
+        request = LabelRequest(
+            batch.edge_id, batch.frames, np.array([s.frame_index for s in batch.samples], np.int64),
+            np.array([s.box for s in batch.samples], np.float32).reshape(-1, 4))
+        future = self.backend.label(slot, request)
+        self._inflight[slot] = _InFlight("label", batch.edge_id, future, time.perf_counter(), msg=msg, batch=batch)
+        future.add_done_callback(lambda _: self._wake.set())
+        return True
+
+    def _start_train(self, slot: int, edge_id: str) -> None:
+        """Take the robot's store and hand Algorithm 2 to the slot's worker."""
+        with self._lock:
+            record = self.fleet.begin_training(edge_id)
+            features, labels = record.training_set()
+            request = TrainRequest(edge_id, self.heads.get(edge_id, self.initial_head), features, labels,
+                                   self.train_cfg, self._clock_rate())
+            base_version = record.version
+        future = self.backend.train(slot, request)
+        self._inflight[slot] = _InFlight("train", edge_id, future, time.perf_counter(), base_version=base_version)
+        future.add_done_callback(lambda _: self._wake.set())
+
+    def _collect(self) -> None:
+        """Finish every request whose future is done: store labels, publish heads, re-queue lost work."""
+        for slot, job in list(self._inflight.items()):
+            if not job.future.done():
                 continue
-            frame = batch.frames[f]
-            boxes = np.array([batch.samples[i].box for i in idx], np.float32)
-            h, w = frame.shape[:2]
-            whole = bool(np.all(np.abs(boxes - np.array([0, 0, w, h], np.float32)) <= 1.0))
-            frames_of, boxes_of, rows_of = groups[whole]
-            frames_of.append(frame)
-            boxes_of.append(boxes)
-            rows_of.append(idx)
-        for whole, (frames_of, boxes_of, rows_of) in groups.items():
-            if not frames_of:
+            del self._inflight[slot]
+            try:
+                outcome = job.future.result()
+            except WorkerLost as exc:
+                self._lost(job, exc)
                 continue
-            out = label_and_embed(frames_of, None if whole else boxes_of, self.teacher, self.replica)
-            row = 0
-            for idx in rows_of:
-                for i in idx:
-                    labels[i] = out.labels[row]
-                    feats[i] = out.features[row]
-                    row += 0 if whole else 1
-                row += 1 if whole else 0
+            except EdgeSyncError as exc:
+                if job.kind == "train":
+                    with self._lock:
+                        self.fleet.abort_training(job.edge_id)
+                self.counters["rejected_batches" if job.kind == "label" else "failed_trainings"] += 1
+                self.get_logger().warning(f"{job.edge_id}: {job.kind} failed: {exc}", throttle_duration_sec=5.0)
+                continue
+            except Exception:
+                if job.kind == "train":
+                    with self._lock:
+                        self.fleet.abort_training(job.edge_id)
+                raise
+            if job.kind == "label":
+                self._labelled(job, outcome)
+            else:
+                self._trained(job, outcome)
+
+    def _lost(self, job: _InFlight, exc: Exception) -> None:
+        """A worker died with the request: the batch goes back to the front of its queue, or the robot is ready."""
+        self.counters[f"lost_{job.kind}s"] += 1
+        if job.kind == "label":
+            assert job.msg is not None
+            self._queue.put_back(job.edge_id, job.msg)
+        else:
+            with self._lock:
+                self.fleet.abort_training(job.edge_id)
+        self.get_logger().warning(f"{job.edge_id}: {job.kind} lost with its worker ({exc}); it will be redone",
+                                  throttle_duration_sec=5.0)
+
+    def _labelled(self, job: _InFlight, out: Labelled) -> None:
+        """Feed the robot's bank (edge prediction == teacher label) and store (Eq. 5, the storage buffer)."""
+        batch = job.batch
+        assert batch is not None
         predicted = np.array([s.predicted_class for s in batch.samples], np.int64)
-        elapsed = time.perf_counter() - t0
-        self.label_ms_per_sample.append(1000.0 * elapsed / max(len(batch.samples), 1))
+        self.label_ms_per_sample.append(1000.0 * (time.perf_counter() - job.started) / max(len(batch.samples), 1))
         with self._lock:
             record = self.fleet.get(batch.edge_id)
-            record.add(torch.stack([f for f in feats if f is not None]), labels.tolist(),
-                       (predicted == labels).tolist())
+            record.add(out.features, out.labels.tolist(), (predicted == out.labels).tolist())
             self._save(record)
         self.counters["batches"] += 1
         self.counters["samples"] += len(batch.samples)
         self.counters["bytes_in"] += batch.nbytes
-        return len(batch.samples)
 
-    def _maybe_train(self) -> None:
-        with self._lock:
-            forced = self._forced.popleft() if self._forced else None
-            edge_id = self.fleet.pick(time.monotonic(), force=forced)
-        if edge_id:
-            self.train_edge(edge_id)
-
-    def train_edge(self, edge_id: str) -> HeadUpdate | None:
-        """Retrain one robot's head on its store (Algorithm 2); publish the update if it passes the gate."""
-        with self._lock:
-            record = self.fleet.get(edge_id)
-            features, labels = record.training_set()
-            base_version = record.version
-            start_state = self.heads.get(edge_id, self.initial_head)
-            cfg = self.train_cfg
-        self.busy = edge_id
-        try:
-            self.replica.load_head_state(start_state, f"{edge_id} head v{base_version}")
-            result = train_head(self.replica.head, features.to(self.replica.device, self.replica.dtype), labels,
-                                cfg, time.monotonic)
-        finally:
-            self.busy = ""
+    def _trained(self, job: _InFlight, outcome: TrainOutcome) -> None:
+        """Gate the new head against the current one; publish it under the next version if it passes."""
+        edge_id, result, base_version = job.edge_id, outcome.result, job.base_version
         self.train_seconds.append(result.seconds)
         send, gain = passes_gate(result, float(self.values["min_improvement"]))
         sent: HeadUpdate | None = None
@@ -458,8 +603,8 @@ class CloudNode(Node):
                 publisher = self.head_pubs[edge_id]
                 # Persist the new version before anyone can see it: a crash after this point can skip a version
                 # number but never send two different heads under one number.
-                self.fleet.trained(edge_id, time.monotonic(), sent.version)
-                self._save(record)
+                self.fleet.trained(edge_id, self.now_s(), sent.version)
+                self._save(self.fleet.get(edge_id))
             publisher.publish(sent)
             self.counters["updates_sent"] += 1
             self.get_logger().info(
@@ -469,13 +614,29 @@ class CloudNode(Node):
             self.counters["updates_gated"] += 1
             self.get_logger().info(f"{edge_id}: no update (val acc gain {gain:+.3f} < gate), {result.stop_reason}")
         with self._lock:
+            record = self.fleet.get(edge_id)
             if sent is None:
-                self.fleet.trained(edge_id, time.monotonic(), None)
+                self.fleet.trained(edge_id, self.now_s(), None)
             record.last_train = {"val_accuracy": float(result.val_accuracy), "gain": float(gain),
                                  "seconds": float(result.seconds), "epochs": int(result.epochs),
                                  "stop_reason": str(result.stop_reason), "sent": int(sent is not None)}
             self._save(record)
-        return sent
+
+    # -- clock -------------------------------------------------------------------------------------------------
+    def now_s(self) -> float:
+        """The node clock in seconds (sim time under ``use_sim_time``): every window, wait and limit uses it."""
+        return float(self.get_clock().now().nanoseconds) * 1e-9
+
+    def _clock_rate(self) -> float:
+        """Node-clock seconds per wall second over the last few seconds (1 live; N for a bag replayed at N x)."""
+        wall, node = time.monotonic(), self.now_s()
+        self._clock_marks.append((wall, node))
+        while len(self._clock_marks) > 2 and wall - self._clock_marks[0][0] > 10.0:
+            self._clock_marks.popleft()
+        w0, n0 = self._clock_marks[0]
+        if wall - w0 < 0.5 or node <= n0:
+            return 1.0 if wall - w0 < 0.5 else 0.1  # too short to tell; a paused clock: the slowest allowed rate
+        return float(min(max((node - n0) / (wall - w0), 0.1), 100.0))
 
     # -- persistence -------------------------------------------------------------------------------------------
     def _save(self, record: EdgeRecord) -> None:
@@ -518,21 +679,31 @@ class CloudNode(Node):
 
     # -- diagnostics -------------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        self._clock_rate()  # keeps the node-clock / wall-clock marks fresh
         with self._lock:
-            per_robot = {e: (r.version, r.updates_sent, r.trainings, len(r.labels))
+            per_robot = {e: (r.version, r.updates_sent, r.trainings, len(r.labels), self.upload_fraction(e))
                          for e, r in self.fleet.edges.items()}
+            training = sorted(e for e, r in self.fleet.edges.items() if r.training)
+        uploaded = self.counters["bytes_uploaded"]
         values = {
             "queue_depth": str(self._queue.qsize()),
+            "workers": self.backend.describe(),
             "label_ms_per_sample": f"{np.mean(self.label_ms_per_sample):.1f}" if self.label_ms_per_sample else "nan",
             "train_seconds": f"{np.mean(self.train_seconds):.2f}" if self.train_seconds else "nan",
-            "training": self.busy,
+            "training": ",".join(training),
             "starved_picks": str(self.fleet.starved_picks),
+            "dropped_bytes_fraction": f"{self.counters['bytes_dropped'] / uploaded:.3f}" if uploaded else "0",
             **{k: str(v) for k, v in sorted(self.counters.items())},
-            **{f"robot/{e}": f"v{v} sent={n} trained={t} stored={s}" for e, (v, n, t, s) in sorted(per_robot.items())},
+            **{f"robot/{e}": f"v{v} sent={n} trained={t} stored={s} k={k:.3f}"
+               for e, (v, n, t, s, k) in sorted(per_robot.items())},
         }
-        level = DiagnosticStatus.WARN if self._queue.full() else DiagnosticStatus.OK
+        paced = sum(1 for *_, k in per_robot.values() if k < float(self.values["upload_fraction"]))
+        level = DiagnosticStatus.WARN if self._queue.full() or paced else DiagnosticStatus.OK
+        if paced:
+            values["paced_robots"] = str(paced)
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[
-            DiagnosticStatus(level=level, name="edgesync/cloud", message=f"{len(per_robot)} robots",
+            DiagnosticStatus(level=level, name="edgesync/cloud",
+                             message=f"{len(per_robot)} robots" + (f", {paced} paced (cloud busy)" if paced else ""),
                              hardware_id="cloud", values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
 
 

@@ -161,15 +161,18 @@ def test_every_cost_on_the_path_delays_activation(sim_factory, make_camera):
     assert run.cameras["cam0"].upload_bytes == 6 * nbytes  # every window uploads
 
 
-def test_the_cloud_is_one_worker_and_batches_queue(sim_factory, make_camera):
-    cams = [make_camera("cam0", n_frames=80, seed=1), make_camera("cam1", n_frames=80, seed=2)]
+def test_the_cloud_drains_what_waits_before_it_trains(sim_factory, make_camera):
+    cams = [make_camera("cam0", n_frames=160, seed=1), make_camera("cam1", n_frames=160, seed=2)]
     cost = dataclasses.replace(C.CostProfile("q", 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, latency_s=0.0), uplink_bps=1e18)
     sim = sim_factory(cams, cost)
     run = sim.run(Scripted(10, [2], train_s=3.0))
     first, second = sorted(run.updates, key=lambda u: u["start_s"])[:2]
-    # Both windows end at 4.5 s; cam0 labels 4.5-14.5, trains 14.5-17.5; only then cam1's batch is labelled.
+    # Both first windows end at 4.5 s; cam0's batch is labelled 4.5-14.5 and cam0 trains 14.5-17.5 (nothing else was
+    # waiting when that round began). At 17.5 five batches wait (cam1's first, both cameras' 9.5 s and 14.5 s
+    # windows): the round labels all five (10 s each) before it offers the next training, to cam1, at 67.5 s.
     assert first["camera"] == "cam0" and first["start_s"] == pytest.approx(14.5)
-    assert second["queue_s"] == pytest.approx(13.0) and second["start_s"] == pytest.approx(27.5)
+    assert second["camera"] == "cam1" and second["start_s"] == pytest.approx(67.5)
+    assert run.counters["dropped_batches"] > 0  # 2 batches per 5 s against 1 labelled per 10 s: the queue overflows
 
 
 def test_training_is_timed_by_the_modelled_clock(sim_factory, make_camera):
@@ -296,3 +299,40 @@ def test_extraction_covers_every_sample_of_a_camera(unit, edge_model):
         assert cam.is_object.any() and (~cam.is_object).any()
     assert [s["condition"] for s in cam.segments] == ["clean", "night", "fog"]
     assert cam.meta["timings"]["backbone_s_per_sample"] > 0
+
+
+def test_two_cloud_workers_serve_two_cameras_at_once(sim_factory, make_camera):
+    cams = [make_camera("cam0", n_frames=160, seed=1), make_camera("cam1", n_frames=160, seed=2)]
+    cost = dataclasses.replace(C.CostProfile("q", 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, latency_s=0.0), uplink_bps=1e18)
+    sim = sim_factory(cams, cost)
+    sim.workers = 2
+    run = sim.run(Scripted(10, [2], train_s=3.0))
+    first, second = sorted(run.updates, key=lambda u: (u["start_s"], u["camera"]))[:2]
+    # each worker labels one of the two 4.5 s batches (4.5-14.5) and then trains its camera
+    assert (first["camera"], second["camera"]) == ("cam0", "cam1")
+    assert first["start_s"] == pytest.approx(14.5) and second["start_s"] == pytest.approx(14.5)
+
+
+class Paced(Scripted):
+    """Uploads ``upload_scale`` of each window (at least one sample): a robot that follows the cloud's pacing."""
+
+    paced = True
+
+    def select(self, sim, window):
+        n = max(1, int(round(window.samples.size * window.upload_scale)))
+        return np.arange(n)
+
+
+def test_backpressure_paces_robots_instead_of_dropping_their_batches(sim_factory, make_camera):
+    cams = [make_camera(f"cam{i}", n_frames=400, seed=i) for i in range(3)]
+    # labelling costs 0.5 s per sample: 3 cameras x 10 samples per 5 s window is three times what one worker labels
+    cost = dataclasses.replace(C.CostProfile("q", 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, latency_s=0.0), uplink_bps=1e18)
+    sim = sim_factory(cams, cost)
+    free = sim.run(Scripted(10, [], train_s=0.0))
+    paced = sim.run(Paced(10, [], train_s=0.0))
+    assert free.counters["pacing_changes"] == 0 and paced.counters["pacing_changes"] > 0
+    assert free.counters["dropped_batches"] > 10
+    assert paced.counters["dropped_bytes"] < 0.25 * free.counters["dropped_bytes"]
+    assert paced.counters["labelled_samples"] > 0.5 * free.counters["labelled_samples"]  # the cloud stays busy
+    sim.backpressure = dataclasses.replace(sim.backpressure, enabled=False)
+    assert sim.run(Paced(10, [], train_s=0.0)).counters["pacing_changes"] == 0

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -20,10 +21,11 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from edgesync_ros import assets
+from edgesync_ros.backend import inline as inline_backend
 from edgesync_ros.core import head_codec
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
-from edgesync_ros.ros import cloud_node, qos
 from edgesync_ros.ros import conversions as conv
+from edgesync_ros.ros import qos
 from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.ros.video_source import VideoSourceNode, camera_frame_id
@@ -488,18 +490,18 @@ def test_the_cloud_warms_its_backbone_up_on_its_worker_thread(harness, monkeypat
     # Torch work on the constructing thread would start a second OpenMP pool beside the worker's and slow every
     # labelling and training pass (models/threads.py): the worker, which runs the backbone from then on, warms it.
     seen: list[str] = []
-    real = cloud_node.warm_backbone
+    real = inline_backend.warm_backbone
 
     def recording(model, *args, **kwargs):
         seen.append(threading.current_thread().name)
         return real(model, *args, **kwargs)
 
-    monkeypatch.setattr(cloud_node, "warm_backbone", recording)
+    monkeypatch.setattr(inline_backend, "warm_backbone", recording)
     threads_before = torch.get_num_threads()
     harness.cloud()
     assert torch.get_num_threads() == threads_before  # construction ran single-threaded and restored the count
     assert wait_for(lambda: bool(seen), 30)
-    assert seen == ["edgesync-cloud-worker"]
+    assert len(seen) == 1 and seen[0].startswith("edgesync-cloud-worker")
 
 
 def test_the_overlay_reaches_a_subscriber_with_rviz_default_image_qos(harness, frames):
@@ -584,3 +586,34 @@ def test_each_robots_video_source_stamps_its_own_camera_frame(harness):
     assert got[-1].header.frame_id == f"{ns}_camera"
     assert camera_frame_id("", "/") == "camera" and camera_frame_id("", "/fleet/robot2") == "fleet_robot2_camera"
     assert camera_frame_id("base_cam", "/robot1") == "base_cam"
+
+
+def test_the_cloud_times_everything_on_the_node_clock_under_sim_time(harness):
+    # A bag replayed at 2x with /clock: the cloud's ages, waits and training limit must run at 2x the wall clock.
+    from rosgraph_msgs.msg import Clock
+
+    cloud = harness.cloud(use_sim_time=True)
+    clock_pub = harness.client.create_publisher(Clock, "/clock", 10)
+    stop = threading.Event()
+    base_wall = time.monotonic()
+
+    def publish_clock() -> None:  # 2 node seconds per wall second from t = 1000 s
+        while not stop.is_set():
+            ns = int((1000.0 + 2.0 * (time.monotonic() - base_wall)) * 1e9)
+            clock_pub.publish(Clock(clock=Time(sec=ns // 10**9, nanosec=ns % 10**9)))
+            time.sleep(0.01)
+
+    publisher = threading.Thread(target=publish_clock, daemon=True)
+    publisher.start()
+    try:
+        assert wait_for(lambda: cloud.now_s() > 1000.0, 10)
+        record, _ = cloud.fleet.register("r1", cloud.replica.arch, list(cloud.replica.classes), "/r1/head_update", 0)
+        record.last_update_s = cloud.now_s()
+        wall0 = time.monotonic()
+        time.sleep(1.5)
+        age, wall = cloud.edge_status("r1").last_update_age_s, time.monotonic() - wall0
+        assert age == pytest.approx(2.0 * wall, rel=0.2)  # an age in node seconds, not wall seconds
+        assert wait_for(lambda: abs(cloud._clock_rate() - 2.0) < 0.3, 10)  # what a training's time limit scales by
+    finally:
+        stop.set()
+        publisher.join(timeout=2)
