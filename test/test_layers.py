@@ -4,8 +4,9 @@ Layers, bottom to top: ``paths``/``machine`` and ``assets`` (assets may use ``pa
 <- ``models`` <- ``data`` and ``backend`` (the cloud's workers) <- ``eval``/``hpo`` and ``ros`` <- ``commands``/``cli``.
 ``core``, ``models``, ``data``, ``backend``, ``eval`` and ``hpo`` import no rclpy, no ROS message packages and no
 generated ``edgesync_ros.msg``/``srv``, so the offline evaluator and the nodes share them without ROS. ``ros`` needs
-nothing of the offline evaluation: the live run is scored by its own evaluator node from the bag's ground truth. Own-package imports sit at the top of a file;
-one inside a function is deliberate laziness (ROS, torch, heavy optional deps) and says so in a comment.
+nothing of the offline evaluation: the live run is scored by its own evaluator node from the bag's ground truth.
+Own-package imports sit at the top of a file; one inside a function is deliberate laziness (ROS, torch, heavy
+optional deps) and says so in a comment.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import numpy.typing as npt
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.client import Client
 from rclpy.node import Node
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
@@ -227,8 +228,8 @@ class EdgeNode(Node):
                                  callback_group=self._update_group)
         self.create_service(SetUploadPolicy, "set_upload_policy", self._on_set_upload_policy)
         self.create_service(Rollback, "rollback", self._on_rollback, callback_group=self._update_group)
-        self.register_client = self.create_client(RegisterEdge, f"{cloud}/register_edge")
-        self.latest_head_client = self.create_client(GetLatestHead, f"{cloud}/get_latest_head")
+        self.register_client: Client[Any, Any] = self.create_client(RegisterEdge, f"{cloud}/register_edge")
+        self.latest_head_client: Client[Any, Any] = self.create_client(GetLatestHead, f"{cloud}/get_latest_head")
 
         self.registered = False
         self._register_delay = float(self.values["register_retry_s"])

@@ -11,10 +11,11 @@ image's stamp on ``regions``. ``brightness`` < 1 darkens the frames (a crude dus
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -109,6 +110,7 @@ class VideoSourceNode(Node):
         brightness = float(self.get_parameter("brightness").value)
         if brightness != 1.0:
             frame = np.clip(frame.astype(np.float32) * brightness, 0, 255).astype(np.uint8)
+        frame = cast("npt.NDArray[np.uint8]", frame)  # OpenCV's stubs type resize's result loosely: uint8 BGR here
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         if self.detector is not None:
             # The detector sees the frame the robot sees (after any darkening), as a real upstream detector would.
