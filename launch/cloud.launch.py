@@ -3,14 +3,15 @@
     ros2 launch edgesync_ros cloud.launch.py
     ros2 launch edgesync_ros cloud.launch.py params_file:=/path/to/my_cloud.yaml
     ros2 launch edgesync_ros cloud.launch.py use_sim_time:=true log_level:=debug
+    ros2 launch edgesync_ros cloud.launch.py discovery_server:=cloud.example.org:11888
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
 
@@ -18,6 +19,12 @@ def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("edgesync_ros")
     return LaunchDescription(
         [
+            DeclareLaunchArgument(
+                "discovery_server", default_value=EnvironmentVariable("ROS_DISCOVERY_SERVER", default_value=""),
+                description="Fast DDS discovery server(s) HOST:PORT[;HOST:PORT] (default: $ROS_DISCOVERY_SERVER; "
+                            "empty = default discovery); docs/fleet.md",
+            ),
+            SetEnvironmentVariable("ROS_DISCOVERY_SERVER", LaunchConfiguration("discovery_server")),
             DeclareLaunchArgument(
                 "params_file", default_value=os.path.join(share, "config", "cloud.yaml"),
                 description="cloud_node parameters (YAML keyed /**/cloud_node)",

@@ -2,6 +2,7 @@
 
     ros2 launch edgesync_ros fleet_demo.launch.py robots:=2
     ros2 launch edgesync_ros fleet_demo.launch.py params_file:=/path/to/my_fleet.yaml log_level:=debug
+    ros2 launch edgesync_ros fleet_demo.launch.py discovery_server:=127.0.0.1:11888
 
 Robot i (robot1..robotN) plays `videos[i-1]`; robot 2 onwards is darkened (`dark_brightness`) so its stream drifts and
 the scheduler has a robot to prefer. ``params_file`` (keys ``/**/edge_node``, ``/**/cloud_node``,
@@ -13,8 +14,8 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
 VIDEOS = ["bikes", "vtest", "challenge03", "project_video02", "project_video03"]
@@ -47,6 +48,12 @@ def _nodes(context, *args, **kwargs):
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
+            DeclareLaunchArgument(
+                "discovery_server", default_value=EnvironmentVariable("ROS_DISCOVERY_SERVER", default_value=""),
+                description="Fast DDS discovery server(s) HOST:PORT[;HOST:PORT] (default: $ROS_DISCOVERY_SERVER; "
+                            "empty = default discovery); docs/fleet.md",
+            ),
+            SetEnvironmentVariable("ROS_DISCOVERY_SERVER", LaunchConfiguration("discovery_server")),
             DeclareLaunchArgument("robots", default_value="2", description="number of robots"),
             DeclareLaunchArgument("dark_brightness", default_value="0.35", description="brightness of robots 2..N"),
             DeclareLaunchArgument("params_file", default_value="",

@@ -3,8 +3,9 @@
 Each ``launch/*.launch.py`` is parsed with ``ast``: every ``Node(...)`` must name an executable installed in
 ``lib/edgesync_ros/``; every key of the YAML files in ``config/`` and of inline parameter dicts must be a parameter its
 node declares; every remapped name must be a topic the node really subscribes or publishes. Each file is also run
-against stand-ins of ``launch``/``launch_ros``: every node gets ``use_sim_time`` and ``log_level``. Where ``launch_ros``
-is installed, the fleet demo also runs under the real launch system.
+against stand-ins of ``launch``/``launch_ros``: every node gets ``use_sim_time`` and ``log_level``, and the edge, cloud
+and fleet files set ``ROS_DISCOVERY_SERVER`` from a ``discovery_server`` argument before any node starts. Where
+``launch_ros`` is installed, the fleet demo also runs under the real launch system.
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ class _Config:
         return context[self.name]
 
 
+class _EnvironmentVariable:
+    """Stand-in for the ``EnvironmentVariable`` substitution: its name and its default."""
+
+    def __init__(self, name: str, *, default_value: str | None = None) -> None:
+        self.name, self.default_value = name, default_value
+
+
 class _Action:
     """Stand-in for every launch action: keeps its positional and keyword arguments."""
 
@@ -89,13 +97,11 @@ class _Action:
         self.args, self.kwargs = args, kwargs
 
 
-def _evaluate(path: Path, arguments: dict[str, str]) -> tuple[dict[str, str], list[_Action]]:
-    """Run a launch file against stand-ins of ``launch``/``launch_ros``; return its declared defaults and its Nodes.
-
-    Arguments not given take their declared default, as under ``ros2 launch``; OpaqueFunctions are called.
-    """
+def _describe(path: Path) -> list[_Action]:
+    """Run a launch file's ``generate_launch_description`` against stand-ins of ``launch``/``launch_ros``."""
     fake = types.SimpleNamespace(LaunchDescription=list, DeclareLaunchArgument=_Action, OpaqueFunction=_Action,
-                                 LaunchConfiguration=_Config, Node=_Action)
+                                 SetEnvironmentVariable=_Action, LaunchConfiguration=_Config,
+                                 EnvironmentVariable=_EnvironmentVariable, Node=_Action)
     modules = {"launch": fake, "launch.actions": fake, "launch.substitutions": fake, "launch_ros": fake,
                "launch_ros.actions": fake}
     with mock.patch.dict(sys.modules, modules):
@@ -103,7 +109,15 @@ def _evaluate(path: Path, arguments: dict[str, str]) -> tuple[dict[str, str], li
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        entities = module.generate_launch_description()
+        return module.generate_launch_description()
+
+
+def _evaluate(path: Path, arguments: dict[str, str]) -> tuple[dict[str, str], list[_Action]]:
+    """Run a launch file against stand-ins of ``launch``/``launch_ros``; return its declared defaults and its Nodes.
+
+    Arguments not given take their declared default, as under ``ros2 launch``; OpaqueFunctions are called.
+    """
+    entities = _describe(path)
     defaults = {a.args[0]: a.kwargs.get("default_value", "") for a in entities
                 if isinstance(a, _Action) and "default_value" in a.kwargs}
     context = {**defaults, **arguments}
@@ -149,6 +163,25 @@ def test_single_node_launch_files_take_a_params_file(path):
     defaults, (node,) = _evaluate(path, {})
     assert defaults["params_file"].endswith(".yaml")
     assert getattr(node.kwargs["parameters"][0], "name", None) == "params_file"
+
+
+@pytest.mark.parametrize("name", ["edge.launch.py", "cloud.launch.py", "fleet_demo.launch.py"])
+def test_a_discovery_server_argument_sets_ros_discovery_server_before_any_node_starts(name):
+    entities = _describe(REPO / "launch" / name)
+    declared = {a.args[0]: a for a in entities if isinstance(a, _Action) and "default_value" in a.kwargs}
+    default = declared["discovery_server"].kwargs["default_value"]
+    # Default: what the shell exported, so `export ROS_DISCOVERY_SERVER=...` and the argument are one setting; an
+    # unset variable leaves Fast DDS's default discovery.
+    assert isinstance(default, _EnvironmentVariable), default
+    assert (default.name, default.default_value) == ("ROS_DISCOVERY_SERVER", "")
+    sets = [i for i, a in enumerate(entities) if isinstance(a, _Action) and not a.kwargs and len(a.args) == 2
+            and a.args[0] == "ROS_DISCOVERY_SERVER"]
+    assert len(sets) == 1, f"{name}: ROS_DISCOVERY_SERVER is set {len(sets)} times"
+    value = entities[sets[0]].args[1]
+    assert isinstance(value, _Config) and value.name == "discovery_server", value
+    # Launch runs its actions in order and a process takes the environment as it is when it starts.
+    starts = [i for i, a in enumerate(entities) if {"executable", "function"} & set(a.kwargs)]
+    assert starts and sets[0] < min(starts), f"{name}: a node starts before ROS_DISCOVERY_SERVER is set"
 
 
 @pytest.mark.parametrize("config", ["edge.yaml", "cloud.yaml", "video_source.yaml"])
