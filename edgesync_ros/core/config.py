@@ -415,7 +415,9 @@ class BackpressureConfig(ConfigSection):
     Each robot's k is scaled by a factor in [``min_scale``, 1]: cut by ``decrease`` when the labelling queue holds
     at least ``high_water`` of its capacity and the robot already waits there (or lost a batch), raised by
     ``increase`` when at most ``low_water`` of it is left; a robot's factor changes at most once per ``hold_s``.
-    ``enabled: false`` keeps every robot at its configured k (the paper's cloud).
+    A paced robot's window grows by ``round(1/√factor)``, at most ``max_window_stretch`` times (fewer batches, each
+    with its fixed labelling cost). ``enabled: false`` keeps every robot at its configured k and window (the paper's
+    cloud).
     """
 
     enabled: bool = True
@@ -425,6 +427,7 @@ class BackpressureConfig(ConfigSection):
     increase: float = 0.125
     min_scale: float = 0.1
     hold_s: float = 4.0
+    max_window_stretch: int = 4
 
     def __post_init__(self) -> None:
         """Check the fractions' ranges and that the watermarks are ordered."""
@@ -440,6 +443,36 @@ class BackpressureConfig(ConfigSection):
             raise ConfigError(f"{n}: decrease must be in (0, 1), increase and min_scale > 0")
         if _check_number(n, "hold_s", self.hold_s) < 0.0:
             raise ConfigError(f"{n}.hold_s must be >= 0, got {self.hold_s}")
+        if self.max_window_stretch < 1:
+            raise ConfigError(f"{n}.max_window_stretch must be >= 1, got {self.max_window_stretch}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooConfig(ConfigSection):
+    """The cloud's head zoo (``zoo.*``; :mod:`edgesync_ros.core.zoo`).
+
+    Up to ``capacity`` trained heads are kept (float16 when ``half``); for a labelled window the ``shortlist``
+    stored heads nearest by signature (feature-mean cosine distance + ``hist_weight`` x class-histogram distance)
+    are scored, and one is sent when it beats the robot's current head by ``margin`` (accuracy on the window).
+    ``enabled: false`` is the paper's cloud.
+    """
+
+    enabled: bool = False
+    capacity: int = 256
+    shortlist: int = 4
+    hist_weight: float = 1.0
+    margin: float = 0.05
+    half: bool = True
+
+    def __post_init__(self) -> None:
+        """Check the bounds."""
+        self._check_fields()
+        n = type(self).__name__
+        if self.capacity < 1 or self.shortlist < 1:
+            raise ConfigError(f"{n}: capacity and shortlist must be >= 1, got {self.capacity}, {self.shortlist}")
+        if self.hist_weight < 0.0 or not 0.0 <= self.margin <= 1.0:
+            raise ConfigError(f"{n}: hist_weight must be >= 0 and margin in [0, 1], got {self.hist_weight}, "
+                              f"{self.margin}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -535,6 +568,7 @@ class CloudNodeConfig(ConfigSection):
     backend: CloudBackend = "inline"
     ray: RaySettings = dataclasses.field(default_factory=RaySettings)
     backpressure: BackpressureConfig = dataclasses.field(default_factory=BackpressureConfig)
+    zoo: ZooConfig = dataclasses.field(default_factory=ZooConfig)
     min_improvement: float = 0.0
     update_dtype: UpdateDtype = "float16"
     bank: BankConfig = dataclasses.field(default_factory=BankConfig)

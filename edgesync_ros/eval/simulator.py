@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from edgesync_ros.core import head_codec, heads
-from edgesync_ros.core.backpressure import UploadGovernor
+from edgesync_ros.core.backpressure import UploadGovernor, window_stretch
 from edgesync_ros.core.config import BackpressureConfig, TrainConfig
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError
@@ -289,6 +289,7 @@ class _Cam:
     window_ends: npt.NDArray[np.int64]  # frame index of the last frame of each window
     window_frames: list[npt.NDArray[np.int64]]
     run: CameraRun
+    gathered: list[int] = dataclasses.field(default_factory=list)  # windows held for one upload (paced: stretched)
 
 
 class Simulation:
@@ -555,17 +556,22 @@ class _Engine:
     def on_window(self, name: str, j: int) -> None:
         cam = self.cams[name]
         cf = cam.features
-        frames = cam.window_frames[j]
-        end_s = float(cf.stamp_s[frames[-1]])
+        end_s = float(cf.stamp_s[cam.window_frames[j][-1]])
         self.advance(name, end_s, inclusive=True)
+        last = j + 1 >= len(cam.window_frames)
+        if not last:
+            self.push(float(cf.stamp_s[cam.window_frames[j + 1][-1]]), _WINDOW, (name, j + 1))
+        scale = 1.0 if self.governor is None else self.governor.scale(name)
+        cam.gathered.append(j)
+        # A paced camera's window is stretched (core.backpressure.paced_policy): it uploads once per `stretch` windows.
+        if self.governor is not None and not last and len(cam.gathered) < window_stretch(scale, self.governor.cfg):
+            return
+        frames = np.concatenate([cam.window_frames[i] for i in cam.gathered]).astype(np.int64)
+        cam.gathered = []
         samples = np.concatenate([np.arange(cf.offsets[f], cf.offsets[f + 1]) for f in frames]).astype(np.int64)
         counts = (cf.offsets[frames + 1] - cf.offsets[frames]).astype(np.int64)
-        scale = 1.0 if self.governor is None else self.governor.scale(name)
-        window = Window(name, j, end_s, frames.astype(np.int64), samples, cam.probs[samples], counts, scale)
+        window = Window(name, j, end_s, frames, samples, cam.probs[samples], counts, scale)
         pos = self.method.select(self.sim, window)
-        if j + 1 < len(cam.window_frames):
-            nxt = float(cf.stamp_s[cam.window_frames[j + 1][-1]])
-            self.push(nxt, _WINDOW, (name, j + 1))
         if pos is None or len(pos) == 0:
             return
         pos = np.asarray(pos, np.int64)

@@ -12,10 +12,11 @@ that runs torch multi-threaded (one OpenMP pool, :mod:`edgesync_ros.models.threa
 teacher and training on Ray actors, on this machine or a cluster. Work lost with a worker is redone: a batch goes
 back to its queue, a training's samples back to the scheduler.
 
-Backpressure: when the labelling queue fills, robots that already wait there are told a smaller k through their
-``set_upload_policy`` service, and a larger one again once the queue drains (:mod:`edgesync_ros.core.backpressure`);
-each robot's k shows in ``GetFleetStatus`` and ``/diagnostics``. Every time (windows, waits, the training limit, the
-starvation guard) is node-clock time, so ``use_sim_time`` with a bag replayed at N x behaves like the live robot.
+Backpressure: when the labelling queue fills, robots that already wait there are told a smaller k and a longer
+window through their ``set_upload_policy`` service, and the configured pair again once the queue drains
+(:mod:`edgesync_ros.core.backpressure`); each robot's k and window show in ``GetFleetStatus`` and ``/diagnostics``.
+Every time (windows, waits, the training limit, the starvation guard) is node-clock time, so ``use_sim_time`` with
+a bag replayed at N x behaves like the live robot.
 
 Topics/services under ``cloud_namespace`` (default ``/edgesync``): ``samples`` (in), ``register_edge``,
 ``get_fleet_status``, ``request_retrain``, ``get_latest_head``; ``/diagnostics``. Head updates go to each robot's
@@ -32,6 +33,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -49,10 +51,10 @@ from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
 from edgesync_ros import paths
-from edgesync_ros.backend import Backend, LabelRequest, TrainOutcome, TrainRequest, WorkerLost
+from edgesync_ros.backend import Backend, LabelRequest, ScoreRequest, TrainOutcome, TrainRequest, WorkerLost
 from edgesync_ros.backend.inline import InlineBackend
 from edgesync_ros.core import head_codec, persist
-from edgesync_ros.core.backpressure import UploadGovernor
+from edgesync_ros.core.backpressure import UploadGovernor, paced_policy
 from edgesync_ros.core.config import CloudNodeConfig, TeacherSettings, read_hyperparameters
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
@@ -60,6 +62,7 @@ from edgesync_ros.core.fleet import EdgeRecord, Fleet
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
+from edgesync_ros.core.zoo import HeadZoo, Signature, signature
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 from edgesync_ros.models.labelling import Labelled
 from edgesync_ros.models.teacher import Teacher, load_teacher
@@ -104,8 +107,8 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
              read_only=True),
     ParamDoc("ray.max_retries", "Retries of a task lost with its worker before its batch goes back to the queue.",
              0, 100, read_only=True),
-    ParamDoc("backpressure.enabled", "Pace robots the cloud cannot serve (a smaller k) instead of dropping their "
-             "uploads.", read_only=True),
+    ParamDoc("backpressure.enabled", "Pace robots the cloud cannot serve (a smaller k, a longer window) instead "
+             "of dropping their uploads.", read_only=True),
     ParamDoc("backpressure.high_water", "Queue fill (fraction of queue_size) from which robots already waiting are "
              "slowed.", 0.0, 1.0, read_only=True),
     ParamDoc("backpressure.low_water", "Queue fill at or below which paced robots are sped up again.", 0.0, 1.0,
@@ -116,6 +119,18 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
              read_only=True),
     ParamDoc("backpressure.hold_s", "Least node-clock time between two changes of one robot's k.", 0.0, 3600.0,
              read_only=True),
+    ParamDoc("backpressure.max_window_stretch", "Most a paced robot's window is multiplied by (round(1/sqrt(scale)))."
+             , 1, 100, read_only=True),
+    ParamDoc("zoo.enabled", "Keep every trained head in a zoo and send a stored one at once when it beats a robot's "
+             "current head on its newest labelled window.", read_only=True),
+    ParamDoc("zoo.capacity", "Heads the zoo keeps (the least used are evicted first).", 1, 1_000_000, read_only=True),
+    ParamDoc("zoo.shortlist", "Stored heads nearest by signature that are scored on each labelled window.", 1, 1000,
+             read_only=True),
+    ParamDoc("zoo.hist_weight", "Weight of the class-histogram distance in the signature distance.", 0.0, 100.0,
+             read_only=True),
+    ParamDoc("zoo.margin", "Accuracy on the window by which a stored head must beat the robot's current head.", 0.0,
+             1.0, read_only=True),
+    ParamDoc("zoo.half", "Store zoo heads as float16.", read_only=True),
     ParamDoc("min_improvement", "Update gate: validation accuracy the new head must gain over the current head "
              "on the held-out samples (0 = any improvement).", 0.0, 1.0),
     ParamDoc("update_dtype", "Wire dtype of head tensors (float16 halves the bytes)."),
@@ -176,13 +191,26 @@ def teacher_config(teacher: TeacherSettings) -> dict[str, Any]:
 class _InFlight:
     """A request a worker slot is running: what, for whom, its future, and what is needed to finish or redo it."""
 
-    kind: str  # label | train
+    kind: str  # label | train | score
     edge_id: str
     future: concurrent.futures.Future[Any]
     started: float
     msg: SampleBatch | None = None  # label: the message, put back in the queue if the worker is lost
     batch: conv.DecodedBatch | None = None
-    base_version: int = 0  # train: the version the training started from
+    base_version: int = 0  # train/score: the robot's version when the work started
+    signature: Signature | None = None  # train: of the training set, stored with the head in the zoo
+    check: _ZooCheck | None = None  # score: the zoo candidates and the current head's accuracy
+
+
+@dataclasses.dataclass
+class _ZooCheck:
+    """Zoo candidates waiting to be scored on a robot's newest labelled window."""
+
+    edge_id: str
+    ids: list[int]
+    request: ScoreRequest
+    current_accuracy: float
+    base_version: int
 
 
 def _batch_bytes(msg: SampleBatch) -> int:
@@ -255,6 +283,7 @@ class CloudNode(Node):
         self.counters = collections.Counter[str]()
         self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
         self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
+        self.zoo_selection_ms: collections.deque[float] = collections.deque(maxlen=50)
         self.governor = UploadGovernor(cfg.backpressure)
         self._policy_dirty: set[str] = set()
         self._clock_marks: collections.deque[tuple[float, float]] = collections.deque()
@@ -262,6 +291,13 @@ class CloudNode(Node):
         self._wake = threading.Event()
         self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
         self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
+        # The head zoo (core.zoo): kept with the robots' state when there is a state_dir, else for this run only.
+        self.zoo: HeadZoo | None = None
+        if cfg.zoo.enabled:
+            root = self.state_dir / "zoo" if self.state_dir is not None else Path(tempfile.mkdtemp(prefix="es-zoo-"))
+            self.zoo = HeadZoo(root, cfg.zoo)
+        self._zoo_checks: collections.deque[_ZooCheck] = collections.deque()
+        self._zoo_held: dict[str, int] = {}  # robot -> zoo id of the stored head it holds (never offered back)
         self._generation = 0
         if self.state_dir is not None:
             with intra_op_threads(1):  # loads and stacks the saved stores: same reason as the replica above
@@ -310,6 +346,8 @@ class CloudNode(Node):
             self._worker.join(timeout=10.0)
         if hasattr(self, "backend"):
             self.backend.close()
+        if getattr(self, "zoo", None) is not None:
+            self.zoo.close()  # type: ignore[union-attr]
         super().destroy_node()
 
     # -- services ----------------------------------------------------------------------------------------------
@@ -342,8 +380,7 @@ class CloudNode(Node):
             return response
         response.accepted = True
         response.message = f"{'registered' if created else 're-registered'} {request.edge_id} (cloud v{record.version})"
-        response.upload_fraction = self.upload_fraction(request.edge_id)
-        response.window_size = int(self.values["window_size"])
+        response.upload_fraction, response.window_size = self.upload_policy(request.edge_id)
         if created:
             self.get_logger().info(f"registered {request.edge_id!r}, heads to {request.head_topic}")
         return response
@@ -357,7 +394,10 @@ class CloudNode(Node):
             state = "training" if r.training else ("ready" if self.fleet.ready()[edge_id] else "collecting")
             scale = self.governor.scale(edge_id)
             if scale < 1.0:
-                state += f"; uploads paced to {scale:.2f} of k (cloud busy)"
+                k, window = self.upload_policy(edge_id)
+                state += f"; uploads paced to {scale:.2f} of its rate: k {k:.3f}, window {window} (cloud busy)"
+            if edge_id in self._zoo_held:
+                state += f"; holds zoo head {self._zoo_held[edge_id]}"
             if r.last_train:
                 # The update gate's last decision, so an operator sees why a robot did or did not get a head.
                 t = r.last_train
@@ -404,9 +444,14 @@ class CloudNode(Node):
             response.update = msg
         return response
 
+    def upload_policy(self, edge_id: str) -> tuple[float, int]:
+        """The (k, window) this robot is told: the configured pair paced by backpressure (core.backpressure)."""
+        return paced_policy(float(self.values["upload_fraction"]), int(self.values["window_size"]),
+                            self.governor.scale(edge_id), self.governor.cfg)
+
     def upload_fraction(self, edge_id: str) -> float:
-        """The k this robot is told: the configured ``upload_fraction`` scaled by backpressure (core.backpressure)."""
-        return float(self.values["upload_fraction"]) * self.governor.scale(edge_id)
+        """The k this robot is told (:meth:`upload_policy`)."""
+        return self.upload_policy(edge_id)[0]
 
     def _push_policy(self) -> None:
         """Tell every robot its k and the window (``upload_fraction``/``window_size`` changed)."""
@@ -425,8 +470,8 @@ class CloudNode(Node):
                 client = self.create_client(SetUploadPolicy, f"{ns}/set_upload_policy")
                 self.policy_clients[edge_id] = client
             if client.service_is_ready():
-                client.call_async(SetUploadPolicy.Request(upload_fraction=self.upload_fraction(edge_id),
-                                                          window_size=int(self.values["window_size"])))
+                k, window = self.upload_policy(edge_id)
+                client.call_async(SetUploadPolicy.Request(upload_fraction=k, window_size=window))
                 with self._lock:
                     self._policy_dirty.discard(edge_id)
 
@@ -478,6 +523,9 @@ class CloudNode(Node):
         """Start the slot's next step (Algorithm 2's loop, core.cycle): label a waiting batch or train a robot."""
         cycle = self._cycles[slot]
         while True:
+            if self._zoo_checks:  # milliseconds per candidate, and it may spare a whole training: first
+                self._start_score(slot, self._zoo_checks.popleft())
+                return
             if cycle.next(self._queue.qsize()) == "label":
                 got = self._queue.get_nowait()
                 if got is None:
@@ -524,8 +572,17 @@ class CloudNode(Node):
             request = TrainRequest(edge_id, self.heads.get(edge_id, self.initial_head), features, labels,
                                    self.train_cfg, self._clock_rate())
             base_version = record.version
+        sig = None if self.zoo is None else signature(features, len(self.replica.classes), labels=labels)
         future = self.backend.train(slot, request)
-        self._inflight[slot] = _InFlight("train", edge_id, future, time.perf_counter(), base_version=base_version)
+        self._inflight[slot] = _InFlight("train", edge_id, future, time.perf_counter(), base_version=base_version,
+                                         signature=sig)
+        future.add_done_callback(lambda _: self._wake.set())
+
+    def _start_score(self, slot: int, check: _ZooCheck) -> None:
+        """Hand the zoo candidates of one robot's window to the slot's worker."""
+        future = self.backend.score(slot, check.request)
+        self._inflight[slot] = _InFlight("score", check.edge_id, future, time.perf_counter(),
+                                         base_version=check.base_version, check=check)
         future.add_done_callback(lambda _: self._wake.set())
 
     def _collect(self) -> None:
@@ -543,7 +600,8 @@ class CloudNode(Node):
                 if job.kind == "train":
                     with self._lock:
                         self.fleet.abort_training(job.edge_id)
-                self.counters["rejected_batches" if job.kind == "label" else "failed_trainings"] += 1
+                self.counters[{"label": "rejected_batches", "train": "failed_trainings"}.get(job.kind,
+                                                                                           "zoo_errors")] += 1
                 self.get_logger().warning(f"{job.edge_id}: {job.kind} failed: {exc}", throttle_duration_sec=5.0)
                 continue
             except Exception:
@@ -553,8 +611,10 @@ class CloudNode(Node):
                 raise
             if job.kind == "label":
                 self._labelled(job, outcome)
-            else:
+            elif job.kind == "train":
                 self._trained(job, outcome)
+            else:
+                self._scored(job, outcome)
 
     def _lost(self, job: _InFlight, exc: Exception) -> None:
         """A worker died with the request: the batch goes back to the front of its queue, or the robot is ready."""
@@ -562,6 +622,8 @@ class CloudNode(Node):
         if job.kind == "label":
             assert job.msg is not None
             self._queue.put_back(job.edge_id, job.msg)
+        elif job.kind == "score":
+            pass  # nothing to redo: the robot's next window is checked again
         else:
             with self._lock:
                 self.fleet.abort_training(job.edge_id)
@@ -581,6 +643,58 @@ class CloudNode(Node):
         self.counters["batches"] += 1
         self.counters["samples"] += len(batch.samples)
         self.counters["bytes_in"] += batch.nbytes
+        if self.zoo is not None and len(self.zoo) and out.labels.size:
+            self._check_zoo(batch.edge_id, out, predicted)
+
+    def _check_zoo(self, edge_id: str, out: Labelled, predicted: np.ndarray) -> None:
+        """Queue the zoo's shortlist for this window when a stored head could beat the robot's current one on it.
+
+        The robot's current head's accuracy on the window is what its predictions scored against the teacher's
+        labels (Eq. 5's input); the candidates are scored on the same samples by a worker (:meth:`_start_score`).
+        """
+        assert self.zoo is not None
+        current = float(np.mean(predicted == out.labels))
+        if current > 1.0 - float(self.zoo.cfg.margin):
+            return  # nothing can beat it by the margin
+        with self._lock:
+            record = self.fleet.get(edge_id)
+            if record.training or any(c.edge_id == edge_id for c in self._zoo_checks):
+                return  # a training (or a check) in flight would race a zoo head for the next version
+            base_version, held = record.version, self._zoo_held.get(edge_id)
+        sig = signature(out.features, len(self.replica.classes), labels=out.labels)
+        ids = self.zoo.shortlist(sig, exclude=lambda h: h == held)
+        if ids:
+            request = ScoreRequest(edge_id, out.features, torch.from_numpy(np.asarray(out.labels, np.int64)),
+                                   [self.zoo.load(h) for h in ids])
+            self._zoo_checks.append(_ZooCheck(edge_id, ids, request, current, base_version))
+
+    def _scored(self, job: _InFlight, scores: list[float]) -> None:
+        """Send the best stored head when it beats the robot's current head by the margin and nothing raced it."""
+        check = job.check
+        assert check is not None and self.zoo is not None
+        seconds = time.perf_counter() - job.started
+        self.zoo_selection_ms.append(1000.0 * seconds)
+        best = int(np.argmax(scores)) if scores else -1
+        if best < 0 or scores[best] < check.current_accuracy + float(self.zoo.cfg.margin):
+            self.zoo.misses += 1
+            return
+        hid = check.ids[best]
+        with self._lock:
+            record = self.fleet.get(check.edge_id)
+            if record.training or record.version != check.base_version:
+                self.counters["zoo_stale"] += 1  # a training started or a head went out meanwhile
+                return
+        self.zoo.hits += 1
+        state = {k: torch.from_numpy(v.numpy().astype(np.float32)) if v.is_floating_point() else v
+                 for k, v in check.request.heads[best].items()}
+        entry = self.zoo.entry(hid)
+        self._publish_head(check.edge_id, state, check.base_version, scores[best], entry.samples, 0.0,
+                           f"from the zoo (head {hid}: {entry.robot} v{entry.version}; window acc "
+                           f"{scores[best]:.3f} vs {check.current_accuracy:.3f}, {1000.0 * seconds:.0f} ms)",
+                           trained=False)
+        self.zoo.mark_used(hid, self.now_s())
+        with self._lock:
+            self._zoo_held[check.edge_id] = hid
 
     def _trained(self, job: _InFlight, outcome: TrainOutcome) -> None:
         """Gate the new head against the current one; publish it under the next version if it passes."""
@@ -588,28 +702,19 @@ class CloudNode(Node):
         self.train_seconds.append(result.seconds)
         send, gain = passes_gate(result, float(self.values["min_improvement"]))
         sent: HeadUpdate | None = None
+        # The head as the edge holds it (floating tensors only; the codec skips integer BN counters).
+        state = {k: v.detach().cpu() for k, v in result.state_dict.items() if k in self.initial_head}
+        if self.zoo is not None and job.signature is not None:
+            # Every trained head is kept, sent or not: a head the gate held back here may fit another window.
+            self.zoo.add(state, job.signature, edge_id, base_version + 1, float(result.val_accuracy), self.now_s(),
+                         tag="sent" if send else "gated")
         if send:
-            # The head as the edge holds it (floating tensors only; the codec skips integer BN counters).
-            state = {k: v.detach().cpu() for k, v in result.state_dict.items() if k in self.initial_head}
-            payload = head_codec.encode_head(
-                state, self.replica.arch, edge_id, base_version + 1, base_version, dtype=self.values["update_dtype"],
-                key=self.fleet_key,
-                validation_accuracy=float(result.val_accuracy), train_samples=int(result.train_samples),
-                train_seconds=float(result.seconds))
-            sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg()))  # robot: edge_id
+            sent = self._publish_head(
+                edge_id, state, base_version, float(result.val_accuracy), int(result.train_samples),
+                float(result.seconds), f"val acc {result.val_accuracy:.3f} +{gain:.3f}, {result.epochs} epochs, "
+                f"{result.seconds:.2f} s, {result.stop_reason}", trained=True)
             with self._lock:
-                self.heads[edge_id] = state
-                self.latest[edge_id] = sent
-                publisher = self.head_pubs[edge_id]
-                # Persist the new version before anyone can see it: a crash after this point can skip a version
-                # number but never send two different heads under one number.
-                self.fleet.trained(edge_id, self.now_s(), sent.version)
-                self._save(self.fleet.get(edge_id))
-            publisher.publish(sent)
-            self.counters["updates_sent"] += 1
-            self.get_logger().info(
-                f"{edge_id}: head v{base_version + 1} sent ({payload.nbytes} bytes, val acc {result.val_accuracy:.3f}"
-                f" +{gain:.3f}, {result.epochs} epochs, {result.seconds:.2f} s, {result.stop_reason})")
+                self._zoo_held.pop(edge_id, None)
         else:
             self.counters["updates_gated"] += 1
             self.get_logger().info(f"{edge_id}: no update (val acc gain {gain:+.3f} < gate), {result.stop_reason}")
@@ -621,6 +726,35 @@ class CloudNode(Node):
                                  "seconds": float(result.seconds), "epochs": int(result.epochs),
                                  "stop_reason": str(result.stop_reason), "sent": int(sent is not None)}
             self._save(record)
+
+    def _publish_head(self, edge_id: str, state: dict[str, torch.Tensor], base_version: int, val_accuracy: float,
+                      train_samples: int, train_seconds: float, note: str, trained: bool) -> HeadUpdate:
+        """Encode ``state`` as version ``base_version + 1`` for ``edge_id``, persist that version, then publish it.
+
+        ``trained``: it ends a training (the fleet's training bookkeeping), else a stored head is sent.
+        """
+        payload = head_codec.encode_head(
+            state, self.replica.arch, edge_id, base_version + 1, base_version, dtype=self.values["update_dtype"],
+            key=self.fleet_key, validation_accuracy=val_accuracy, train_samples=train_samples,
+            train_seconds=train_seconds)
+        sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg()))  # robot: edge_id
+        with self._lock:
+            self.heads[edge_id] = state
+            self.latest[edge_id] = sent
+            publisher = self.head_pubs[edge_id]
+            # Persist the new version before anyone can see it: a crash after this point can skip a version
+            # number but never send two different heads under one number.
+            if trained:
+                self.fleet.trained(edge_id, self.now_s(), sent.version)
+            else:
+                self.fleet.sent_stored_head(edge_id, self.now_s(), sent.version)
+            self._save(self.fleet.get(edge_id))
+        publisher.publish(sent)
+        self.counters["updates_sent"] += 1
+        if not trained:
+            self.counters["zoo_heads_sent"] += 1
+        self.get_logger().info(f"{edge_id}: head v{base_version + 1} sent ({payload.nbytes} bytes, {note})")
+        return sent
 
     # -- clock -------------------------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -681,7 +815,7 @@ class CloudNode(Node):
     def _publish_diagnostics(self) -> None:
         self._clock_rate()  # keeps the node-clock / wall-clock marks fresh
         with self._lock:
-            per_robot = {e: (r.version, r.updates_sent, r.trainings, len(r.labels), self.upload_fraction(e))
+            per_robot = {e: (r.version, r.updates_sent, r.trainings, len(r.labels), *self.upload_policy(e))
                          for e, r in self.fleet.edges.items()}
             training = sorted(e for e, r in self.fleet.edges.items() if r.training)
         uploaded = self.counters["bytes_uploaded"]
@@ -692,12 +826,15 @@ class CloudNode(Node):
             "train_seconds": f"{np.mean(self.train_seconds):.2f}" if self.train_seconds else "nan",
             "training": ",".join(training),
             "starved_picks": str(self.fleet.starved_picks),
+            **({} if self.zoo is None else {
+                "zoo_heads": str(len(self.zoo)), "zoo_hits": str(self.zoo.hits), "zoo_misses": str(self.zoo.misses),
+                "zoo_selection_ms": f"{np.mean(self.zoo_selection_ms):.1f}" if self.zoo_selection_ms else "nan"}),
             "dropped_bytes_fraction": f"{self.counters['bytes_dropped'] / uploaded:.3f}" if uploaded else "0",
             **{k: str(v) for k, v in sorted(self.counters.items())},
-            **{f"robot/{e}": f"v{v} sent={n} trained={t} stored={s} k={k:.3f}"
-               for e, (v, n, t, s, k) in sorted(per_robot.items())},
+            **{f"robot/{e}": f"v{v} sent={n} trained={t} stored={s} k={k:.3f} window={w}"
+               for e, (v, n, t, s, k, w) in sorted(per_robot.items())},
         }
-        paced = sum(1 for *_, k in per_robot.values() if k < float(self.values["upload_fraction"]))
+        paced = sum(1 for *_, k, _w in per_robot.values() if k < float(self.values["upload_fraction"]))
         level = DiagnosticStatus.WARN if self._queue.full() or paced else DiagnosticStatus.OK
         if paced:
             values["paced_robots"] = str(paced)
