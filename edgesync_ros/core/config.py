@@ -476,6 +476,32 @@ class ZooConfig(ConfigSection):
 
 
 @dataclasses.dataclass(frozen=True)
+class HeadCacheConfig(ConfigSection):
+    """The robot's cache of applied heads (``head_cache.*``; :mod:`edgesync_ros.core.head_cache`).
+
+    ``size`` heads are kept (0: off, the paper's robot). A cached head is switched to locally when, for
+    ``confirm_windows`` windows in a row, the window's pooled features are closer to that head's served windows by
+    ``feature_margin`` (cosine distance) and its mean normalised entropy is lower by ``entropy_margin``. A head's
+    statistics are running means over its last ``memory`` served windows.
+    """
+
+    size: int = 0
+    feature_margin: float = 0.05
+    entropy_margin: float = 0.05
+    confirm_windows: int = 2
+    memory: int = 20
+
+    def __post_init__(self) -> None:
+        """Check the bounds."""
+        self._check_fields()
+        n = type(self).__name__
+        if self.size < 0 or self.confirm_windows < 1 or self.memory < 1:
+            raise ConfigError(f"{n}: size must be >= 0, confirm_windows and memory >= 1")
+        if not 0.0 <= self.feature_margin <= 2.0 or not 0.0 <= self.entropy_margin <= 1.0:
+            raise ConfigError(f"{n}: feature_margin must be in [0, 2] and entropy_margin in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
 class RaySettings(ConfigSection):
     """Where the cloud's labelling and training run with ``backend: ray`` (``ray.*``).
 
