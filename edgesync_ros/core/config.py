@@ -502,6 +502,33 @@ class HeadCacheConfig(ConfigSection):
 
 
 @dataclasses.dataclass(frozen=True)
+class GroupingConfig(ConfigSection):
+    """Fleet grouping (``grouping.*``; :mod:`edgesync_ros.core.grouping`).
+
+    Robots with at least ``min_windows`` labelled windows join a group within ``join_distance`` (signature distance,
+    class histograms weighted by ``hist_weight``) and leave it beyond ``leave_distance``; a robot's signature is a
+    running mean over its last ``memory`` windows. ``enabled: false`` trains every robot alone (EdgeSync).
+    """
+
+    enabled: bool = False
+    join_distance: float = 0.05
+    leave_distance: float = 0.1
+    hist_weight: float = 1.0
+    min_windows: int = 3
+    memory: int = 10
+
+    def __post_init__(self) -> None:
+        """Check the bounds and the hysteresis (leave beyond join)."""
+        self._check_fields()
+        n = type(self).__name__
+        if self.join_distance < 0.0 or self.leave_distance < self.join_distance:
+            raise ConfigError(f"{n}: need 0 <= join_distance <= leave_distance, got {self.join_distance}, "
+                              f"{self.leave_distance}")
+        if self.min_windows < 1 or self.memory < 1 or self.hist_weight < 0.0:
+            raise ConfigError(f"{n}: min_windows and memory must be >= 1 and hist_weight >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class RaySettings(ConfigSection):
     """Where the cloud's labelling and training run with ``backend: ray`` (``ray.*``).
 
