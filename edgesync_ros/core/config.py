@@ -622,6 +622,7 @@ class CloudNodeConfig(ConfigSection):
     ray: RaySettings = dataclasses.field(default_factory=RaySettings)
     backpressure: BackpressureConfig = dataclasses.field(default_factory=BackpressureConfig)
     zoo: ZooConfig = dataclasses.field(default_factory=ZooConfig)
+    grouping: GroupingConfig = dataclasses.field(default_factory=GroupingConfig)
     min_improvement: float = 0.0
     update_dtype: UpdateDtype = "float16"
     bank: BankConfig = dataclasses.field(default_factory=BankConfig)

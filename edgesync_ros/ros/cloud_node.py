@@ -59,6 +59,7 @@ from edgesync_ros.core.config import CloudNodeConfig, TeacherSettings, read_hype
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.core.fleet import EdgeRecord, Fleet
+from edgesync_ros.core.grouping import FleetGrouping
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
@@ -131,6 +132,17 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("zoo.margin", "Accuracy on the window by which a stored head must beat the robot's current head.", 0.0,
              1.0, read_only=True),
     ParamDoc("zoo.half", "Store zoo heads as float16.", read_only=True),
+    ParamDoc("grouping.enabled", "Train robots whose recent samples look alike as one group (one head on their pooled "
+             "samples, sent to every member).", read_only=True),
+    ParamDoc("grouping.join_distance", "Signature distance within which a robot joins a group.", 0.0, 3.0,
+             read_only=True),
+    ParamDoc("grouping.leave_distance", "Signature distance beyond which a member leaves its group (>= join).", 0.0,
+             3.0, read_only=True),
+    ParamDoc("grouping.hist_weight", "Weight of the class-histogram distance in the grouping distance.", 0.0, 100.0,
+             read_only=True),
+    ParamDoc("grouping.min_windows", "Labelled windows a robot needs before it can join a group.", 1, 10000,
+             read_only=True),
+    ParamDoc("grouping.memory", "Windows a robot's running signature averages over.", 1, 10000, read_only=True),
     ParamDoc("min_improvement", "Update gate: validation accuracy the new head must gain over the current head "
              "on the held-out samples (0 = any improvement).", 0.0, 1.0),
     ParamDoc("update_dtype", "Wire dtype of head tensors (float16 halves the bytes)."),
@@ -199,6 +211,7 @@ class _InFlight:
     batch: conv.DecodedBatch | None = None
     base_version: int = 0  # train/score: the robot's version when the work started
     signature: Signature | None = None  # train: of the training set, stored with the head in the zoo
+    group: dict[str, int] = dataclasses.field(default_factory=dict)  # train: other members -> their base versions
     check: _ZooCheck | None = None  # score: the zoo candidates and the current head's accuracy
 
 
@@ -292,6 +305,7 @@ class CloudNode(Node):
         self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
         self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
         # The head zoo (core.zoo): kept with the robots' state when there is a state_dir, else for this run only.
+        self.grouping = FleetGrouping(cfg.grouping)  # every robot alone unless grouping.enabled
         self.zoo: HeadZoo | None = None
         if cfg.zoo.enabled:
             root = self.state_dir / "zoo" if self.state_dir is not None else Path(tempfile.mkdtemp(prefix="es-zoo-"))
@@ -396,6 +410,9 @@ class CloudNode(Node):
             if scale < 1.0:
                 k, window = self.upload_policy(edge_id)
                 state += f"; uploads paced to {scale:.2f} of its rate: k {k:.3f}, window {window} (cloud busy)"
+            group = self.grouping.group_of(edge_id)
+            if group is not None:
+                state += f"; trains with group {group} ({', '.join(self.grouping.members(edge_id))})"
             if edge_id in self._zoo_held:
                 state += f"; holds zoo head {self._zoo_held[edge_id]}"
             if r.last_train:
@@ -569,13 +586,24 @@ class CloudNode(Node):
         with self._lock:
             record = self.fleet.begin_training(edge_id)
             features, labels = record.training_set()
+            # Grouping (core.grouping): the group's other members idle and with samples train along, on the pooled
+            # samples, from the picked robot's head; each gets the result under its own next version.
+            group = {}
+            for m in self.grouping.members(edge_id):
+                if m != edge_id and m in self.fleet.edges and not self.fleet.get(m).training \
+                        and self.fleet.get(m).labels:
+                    group[m] = self.fleet.begin_training(m).version
+            if group:
+                sets = [self.fleet.get(m).training_set() for m in group]
+                features = torch.cat([features, *(f for f, _ in sets)])
+                labels = torch.cat([labels, *(y for _, y in sets)])
             request = TrainRequest(edge_id, self.heads.get(edge_id, self.initial_head), features, labels,
                                    self.train_cfg, self._clock_rate())
             base_version = record.version
         sig = None if self.zoo is None else signature(features, len(self.replica.classes), labels=labels)
         future = self.backend.train(slot, request)
         self._inflight[slot] = _InFlight("train", edge_id, future, time.perf_counter(), base_version=base_version,
-                                         signature=sig)
+                                         signature=sig, group=group)
         future.add_done_callback(lambda _: self._wake.set())
 
     def _start_score(self, slot: int, check: _ZooCheck) -> None:
@@ -598,16 +626,14 @@ class CloudNode(Node):
                 continue
             except EdgeSyncError as exc:
                 if job.kind == "train":
-                    with self._lock:
-                        self.fleet.abort_training(job.edge_id)
+                    self._abort_training(job)
                 self.counters[{"label": "rejected_batches", "train": "failed_trainings"}.get(job.kind,
                                                                                            "zoo_errors")] += 1
                 self.get_logger().warning(f"{job.edge_id}: {job.kind} failed: {exc}", throttle_duration_sec=5.0)
                 continue
             except Exception:
                 if job.kind == "train":
-                    with self._lock:
-                        self.fleet.abort_training(job.edge_id)
+                    self._abort_training(job)
                 raise
             if job.kind == "label":
                 self._labelled(job, outcome)
@@ -625,10 +651,15 @@ class CloudNode(Node):
         elif job.kind == "score":
             pass  # nothing to redo: the robot's next window is checked again
         else:
-            with self._lock:
-                self.fleet.abort_training(job.edge_id)
+            self._abort_training(job)
         self.get_logger().warning(f"{job.edge_id}: {job.kind} lost with its worker ({exc}); it will be redone",
                                   throttle_duration_sec=5.0)
+
+    def _abort_training(self, job: _InFlight) -> None:
+        """Give a lost or failed training's samples back to the robot (and to every member of its group)."""
+        with self._lock:
+            for edge_id in (job.edge_id, *job.group):
+                self.fleet.abort_training(edge_id)
 
     def _labelled(self, job: _InFlight, out: Labelled) -> None:
         """Feed the robot's bank (edge prediction == teacher label) and store (Eq. 5, the storage buffer)."""
@@ -643,6 +674,10 @@ class CloudNode(Node):
         self.counters["batches"] += 1
         self.counters["samples"] += len(batch.samples)
         self.counters["bytes_in"] += batch.nbytes
+        if self.grouping.cfg.enabled and out.labels.size:
+            self.grouping.observe(batch.edge_id, signature(out.features, len(self.replica.classes), labels=out.labels))
+            with self._lock:
+                self.grouping.regroup()
         if self.zoo is not None and len(self.zoo) and out.labels.size:
             self._check_zoo(batch.edge_id, out, predicted)
 
@@ -713,15 +748,21 @@ class CloudNode(Node):
                 edge_id, state, base_version, float(result.val_accuracy), int(result.train_samples),
                 float(result.seconds), f"val acc {result.val_accuracy:.3f} +{gain:.3f}, {result.epochs} epochs, "
                 f"{result.seconds:.2f} s, {result.stop_reason}", trained=True)
+            for member, member_base in job.group.items():
+                self._publish_head(member, state, member_base, float(result.val_accuracy), int(result.train_samples),
+                                   float(result.seconds), f"trained with {edge_id}'s group", trained=True)
+                self.counters["group_heads_sent"] += 1
             with self._lock:
-                self._zoo_held.pop(edge_id, None)
+                for member in (edge_id, *job.group):
+                    self._zoo_held.pop(member, None)
         else:
             self.counters["updates_gated"] += 1
             self.get_logger().info(f"{edge_id}: no update (val acc gain {gain:+.3f} < gate), {result.stop_reason}")
         with self._lock:
             record = self.fleet.get(edge_id)
             if sent is None:
-                self.fleet.trained(edge_id, self.now_s(), None)
+                for member in (edge_id, *job.group):
+                    self.fleet.trained(member, self.now_s(), None)
             record.last_train = {"val_accuracy": float(result.val_accuracy), "gain": float(gain),
                                  "seconds": float(result.seconds), "epochs": int(result.epochs),
                                  "stop_reason": str(result.stop_reason), "sent": int(sent is not None)}
@@ -826,6 +867,9 @@ class CloudNode(Node):
             "train_seconds": f"{np.mean(self.train_seconds):.2f}" if self.train_seconds else "nan",
             "training": ",".join(training),
             "starved_picks": str(self.fleet.starved_picks),
+            **({} if not self.grouping.cfg.enabled else {
+                "groups": str(len(self.grouping.groups())), "group_joins": str(self.grouping.joins),
+                "group_leaves": str(self.grouping.leaves)}),
             **({} if self.zoo is None else {
                 "zoo_heads": str(len(self.zoo)), "zoo_hits": str(self.zoo.hits), "zoo_misses": str(self.zoo.misses),
                 "zoo_selection_ms": f"{np.mean(self.zoo_selection_ms):.1f}" if self.zoo_selection_ms else "nan"}),

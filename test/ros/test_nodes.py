@@ -652,7 +652,6 @@ def test_a_stored_head_that_fits_the_window_is_sent_from_the_zoo_at_once(harness
     from edgesync_ros.models.teacher import load_teacher
     from edgesync_ros.msg import HeadUpdate
     from edgesync_ros.ros.cloud_node import teacher_config
-    from edgesync_ros.srv import RegisterEdge
 
     pairs = [(i, box) for i, boxes in enumerate(frame_regions) for box in boxes[:3]]
     index = np.array([i for i, _ in pairs], np.int64)
@@ -672,10 +671,7 @@ def test_a_stored_head_that_fits_the_window_is_sent_from_the_zoo_at_once(harness
     ns = f"r{harness.tag}"
     heads: list[HeadUpdate] = []
     harness.client.create_subscription(HeadUpdate, f"/{ns}/head_update", heads.append, qos.HEAD_UPDATE_QOS)
-    reply = call(harness, RegisterEdge, f"{harness.cloud_ns}/register_edge", RegisterEdge.Request(
-        edge_id=ns, architecture="mobilenet_v2", class_names=list(cloud.replica.classes), model_version=0,
-        head_topic=f"/{ns}/head_update"))
-    assert reply.accepted, reply.message
+    _register(harness, cloud, ns)
     probs = np.full(7, 1 / 7, np.float32)
     wrong = (labelled.labels + 1) % 7  # the robot's current head gets every sample of the window wrong
     header = Header(frame_id=f"{ns}_camera")
@@ -696,3 +692,45 @@ def test_a_stored_head_that_fits_the_window_is_sent_from_the_zoo_at_once(harness
     assert wait_for(lambda: cloud.counters["batches"] >= 2, 60)
     time.sleep(1.0)
     assert len(heads) == 1 and cloud.counters["zoo_heads_sent"] == 1
+
+
+def _register(harness: Harness, cloud: CloudNode, ns: str) -> None:
+    from edgesync_ros.srv import RegisterEdge
+
+    reply = call(harness, RegisterEdge, f"{harness.cloud_ns}/register_edge", RegisterEdge.Request(
+        edge_id=ns, architecture="mobilenet_v2", class_names=list(cloud.replica.classes), model_version=0,
+        head_topic=f"/{ns}/head_update"))
+    assert reply.accepted, reply.message
+
+
+def _upload(ns: str, frames, frame_regions, predicted: int = 0) -> SampleBatch:
+    """A robot's window as it uploads it: every frame, up to three regions each."""
+    probs = np.full(7, 1 / 7, np.float32)
+    header = Header(frame_id=f"{ns}_camera")
+    return conv.sample_batch(header, ns, 0, 4, 0.75, [(header, f) for f in frames],
+                             [dict(frame_index=i, box=tuple(float(v) for v in b), predicted_class=predicted,
+                                   probabilities=probs, adaptability=1.0, timeliness=1.0, quality=1.0)
+                              for i, boxes in enumerate(frame_regions) for b in boxes[:3]])
+
+
+def test_robots_that_see_alike_are_trained_as_one_group(harness, frames, frame_regions):
+    cloud = harness.cloud(min_new_samples=int(1.5 * sum(min(3, len(b)) for b in frame_regions)),
+                          **{"grouping.enabled": True, "grouping.min_windows": 1})
+    a, b = f"a{harness.tag}", f"b{harness.tag}"
+    heads: dict[str, list[HeadUpdate]] = {a: [], b: []}
+    for ns in (a, b):
+        harness.client.create_subscription(HeadUpdate, f"/{ns}/head_update", heads[ns].append, qos.HEAD_UPDATE_QOS)
+        _register(harness, cloud, ns)
+    pub = harness.client.create_publisher(SampleBatch, f"{harness.cloud_ns}/samples", qos.SAMPLES_QOS)
+    assert wait_for(lambda: pub.get_subscription_count() > 0, 10)
+    pub.publish(_upload(a, frames, frame_regions))  # both robots see the same street
+    pub.publish(_upload(b, frames, frame_regions))
+    assert wait_for(lambda: cloud.counters["batches"] >= 2, 60), dict(cloud.counters)
+    assert cloud.grouping.members(a) == sorted([a, b])
+    pub.publish(_upload(a, frames, frame_regions))  # a is ready now: its group trains together
+    assert wait_for(lambda: bool(heads[a]) and bool(heads[b]), 90), dict(cloud.counters)
+    assert cloud.counters["group_heads_sent"] == 1
+    assert cloud.fleet.get(a).trainings == 1 and cloud.fleet.get(b).trainings == 1
+    assert heads[a][-1].version == 1 and heads[b][-1].version == 1
+    status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
+    assert all("trains with group" in e.state for e in status.edges if e.edge_id in (a, b))
