@@ -682,14 +682,14 @@ def test_a_stored_head_that_fits_the_window_is_sent_from_the_zoo_at_once(harness
     pub = harness.client.create_publisher(SampleBatch, f"{harness.cloud_ns}/samples", qos.SAMPLES_QOS)
     assert wait_for(lambda: pub.get_subscription_count() > 0, 10)
     pub.publish(msg)
-    assert wait_for(lambda: bool(heads), 60), f"no zoo head: {dict(cloud.counters)}"
+    assert wait_for(lambda: bool(heads), 120), f"no zoo head: {dict(cloud.counters)}"
     assert heads[-1].version == 1 and cloud.counters["zoo_heads_sent"] == 1
     assert cloud.fleet.get(ns).trainings == 0 and cloud.zoo is not None and cloud.zoo.hits == 1
     status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
     assert "holds zoo head" in next(e for e in status.edges if e.edge_id == ns).state
     # The same window again: the robot's head is that stored head now, so it is not offered back.
     pub.publish(msg)
-    assert wait_for(lambda: cloud.counters["batches"] >= 2, 60)
+    assert wait_for(lambda: cloud.counters["batches"] >= 2, 120), dict(cloud.counters)
     time.sleep(1.0)
     assert len(heads) == 1 and cloud.counters["zoo_heads_sent"] == 1
 
