@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgesync_ros import paths
-from edgesync_ros.core.config import RecordedConfig
+from edgesync_ros.core.config import EdgeNodeConfig, RecordedConfig, load_node_config
 from edgesync_ros.core.errors import BagError, ConfigError, InvalidImageError
 from edgesync_ros.data import bags
 from edgesync_ros.data import stream as st
@@ -382,6 +382,28 @@ def recorded_key(bag_sha: str, image: str, regions: str, cfg: RecordedConfig, te
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def is_stream_bag(path: str | Path) -> bool:
+    """Return whether a bag is already a stream bag (it has the ``/edgesync/stream`` description topic)."""
+    return any(t.name == bags.STREAM_TOPIC for t in bags.bag_info(path).topics)
+
+
+def stream_bag(path: str | Path) -> RecordedStream:
+    """Return a stream bag (made by ``edgesync bag make-stream`` or :func:`prepare`) as it is, for evaluation."""
+    p = Path(path)
+    desc = bags.stream_description(p)
+    cams = tuple(st.CameraSpec(c, i, float(desc["schedules"][c]["duration_s"])) for i, c in enumerate(desc["cameras"]))
+    rec = desc.get("recorded", {})
+    return RecordedStream(str(desc["spec"]["name"]), p, str(desc["key"]), Path(rec.get("source", p)),
+                          str(rec.get("image_topic", "")), str(rec.get("regions_topic", "")),
+                          float(desc["spec"]["fps"]), cams, int(desc["seed"]))  # fmt: skip
+
+
+def edge_sample_rate(config_dir: str | Path | None = None) -> float:
+    """Return the sample rate the robot's ``edge.yaml`` configures (what its window is filled at)."""
+    cdir = paths.config_dir() if config_dir is None else Path(config_dir)
+    return load_node_config(EdgeNodeConfig, cdir / "edge.yaml", "edge_node").sample_rate_hz
+
+
 def prepare(
     bag: str | Path,
     config: RecordedConfig | None = None,
@@ -412,10 +434,7 @@ def prepare(
     out = root / "recorded" / f"{name}-{key[:12]}"
     if force or bags.existing_key(out) != key:
         _build(out, src, key, name, camera, image, regions, cfg, teacher, progress, log)
-    desc = bags.stream_description(out)
-    sched = desc["schedules"][camera]
-    cams = (st.CameraSpec(camera, 0, float(sched["duration_s"])),)
-    return RecordedStream(name, out, key, src, image.name, regions.name if regions else "", cfg.sample_rate_hz, cams)
+    return stream_bag(out)
 
 
 def _build(
