@@ -96,14 +96,16 @@ def bikes_frames(n: int, stride: int = 3, width: int = 480) -> list[np.ndarray]:
 
 def write_foreign_bag(
     path: object, frames: list[np.ndarray], *, storage: str = "sqlite3", kind: str = "raw",
-    topic: str = "/front_camera/image_raw", fps: float = 10.0, regions: str = "", boxes: list[np.ndarray] | None = None,
+    topic: str = "/front_camera/image_raw", fps: float = 10.0, regions: str = "",
+    boxes: list[np.ndarray | None] | None = None,
     start_ns: int = 1_700_000_000 * 10**9, receive_delay_ns: int = 30_000_000,
 ) -> None:
     """Write ``frames`` as another recorder would: one image topic (raw bgr8 or JPEG), optional regions topic.
 
     Capture stamps are ``start_ns + i / fps``; the bag time is the stamp plus ``receive_delay_ns`` (as a
     recorder sees it). ``regions``: ``detections`` (vision_msgs/Detection2DArray on ``/detections``) or
-    ``regions`` (edgesync_ros/RegionArray on ``/front_camera/regions``) carrying ``boxes[i]`` (xyxy) per frame.
+    ``regions`` (edgesync_ros/RegionArray on ``/front_camera/regions``) carrying ``boxes[i]`` (xyxy) per frame
+    (``None``: no regions message for that frame).
     """
     from pathlib import Path
 
@@ -140,8 +142,8 @@ def write_foreign_bag(
                 assert ok
                 msg = t[img_type](header=header, format="jpeg", data=buf.reshape(-1))
             writer.write(img_conn, stamp + receive_delay_ns, store.serialize_cdr(msg, img_type))
-            if reg_conn is None:
-                continue
+            if reg_conn is None or (boxes is not None and boxes[i] is None):
+                continue  # no regions message for this frame
             b = np.asarray(boxes[i] if boxes is not None else np.zeros((0, 4)), np.float64).reshape(-1, 4)
             if regions == "detections":
                 dets = [t["vision_msgs/msg/Detection2D"](
