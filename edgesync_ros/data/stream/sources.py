@@ -28,8 +28,8 @@ def resolve_source(source: str, what: str = "clip") -> Path:
     path = Path(source).expanduser()
     if path.is_file() or sequence_files(path):
         return path
-    raise ConfigError(f"{what}: source {source!r} is not bikes, vtest, dashcam/<clip>, an existing video file or an "
-                      "image sequence such as frames/img_%04d.png")
+    raise ConfigError(f"{what}: source {source!r} is not bikes, vtest, dashcam/<clip> or an existing video file "
+                      "(or image sequence such as frames/img_%04d.png)")
 
 
 #: One printf-style integer field in a file name: OpenCV's image-sequence naming.
