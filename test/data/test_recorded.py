@@ -189,3 +189,25 @@ def test_recorded_config_validates():
         RecordedConfig(jpeg_quality=0)
     with pytest.raises(ConfigError, match="camera must start with a letter"):
         RecordedConfig(camera="1cam")
+
+
+def test_stamps_and_images_decode_as_the_edge_node_would():
+    from types import SimpleNamespace as NS
+
+    stamp = NS(header=NS(stamp=NS(sec=12, nanosec=5)))
+    assert recorded.stamp_ns(stamp, 99) == 12 * 10**9 + 5
+    assert recorded.stamp_ns(NS(header=NS(stamp=NS(sec=0, nanosec=0))), 99) == 99  # a driver that stamps nothing
+    bgr = np.arange(2 * 4 * 3, dtype=np.uint8).reshape(2, 4, 3)
+    rows = np.zeros((2, 16), np.uint8)  # 12 bytes of pixels + 4 of padding per row
+    rows[:, :12] = bgr[:, :, ::-1].reshape(2, 12)
+    rgb = NS(encoding="rgb8", width=4, height=2, step=16, data=rows.tobytes())
+    np.testing.assert_array_equal(recorded.image_bgr(rgb, recorded.RAW_IMAGE), bgr)  # row padding dropped
+    mono = NS(encoding="mono8", width=4, height=2, step=4, data=bytes(range(8)))
+    assert recorded.image_bgr(mono, recorded.RAW_IMAGE).shape == (2, 4, 3)
+    ok, png = cv2.imencode(".png", bgr)
+    np.testing.assert_array_equal(recorded.image_bgr(NS(format="png", data=png.tobytes()), recorded.COMPRESSED_IMAGE),
+                                  bgr)  # fmt: skip
+    from edgesync_ros.core.errors import InvalidImageError
+
+    with pytest.raises(InvalidImageError, match="unsupported image encoding '16UC1'"):
+        recorded.image_bgr(NS(encoding="16UC1", width=4, height=2, step=8, data=bytes(16)), recorded.RAW_IMAGE)
