@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -412,7 +412,7 @@ def prepare(
     teacher: Any | None = None,
     force: bool = False,
     progress: bool = False,
-    log: Any = None,
+    log: Callable[[str], object] | None = None,
 ) -> RecordedStream:
     """Turn any rosbag2 into a cached stream bag (built once per content key); return it as a :class:`RecordedStream`.
 
@@ -439,7 +439,8 @@ def prepare(
 
 def _build(
     out: Path, src: Path, key: str, name: str, camera: str, image: bags.TopicSummary,
-    regions: bags.TopicSummary | None, cfg: RecordedConfig, teacher: Any | None, progress: bool, log: Any,
+    regions: bags.TopicSummary | None, cfg: RecordedConfig, teacher: Any | None, progress: bool,
+    log: Callable[[str], object] | None,
 ) -> None:  # fmt: skip
     """Sample, label and write the recording's stream bag at ``out`` (atomically)."""
     counts = _Counts()
