@@ -692,6 +692,40 @@ class ReplayConfig(ConfigSection):
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordedConfig(ConfigSection):
+    """How a rosbag2 recorded by any tool becomes an evaluation stream (:mod:`edgesync_ros.data.recorded`).
+
+    ``image_topic``: a ``sensor_msgs/Image`` or ``CompressedImage`` topic (empty: the bag's only image topic).
+    ``regions_topic``: optional ``vision_msgs/Detection2DArray`` or ``edgesync_ros/RegionArray`` topic whose boxes
+    are the regions to classify (empty: the teacher proposes them, as for stream specs). Frames are sampled at
+    ``sample_rate_hz`` by capture stamp (default: the edge node's rate, what a robot puts into its window),
+    scaled down to ``max_width`` and kept as JPEG (recorded JPEGs unchanged when no scaling is needed, raw frames
+    encoded at ``jpeg_quality``). ``camera`` names the camera (empty: from the image topic).
+    """
+
+    image_topic: str = ""
+    regions_topic: str = ""
+    sample_rate_hz: float = EdgeNodeConfig.sample_rate_hz
+    max_width: int = 640
+    jpeg_quality: int = 90
+    camera: str = ""
+
+    def __post_init__(self) -> None:
+        """Check the field types and ranges: a positive rate, a sensible width and a JPEG quality in 1..100."""
+        self._check_fields()
+        n = "RecordedConfig"
+        if self.sample_rate_hz <= 0.0:
+            raise ConfigError(f"{n}.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
+        if not 32 <= self.max_width <= 8192:
+            raise ConfigError(f"{n}.max_width must be in [32, 8192], got {self.max_width}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"{n}.jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.camera and (not self.camera[0].isalpha() or not all(c.isalnum() or c == "_" for c in self.camera)):
+            raise ConfigError(f"{n}.camera must start with a letter and hold letters, digits and '_', got "
+                              f"{self.camera!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class EvaluatorConfig(ConfigSection):
     """Every parameter of ``evaluator_node``: live scoring of predictions against a bag's ground truth."""
 

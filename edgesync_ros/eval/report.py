@@ -256,7 +256,7 @@ def plot_timeline(
             base = seg["condition"]
             ax.axvspan(seg["start_s"] / 60, seg["end_s"] / 60, color=_CONDITION_COLOURS.get(base, "#eeeeee"),
                        alpha=0.35, lw=0)  # fmt: skip
-            label = base if base == "clean" else f"{base}{seg['severity']}"
+            label = base if int(seg["severity"]) == 0 else f"{base}{seg['severity']}"
             ax.text((seg["start_s"] + seg["end_s"]) / 120, 1.02, label, ha="center", va="bottom", fontsize=7,
                     transform=ax.get_xaxis_transform())  # fmt: skip
         for key, tl in timelines.items():

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.data.recorded import RecordedStream
 from edgesync_ros.data.stream import CameraSpec, StreamSpec
 from edgesync_ros.eval import report
 from edgesync_ros.eval.cost import CostProfile, calibrated_path, resolve_cost_profile
@@ -55,8 +56,8 @@ ABLATION_NOTE = (
 # Set-up shared by every section
 # ------------------------------------------------------------------------------------------------------------
 def seed_context(
-    spec: StreamSpec, seed: int, unit: str = "region", cameras: int | None = None, duration_s: float | None = None,
-    vary_stream_seed: bool = False,
+    spec: StreamSpec | RecordedStream, seed: int, unit: str = "region", cameras: int | None = None,
+    duration_s: float | None = None, vary_stream_seed: bool = False,
 ) -> Context:  # fmt: skip
     """Return the context of seed ``seed``: the first ``cameras`` cameras (all: ``None``) of ``spec``.
 
@@ -71,8 +72,13 @@ def seed_context(
     return Context(s, unit, cams, duration_s)
 
 
-def derived_spec(spec: StreamSpec, n_cameras: int, duration_s: float) -> StreamSpec:
-    """Return ``spec`` with ``n_cameras`` cameras of ``duration_s`` seconds (the spec's own first, then new seeds)."""
+def derived_spec(spec: StreamSpec | RecordedStream, n_cameras: int, duration_s: float) -> StreamSpec:
+    """Return ``spec`` with ``n_cameras`` cameras of ``duration_s`` seconds (the spec's own first, then new seeds).
+
+    A recording has no schedule to draw more cameras from: :class:`ConfigError`.
+    """
+    if isinstance(spec, RecordedStream):
+        raise ConfigError(f"Fig. 3 draws new cameras from a stream spec; {spec.source} is a recording")
     base = list(spec.cameras)
     cams = []
     for i in range(n_cameras):
@@ -128,7 +134,7 @@ class Evaluation:
     present). ``fig_seeds``: the seeds of Fig. 3/4/5. ``run_cache``: where finished runs are kept (``None``: none).
     """
 
-    spec: StreamSpec
+    spec: StreamSpec | RecordedStream
     contexts: Mapping[int, Context]
     seeds: Sequence[int]
     fig_seeds: Sequence[int]

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from edgesync_ros import paths
+from edgesync_ros.data.recorded import RecordedStream
 from edgesync_ros.data.stream import StreamSpec
 from edgesync_ros.eval import report
 from edgesync_ros.eval.cost import CostProfile
@@ -39,7 +40,7 @@ from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 class Context:
     """Which stream, cameras, unit and duration a task runs on (everything that selects cached features)."""
 
-    spec: StreamSpec
+    spec: StreamSpec | RecordedStream
     unit: str = "region"
     cameras: tuple[str, ...] | None = None
     duration_s: float | None = None

@@ -22,47 +22,23 @@ from typing import Any, cast
 import cv2
 import numpy as np
 import numpy.typing as npt
-from cv_bridge import CvBridge, CvBridgeError
+from cv_bridge import CvBridge
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from edgesync_ros.core.errors import InvalidImageError, InvalidInputError, UpdateRejectedError
 from edgesync_ros.core.head_codec import HeadPayload, PayloadClaims, TensorClaim, TensorRecord
 from edgesync_ros.data.image_header import bounded_header
+from edgesync_ros.data.images import bytes_view, raw_to_bgr
 from edgesync_ros.msg import HeadUpdate, Prediction, PredictionArray, RegionArray, Sample, SampleBatch, TensorBlob
 from edgesync_ros.ros.native_stderr import capture_decoder_messages
 
 _BRIDGE = CvBridge()
 
-#: Encodings accepted on the camera topic -> (bytes per pixel, OpenCV conversion to BGR or None when already BGR).
-#: cv_bridge's pure-Python port maps 16-bit encodings to 8-bit types (a known bug), so 16-bit is refused here.
-IMAGE_ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "bgr8": (3, None),
-    "rgb8": (3, cv2.COLOR_RGB2BGR),
-    "mono8": (1, cv2.COLOR_GRAY2BGR),
-    "8UC1": (1, cv2.COLOR_GRAY2BGR),
-    "8UC3": (3, None),
-    "bgra8": (4, cv2.COLOR_BGRA2BGR),
-    "rgba8": (4, cv2.COLOR_RGBA2BGR),
-    "8UC4": (4, cv2.COLOR_BGRA2BGR),
-    "yuv422": (2, cv2.COLOR_YUV2BGR_UYVY),  # ROS's yuv422 is UYVY byte order
-    "uyvy": (2, cv2.COLOR_YUV2BGR_UYVY),
-    "yuv422_yuy2": (2, cv2.COLOR_YUV2BGR_YUY2),
-    "yuyv": (2, cv2.COLOR_YUV2BGR_YUY2),
-}
-_YUV = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
 #: libjpeg refuses images wider or taller than this.
 JPEG_MAX_SIDE = 65500
 #: Default bound on the pixels of all frames of one SampleBatch together (about 200 MB once decoded to BGR).
 MAX_BATCH_PIXELS = 64 * 2**20
-
-
-def _bytes_view(data: Any) -> npt.NDArray[np.uint8]:
-    """A message's ``uint8[]`` field (``array.array``, bytes, list) as a uint8 array, without copying a buffer."""
-    try:
-        return np.frombuffer(data, np.uint8)
-    except (TypeError, ValueError):  # a list or other non-buffer sequence
-        return np.asarray(data, np.uint8).ravel()
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -71,48 +47,11 @@ def _bytes_view(data: Any) -> npt.NDArray[np.uint8]:
 def image_to_bgr(msg: Image, max_pixels: int = 4096 * 2160) -> npt.NDArray[np.uint8]:
     """Convert a ``sensor_msgs/Image`` to an HxWx3 uint8 BGR array, validating every field first.
 
-    Raises :class:`InvalidImageError` naming the problem: unknown or 16-bit encoding, zero size, more than
-    ``max_pixels`` pixels, ``step`` smaller than a row, or fewer data bytes than ``step * height``.
+    The decoder is :func:`edgesync_ros.data.images.raw_to_bgr`, shared with recorded bags. Raises
+    :class:`InvalidImageError` naming the problem: unknown or 16-bit encoding, zero size, more than ``max_pixels``
+    pixels, ``step`` smaller than a row, or fewer data bytes than ``step * height``.
     """
-    encoding = msg.encoding
-    if encoding not in IMAGE_ENCODINGS:
-        raise InvalidImageError(
-            f"unsupported image encoding {encoding[:32]!r} (supported: {', '.join(sorted(IMAGE_ENCODINGS))})"
-        )
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise InvalidImageError(f"empty image ({width}x{height})")
-    if height * width > max_pixels:
-        raise InvalidImageError(f"image {width}x{height} exceeds the {max_pixels}-pixel limit")
-    bpp, conversion = IMAGE_ENCODINGS[encoding]
-    if encoding in _YUV and width % 2:
-        raise InvalidImageError(f"{encoding} needs an even width, got {width}")
-    row = width * bpp
-    if step < row:
-        raise InvalidImageError(f"step {step} is smaller than one {encoding} row of {width} px ({row} bytes)")
-    data = msg.data
-    if len(data) < step * height:
-        raise InvalidImageError(f"truncated image: {len(data)} bytes, expected step*height = {step * height}")
-    buf = _bytes_view(data)  # a view of the message: nothing is copied before the pixel count is known to be bounded
-    # Drop row padding (step > row) so the packed layout cv_bridge assumes holds.
-    packed = buf[: step * height].reshape(height, step)[:, :row]
-    if encoding not in _YUV:
-        try:
-            tmp = Image(height=height, width=width, encoding=_cv_bridge_name(encoding), step=row, is_bigendian=0)
-            tmp.data = packed.tobytes()
-            arr = _BRIDGE.imgmsg_to_cv2(tmp, desired_encoding="passthrough")
-        except (CvBridgeError, KeyError, TypeError, ValueError) as exc:
-            raise InvalidImageError(f"cv_bridge could not convert {encoding} {width}x{height}: {exc}") from exc
-    else:  # the 2-byte YUV layouts go straight to OpenCV, which knows both byte orders
-        arr = packed.reshape(height, width, bpp)
-    if conversion is not None:
-        arr = cv2.cvtColor(np.ascontiguousarray(arr), conversion)
-    return np.ascontiguousarray(arr, dtype=np.uint8)
-
-
-def _cv_bridge_name(encoding: str) -> str:
-    # cv_bridge knows the typed names; 8UCn stands for the same layout.
-    return {"8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}.get(encoding, encoding)
+    return raw_to_bgr(msg.encoding, msg.width, msg.height, msg.step, msg.data, max_pixels)
 
 
 def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160,
@@ -124,7 +63,7 @@ def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160,
     (one string per image), not to the console. Raises :class:`InvalidImageError` for an empty, unknown,
     oversized or undecodable image.
     """
-    data = _bytes_view(msg.data)
+    data = bytes_view(msg.data)
     if data.size == 0:
         raise InvalidImageError("empty compressed image")
     header = bounded_header(data.data, max_pixels)
@@ -387,7 +326,7 @@ def decode_sample_batch(
 def _check_batch_pixels(msg: SampleBatch, max_pixels: int, max_batch_pixels: int) -> None:
     total = 0
     for i, f in enumerate(msg.frames):
-        data = _bytes_view(f.data)
+        data = bytes_view(f.data)
         if data.size == 0:
             raise InvalidImageError(f"frame {i} of the SampleBatch is an empty compressed image")
         header = bounded_header(data.data, max_pixels)
