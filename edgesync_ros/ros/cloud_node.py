@@ -128,7 +128,7 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("hyperparameters_file", "YAML written by `edgesync hpo` (keyed by cloud_node); its train.* values "
              "override the ones below. `default` = the installed config/hyperparameters.yaml; empty = the ones below.",
              read_only=True),
-    ParamDoc("train.lr", "SGD learning rate (Algorithm 2).", 1e-6, 10.0),
+    ParamDoc("train.lr", "Learning rate (Algorithm 2).", 1e-6, 10.0),
     ParamDoc("train.momentum", "SGD momentum.", 0.0, 0.999),
     ParamDoc("train.weight_decay", "SGD weight decay.", 0.0, 1.0),
     ParamDoc("train.batch_size", "Mini-batch size.", 1, 4096),
@@ -137,6 +137,10 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("train.max_train_seconds", "Maximum training time per update.", 0.01, 86400.0),
     ParamDoc("train.val_fraction", "Held-out fraction of the labelled samples.", 0.01, 0.9),
     ParamDoc("train.seed", "Seed of the split, batch order and dropout.", 0, 2**31 - 1),
+    ParamDoc("train.optimizer", "Optimiser of Algorithm 2: sgd (lr, momentum, weight_decay) or adam (lr, "
+             "weight_decay)."),
+    ParamDoc("train.stopping", "How Algorithm 2 stops: val_loss (patience on validation loss, the paper), "
+             "val_accuracy, or fixed_epochs (exactly max_epochs, last weights)."),
     ParamDoc("teacher.kind", "Teacher: nanodet (shipped COCO detector), torchvision or onnx_classifier.",
              read_only=True),
     ParamDoc("teacher.path", "Teacher model file (ONNX or torchvision weights); empty = the shipped NanoDet.",
