@@ -544,6 +544,7 @@ class CloudNodeConfig(ConfigSection):
     cloud_namespace: str = "/edgesync"
     policy: FleetPolicy = "edgesync"
     fixed_window_s: float = 200.0
+    round_robin_period_s: float = 0.0
     upload_fraction: float = _FILTER_DEFAULTS.upload_fraction
     window_size: int = _FILTER_DEFAULTS.window_size
     queue_size: int = 8
@@ -570,6 +571,8 @@ class CloudNodeConfig(ConfigSection):
         """Check the field types; k and the window follow the filter's rules (they become a robot's filter)."""
         self._check_fields()
         FilterConfig(upload_fraction=self.upload_fraction, window_size=self.window_size)
+        if self.round_robin_period_s < 0.0:
+            raise ConfigError(f"CloudNodeConfig.round_robin_period_s must be >= 0, got {self.round_robin_period_s}")
 
 
 @dataclasses.dataclass(frozen=True)

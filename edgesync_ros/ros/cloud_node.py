@@ -78,6 +78,8 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("policy", "Which robot to retrain next: edgesync (Eq. 4 urgency), round_robin (AMS) or "
              "fixed_window (Ekya-style).", read_only=True),
     ParamDoc("fixed_window_s", "Window length of the fixed_window policy.", 1.0, 1e6, read_only=True),
+    ParamDoc("round_robin_period_s", "round_robin policy: fixed update period, seconds between two trainings of "
+             "one robot (0 = whenever it is ready).", 0.0, 1e6, read_only=True),
     ParamDoc("upload_fraction", "k the robots are told at registration and through SetUploadPolicy.", 0.001, 1.0),
     ParamDoc("window_size", "Window (frames) the robots are told at registration and through SetUploadPolicy.",
              1, 10000),
@@ -220,7 +222,7 @@ class CloudNode(Node):
         cfg = self.config
         policy: SchedulingPolicy
         if cfg.policy == "round_robin":
-            policy = RoundRobinPolicy()
+            policy = RoundRobinPolicy(cfg.round_robin_period_s)
         elif cfg.policy == "fixed_window":
             policy = FixedWindowPolicy(cfg.fixed_window_s, start_s=self.now_s())
         else:
