@@ -673,9 +673,12 @@ def mean_window_s(sim: Simulation, window_frames: int) -> float:
     means = []
     for cf in sim.cams_features.values():
         with_samples = np.flatnonzero(np.diff(cf.offsets) > 0)
-        n = with_samples.size // max(int(window_frames), 1)
-        if n > 0:
-            means.append(float(cf.stamp_s[with_samples[n * window_frames - 1]]) / n)
+        w = max(int(window_frames), 1)
+        ends = cf.stamp_s[with_samples[w - 1 :: w]] if with_samples.size >= w else np.zeros(0)
+        if ends.size >= 2:
+            means.append(float(ends[-1] - ends[0]) / (ends.size - 1))
+        elif ends.size == 1:
+            means.append(float(ends[0]))
     if not means:
         raise ConfigError(f"no camera of the stream has a full window of {window_frames} frames")
     return float(np.mean(means))
