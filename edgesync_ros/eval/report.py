@@ -188,19 +188,19 @@ def differences_table(diffs: Mapping[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-#: Comparisons the closing note states: EdgeSync against these keys, in this order, wherever a section has them.
-CLOSING_KEYS = ("ams", "no_adaptation", "edgesync_f", "edgesync_tf", "edgesync_stf")
+#: Comparisons the headline summary states: EdgeSync against these keys, in this order, wherever a section has them.
+HEADLINE_KEYS = ("ams", "no_adaptation", "edgesync_f", "edgesync_tf", "edgesync_stf")
 
 
-def closing_note(report: Mapping[str, Any]) -> str:
-    """Return the closing note: EdgeSync − AMS, − No Adaptation and each paper ablation, per section and profile."""
+def headline_differences(report: Mapping[str, Any]) -> str:
+    """Return the headline summary: EdgeSync − AMS, − No Adaptation and each paper ablation, per section and profile."""
     lines = []
     for key, title in (("table_i", "Table I"), ("table_iii", "Table III")):
         sec = report.get(key)
         if not sec or not sec.get("differences"):
             continue
         profile = sec.get("meta", {}).get("cost_profile", "?")
-        for other in CLOSING_KEYS:
+        for other in HEADLINE_KEYS:
             d = sec["differences"].get(other)
             if not d or not d.get("accuracy"):
                 continue
@@ -511,9 +511,9 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
             out += [sec["table"], ""]
         if sec.get("notes"):
             out += [sec["notes"], ""]
-    note = closing_note(rep)
+    note = headline_differences(rep)
     if note:
-        out += ["## Closing note", "", note, ""]
+        out += ["## Headline differences", "", note, ""]
     if rep.get("analysis"):
         out += ["## Analysis", "", rep["analysis"], ""]
     return "\n".join(out)

@@ -228,7 +228,7 @@ def test_eval_command_writes_the_report(tmp_path):
     out = tmp_path / "report"
     rc = main(["eval", "--stream", "tiny", "--cameras", "1", "--seeds", "2", "--tables", "I,II", "--figures", "1",
                "--methods", "constant,recent_majority,no_adaptation,static_head", "--cost-profile", "paper_v100",
-               "--out", str(out), "--jobs", "1", "--no-cache", "--no-progress"])  # fmt: skip
+               "--out", str(out), "--jobs", "1", "--no-cache", "--no-progress", "--no-stream-seeds"])  # fmt: skip
     assert rc in (0, 1)  # 1 = the (tiny) stream fails the discrimination check, which must be reported, not hidden
     md = (out / "eval.md").read_text()
     assert "Table I" in md and "Discrimination check" in md and "Per-condition static head" in md and "± " in md
@@ -304,3 +304,20 @@ def test_recent_majority_predicts_the_majority_of_the_last_labels(settings, make
     assert (pred[stamps < first] == 0).all()  # before any label came back: background, no model
     assert (pred[stamps >= first] == 3).all()
     assert run.cameras["cam0"].download_bytes < 2_000  # labels, not heads, travel back
+
+
+def test_the_stream_seed_moves_with_the_method_seed_by_default():
+    import argparse
+
+    from edgesync_ros.commands import eval as eval_cmd
+    from edgesync_ros.data.stream import load_spec
+    from edgesync_ros.eval import sections
+
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    args = parser.parse_args([])
+    assert args.stream_seeds is True and args.seeds >= 5
+    assert parser.parse_args(["--no-stream-seeds"]).stream_seeds is False
+    spec = load_spec("tiny")
+    assert sections.seed_context(spec, 3, vary_stream_seed=True).spec.seed == spec.seed + 3
+    assert sections.seed_context(spec, 3).spec.seed == spec.seed
