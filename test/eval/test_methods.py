@@ -321,3 +321,38 @@ def test_the_stream_seed_moves_with_the_method_seed_by_default():
     spec = load_spec("tiny")
     assert sections.seed_context(spec, 3, vary_stream_seed=True).spec.seed == spec.seed + 3
     assert sections.seed_context(spec, 3).spec.seed == spec.seed
+
+
+def test_stf_trains_in_round_robin_at_edgesync_mean_window(settings, make_camera, zero_profile, edge_model):
+    cams = [make_camera("cam0", n_frames=80, seed=1), make_camera("cam1", n_frames=80, seed=2)]
+    run = _run(cams, M.make_method("edgesync_stf", settings, fixed_epochs=1), zero_profile, edge_model)
+    assert run.updates and all(u["period_s"] == pytest.approx(5.0) for u in run.updates)  # 10 frames at 2 fps
+    for c in ("cam0", "cam1"):
+        starts = [u["start_s"] for u in run.updates if u["camera"] == c]
+        assert len(starts) >= 4 and np.all(np.diff(starts) >= 5.0 - 1e-9), c
+    assert {u["stop"] for u in run.updates} == {"fixed_epochs"}
+    # /F with the same cameras uploads every sample: each batch holds a whole window.
+    f_run = _run(cams, M.make_method("edgesync_f", settings), zero_profile, edge_model)
+    assert f_run.cameras["cam0"].uploads == 80 // 10 and f_run.counters["labelled_samples"] == 2 * 80 * 2
+
+
+def test_without_the_gate_every_training_is_sent(settings, make_camera, zero_profile, edge_model):
+    cams = [make_camera("cam0", n_frames=80, seed=1, teacher_noise=0.6)]
+    gated = _run(cams, M.make_method("edgesync", settings), zero_profile, edge_model)
+    open_ = _run(cams, M.make_method("edgesync_no_gate", settings), zero_profile, edge_model)
+    assert all(u["sent"] for u in open_.updates) and len(open_.updates) >= 3
+    assert sum(u["sent"] for u in gated.updates) <= len(gated.updates)
+
+
+def test_upper_bound_pays_nothing_and_learns_the_ground_truth(settings, make_camera, edge_model):
+    cam = make_camera("cam0", n_frames=60, seed=3, teacher_noise=0.9)  # the teacher says "background" 90 % of the time
+    slow = CostProfile("slow", 1.0, 0.1, 1e-3, 1e-4, 1e-4, 1e-5)
+    ub = M.make_method("upper_bound", settings)
+    run = _run([cam], ub, slow, edge_model)
+    assert run.cost_profile == "free" and ub.label_source == "clean" and ub.filter.upload_fraction == 1.0
+    for u in run.updates:
+        assert (u["train_s"], u["label_s"], u.get("download_s", 0.0)) == pytest.approx((0.0, 0.0, 0.0), abs=1e-9)
+    assert run.updates
+    es = _run([cam], M.make_method("edgesync", settings), slow, edge_model)
+    m_ub, m_es = run.metrics({"cam0": cam}), es.metrics({"cam0": cam})
+    assert m_ub["balanced_accuracy"] > m_es["balanced_accuracy"]
