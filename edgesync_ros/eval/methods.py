@@ -479,7 +479,9 @@ class AMS(_UniformMemory):
         result, state, secs = sim.train(start, sim.features(cam, idx), torch.from_numpy(labels), cfg)
         self.heads[cam] = state
         return Job(cam, state=state, train_s=secs,
-                   info={"samples": int(labels.size), "epochs": result.epochs, "val_accuracy": result.val_accuracy})
+                   info={"samples": int(labels.size), "epochs": result.epochs, "val_accuracy": result.val_accuracy,
+                         "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                         "stop": result.stop_reason, "warm_start": not self.restore_initial})  # fmt: skip
 
     def next_wake(self, sim: Simulation, now: float) -> float | None:
         """The next time a camera trained before becomes due (a camera never trained is due when labels come)."""

@@ -356,3 +356,16 @@ def test_upper_bound_pays_nothing_and_learns_the_ground_truth(settings, make_cam
     es = _run([cam], M.make_method("edgesync", settings), slow, edge_model)
     m_ub, m_es = run.metrics({"cam0": cam}), es.metrics({"cam0": cam})
     assert m_ub["balanced_accuracy"] > m_es["balanced_accuracy"]
+
+
+def test_baselines_keep_their_papers_settings(settings, make_camera, zero_profile, edge_model):
+    ekya = M.make_method("ekya", settings)
+    assert (ekya.trial_fraction, ekya.trial_epochs, ekya.full_epochs) == (0.2, 5, 10)
+    cams = [make_camera("cam0", n_frames=60, seed=1)]
+    for key, warm in (("ams", False), ("ams_warm", True)):
+        run = _run(cams, M.make_method(key, settings, period_s=8.0, iterations=5), zero_profile, edge_model)
+        assert run.updates, key
+        for u in run.updates:
+            assert (u["optimizer"], u["lr"], u["batch_size"], u["stop"]) == ("adam", 1e-3, 10, "fixed_epochs"), key
+            assert u["warm_start"] is warm
+    assert M.make_method("ams_warm", settings).name == "AMS (warm start)"
