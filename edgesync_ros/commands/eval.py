@@ -2,7 +2,7 @@
 
 Usage::
 
-    edgesync eval                                   # Table I on the default stream, 3 seeds -> docs/results/
+    edgesync eval                                   # Table I on the default stream, 5 seeds -> docs/results/
     edgesync eval --tables I,II,III --figures 1,5   # more sections (merged into the same report)
     edgesync eval --cost-profile paper_v100 --cameras 1 --seeds 1 --out /tmp/r
     edgesync eval --quick                           # first 5 minutes of the stream, 1 seed: a smoke run
@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate on a rosbag2 instead: a stream bag, or a bag recorded by any tool (the "
                              "teacher's labels of its frames are the ground truth)")
     add_recorded_arguments(parser)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per method (mean ± std over them; default 3)")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="seeds per method (mean ± std and paired 95 %% intervals over them; default 5)")
     parser.add_argument("--tables", default="I", help="comma list of I, II, III (default I); '' for none")
     parser.add_argument("--figures", default="", help="comma list of 1, 3, 4, 5 (default none)")
     parser.add_argument("--out", default="docs/results", help="report directory (default docs/results)")
@@ -62,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=None, help="comma list of Table I method keys (default: all)")
     parser.add_argument("--no-robust", action="store_true", help="skip the robust-teacher variants of Table I")
     parser.add_argument("--unit", default="region", choices=("region", "frame"), help="sample unit (default region)")
-    parser.add_argument("--stream-seeds", action="store_true",
-                        help="also vary the stream's seed with the seed (a bag and feature cache per seed)")
+    parser.add_argument("--stream-seeds", action=argparse.BooleanOptionalAction, default=True,
+                        help="vary the stream's seed with the method seed (a bag and feature cache per seed; "
+                        "default on; --no-stream-seeds keeps one stream)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
     parser.add_argument("--fig3-cameras", default=",".join(str(n) for n in sections.FIG3_CAMERAS),
                         help="camera counts of Fig. 3 (default 1,2,4,8)")

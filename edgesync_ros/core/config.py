@@ -40,6 +40,8 @@ CloudBackend = Literal["inline", "ray"]
 UpdateDtype = Literal["float16", "float32"]
 TeacherKind = Literal["nanodet", "torchvision", "onnx_classifier"]
 SourceRegions = Literal["none", "teacher"]
+Optimizer = Literal["sgd", "adam"]
+Stopping = Literal["val_loss", "val_accuracy", "fixed_epochs"]
 
 _C = TypeVar("_C", bound="ConfigSection")
 
@@ -205,17 +207,18 @@ class FilterConfig(ConfigSection):
     plain ratio of importance.
 
     ``temperature`` is T of Eq. 2, in the same unit as the ages passed to the filter (on a robot: window
-    frames, 0 = newest), T >= 1. The default window is 20 frames (10 s at the paper's 2 frames/s) and the default
-    T = 10 frames gives the decay form I(0) = 1, I(T) ≈ 0.54 and I(19) ≈ 0.26: the oldest frame of a window is
-    worth about a quarter of the newest one's timeliness, while a confident-but-new sample can still lose to a
-    very uncertain one a few seconds older. ``timeliness_form`` switches between the intended decay
-    ``2/(1+exp(i/T))`` and the form printed in the paper ``1/(1+exp(-i/T))`` (for the ablation).
+    frames, 0 = newest), T >= 1; the default 0 means "the window size" (:attr:`effective_temperature`), the
+    paper's choice of T. With the default window of 20 frames (10 s at the paper's 2 frames/s) the decay form gives
+    I(0) = 1, I(10) ≈ 0.75 and I(19) ≈ 0.56: the oldest frame of a window keeps a little over half the newest
+    one's timeliness, so the entropy term decides among samples of similar age. ``timeliness_form`` switches
+    between the intended decay ``2/(1+exp(i/T))`` and the form printed in the paper ``1/(1+exp(-i/T))`` (for the
+    ablation).
     """
 
     upload_fraction: float = 0.7
     alpha: float = 1.0
     beta: float = 1.0
-    temperature: float = 10.0
+    temperature: float = 0.0
     timeliness_form: TimelinessForm = "decay"
     normalise_entropy: bool = False
     window_size: int = 20
@@ -235,8 +238,8 @@ class FilterConfig(ConfigSection):
         if alpha == 0.0 and beta == 0.0:
             raise ConfigError(f"{n}.alpha and {n}.beta must not both be 0 (Q would be constant)")
         t = _check_number(n, "temperature", self.temperature)
-        if t < 1.0:
-            raise ConfigError(f"{n}.temperature (T) must be >= 1, got {t}")
+        if t != 0.0 and t < 1.0:
+            raise ConfigError(f"{n}.temperature (T) must be >= 1 (or 0 = the window size), got {t}")
         if self.timeliness_form not in ("decay", "paper_literal"):
             raise ConfigError(f"{n}.timeliness_form must be 'decay' or 'paper_literal', got {self.timeliness_form!r}")
         if not isinstance(self.normalise_entropy, bool):
@@ -248,6 +251,11 @@ class FilterConfig(ConfigSection):
         self._set("alpha", alpha)
         self._set("beta", beta)
         self._set("temperature", t)
+
+    @property
+    def effective_temperature(self) -> float:
+        """Return T of Eq. 2: ``temperature``, or the window size when it is 0 (the paper's T)."""
+        return self.temperature if self.temperature > 0.0 else float(self.window_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,11 +316,15 @@ class UrgencyConfig(ConfigSection):
 class TrainConfig(ConfigSection):
     """Algorithm 2 head-training hyperparameters h and stopping rules.
 
-    SGD with ``lr`` (> 0), ``momentum`` in [0, 1) and ``weight_decay`` (>= 0) on mini-batches of
-    ``batch_size``; at most ``max_epochs`` epochs, stopping early once the validation score has not improved
-    for ``patience`` epochs or once ``max_train_seconds`` have elapsed. ``val_fraction`` in (0, 1) of the
-    labelled samples is held out (stratified by class when possible). ``seed`` fixes the split, the batch
-    order and dropout, so a run is reproducible.
+    ``optimizer`` ``sgd`` with ``lr`` (> 0), ``momentum`` in [0, 1) and ``weight_decay`` (>= 0), or ``adam``
+    (``lr``, ``weight_decay``; momentum unused) on mini-batches of ``batch_size``. ``stopping`` says how
+    Algorithm 2 ends: ``val_loss`` (the paper's rule: stop once the validation loss has not improved for
+    ``patience`` epochs, or once ``max_train_seconds`` have elapsed, at most ``max_epochs``; the lowest-loss epoch's
+    weights are kept), ``val_accuracy`` (the same on validation accuracy, ties to the lower loss) or
+    ``fixed_epochs`` (exactly ``max_epochs`` epochs, no patience, no time cap, the last epoch's weights: the
+    baselines' fixed training and the ablation without dynamic training time). ``val_fraction`` in (0, 1) of the
+    labelled samples is held out (stratified by class when possible). ``seed`` fixes the split, the batch order
+    and dropout, so a run is reproducible.
     """
 
     lr: float = 0.01
@@ -324,10 +336,17 @@ class TrainConfig(ConfigSection):
     max_train_seconds: float = 30.0
     val_fraction: float = 0.2
     seed: int = 0
+    optimizer: Optimizer = "sgd"
+    stopping: Stopping = "val_loss"
 
     def __post_init__(self) -> None:
         """Validate every hyperparameter's range and normalise numbers to float."""
         n = type(self).__name__
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"{n}.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.stopping not in ("val_loss", "val_accuracy", "fixed_epochs"):
+            raise ConfigError(f"{n}.stopping must be 'val_loss', 'val_accuracy' or 'fixed_epochs', "
+                              f"got {self.stopping!r}")
         lr = _check_number(n, "lr", self.lr)
         if lr <= 0.0:
             raise ConfigError(f"{n}.lr must be > 0, got {lr}")
@@ -611,6 +630,7 @@ class CloudNodeConfig(ConfigSection):
     cloud_namespace: str = "/edgesync"
     policy: FleetPolicy = "edgesync"
     fixed_window_s: float = 200.0
+    round_robin_period_s: float = 0.0
     upload_fraction: float = _FILTER_DEFAULTS.upload_fraction
     window_size: int = _FILTER_DEFAULTS.window_size
     queue_size: int = 8
@@ -639,6 +659,8 @@ class CloudNodeConfig(ConfigSection):
         """Check the field types; k and the window follow the filter's rules (they become a robot's filter)."""
         self._check_fields()
         FilterConfig(upload_fraction=self.upload_fraction, window_size=self.window_size)
+        if self.round_robin_period_s < 0.0:
+            raise ConfigError(f"CloudNodeConfig.round_robin_period_s must be >= 0, got {self.round_robin_period_s}")
 
 
 @dataclasses.dataclass(frozen=True)

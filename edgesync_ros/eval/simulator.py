@@ -74,6 +74,11 @@ _FRAME_OVERHEAD_BYTES = 48  # CompressedImage header, frame id, format string, d
 _UPDATE_OVERHEAD_BYTES = 160  # HeadUpdate header, edge id, architecture, versions, digest, scalars
 
 
+#: The causal upper bound's cloud and network: every step of an update costs nothing.
+FREE_CLOUD = CostProfile("free", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, uplink_bps=1e18, downlink_bps=1e18, latency_s=0.0,
+                         notes="no upload, labelling, training or download time (the causal upper bound)")
+
+
 def sample_bytes(num_classes: int) -> int:
     """Return the serialized size of one ``Sample`` message (index, ROI, class, probabilities, three scores)."""
     return 4 + 17 + 2 + 4 + 4 * num_classes + 12
@@ -143,7 +148,8 @@ class Method(Protocol):
     ``initial_constant``: a class every camera predicts until its first update arrives, instead of the starting
     head (``None``: the starting head). ``trainings``: trainings done by :meth:`offline_predictions` (reported as
     the run's training count; an engine run counts its own). ``paced``: whether the method's robots follow the
-    cloud's backpressure (their k scaled by ``Window.upload_scale``).
+    cloud's backpressure (their k scaled by ``Window.upload_scale``). A method with a true ``free_cloud``
+    attribute runs with :data:`FREE_CLOUD` costs whatever the simulation's profile (the causal upper bound).
     """
 
     name: str
@@ -156,7 +162,8 @@ class Method(Protocol):
     def offline_predictions(self, sim: Simulation) -> dict[str, npt.NDArray[np.int64]] | None:
         """Return every sample's prediction per camera when the method needs no replay, else ``None``.
 
-        A method answering here (a hindsight reference, the oracle) bypasses the engine: no uploads, no updates.
+        A method answering here (a hindsight reference, the per-condition static head) bypasses the engine: no
+        uploads, no updates.
         """
         ...
 
@@ -327,7 +334,7 @@ class Simulation:
         self.spec = heads.head_spec(self.arch)
         self.start_state = {k: v.detach().clone() for k, v in model.head_state().items()}
         self.meter = CostMeter()
-        self._hook = self.meter.attach(model.head, cost.train_s_per_sample, cost.eval_s_per_sample)
+        self._hook = self._meter_head(cost)
         self.duration_s = max(c.duration_s for c in cams.values())
         self.update_dtype = update_dtype
         self.head_payload_bytes = self._payload_bytes(update_dtype)
@@ -388,9 +395,8 @@ class Simulation:
                     z = torch.flatten(nn.functional.adaptive_avg_pool2d(block(features), (1, 1)), 1)
                 meter.add(features.shape[0] * self.cost.eval_s_per_sample)
                 module = ClassifierOnly(self.model.head, self.spec)
-                handle = meter.attach(
-                    module, self.cost.classifier_train_s_per_sample, self.cost.classifier_eval_s_per_sample
-                )
+                handle = meter.attach(module, self.cost.classifier_train_s_per_sample,
+                                      self.cost.classifier_eval_s_per_sample, self.cost.classifier_train_s_per_step)
                 try:
                     result = train_head(module, z, labels, cfg, meter.clock)
                 finally:
@@ -439,6 +445,18 @@ class Simulation:
         self._hook.remove()
 
     # -- internals ------------------------------------------------------------------------------------------
+    def _meter_head(self, cost: CostProfile) -> Any:
+        return self.meter.attach(self.model.head, cost.train_s_per_sample, cost.eval_s_per_sample,
+                                 cost.train_s_per_step)
+
+    def _use_cost(self, cost: CostProfile) -> CostProfile:
+        """Switch the cost profile (and the head's meter) to ``cost``; return the previous profile."""
+        old = self.cost
+        self._hook.remove()
+        self.cost = cost
+        self._hook = self._meter_head(cost)
+        return old
+
     def _payload_bytes(self, dtype: str) -> int:
         payload = head_codec.encode_head(self.start_state, self.arch, "sim", 1, 0, dtype=dtype)  # type: ignore[arg-type]
         per_tensor = sum(len(t.name) + 4 + 4 * len(t.shape) + 1 + 4 for t in payload.tensors)
@@ -478,6 +496,12 @@ class Simulation:
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self, method: Method) -> RunResult:
         """Replay the stream with ``method``; return per-sample predictions, bandwidth and the update log."""
+        if getattr(method, "free_cloud", False) and self.cost is not FREE_CLOUD:
+            old = self._use_cost(FREE_CLOUD)
+            try:
+                return self.run(method)
+            finally:
+                self._use_cost(old)
         t_wall = time.perf_counter()
         preds = method.offline_predictions(self)
         if preds is not None:

@@ -170,8 +170,9 @@ def default_run_cache() -> Path:
 # Running many tasks
 # ------------------------------------------------------------------------------------------------------------
 #: Method-key prefixes from the most to the least simulation work (AMS trains 2,000 samples every 10 s per camera;
-#: EdgeSync and its variants after every ready window; the oracle per segment; Ekya once per 200 s window).
-_COST_ORDER = ("ams", "edgesync", "oracle", "ekya", "one_time")
+#: EdgeSync and its variants after every ready window, the upper bound after every window; the per-condition
+#: static head per segment; Ekya once per 200 s window).
+_COST_ORDER = ("ams", "upper_bound", "edgesync", "static_head", "ekya", "one_time")
 
 
 def _expected_cost_rank(method: str) -> int:

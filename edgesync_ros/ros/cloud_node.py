@@ -82,6 +82,8 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("policy", "Which robot to retrain next: edgesync (Eq. 4 urgency), round_robin (AMS) or "
              "fixed_window (Ekya-style).", read_only=True),
     ParamDoc("fixed_window_s", "Window length of the fixed_window policy.", 1.0, 1e6, read_only=True),
+    ParamDoc("round_robin_period_s", "round_robin policy: fixed update period, seconds between two trainings of "
+             "one robot (0 = whenever it is ready).", 0.0, 1e6, read_only=True),
     ParamDoc("upload_fraction", "k the robots are told at registration and through SetUploadPolicy.", 0.001, 1.0),
     ParamDoc("window_size", "Window (frames) the robots are told at registration and through SetUploadPolicy.",
              1, 10000),
@@ -155,7 +157,7 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("hyperparameters_file", "YAML written by `edgesync hpo` (keyed by cloud_node); its train.* values "
              "override the ones below. `default` = the installed config/hyperparameters.yaml; empty = the ones below.",
              read_only=True),
-    ParamDoc("train.lr", "SGD learning rate (Algorithm 2).", 1e-6, 10.0),
+    ParamDoc("train.lr", "Learning rate (Algorithm 2).", 1e-6, 10.0),
     ParamDoc("train.momentum", "SGD momentum.", 0.0, 0.999),
     ParamDoc("train.weight_decay", "SGD weight decay.", 0.0, 1.0),
     ParamDoc("train.batch_size", "Mini-batch size.", 1, 4096),
@@ -164,6 +166,10 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("train.max_train_seconds", "Maximum training time per update.", 0.01, 86400.0),
     ParamDoc("train.val_fraction", "Held-out fraction of the labelled samples.", 0.01, 0.9),
     ParamDoc("train.seed", "Seed of the split, batch order and dropout.", 0, 2**31 - 1),
+    ParamDoc("train.optimizer", "Optimiser of Algorithm 2: sgd (lr, momentum, weight_decay) or adam (lr, "
+             "weight_decay)."),
+    ParamDoc("train.stopping", "How Algorithm 2 stops: val_loss (patience on validation loss, the paper), "
+             "val_accuracy, or fixed_epochs (exactly max_epochs, last weights)."),
     ParamDoc("teacher.kind", "Teacher: nanodet (shipped COCO detector), torchvision or onnx_classifier.",
              read_only=True),
     ParamDoc("teacher.path", "Teacher model file (ONNX or torchvision weights); empty = the shipped NanoDet.",
@@ -257,7 +263,7 @@ class CloudNode(Node):
         cfg = self.config
         policy: SchedulingPolicy
         if cfg.policy == "round_robin":
-            policy = RoundRobinPolicy()
+            policy = RoundRobinPolicy(cfg.round_robin_period_s)
         elif cfg.policy == "fixed_window":
             policy = FixedWindowPolicy(cfg.fixed_window_s, start_s=self.now_s())
         else:

@@ -81,7 +81,8 @@ PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
     ParamDoc("alpha", "Weight of adaptability (Eq. 1 entropy) in the quality score Q = alpha*E + beta*I.",
              0.0, 100.0),
     ParamDoc("beta", "Weight of timeliness (Eq. 2) in the quality score.", 0.0, 100.0),
-    ParamDoc("temperature", "T of Eq. 2, in frames of age (0 = newest frame of the window).", 1.0, 1e6),
+    ParamDoc("temperature", "T of Eq. 2, in frames of age (age 0 = newest frame of the window); 0 = the window "
+             "size, the paper's T.", 0.0, 1e6),
     ParamDoc("timeliness_form", "Eq. 2 form: decay 2/(1+exp(i/T)) (intended) or the paper's printed "
              "1/(1+exp(-i/T))."),
     ParamDoc("normalise_entropy", "Divide Eq. 1 entropy by log C so both Q terms lie in [0, 1]."),
