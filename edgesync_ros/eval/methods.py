@@ -84,7 +84,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +101,22 @@ from edgesync_ros.core.config import (
     CloudNodeConfig,
     EdgeNodeConfig,
     FilterConfig,
+    GroupingConfig,
     TrainConfig,
     UrgencyConfig,
+    ZooConfig,
     load_node_config,
     read_hyperparameters,
 )
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.filtering import keep_count
 from edgesync_ros.core.fleet import Fleet
+from edgesync_ros.core.grouping import FleetGrouping
 from edgesync_ros.core.hpo import Segment, online_profile
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
 from edgesync_ros.core.window import SampleWindow, WindowFrame
+from edgesync_ros.core.zoo import HeadZoo, signature
 from edgesync_ros.eval.simulator import Job, Simulation, Upload, Window
 
 _NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
@@ -769,8 +774,15 @@ class EdgeSync(BaseMethod):
         cam = self.fleet.pick(now, exclude=sim.training_now)
         if cam is None:
             return None
+        return self._train_job(sim, cam, now)
+
+    def _train_job(self, sim: Simulation, cam: str, now: float, group: Sequence[str] = ()) -> Job:
+        """Algorithm 2 for ``cam`` on its store (+ replay, + the stores of its ``group`` members trained along)."""
         rec = self.fleet.get(cam)
         feats, labels = rec.training_set()
+        for member in group:
+            f, y = self.fleet.get(member).training_set()
+            feats, labels = torch.cat([feats, f]), torch.cat([labels, y])
         replayed = 0
         if self.options.replay_per_class > 0:
             extra = [(f, y) for y, q in sorted(self.replay[cam].items()) for f in q]
@@ -800,12 +812,18 @@ class EdgeSync(BaseMethod):
         result, state, secs = sim.train(start, feats, labels, cfg)
         send, gain = passes_gate(result, self.settings.min_improvement)
         send = send or not self.options.gate
-        self.fleet.trained(cam, now, rec.version + 1 if send else None)
-        if send:
-            self.heads[cam] = state
+        for c in (cam, *group):
+            self.fleet.trained(c, now, self.fleet.get(c).version + 1 if send else None)
+            if send:
+                self.heads[c] = state
+        self.on_trained_head(sim, cam, feats, labels, state, float(result.val_accuracy), now)
         info.update(epochs=result.epochs, best_epoch=result.best_epoch, val_accuracy=result.val_accuracy,
                     gain=gain, stop=result.stop_reason)  # fmt: skip
         return Job(cam, state=state if send else None, profile_s=profile_s, train_s=secs, info=info)
+
+    def on_trained_head(self, sim: Simulation, cam: str, features: Tensor, labels: Tensor,
+                        state: dict[str, Tensor], val_accuracy: float, now: float) -> None:
+        """Called with every trained head (sent or not); EdgeSync itself keeps nothing."""
 
     def next_wake(self, sim: Simulation, now: float) -> float | None:
         """With a fixed update period: when the next camera comes due (urgency needs no timer)."""
@@ -870,12 +888,119 @@ class StaticHead(BaseMethod):
         return out
 
 
+class EdgeSyncBeyond(EdgeSync):
+    """EdgeSync with the package's recurring-drift additions, as the cloud node runs them.
+
+    ``zoo``: every trained head is kept in a :class:`~edgesync_ros.core.zoo.HeadZoo`; after each labelled window whose
+    camera's head scored below ``1 - margin``, the shortlist is scored on the window (modelled cost, one worker
+    step, charged even when nothing wins) and the best stored head is sent when it beats the current head by the
+    margin. ``grouping``: cameras grouped by :class:`~edgesync_ros.core.grouping.FleetGrouping`; the picked camera's
+    idle group members train along on the pooled samples and receive the head right after it.
+    """
+
+    def __init__(self, settings: EvalSettings, options: EdgeSyncOptions | None = None, name: str = "EdgeSync",
+                 label_source: str = "teacher", zoo: bool = False, grouping: bool = False) -> None:
+        """EdgeSync's settings plus which additions run (their parameters: the cloud's defaults, enabled)."""
+        super().__init__(settings, options, name, label_source)
+        self.zoo_cfg = ZooConfig(enabled=zoo)
+        self.grouping_cfg = GroupingConfig(enabled=grouping)
+
+    def setup(self, sim: Simulation) -> None:
+        """EdgeSync's setup, an empty zoo in a private temporary directory, every camera alone."""
+        super().setup(sim)
+        self._zoo_dir = tempfile.TemporaryDirectory(prefix="edgesync-sim-zoo-")
+        self.zoo = HeadZoo(self._zoo_dir.name, self.zoo_cfg) if self.zoo_cfg.enabled else None
+        self.grouping = FleetGrouping(self.grouping_cfg)
+        self.pending: collections.deque[Job] = collections.deque()
+        self.held: dict[str, int] = {}
+
+    def on_labelled(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], now: float) -> None:
+        """EdgeSync's bank and store, then the grouping signature and, when it may help, a zoo check."""
+        super().on_labelled(sim, upload, labels, now)
+        if labels.size == 0:
+            return
+        feats = sim.features(upload.camera, upload.samples)
+        sig = signature(feats, sim.num_classes, labels=labels)
+        if self.grouping_cfg.enabled:
+            self.grouping.observe(upload.camera, sig)
+            self.grouping.regroup()
+        current = float(np.mean(upload.predicted == labels))
+        zoo = self.zoo
+        if zoo is None or not len(zoo) or current > 1.0 - self.zoo_cfg.margin or upload.camera in sim.training_now \
+                or any(j.camera == upload.camera for j in self.pending):
+            return
+        held = self.held.get(upload.camera)
+        ids = zoo.shortlist(sig, exclude=lambda h: h == held)
+        if not ids:
+            return
+        target = torch.as_tensor(labels, dtype=torch.long)
+
+        def score(clock: Callable[[], float]) -> list[float]:
+            out = []
+            for h in ids:
+                head = sim.load_state(zoo.load(h))
+                head.eval()
+                with torch.no_grad():
+                    out.append(float((head(feats).argmax(dim=1) == target).float().mean()))
+            return out
+
+        scores, secs = sim.metered(score)
+        best = int(np.argmax(scores))
+        if scores[best] >= current + self.zoo_cfg.margin:
+            zoo.hits += 1
+            zoo.mark_used(ids[best], now)
+            self.held[upload.camera] = ids[best]
+            state = {k: v.float() for k, v in zoo.load(ids[best]).items()}
+            rec = self.fleet.get(upload.camera)
+            self.fleet.sent_stored_head(upload.camera, now, rec.version + 1)
+            self.heads[upload.camera] = state
+            self.pending.append(Job(upload.camera, state=state, train_s=secs,
+                                    info={"zoo_head": ids[best], "window_accuracy": scores[best],
+                                          "current_accuracy": current}))
+        else:
+            zoo.misses += 1
+            self.pending.append(Job(upload.camera, train_s=secs, info={"zoo_miss": True}))  # the cost, no send
+
+    def next_job(self, sim: Simulation, now: float) -> Job | None:
+        """A waiting zoo send or group member's head first; else EdgeSync's pick, with its idle group members."""
+        if self.pending:
+            return self.pending.popleft()
+        cam = self.fleet.pick(now, exclude=sim.training_now)
+        if cam is None:
+            return None
+        group = [m for m in self.grouping.members(cam) if m != cam and m not in sim.training_now
+                 and self.fleet.get(m).labels]
+        job = self._train_job(sim, cam, now, group)
+        job.info["group"] = list(group)
+        if job.state is not None:
+            for m in group:
+                self.held.pop(m, None)
+                self.pending.append(Job(m, state=job.state, info={"group_of": cam}))
+        self.held.pop(cam, None)
+        return job
+
+    def on_trained_head(self, sim: Simulation, cam: str, features: Tensor, labels: Tensor,
+                        state: dict[str, Tensor], val_accuracy: float, now: float) -> None:
+        """Keep every trained head in the zoo with the signature of what it was trained on."""
+        if self.zoo is not None:
+            self.zoo.add(state, signature(features, sim.num_classes, labels=labels), cam,
+                         self.fleet.get(cam).version, val_accuracy, now)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Registry
 # ------------------------------------------------------------------------------------------------------------
 def _edgesync(name: str, **opts: Any) -> Callable[[EvalSettings, str, Mapping[str, Any]], BaseMethod]:
     def make(settings: EvalSettings, labels: str, overrides: Mapping[str, Any]) -> BaseMethod:
         return EdgeSync(settings, EdgeSyncOptions(**{**opts, **overrides}), name, labels)
+
+    return make
+
+
+def _beyond(name: str, zoo: bool = False, grouping: bool = False
+            ) -> Callable[[EvalSettings, str, Mapping[str, Any]], BaseMethod]:
+    def make(settings: EvalSettings, labels: str, overrides: Mapping[str, Any]) -> BaseMethod:
+        return EdgeSyncBeyond(settings, EdgeSyncOptions(**overrides), name, labels, zoo=zoo, grouping=grouping)
 
     return make
 
@@ -889,6 +1014,9 @@ _FACTORIES: dict[str, Callable[[EvalSettings, str, Mapping[str, Any]], BaseMetho
     "ams_warm": lambda s, lab, o: AMS(s, label_source=lab, **{"restore_initial": False, **o}),
     "ekya": lambda s, lab, o: Ekya(s, label_source=lab, **o),
     "edgesync": _edgesync("EdgeSync"),
+    "edgesync_zoo": _beyond("EdgeSync + zoo", zoo=True),
+    "edgesync_grouping": _beyond("EdgeSync + grouping", grouping=True),
+    "edgesync_zoo_grouping": _beyond("EdgeSync + zoo + grouping", zoo=True, grouping=True),
     "edgesync_replay": _edgesync("EdgeSync+replay", replay_per_class=40),
     # The paper's ablations (§IV-B5), each removing one more component.
     "edgesync_f": _edgesync("EdgeSync/F", selection="all"),

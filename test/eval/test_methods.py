@@ -369,3 +369,30 @@ def test_baselines_keep_their_papers_settings(settings, make_camera, zero_profil
             assert (u["optimizer"], u["lr"], u["batch_size"], u["stop"]) == ("adam", 1e-3, 10, "fixed_epochs"), key
             assert u["warm_start"] is warm
     assert M.make_method("ams_warm", settings).name == "AMS (warm start)"
+
+
+def test_grouping_trains_alike_cameras_together_and_saves_trainings(settings, make_camera, zero_profile, edge_model):
+    cams = [make_camera("cam0", n_frames=80, seed=5), make_camera("cam1", n_frames=80, seed=5)]  # the same street
+    alone = _run(cams, M.make_method("edgesync", settings), zero_profile, edge_model)
+    grouped_method = M.make_method("edgesync_grouping", settings)
+    grouped = _run(cams, grouped_method, zero_profile, edge_model)
+    trainings = [u for u in grouped.updates if "group_of" not in u]
+    assert any(u.get("group") for u in trainings), "the cameras never trained as a group"
+    assert any("group_of" in u and u["sent"] for u in grouped.updates)  # a member got the group's head
+    assert len(trainings) <= len(alone.updates)  # a member trained along needs new samples before it trains again
+    assert grouped_method.name == "EdgeSync + grouping"
+
+
+def test_the_zoo_keeps_every_trained_head_and_charges_its_checks(settings, make_camera, edge_model):
+    cams = [make_camera("cam0", n_frames=80, seed=6, segments=(("clean", 10.0), ("fog", 10.0), ("clean", 20.0)))]
+    cost = CostProfile("slow", 0.01, 0.001, 1e-3, 1e-4, 1e-4, 1e-5)
+    method = M.make_method("edgesync_zoo", settings)
+    run = _run(cams, method, cost, edge_model)
+    trained = [u for u in run.updates if "zoo_head" not in u and "zoo_miss" not in u]
+    checks = [u for u in run.updates if "zoo_head" in u or "zoo_miss" in u]
+    assert method.zoo is not None and len(method.zoo) == len(trained) > 0
+    assert method.zoo.hits + method.zoo.misses == len(checks)
+    assert all(u["train_s"] > 0.0 for u in checks)  # scoring the shortlist costs cloud time, hit or miss
+    for u in checks:
+        if "zoo_head" in u:
+            assert u["sent"] and u["window_accuracy"] >= u["current_accuracy"] + method.zoo_cfg.margin
