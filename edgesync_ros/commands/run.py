@@ -87,7 +87,7 @@ def _stream_bag(name: str, args: argparse.Namespace) -> Path:
     teacher's labels of its frames (:func:`edgesync_ros.data.recorded.prepare`).
     """
     path = Path(name)
-    if path.is_dir() and (path / "metadata.yaml").is_file():
+    if (path.is_dir() and (path / "metadata.yaml").is_file()) or (path.is_file() and path.suffix == ".mcap"):
         return path if recorded.is_stream_bag(path) else prepare_recorded(args, path, progress=True)
     print(f"edgesync run: stream {name!r}: building or reusing its bag (the first build takes a few minutes)")
     return bags.make_stream_bag(name, progress=True).path

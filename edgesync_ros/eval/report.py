@@ -307,7 +307,7 @@ def discrimination_text(d: Mapping[str, Any]) -> str:
         f"{100 * STATIC_OVER_RECENT_MAJORITY:.0f}): " + ("**pass**" if d["pass_recent_majority"] else "**FAIL**"),
     ]
     if not d["pass"]:
-        lines += ["", "> **THE DEFAULT STREAM DOES NOT DISCRIMINATE AS REQUIRED.** The remedy is a different "
+        lines += ["", "> **THIS STREAM DOES NOT DISCRIMINATE AS REQUIRED.** The remedy is a different "
                   "stream, not different baselines; see the analysis below."]  # fmt: skip
     return "\n".join(lines)
 

@@ -62,6 +62,14 @@ def test_a_recording_becomes_a_stream_bag_sampled_by_capture_stamp_and_labelled_
     assert desc["spec"]["start_time_ns"] == START
 
 
+def test_a_bare_mcap_file_is_a_recording_too(tmp_path, foreign_bag, foreign_frames, teacher):
+    foreign_bag(tmp_path / "b", foreign_frames[:6], storage="mcap", kind="compressed")
+    (mcap,) = (tmp_path / "b").glob("*.mcap")  # what tools that write plain MCAP files leave, no metadata.yaml
+    (tmp_path / "b" / "metadata.yaml").unlink()
+    rec = recorded.prepare(mcap, cache_dir=tmp_path / "cache", teacher=teacher)
+    assert [f.source_frame for f in bags.read_stream(rec.bag)] == [0, 5]
+
+
 def test_the_cache_is_keyed_by_content_and_options(tmp_path, foreign_bag, foreign_frames, teacher):
     bag = tmp_path / "b"
     foreign_bag(bag, foreign_frames[:10], storage="mcap", kind="compressed")
