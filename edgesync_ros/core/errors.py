@@ -47,6 +47,10 @@ class UpdateRejectedError(EdgeSyncError, ValueError):
     """Raised when a head update fails validation; nothing of it was applied to the model."""
 
 
+class VisionMsgsMissingError(EdgeSyncError, ImportError):
+    """Raised when a vision_msgs message is asked for where vision_msgs is not installed."""
+
+
 class DigestMismatchError(UpdateRejectedError):
     """Raised when a head update's SHA-256 digest or HMAC does not match its contents."""
 

@@ -13,8 +13,13 @@ never delays head updates, services or timers. Window uploads (JPEG encoding of 
 worker thread so they never stall inference.
 
 Topics (relative names resolve in the node's namespace): ``image`` (``sensor_msgs/Image``, or
-``image/compressed`` with ``image_transport: compressed``), ``regions`` (``RegionArray``, region mode),
-``predictions`` (``PredictionArray``), ``overlay`` (``sensor_msgs/Image``, reliable depth 1 so rviz2 shows it, drawn
+``image/compressed`` with ``image_transport: compressed``); in region mode an upstream detector's boxes on ``regions``
+(``RegionArray``) or ``input_detections`` (``vision_msgs/Detection2DArray``), matched to images by stamp, with a
+throttled WARN (and diagnostics WARN) while images arrive but no detections do; ``predictions``
+(``PredictionArray``); where vision_msgs is installed also ``classification`` (``vision_msgs/Classification``, frame
+mode) or ``detections`` (``vision_msgs/Detection2DArray``, region mode) with every class's score, and transient-local
+``vision_info`` (``VisionInfo``: class list location, head version; re-sent on every head change) and ``label_info``
+(``LabelInfo``: the class map); ``overlay`` (``sensor_msgs/Image``, reliable depth 1 so rviz2 shows it, drawn
 only while subscribed; JPEG on ``overlay/compressed`` too with ``overlay_compressed``),
 ``head_update`` (in), ``status`` (``EdgeStatus``), ``/diagnostics``; samples go to ``<cloud_namespace>/samples``.
 Services:
@@ -37,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.client import Client
 from rclpy.node import Node
@@ -65,8 +71,9 @@ from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPol
 PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
     ParamDoc("edge_id", "Robot id used in uploads and head updates; empty = the node's namespace (or name).",
              read_only=True),
-    ParamDoc("input_mode", "Classify whole frames, or the regions an upstream detector publishes on "
-             "`regions` (matched to images by stamp).", read_only=True),
+    ParamDoc("input_mode", "Classify whole frames, or the boxes an upstream detector publishes on `regions` "
+             "(RegionArray) or `input_detections` (vision_msgs/Detection2DArray), matched to images by stamp.",
+             read_only=True),
     ParamDoc("image_transport", "Camera input: sensor_msgs/Image on `image`, or CompressedImage on "
              "`image/compressed`.", read_only=True),
     ParamDoc("camera_qos", "QoS of the camera subscription (sensor_data = best effort, shallow: stale "
@@ -126,10 +133,11 @@ RATE_HORIZON_S = 5.0  # a rate whose latest event is older than this reads 0 (th
 
 REGISTER_REPLY_TIMEOUT_S = 5.0  # a RegisterEdge call unanswered this long is sent again (the timer keeps ticking)
 INFERENCE_CALL_TIMEOUT_S = 10.0  # a head update or rollback waits at most this long for the inference thread
+DETECTIONS_WARN_PERIOD_S = 30.0  # region mode repeats "images but no detections" in the log at most this often
 
 #: Counter bumped for each rejected input class (see EdgeNode._reject); the first two names predate the classes.
 _REJECTION_COUNTERS = {"image": "rejected_images", "update": "rejected_updates", "request": "rejected_requests",
-                       "upload": "unencodable_frames"}
+                       "upload": "unencodable_frames", "regions": "rejected_regions"}
 _OVERLAY_COLOURS = [(160, 160, 160), (0, 200, 255), (255, 128, 0), (0, 255, 0), (255, 0, 255), (0, 0, 255),
                     (255, 255, 0)]
 
@@ -143,6 +151,7 @@ class _Pending:
     boxes: npt.NDArray[np.float32]
     batch: torch.Tensor
     received: float  # perf_counter() when it was queued
+    ids: tuple[str, ...] = ()  # the upstream detections' ids (vision_msgs input), one per box
 
 
 def event_rate(times: collections.deque[float], now: float) -> float:
@@ -171,6 +180,7 @@ class EdgeNode(Node):
     def __init__(self, node_name: str = "edge_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.values = declare_all(self, PARAMS)
+        self.region_mode = self.values["input_mode"] == "region"
         self.config = node_config(self.values)
         self.filter_cfg = self.config.filter
         ns = self.get_namespace().strip("/")
@@ -188,6 +198,10 @@ class EdgeNode(Node):
             version, highest = self._restore_head()
             self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id, version=version,
                                        key=self.fleet_key, highest_version=highest)
+        # The class list as a parameter: where VisionInfo.database_location points (set here, never from a file).
+        self.declare_parameter("class_names", self.class_names, ParameterDescriptor(
+            description="The model's classes, in the order of every probability vector (read only; vision_msgs "
+                        "class_id i is class_names[i]).", read_only=True), ignore_override=True)
         self._warmup = model_cfg.warmup
         self._applied_digest = b""
         self.window = SampleWindow(int(self.values["window_size"]), 1.0 / float(self.values["sample_rate_hz"]))
@@ -206,6 +220,7 @@ class EdgeNode(Node):
             if self.values["overlay_compressed"] else None)
         self.samples_pub = self.create_publisher(SampleBatch, f"{cloud}/samples", qos.SAMPLES_QOS)
         self.status_pub = self.create_publisher(EdgeStatus, "status", qos.STATUS_QOS)
+        self._create_vision_publishers()
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
 
         # Inference and head updates in separate groups: an update waits for the forward pass (applier lock),
@@ -220,9 +235,16 @@ class EdgeNode(Node):
                                      callback_group=self._camera_group)
         else:
             self.create_subscription(Image, "image", self._on_image, camera_qos, callback_group=self._camera_group)
-        if self.values["input_mode"] == "region":
+        self._region_topics = ""
+        if self.region_mode:
             self.create_subscription(RegionArray, "regions", self._on_regions, qos.PREDICTIONS_QOS,
                                      callback_group=self._camera_group)
+            topics = [self.resolve_topic_name("regions")]
+            if conv.VISION_MSGS is not None:
+                self.create_subscription(conv.VISION_MSGS.Detection2DArray, "input_detections", self._on_detections,
+                                         qos.PREDICTIONS_QOS, callback_group=self._camera_group)
+                topics.append(self.resolve_topic_name("input_detections"))
+            self._region_topics = " or ".join(topics)
         self.head_topic = self.resolve_topic_name("head_update")
         self.create_subscription(HeadUpdate, "head_update", self._on_head_update, qos.HEAD_UPDATE_QOS,
                                  callback_group=self._update_group)
@@ -241,12 +263,15 @@ class EdgeNode(Node):
         self._pending_images: collections.OrderedDict[int, tuple[Header, npt.NDArray[np.uint8]]] = (
             collections.OrderedDict()
         )
-        self._pending_regions: collections.OrderedDict[int, npt.NDArray[np.float32]] = collections.OrderedDict()
+        self._pending_regions: collections.OrderedDict[int, tuple[npt.NDArray[np.float32], tuple[str, ...]]] = (
+            collections.OrderedDict()
+        )
         self.counters = collections.Counter[str]()
         self._counter_lock = threading.Lock()  # counters are bumped from the executor and both worker threads
         self._frame_times: collections.deque[float] = collections.deque(maxlen=60)  # classified (monotonic)
         self._input_times: collections.deque[float] = collections.deque(maxlen=60)  # camera images received
         self._drop_times: collections.deque[float] = collections.deque(maxlen=60)  # frames the queue displaced
+        self._region_times: collections.deque[float] = collections.deque(maxlen=60)  # detector messages received
         self._started = time.monotonic()  # a camera silent since start turns diagnostics WARN after stale_input_s
         self._infer_ms: collections.deque[float] = collections.deque(maxlen=60)
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=60)  # queued -> predictions out
@@ -267,6 +292,35 @@ class EdgeNode(Node):
             f"{self.values['input_mode']} mode, window {self.window.window_size} frames at "
             f"{self.values['sample_rate_hz']} Hz, k={self.filter_cfg.upload_fraction}"
         )
+
+    # -- vision_msgs -------------------------------------------------------------------------------------------
+    def _create_vision_publishers(self) -> None:
+        """Where vision_msgs is installed: the standard outputs beside PredictionArray, and the model's VisionInfo."""
+        self.vision_pub: Any = None
+        self.vision_info_pub: Any = None
+        self.label_info_pub: Any = None
+        vm = conv.VISION_MSGS
+        if vm is None:
+            self.get_logger().info("vision_msgs not installed: predictions only as edgesync_ros/PredictionArray")
+            return
+        if self.region_mode:
+            self.vision_pub = self.create_publisher(vm.Detection2DArray, "detections", qos.PREDICTIONS_QOS)
+        else:
+            self.vision_pub = self.create_publisher(vm.Classification, "classification", qos.PREDICTIONS_QOS)
+        self.vision_info_pub = self.create_publisher(vm.VisionInfo, "vision_info", qos.VISION_INFO_QOS)
+        self.label_info_pub = self.create_publisher(vm.LabelInfo, "label_info", qos.VISION_INFO_QOS)
+        self.label_info_pub.publish(conv.vision_label_info(Header(stamp=self.get_clock().now().to_msg()),
+                                                           self.class_names))
+        self._publish_vision_info()
+
+    def _publish_vision_info(self) -> None:
+        """Send VisionInfo for the head now in use (latched: late subscribers get the latest one)."""
+        if self.vision_info_pub is None:
+            return
+        version = self.applier.version
+        self.vision_info_pub.publish(conv.vision_info(
+            Header(stamp=self.get_clock().now().to_msg()), f"edgesync {self.model.arch} head v{version}",
+            f"{self.get_fully_qualified_name()}/class_names", version))
 
     # -- parameters --------------------------------------------------------------------------------------------
     def _params_changed(self, changed: list[Any]) -> None:
@@ -307,24 +361,38 @@ class EdgeNode(Node):
         except EdgeSyncError as exc:
             self._reject("image", f"{encoding[:32]}: {exc}")
             return
-        if self.values["input_mode"] == "frame":
+        if not self.region_mode:
             self._submit(header, frame, conv.full_frame_box(frame.shape))
             return
         key = conv.stamp_key(header)
-        boxes = self._pending_regions.pop(key, None)
-        if boxes is not None:
-            self._submit(header, frame, boxes)
+        regions = self._pending_regions.pop(key, None)
+        if regions is not None:
+            self._submit(header, frame, *regions)
         else:
             self._remember(self._pending_images, key, (header, frame), "unmatched_images")
 
     def _on_regions(self, msg: RegionArray) -> None:
-        boxes = conv.regions_to_boxes(msg)
-        key = conv.stamp_key(msg.header)
+        self._region_times.append(time.monotonic())
+        self._match_regions(msg.header, conv.regions_to_boxes(msg), ())
+
+    def _on_detections(self, msg: Any) -> None:
+        """Region mode: any detector's ``vision_msgs/Detection2DArray``, used as a RegionArray is."""
+        self._region_times.append(time.monotonic())
+        try:
+            boxes, ids = conv.detections_to_boxes(msg)
+        except EdgeSyncError as exc:
+            self._reject("regions", f"Detection2DArray: {exc}")
+            return
+        self._match_regions(msg.header, boxes, ids)
+
+    def _match_regions(self, header: Header, boxes: npt.NDArray[np.float32], ids: tuple[str, ...]) -> None:
+        """Classify the image with this stamp in these boxes, or keep the boxes until that image arrives."""
+        key = conv.stamp_key(header)
         pending = self._pending_images.pop(key, None)
         if pending is not None:
-            self._submit(pending[0], pending[1], boxes)
+            self._submit(pending[0], pending[1], boxes, ids)
         else:
-            self._remember(self._pending_regions, key, boxes, "unmatched_regions")
+            self._remember(self._pending_regions, key, (boxes, ids), "unmatched_regions")
 
     def _remember(self, cache: collections.OrderedDict[int, Any], key: int, value: Any, counter: str) -> None:
         cache[key] = value
@@ -354,14 +422,15 @@ class EdgeNode(Node):
         self._count(f"{what}_errors")
         self.get_logger().error(f"{what} thread: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
-    def _submit(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> None:
+    def _submit(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32],
+                ids: tuple[str, ...] = ()) -> None:
         """Preprocess on the callback thread (overlapping the running forward pass) and queue for inference."""
         try:
-            batch = self.model.prepare(frame, boxes if self.values["input_mode"] == "region" else None)
+            batch = self.model.prepare(frame, boxes if self.region_mode else None)
         except EdgeSyncError as exc:
             self._reject("image", f"could not preprocess frame: {exc}")
             return
-        if not self._inference.submit(_Pending(header, frame, boxes, batch, time.perf_counter())):
+        if not self._inference.submit(_Pending(header, frame, boxes, batch, time.perf_counter(), ids)):
             self._count("dropped_frames")
             self._drop_times.append(time.monotonic())
 
@@ -409,6 +478,9 @@ class EdgeNode(Node):
         self._count("frames")
         entropy = adaptability(probs).astype(np.float32)
         self.pred_pub.publish(conv.prediction_array(header, version, boxes, probs, entropy, self.class_names))
+        if self.vision_pub is not None:
+            self.vision_pub.publish(conv.vision_detections(header, boxes, probs, item.ids) if self.region_mode
+                                    else conv.vision_classification(header, probs))
         self._latency_ms.append((time.perf_counter() - item.received) * 1000.0)
         self._publish_overlay(header, frame, boxes, probs, version)
         with self._window_lock:
@@ -509,6 +581,7 @@ class EdgeNode(Node):
         self.last_update_wall = time.monotonic()
         self._applied_digest = digest
         self._count("applied_updates")
+        self._publish_vision_info()
         self.get_logger().info(
             f"applied head v{msg.version} (base v{msg.base_version}, val acc {msg.validation_accuracy:.3f}, "
             f"{sum(len(t.data) for t in msg.tensors)} bytes)"
@@ -566,6 +639,7 @@ class EdgeNode(Node):
                 response.message = str(exc)
         if response.success:
             self._count("rollbacks")
+            self._publish_vision_info()
             self.get_logger().warning(
                 f"rolled back head v{current} -> v{self.applier.version} on request; versions up to "
                 f"v{self.applier.highest_version} will not be applied again, only a newer one from the cloud")
@@ -678,6 +752,9 @@ class EdgeNode(Node):
             last_update_age_s=age, upload_fraction=self.filter_cfg.upload_fraction, urgency=0.0,
             recent_accuracy=-1.0, state=state))
         level, message = self._health(fps, age, state)
+        waiting = self._detections_silence(time.monotonic())
+        if waiting is not None:
+            self.get_logger().warning(waiting, throttle_duration_sec=DETECTIONS_WARN_PERIOD_S)
         now_s = time.monotonic()
         values = {
             "fps": f"{fps:.2f}",
@@ -700,6 +777,20 @@ class EdgeNode(Node):
             level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
             values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
 
+    def _detections_silence(self, now: float) -> str | None:
+        """Region mode: why nothing is classified while images arrive but no detections do; None otherwise.
+
+        A detector that publishes empty arrays is heard; only its silence for ``stale_input_s`` counts.
+        """
+        stale = float(self.values["stale_input_s"])
+        if not self.region_mode or not self._input_times or now - self._input_times[-1] > stale:
+            return None
+        quiet = now - (self._region_times[-1] if self._region_times else self._started)
+        if quiet <= stale:
+            return None
+        return (f"images arrive on {self._camera_topic} but no detections on {self._region_topics} for {quiet:.0f} s: "
+                f"region mode classifies only an upstream detector's boxes (input_mode: frame classifies whole frames)")
+
     def _input_silence(self, now: float) -> float:
         """Seconds since the last camera image arrived (since start when none has)."""
         return now - (self._input_times[-1] if self._input_times else self._started)
@@ -717,6 +808,9 @@ class EdgeNode(Node):
         if silence > float(self.values["stale_input_s"]):
             when = f"for {silence:.0f} s" if self._input_times else f"in the {silence:.0f} s since start"
             return DiagnosticStatus.WARN, f"no image on {self._camera_topic} {when}"
+        waiting = self._detections_silence(now)
+        if waiting is not None:
+            return DiagnosticStatus.WARN, waiting
         receiving = event_rate(self._input_times, now) > 0.0
         if receiving and self.counters["frames"] and fps < float(self.values["fps_error"]):
             return DiagnosticStatus.ERROR, f"{fps:.2f} fps"
