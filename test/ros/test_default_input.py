@@ -3,6 +3,10 @@ with no parameter set; region mode is opted into and says so when images arrive 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -130,3 +134,38 @@ def test_region_mode_warns_when_images_arrive_but_no_detections_do(ros_context, 
     # It names the silent detector topic and the camera that does speak; nothing was classified meanwhile.
     assert f"/{ns}/regions" in mine[-1].message and f"images arrive on /{ns}/image" in mine[-1].message
     assert edge.counters["frames"] == 0
+
+
+def test_edgesync_run_classifies_a_plain_raw_camera_and_warns_when_it_stops(ros_context, spin, frames, tmp_path):
+    # The robot as `edgesync run` starts it from the shipped YAML, with nothing about its input set; the camera is
+    # a plain publisher in this process. Only the stale-input bound is shortened, to keep the test short.
+    env = dict(os.environ, ROS_LOG_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "edgesync_ros.cli", "run", "--robots", "1", "--no-cloud",
+                             "--no-source", "--duration", "0", "--set", "edge_node.stale_input_s=2.0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        node = spin(Node(f"camera_{uuid.uuid4().hex[:8]}", context=ros_context))
+        pub = node.create_publisher(Image, "/robot1/image", DRIVER_QOS)
+        got: list[PredictionArray] = []
+        node.create_subscription(PredictionArray, "/robot1/predictions", got.append, 10)
+        levels: list[DiagnosticStatus] = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: levels.extend(
+            s for s in m.status if s.hardware_id == "robot1"), 50)
+
+        def publish() -> None:
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            pub.publish(conv.bgr_to_image(frames[0], Header(stamp=node.get_clock().now().to_msg())))
+
+        assert wait_for(lambda: len(got) >= 3, 120, every=publish), "no classification from `edgesync run`"
+        assert len(got[-1].predictions) == 1
+        n = len(levels)
+        assert wait_for(lambda: any(s.level == DiagnosticStatus.OK for s in levels[n:]), 10, every=publish)
+        # The camera stops: diagnostics turn WARN, naming the silent topic.
+        assert wait_for(lambda: levels and levels[-1].level == DiagnosticStatus.WARN, 15), levels[-1:]
+        assert "no image on /robot1/image" in levels[-1].message
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -266,3 +266,36 @@ def test_fleet_demo_under_the_real_launch_system(tmp_path):
     log = out.stdout + out.stderr
     assert "registered 'robot1'" in log and "registered 'robot2'" in log, log[-4000:]
     assert "ROBOTS_UPDATED ['robot1', 'robot2']" in log, log[-4000:]
+
+
+def test_edge_launch_input_arguments_reach_the_node_and_empty_ones_leave_the_params_file():
+    path = REPO / "launch" / "edge.launch.py"
+    defaults, (node,) = _evaluate(path, {})
+    assert defaults["input_mode"] == defaults["image_transport"] == ""
+    assert not {"input_mode", "image_transport"} & set(_inline_params(node))  # the params file decides
+    remaps = dict(node.kwargs["remappings"])
+    assert remaps["image"] == "image" and remaps["image/compressed"] == "image/compressed"
+
+    _, (node,) = _evaluate(path, {"input_mode": "region", "image_transport": "compressed",
+                                  "camera_topic": "/camera/image_raw"})
+    assert {k: _inline_params(node)[k] for k in ("input_mode", "image_transport")} == {
+        "input_mode": "region", "image_transport": "compressed"}
+    remaps = dict(node.kwargs["remappings"])
+    assert remaps["image"] == "/camera/image_raw" and remaps["image/compressed"] == "/camera/image_raw/compressed"
+    # image_transport's own topic name works as well as its base topic
+    _, (node,) = _evaluate(path, {"camera_topic": "/camera/image_raw/compressed"})
+    assert dict(node.kwargs["remappings"])["image/compressed"] == "/camera/image_raw/compressed"
+
+
+@pytest.mark.parametrize("mode,transport,regions", [("region", "compressed", "teacher"), ("frame", "raw", "none")])
+def test_fleet_demo_input_arguments_set_every_edge_and_its_camera_stand_in(mode, transport, regions):
+    defaults, nodes = _evaluate(REPO / "launch" / "fleet_demo.launch.py",
+                                {"input_mode": mode, "image_transport": transport})
+    assert (defaults["input_mode"], defaults["image_transport"]) == ("region", "compressed")
+    edges = [n for n in nodes if n.kwargs["executable"] == "edge_node"]
+    sources = [n for n in nodes if n.kwargs["executable"] == "video_source"]
+    assert len(edges) == len(sources) == 2
+    for edge in edges:
+        assert (_inline_params(edge)["input_mode"], _inline_params(edge)["image_transport"]) == (mode, transport)
+    for source in sources:
+        assert (_inline_params(source)["transport"], _inline_params(source)["regions"]) == (transport, regions)
