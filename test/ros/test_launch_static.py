@@ -13,8 +13,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from unittest import mock
@@ -299,3 +301,76 @@ def test_fleet_demo_input_arguments_set_every_edge_and_its_camera_stand_in(mode,
         assert (_inline_params(edge)["input_mode"], _inline_params(edge)["image_transport"]) == (mode, transport)
     for source in sources:
         assert (_inline_params(source)["transport"], _inline_params(source)["regions"]) == (transport, regions)
+
+
+EDGE_RUNNER = """
+import sys
+import launch
+from launch.actions import IncludeLaunchDescription, Shutdown, TimerAction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from ament_index_python.packages import get_package_share_directory
+
+edge = get_package_share_directory("edgesync_ros") + "/launch/edge.launch.py"
+ld = launch.LaunchDescription([
+    IncludeLaunchDescription(PythonLaunchDescriptionSource(edge), launch_arguments={
+        "namespace": sys.argv[1], "camera_topic": "/camera/image_raw"}.items()),
+    TimerAction(period=240.0, actions=[Shutdown(reason="time limit")]),
+])
+service = launch.LaunchService()
+service.include_launch_description(ld)
+sys.exit(service.run())
+"""
+
+
+def test_edge_launch_classifies_a_plain_raw_camera_under_the_real_launch_system(ros_context, tmp_path):
+    # README's command, shipped YAML and nothing else: a raw sensor_msgs/Image publisher on /camera/image_raw (as a
+    # camera driver) must get classifications back; Ctrl-C (launch forwards it to the node) ends everything cleanly.
+    pytest.importorskip("launch_ros")
+    pytest.importorskip("launch")
+    import threading
+
+    import cv2
+    import numpy as np
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from edgesync_ros.msg import PredictionArray
+    from edgesync_ros.ros import conversions
+
+    ns = f"launched_{os.getpid()}"
+    proc = subprocess.Popen([sys.executable, "-c", EDGE_RUNNER, ns], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, ROS_LOG_DIR=str(tmp_path)))
+    camera = Node(f"camera_{os.getpid()}", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(camera)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        pub = camera.create_publisher(Image, "/camera/image_raw", QoSProfile(depth=5,
+                                      reliability=ReliabilityPolicy.RELIABLE))
+        got: list[PredictionArray] = []
+        camera.create_subscription(PredictionArray, f"/{ns}/predictions", got.append, 10)
+        frame = np.zeros((120, 160, 3), np.uint8)
+        cv2.circle(frame, (80, 60), 30, (40, 200, 90), -1)
+        deadline = time.monotonic() + 180
+        while len(got) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            pub.publish(conversions.bgr_to_image(frame, Header(stamp=camera.get_clock().now().to_msg(),
+                                                               frame_id="camera_optical_frame")))
+            time.sleep(0.2)
+        assert len(got) >= 3, f"no classification from the launched edge node (exit {proc.poll()})"
+        assert got[-1].header.frame_id == "camera_optical_frame" and len(got[-1].predictions) == 1
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        camera.destroy_node()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert proc.returncode == 0, out[-4000:]
+    for bad in ("Traceback", "terminate called", "context is invalid", "process has died"):
+        assert bad not in out, out[-4000:]
