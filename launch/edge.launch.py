@@ -36,7 +36,8 @@ def _edge(context, *args, **kwargs):
             name="edge_node",
             namespace=LaunchConfiguration("namespace"),
             parameters=[LaunchConfiguration("params_file"), overrides,
-                        {"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                        {"use_sim_time": LaunchConfiguration("use_sim_time"),
+                         "autostart": LaunchConfiguration("autostart")}],
             ros_arguments=["--log-level", LaunchConfiguration("log_level")],
             remappings=[
                 ("image", camera),
@@ -76,6 +77,9 @@ def generate_launch_description() -> LaunchDescription:
                                   description="region mode: an upstream detector's edgesync_ros/RegionArray"),
             DeclareLaunchArgument("detections_topic", default_value="input_detections",
                                   description="region mode: an upstream detector's vision_msgs/Detection2DArray"),
+            DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
+                                  description="bring the managed node to active at start (false: leave it "
+                                              "unconfigured for `ros2 lifecycle set` or a lifecycle manager)"),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
             DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the node"),
             OpaqueFunction(function=_edge),

@@ -29,7 +29,7 @@ def _nodes(context, *args, **kwargs):
     n = int(LaunchConfiguration("robots").perform(context))
     dark = float(LaunchConfiguration("dark_brightness").perform(context))
     user = [f for f in [LaunchConfiguration("params_file").perform(context)] if f]
-    common = {"use_sim_time": LaunchConfiguration("use_sim_time")}
+    common = {"use_sim_time": LaunchConfiguration("use_sim_time"), "autostart": LaunchConfiguration("autostart")}
     ros_args = ["--log-level", LaunchConfiguration("log_level")]
     mode = LaunchConfiguration("input_mode").perform(context)
     transport = LaunchConfiguration("image_transport").perform(context)
@@ -70,6 +70,9 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("dark_brightness", default_value="0.35", description="brightness of robots 2..N"),
             DeclareLaunchArgument("params_file", default_value="",
                                   description="extra parameters for every node, over the shipped YAML"),
+            DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
+                                  description="bring the managed node to active at start (false: leave it "
+                                              "unconfigured for `ros2 lifecycle set` or a lifecycle manager)"),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
             DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of every node"),
             OpaqueFunction(function=_nodes),

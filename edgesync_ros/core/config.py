@@ -484,6 +484,7 @@ class EdgeNodeConfig(ConfigSection):
     """
 
     edge_id: str = ""
+    autostart: bool = True
     input_mode: InputMode = "frame"
     image_transport: ImageTransport = "raw"
     camera_qos: CameraQos = "sensor_data"
@@ -525,6 +526,7 @@ class CloudNodeConfig(ConfigSection):
     """
 
     cloud_namespace: str = "/edgesync"
+    autostart: bool = True
     policy: FleetPolicy = "edgesync"
     fixed_window_s: float = 200.0
     upload_fraction: float = _FILTER_DEFAULTS.upload_fraction

@@ -45,14 +45,14 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.client import Client
-from rclpy.node import Node
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from edgesync_ros.core import persist
 from edgesync_ros.core.config import EdgeNodeConfig, FilterConfig
-from edgesync_ros.core.errors import ConfigError, EdgeSyncError, UpdateRejectedError
+from edgesync_ros.core.errors import ConfigError, EdgeSyncError, ModelNotLoadedError, UpdateRejectedError
 from edgesync_ros.core.filtering import adaptability
 from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
@@ -62,6 +62,7 @@ from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArra
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.fleet_key import load_fleet_key
+from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all, install_validator
 from edgesync_ros.ros.rejections import RejectionLog
 from edgesync_ros.ros.spin import run_node
@@ -71,6 +72,8 @@ from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPol
 PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
     ParamDoc("edge_id", "Robot id used in uploads and head updates; empty = the node's namespace (or name).",
              read_only=True),
+    ParamDoc("autostart", "Configure (load the model) and activate (subscribe) at start; false leaves the managed "
+             "node unconfigured for a lifecycle manager (`ros2 lifecycle set <node> configure`).", read_only=True),
     ParamDoc("input_mode", "Classify whole frames, or the boxes an upstream detector publishes on `regions` "
              "(RegionArray) or `input_detections` (vision_msgs/Detection2DArray), matched to images by stamp.",
              read_only=True),
@@ -174,8 +177,13 @@ def filter_config(values: Mapping[str, Any]) -> FilterConfig:
     return node_config(values).filter
 
 
-class EdgeNode(Node):
-    """The EdgeSync edge: classify every frame, upload the best samples of each window, apply head updates."""
+class EdgeNode(ManagedNode):
+    """The EdgeSync edge: classify every frame, upload the best samples of each window, apply head updates.
+
+    A managed node: configure loads the model and starts its workers, activate subscribes the camera (and detector)
+    and the head updates and starts registering, deactivate stops taking input, cleanup frees the model (and its GPU
+    memory). ``autostart`` (default true) runs configure and activate in the constructor.
+    """
 
     def __init__(self, node_name: str = "edge_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -186,78 +194,33 @@ class EdgeNode(Node):
         ns = self.get_namespace().strip("/")
         self.edge_id: str = self.values["edge_id"] or (ns.replace("/", "_") if ns else self.get_name())
         self.torch_threads = int(self.values["torch_threads"]) or torch.get_num_threads()
-        model_cfg = EdgeModelConfig.from_mapping(self.config.model.edge_model_mapping())
         self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
         state_root = self.values["state_dir"]
         self.state_dir = Path(state_root).expanduser() / self.edge_id if state_root else None
-        # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
-        # worker pool and warm it up there.
-        with intra_op_threads(1):
-            self.model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
-            self.class_names = list(self.model.classes)
-            version, highest = self._restore_head()
-            self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id, version=version,
-                                       key=self.fleet_key, highest_version=highest)
-        # The class list as a parameter: where VisionInfo.database_location points (set here, never from a file).
-        self.declare_parameter("class_names", self.class_names, ParameterDescriptor(
-            description="The model's classes, in the order of every probability vector (read only; vision_msgs "
-                        "class_id i is class_names[i]).", read_only=True), ignore_override=True)
-        self._warmup = model_cfg.warmup
+        self.model: EdgeModel | None = None  # loaded by configure, freed by cleanup
+        self.class_names: list[str] = []
         self._applied_digest = b""
         self.window = SampleWindow(int(self.values["window_size"]), 1.0 / float(self.values["sample_rate_hz"]))
         self._window_lock = threading.Lock()
         install_validator(self, PARAMS, lambda: self.values, node_config)
         self.add_post_set_parameters_callback(self._params_changed)
-
-        cloud = self.values["cloud_namespace"].rstrip("/")
-        self.pred_pub = self.create_publisher(PredictionArray, "predictions", qos.PREDICTIONS_QOS)
-        # rviz2 subscribes images reliable; a deployment may still choose otherwise through qos_overrides.*.
-        overrides = QoSOverridingOptions.with_default_policies()
-        self.overlay_pub = self.create_publisher(Image, "overlay", qos.OVERLAY_QOS, qos_overriding_options=overrides)
-        self.overlay_jpeg_pub = (
-            self.create_publisher(CompressedImage, "overlay/compressed", qos.OVERLAY_QOS,
-                                  qos_overriding_options=overrides)
-            if self.values["overlay_compressed"] else None)
-        self.samples_pub = self.create_publisher(SampleBatch, f"{cloud}/samples", qos.SAMPLES_QOS)
-        self.status_pub = self.create_publisher(EdgeStatus, "status", qos.STATUS_QOS)
-        self._create_vision_publishers()
+        self.cloud = self.values["cloud_namespace"].rstrip("/")
+        # Diagnostics in every state: unconfigured reads ERROR (no model), so a node left unmanaged is visible.
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
-
         # Inference and head updates in separate groups: an update waits for the forward pass (applier lock),
         # never for the camera queue; services and timers stay responsive during inference.
         self._camera_group = MutuallyExclusiveCallbackGroup()
         self._update_group = MutuallyExclusiveCallbackGroup()
-        camera_qos = qos.CAMERA_QOS_BY_NAME[self.values["camera_qos"]]
         self._camera_topic = self.resolve_topic_name(
             "image/compressed" if self.values["image_transport"] == "compressed" else "image")
-        if self.values["image_transport"] == "compressed":
-            self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, camera_qos,
-                                     callback_group=self._camera_group)
-        else:
-            self.create_subscription(Image, "image", self._on_image, camera_qos, callback_group=self._camera_group)
-        self._region_topics = ""
-        if self.region_mode:
-            self.create_subscription(RegionArray, "regions", self._on_regions, qos.PREDICTIONS_QOS,
-                                     callback_group=self._camera_group)
-            topics = [self.resolve_topic_name("regions")]
-            if conv.VISION_MSGS is not None:
-                self.create_subscription(conv.VISION_MSGS.Detection2DArray, "input_detections", self._on_detections,
-                                         qos.PREDICTIONS_QOS, callback_group=self._camera_group)
-                topics.append(self.resolve_topic_name("input_detections"))
-            self._region_topics = " or ".join(topics)
+        self._region_topics = " or ".join(
+            [self.resolve_topic_name("regions")]
+            + ([self.resolve_topic_name("input_detections")] if conv.VISION_MSGS is not None else []))
         self.head_topic = self.resolve_topic_name("head_update")
-        self.create_subscription(HeadUpdate, "head_update", self._on_head_update, qos.HEAD_UPDATE_QOS,
-                                 callback_group=self._update_group)
-        self.create_service(SetUploadPolicy, "set_upload_policy", self._on_set_upload_policy)
-        self.create_service(Rollback, "rollback", self._on_rollback, callback_group=self._update_group)
-        self.register_client: Client[Any, Any] = self.create_client(RegisterEdge, f"{cloud}/register_edge")
-        self.latest_head_client: Client[Any, Any] = self.create_client(GetLatestHead, f"{cloud}/get_latest_head")
-
+        self._inputs: list[Any] = []  # subscriptions and timers of the active state
         self.registered = False
-        self._register_delay = float(self.values["register_retry_s"])
         self._register_future: Any = None  # the RegisterEdge call in flight, and when it was sent
         self._register_sent = 0.0
-        self._register_timer = self.create_timer(self._register_delay, self._try_register)
 
         # Bounded stamp-matching caches for region mode: stamp -> (header, frame) / stamp -> boxes.
         self._pending_images: collections.OrderedDict[int, tuple[Header, npt.NDArray[np.uint8]]] = (
@@ -281,17 +244,135 @@ class EdgeNode(Node):
         self._decoder_warning = ""
         self._change_source = "parameter service"  # who set the parameters being changed, for the log line
         self.create_timer(float(self.values["status_period_s"]), self._publish_status)
+        if self.values["autostart"]:
+            self.autostart()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def loaded_model(self) -> EdgeModel:
+        """The model configure loaded; ModelNotLoadedError while the node is unconfigured."""
+        if self.model is None:
+            raise ModelNotLoadedError(f"edge {self.edge_id!r}: no model loaded (lifecycle state "
+                                      f"{self.lifecycle_state})")
+        return self.model
+
+    def configure_node(self) -> None:
+        """Load the model (and the saved head), start the inference and upload threads, create outputs/services."""
+        model_cfg = EdgeModelConfig.from_mapping(self.config.model.edge_model_mapping())
+        # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
+        # worker pool and warm it up there.
+        with intra_op_threads(1):
+            model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
+            self.model = model
+            self.class_names = list(model.classes)
+            version, highest = self._restore_head()
+            self.applier = HeadApplier(model.model, model.arch, self.edge_id, version=version,
+                                       key=self.fleet_key, highest_version=highest)
+        if not self.has_parameter("class_names"):
+            # The class list as a parameter: where VisionInfo.database_location points (never set from a file).
+            self.declare_parameter("class_names", self.class_names, ParameterDescriptor(
+                description="The model's classes, in the order of every probability vector (read only; "
+                            "vision_msgs class_id i is class_names[i]).", read_only=True), ignore_override=True)
+        self._warmup = model_cfg.warmup
         self._inference: DroppingWorker[_Pending] = DroppingWorker(
             f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
             lambda exc: self._worker_failed("inference", exc), on_start=self._start_inference_thread)
         self._uploads: DroppingWorker[tuple[Any, int]] = DroppingWorker(
             f"edgesync-upload-{self.edge_id}", lambda job: self._upload(*job), 2,
             lambda exc: self._worker_failed("upload", exc))
+        self.pred_pub = self.create_publisher(PredictionArray, "predictions", qos.PREDICTIONS_QOS)
+        # rviz2 subscribes images reliable; a deployment may still choose otherwise through qos_overrides.*.
+        overrides = QoSOverridingOptions.with_default_policies()
+        self.overlay_pub = self.create_publisher(Image, "overlay", qos.OVERLAY_QOS, qos_overriding_options=overrides)
+        self.overlay_jpeg_pub = (
+            self.create_publisher(CompressedImage, "overlay/compressed", qos.OVERLAY_QOS,
+                                  qos_overriding_options=overrides)
+            if self.values["overlay_compressed"] else None)
+        self.samples_pub = self.create_publisher(SampleBatch, f"{self.cloud}/samples", qos.SAMPLES_QOS)
+        self.status_pub = self.create_publisher(EdgeStatus, "status", qos.STATUS_QOS)
+        self._create_vision_publishers()
+        self._own_services = [
+            self.create_service(SetUploadPolicy, "set_upload_policy", self._on_set_upload_policy),
+            self.create_service(Rollback, "rollback", self._on_rollback, callback_group=self._update_group)]
+        self.register_client: Client[Any, Any] = self.create_client(RegisterEdge, f"{self.cloud}/register_edge")
+        self.latest_head_client: Client[Any, Any] = self.create_client(GetLatestHead,
+                                                                       f"{self.cloud}/get_latest_head")
         self.get_logger().info(
-            f"edge {self.edge_id!r}: {self.model.arch} on {self.model.device} (head {self.model.head_source}), "
+            f"edge {self.edge_id!r}: {model.arch} on {model.device} (head {model.head_source}), "
             f"{self.values['input_mode']} mode, window {self.window.window_size} frames at "
             f"{self.values['sample_rate_hz']} Hz, k={self.filter_cfg.upload_fraction}"
         )
+
+    def activate_node(self) -> None:
+        """Subscribe the camera (and the detector in region mode) and the head updates; start registering."""
+        camera_qos = qos.CAMERA_QOS_BY_NAME[self.values["camera_qos"]]
+        group = self._camera_group
+        if self.values["image_transport"] == "compressed":
+            self._inputs.append(self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
+                                                         camera_qos, callback_group=group))
+        else:
+            self._inputs.append(self.create_subscription(Image, "image", self._on_image, camera_qos,
+                                                         callback_group=group))
+        if self.region_mode:
+            self._inputs.append(self.create_subscription(RegionArray, "regions", self._on_regions,
+                                                         qos.PREDICTIONS_QOS, callback_group=group))
+            if conv.VISION_MSGS is not None:
+                self._inputs.append(self.create_subscription(
+                    conv.VISION_MSGS.Detection2DArray, "input_detections", self._on_detections, qos.PREDICTIONS_QOS,
+                    callback_group=group))
+        self._inputs.append(self.create_subscription(HeadUpdate, "head_update", self._on_head_update,
+                                                     qos.HEAD_UPDATE_QOS, callback_group=self._update_group))
+        self._started = time.monotonic()
+        self._register_delay = float(self.values["register_retry_s"])
+        self._register_timer = self.create_timer(self._register_delay, self._try_register)
+        self._inputs.append(self._register_timer)
+        self.get_logger().info(f"active: classifying {self._camera_topic}"
+                               + (f" in the boxes on {self._region_topics}" if self.region_mode else ""))
+
+    def deactivate_node(self) -> None:
+        """Unsubscribe every input and stop registering; frames already queued are still classified."""
+        for entity in self._inputs:
+            if isinstance(entity, Timer):
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._inputs.clear()
+        self._pending_images.clear()
+        self._pending_regions.clear()
+        if self._register_future is not None:
+            self.register_client.remove_pending_request(self._register_future)
+            self._register_future = None
+        self.registered = False
+        inference = getattr(self, "_inference", None)
+        if inference is not None:
+            inference.wait_idle(INFERENCE_CALL_TIMEOUT_S)
+
+    def cleanup_node(self) -> None:
+        """Stop the workers (each finishes the item in hand), drop outputs and services, free the model."""
+        for name in ("_inference", "_uploads"):
+            worker = getattr(self, name, None)
+            if worker is not None:
+                worker.close(timeout=5.0)
+                delattr(self, name)
+        for name in ("pred_pub", "overlay_pub", "overlay_jpeg_pub", "samples_pub", "status_pub", "vision_pub",
+                     "vision_info_pub", "label_info_pub"):
+            pub = getattr(self, name, None)
+            if pub is not None:
+                self.destroy_publisher(pub)
+            setattr(self, name, None)
+        for service in getattr(self, "_own_services", []):
+            self.destroy_service(service)
+        self._own_services = []
+        for name in ("register_client", "latest_head_client"):
+            client = getattr(self, name, None)
+            if client is not None:
+                self.destroy_client(client)
+                delattr(self, name)
+        on_gpu = self.model is not None and self.model.device.type == "cuda"
+        self.model = None
+        if hasattr(self, "applier"):
+            del self.applier
+        if on_gpu:
+            torch.cuda.empty_cache()  # give the memory back to the device, not only to torch's cache
 
     # -- vision_msgs -------------------------------------------------------------------------------------------
     def _create_vision_publishers(self) -> None:
@@ -319,7 +400,7 @@ class EdgeNode(Node):
             return
         version = self.applier.version
         self.vision_info_pub.publish(conv.vision_info(
-            Header(stamp=self.get_clock().now().to_msg()), f"edgesync {self.model.arch} head v{version}",
+            Header(stamp=self.get_clock().now().to_msg()), f"edgesync {self.loaded_model().arch} head v{version}",
             f"{self.get_fully_qualified_name()}/class_names", version))
 
     # -- parameters --------------------------------------------------------------------------------------------
@@ -426,7 +507,7 @@ class EdgeNode(Node):
                 ids: tuple[str, ...] = ()) -> None:
         """Preprocess on the callback thread (overlapping the running forward pass) and queue for inference."""
         try:
-            batch = self.model.prepare(frame, boxes if self.region_mode else None)
+            batch = self.loaded_model().prepare(frame, boxes if self.region_mode else None)
         except EdgeSyncError as exc:
             self._reject("image", f"could not preprocess frame: {exc}")
             return
@@ -436,9 +517,9 @@ class EdgeNode(Node):
 
     def _start_inference_thread(self) -> None:
         set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
-        self.model.trace_for_inference()
+        self.loaded_model().trace_for_inference()
         if self._warmup:
-            self.model.warmup()
+            self.loaded_model().warmup()
 
     def call_on_inference_thread(self, fn: Callable[[], R], timeout: float = INFERENCE_CALL_TIMEOUT_S) -> R:
         """Run ``fn()`` on the inference thread between two frames and return its result.
@@ -456,19 +537,12 @@ class EdgeNode(Node):
         return (self._inference.wait_idle(timeout)
                 and self._uploads.wait_idle(max(0.0, deadline - time.monotonic())))
 
-    def destroy_node(self) -> None:
-        """Stop the inference and upload threads (each finishes the item in hand), then destroy the node."""
-        for worker in (getattr(self, "_inference", None), getattr(self, "_uploads", None)):
-            if worker is not None:  # construction may have failed before the workers existed
-                worker.close(timeout=5.0)
-        super().destroy_node()
-
     def _classify(self, item: _Pending) -> None:
         header, frame, boxes = item.header, item.frame, item.boxes
         t0 = time.perf_counter()
         try:
             with self.applier.lock:  # never run a forward pass while a head update is being copied in
-                probs = self.model.predict_tensor(item.batch)
+                probs = self.loaded_model().predict_tensor(item.batch)
                 version = self.applier.version
         except EdgeSyncError as exc:
             self._reject("image", f"could not classify frame: {exc}")
@@ -596,10 +670,10 @@ class EdgeNode(Node):
         """
         if self.state_dir is None:
             return
-        doc = {"edge_id": self.edge_id, "architecture": self.model.arch, "classes": self.class_names,
+        doc = {"edge_id": self.edge_id, "architecture": self.loaded_model().arch, "classes": self.class_names,
                "version": self.applier.version, "generation": self.applier.version,
                "highest_version": self.applier.highest_version}
-        persist.commit(self.state_dir, doc, self.model.head_state())
+        persist.commit(self.state_dir, doc, self.loaded_model().head_state())
 
     def _restore_head(self) -> tuple[int, int]:
         """Load the persisted head into the model; return its version and the newest version ever applied."""
@@ -609,10 +683,10 @@ class EdgeNode(Node):
         if loaded is None:
             return 0, 0
         doc, tensors = loaded
-        if doc.get("architecture") != self.model.arch or list(doc.get("classes", [])) != self.class_names:
+        if doc.get("architecture") != self.loaded_model().arch or list(doc.get("classes", [])) != self.class_names:
             self.get_logger().warning(f"ignoring saved head in {self.state_dir}: other architecture or classes")
             return 0, 0
-        self.model.load_head_state(tensors, f"saved head {self.state_dir}")
+        self.loaded_model().load_head_state(tensors, f"saved head {self.state_dir}")
         version = int(doc["version"])
         highest = max(version, int(doc.get("highest_version", version)))
         rolled = f"; rolled back from v{highest}, so only versions above it apply" if highest > version else ""
@@ -665,7 +739,7 @@ class EdgeNode(Node):
             self._register_delay = min(self._register_delay * 2.0, 30.0)
             self._register_timer.timer_period_ns = int(self._register_delay * 1e9)
             return
-        request = RegisterEdge.Request(edge_id=self.edge_id, architecture=self.model.arch,
+        request = RegisterEdge.Request(edge_id=self.edge_id, architecture=self.loaded_model().arch,
                                        class_names=self.class_names, model_version=self.applier.version,
                                        head_topic=self.head_topic)
         self._register_sent = time.monotonic()
@@ -741,6 +815,15 @@ class EdgeNode(Node):
 
     def _publish_status(self) -> None:
         now = self.get_clock().now().to_msg()
+        lifecycle = self.lifecycle_state
+        if self.model is None or lifecycle != "active":
+            # Unconfigured: ERROR, no model. Inactive: configured on purpose, not taking input.
+            level, message = ((DiagnosticStatus.ERROR, f"model not loaded (lifecycle state {lifecycle})")
+                              if self.model is None else (DiagnosticStatus.OK, f"{lifecycle}: not taking input"))
+            self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
+                level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
+                values=[KeyValue(key="lifecycle_state", value=lifecycle)])]))
+            return
         age = -1.0 if self.last_update_wall is None else time.monotonic() - self.last_update_wall
         fps = self.fps()
         # rolled_back: the head in use is older than one applied before; only a newer version will be applied.
@@ -837,4 +920,6 @@ class EdgeNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run one edge node (``ros2 run edgesync_ros edge_node``)."""
-    run_node(EdgeNode, args)  # one executor thread: inference and uploads have threads of their own
+    # Three executor threads: camera callbacks, a head update or rollback (which waits for the inference thread) and
+    # services/timers each have one, so none waits behind another; inference and uploads have threads of their own.
+    run_node(EdgeNode, args, num_threads=3)

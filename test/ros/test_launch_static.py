@@ -148,6 +148,18 @@ def test_every_node_takes_use_sim_time_and_log_level(path):
         assert level[:1] == ["--log-level"] and getattr(level[1], "name", None) == "log_level", node.kwargs
 
 
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_managed_nodes_take_an_autostart_argument_that_defaults_to_active(path):
+    defaults, nodes = _evaluate(path, {})
+    managed = [n for n in nodes if n.kwargs["executable"] in ("edge_node", "cloud_node")]
+    if not managed:
+        pytest.skip(f"{path.name} starts no managed node")
+    assert defaults["autostart"] == "true"
+    for node in managed:
+        value = _inline_params(node).get("autostart")
+        assert isinstance(value, _Config) and value.name == "autostart", node.kwargs
+
+
 def test_fleet_demo_applies_a_params_file_to_every_node_over_the_shipped_yaml():
     defaults, nodes = _evaluate(REPO / "launch" / "fleet_demo.launch.py", {})
     assert defaults["params_file"] == ""
