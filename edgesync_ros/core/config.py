@@ -581,14 +581,17 @@ class EdgeNodeConfig(ConfigSection):
     """Every parameter of ``edge_node`` (one per camera/robot), with the values a robot runs with.
 
     The filter's fields (Algorithm 1: k, α, β, T, window) are top-level parameters (``upload_fraction``, ...);
-    ``model.*`` is the robot's edge model. The defaults are the shipped deployment: regions of an upstream
-    detector, JPEG camera input, 2 frames/s into the window, uploads scaled to 448 px wide at JPEG quality 70
-    (about 150 kbit/s per camera), one inference thread (the fastest on a 2-core robot computer).
+    ``model.*`` is the robot's edge model. The defaults are the shipped deployment: whole frames of a plain raw
+    ``sensor_msgs/Image`` camera (what any ROS camera driver publishes, so a fresh install classifies something; an
+    upstream detector's regions and JPEG input are opted into), 2 frames/s into the window, uploads scaled to 448 px
+    wide at JPEG quality 70 (about 150 kbit/s per camera), one inference thread (the fastest on a 2-core robot
+    computer).
     """
 
     edge_id: str = ""
-    input_mode: InputMode = "region"
-    image_transport: ImageTransport = "compressed"
+    autostart: bool = True
+    input_mode: InputMode = "frame"
+    image_transport: ImageTransport = "raw"
     camera_qos: CameraQos = "sensor_data"
     cloud_namespace: str = "/edgesync"
     sample_rate_hz: float = 2.0
@@ -628,6 +631,7 @@ class CloudNodeConfig(ConfigSection):
     """
 
     cloud_namespace: str = "/edgesync"
+    autostart: bool = True
     policy: FleetPolicy = "edgesync"
     fixed_window_s: float = 200.0
     round_robin_period_s: float = 0.0
@@ -667,18 +671,19 @@ class CloudNodeConfig(ConfigSection):
 class VideoSourceConfig(ConfigSection):
     """Every parameter of ``video_source``, the camera stand-in of the demos: a video played as a robot's camera.
 
-    Its defaults feed the edge's defaults: JPEG frames, and the shipped NanoDet playing the upstream detector
-    (``regions: teacher``) for the edge's region mode. An empty ``frame_id`` stamps ``<namespace>_camera``
+    Its defaults match the edge's defaults: raw ``sensor_msgs/Image`` frames and no regions, as a plain camera driver
+    publishes; the edge's region mode asks for ``regions: teacher`` (the shipped NanoDet playing the upstream
+    detector), JPEG input for ``transport: compressed``. An empty ``frame_id`` stamps ``<namespace>_camera``
     (``camera`` outside any namespace), so each robot's images carry a TF frame of their own.
     """
 
     video: str = "bikes"
     fps: float = 10.0
     loop: bool = True
-    transport: ImageTransport = "compressed"
+    transport: ImageTransport = "raw"
     frame_id: str = ""
     max_width: int = 640
-    regions: SourceRegions = "teacher"
+    regions: SourceRegions = "none"
     brightness: float = 1.0
 
     def __post_init__(self) -> None:

@@ -44,10 +44,11 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 from std_msgs.msg import Header
 
 from edgesync_ros import paths
@@ -72,6 +73,7 @@ from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.fleet_key import load_fleet_key
+from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all, install_validator
 from edgesync_ros.ros.spin import run_node
 from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, RequestRetrain, SetUploadPolicy
@@ -79,6 +81,8 @@ from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, Reques
 PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("cloud_namespace", "Namespace of this node's services and of the fleet's samples topic.",
              read_only=True),
+    ParamDoc("autostart", "Configure (load teacher and replica) and activate (serve robots) at start; false leaves "
+             "the managed node unconfigured for a lifecycle manager.", read_only=True),
     ParamDoc("policy", "Which robot to retrain next: edgesync (Eq. 4 urgency), round_robin (AMS) or "
              "fixed_window (Ekya-style).", read_only=True),
     ParamDoc("fixed_window_s", "Window length of the fixed_window policy.", 1.0, 1e6, read_only=True),
@@ -248,8 +252,13 @@ def make_backend(cfg: CloudNodeConfig, teacher: Teacher, replica: EdgeModel) -> 
     return InlineBackend(teacher, replica)
 
 
-class CloudNode(Node):
-    """The EdgeSync cloud: label uploads, keep per-robot banks and stores, retrain the most urgent robot."""
+class CloudNode(ManagedNode):
+    """The EdgeSync cloud: label uploads, keep per-robot banks and stores, retrain the most urgent robot.
+
+    A managed node: configure loads the teacher and the edge-model replica (and the saved fleet state) and starts the
+    worker backend; activate subscribes the samples, serves the robots and starts the dispatcher; deactivate stops
+    both; cleanup frees the models and the backend. ``autostart`` (default true) reaches active in the constructor.
+    """
 
     def __init__(self, node_name: str = "cloud_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -259,7 +268,40 @@ class CloudNode(Node):
         install_validator(self, PARAMS, lambda: self.values, node_config)
         self.train_cfg = self.config.train
         self.add_post_set_parameters_callback(self._params_changed)
+        self.ns = self.values["cloud_namespace"].rstrip("/")
+        self._service_group = ReentrantCallbackGroup()
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
+        self.head_pubs: dict[str, Publisher] = {}
+        self.policy_clients: dict[str, Any] = {}
+        self._lock = threading.RLock()  # guards fleet/heads/latest between the worker and service callbacks
+        # Fair across robots: an overloaded cloud still labels every robot's batches in turn (core.intake).
+        self._queue: FairQueue[str, SampleBatch] = FairQueue(int(self.values["queue_size"]))
+        self._forced: collections.deque[str] = collections.deque()
+        self.counters = collections.Counter[str]()
+        self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
+        self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
+        self.zoo_selection_ms: collections.deque[float] = collections.deque(maxlen=50)
+        self.governor = UploadGovernor(self.config.backpressure)
+        self._policy_dirty: set[str] = set()
+        self._clock_marks: collections.deque[tuple[float, float]] = collections.deque()
+        self._inflight: dict[int, _InFlight] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
+        self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
+        self._active: list[Any] = []  # subscription, services and timer of the active state
+        self.create_timer(float(self.values["diagnostics_period_s"]), self._publish_diagnostics)
+        if self.values["autostart"]:
+            self.autostart()
 
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """Whether configure loaded the teacher, the replica and the backend (cleanup drops them)."""
+        return hasattr(self, "backend")
+
+    def configure_node(self) -> None:
+        """Build the fleet state, load the replica and the teacher, restore saved state, start the backend."""
         cfg = self.config
         policy: SchedulingPolicy
         if cfg.policy == "round_robin":
@@ -270,6 +312,14 @@ class CloudNode(Node):
             policy = UrgencyPolicy(cfg.urgency)
         self.fleet = Fleet(cfg.bank, cfg.urgency, cfg.store_capacity, cfg.min_new_samples, policy,
                            cfg.max_ready_wait_s)
+        self.grouping = FleetGrouping(cfg.grouping)  # every robot alone unless grouping.enabled
+        # The head zoo (core.zoo): kept with the robots' state when there is a state_dir, else for this run only.
+        self.zoo: HeadZoo | None = None
+        if cfg.zoo.enabled:
+            root = self.state_dir / "zoo" if self.state_dir is not None else Path(tempfile.mkdtemp(prefix="es-zoo-"))
+            self.zoo = HeadZoo(root, cfg.zoo)
+        self._zoo_checks: collections.deque[_ZooCheck] = collections.deque()
+        self._zoo_held: dict[str, int] = {}  # robot -> zoo id of the stored head it holds (never offered back)
         # Every heavy torch operation runs on the worker thread (labelling, features, training, and the warm-up
         # it starts with). Here torch runs single-threaded, so this thread starts no OpenMP pool of its own: a
         # second pool would slow every forward pass of the worker (edgesync_ros/models/threads.py).
@@ -280,59 +330,72 @@ class CloudNode(Node):
             self.teacher = load_teacher(teacher_config(cfg.teacher))
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.latest: dict[str, HeadUpdate] = {}
-
-        ns = self.values["cloud_namespace"].rstrip("/")
-        self._service_group = ReentrantCallbackGroup()
-        self.create_subscription(SampleBatch, f"{ns}/samples", self._on_batch, qos.SAMPLES_QOS)
-        self.create_service(RegisterEdge, f"{ns}/register_edge", self._on_register, callback_group=self._service_group)
-        self.create_service(GetFleetStatus, f"{ns}/get_fleet_status", self._on_fleet_status,
-                            callback_group=self._service_group)
-        self.create_service(RequestRetrain, f"{ns}/request_retrain", self._on_request_retrain,
-                            callback_group=self._service_group)
-        self.create_service(GetLatestHead, f"{ns}/get_latest_head", self._on_latest_head,
-                            callback_group=self._service_group)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
-        self.head_pubs: dict[str, Publisher] = {}
-        self.policy_clients: dict[str, Any] = {}
-
-        self._lock = threading.RLock()  # guards fleet/heads/latest between the worker and service callbacks
-        # Fair across robots: an overloaded cloud still labels every robot's batches in turn (core.intake).
-        self._queue: FairQueue[str, SampleBatch] = FairQueue(int(self.values["queue_size"]))
-        self._forced: collections.deque[str] = collections.deque()
-        self.counters = collections.Counter[str]()
-        self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
-        self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
-        self.zoo_selection_ms: collections.deque[float] = collections.deque(maxlen=50)
-        self.governor = UploadGovernor(cfg.backpressure)
-        self._policy_dirty: set[str] = set()
-        self._clock_marks: collections.deque[tuple[float, float]] = collections.deque()
-        self._inflight: dict[int, _InFlight] = {}
-        self._wake = threading.Event()
-        self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
-        self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
-        # The head zoo (core.zoo): kept with the robots' state when there is a state_dir, else for this run only.
-        self.grouping = FleetGrouping(cfg.grouping)  # every robot alone unless grouping.enabled
-        self.zoo: HeadZoo | None = None
-        if cfg.zoo.enabled:
-            root = self.state_dir / "zoo" if self.state_dir is not None else Path(tempfile.mkdtemp(prefix="es-zoo-"))
-            self.zoo = HeadZoo(root, cfg.zoo)
-        self._zoo_checks: collections.deque[_ZooCheck] = collections.deque()
-        self._zoo_held: dict[str, int] = {}  # robot -> zoo id of the stored head it holds (never offered back)
         self._generation = 0
         if self.state_dir is not None:
             with intra_op_threads(1):  # loads and stacks the saved stores: same reason as the replica above
                 self._restore_state()
         self.backend = make_backend(cfg, self.teacher, self.replica)
         self._cycles = [CloudCycle(int(self.values["queue_size"])) for _ in range(self.backend.slots)]
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="edgesync-cloud-dispatcher", daemon=True)
-        self._worker.start()
-        self.create_timer(float(self.values["diagnostics_period_s"]), self._publish_diagnostics)
-        self.create_timer(0.25, self._push_paced)
         self.get_logger().info(
             f"cloud ready: teacher {self.values['teacher.kind']}, policy {self.values['policy']}, "
             f"train {self.train_cfg}, workers: {self.backend.describe()}"
         )
+
+    def activate_node(self) -> None:
+        """Subscribe the fleet's samples, serve the robots, start the dispatcher."""
+        ns, group = self.ns, self._service_group
+        self._active = [
+            self.create_subscription(SampleBatch, f"{ns}/samples", self._on_batch, qos.SAMPLES_QOS),
+            self.create_service(RegisterEdge, f"{ns}/register_edge", self._on_register, callback_group=group),
+            self.create_service(GetFleetStatus, f"{ns}/get_fleet_status", self._on_fleet_status,
+                                callback_group=group),
+            self.create_service(RequestRetrain, f"{ns}/request_retrain", self._on_request_retrain,
+                                callback_group=group),
+            self.create_service(GetLatestHead, f"{ns}/get_latest_head", self._on_latest_head, callback_group=group),
+            self.create_timer(0.25, self._push_paced),
+        ]
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="edgesync-cloud-dispatcher", daemon=True)
+        self._worker.start()
+
+    def deactivate_node(self) -> None:
+        """Stop serving and taking samples; the dispatcher stops (it waits at most ~0.2 s per step)."""
+        for entity in self._active:
+            if isinstance(entity, Timer):
+                self.destroy_timer(entity)
+            elif isinstance(entity, Subscription):
+                self.destroy_subscription(entity)
+            else:
+                self.destroy_service(entity)
+        self._active = []
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            self._stop.set()
+            self._wake.set()
+            worker.join(timeout=10.0)
+            del self._worker
+
+    def cleanup_node(self) -> None:
+        """Close the backend and free the teacher, the replica and the fleet state (and their GPU memory)."""
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
+        if getattr(self, "zoo", None) is not None:
+            self.zoo.close()  # type: ignore[union-attr]
+            self.zoo = None
+        for pub in self.head_pubs.values():
+            self.destroy_publisher(pub)
+        for client in self.policy_clients.values():
+            self.destroy_client(client)
+        self.head_pubs, self.policy_clients = {}, {}
+        on_gpu = hasattr(self, "replica") and self.replica.device.type == "cuda"
+        for name in ("backend", "teacher", "replica", "initial_head", "fleet", "heads", "latest", "_cycles"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self._queue = FairQueue(int(self.values["queue_size"]))
+        self._inflight.clear()
+        if on_gpu:
+            torch.cuda.empty_cache()
 
     # -- configuration -----------------------------------------------------------------------------------------
     def _load_hyperparameters(self) -> None:
@@ -357,18 +420,6 @@ class CloudNode(Node):
         self.train_cfg = self.config.train
         if any(p.name in ("upload_fraction", "window_size") for p in changed):
             self._push_policy()
-
-    def destroy_node(self) -> None:
-        """Stop the dispatcher (it waits at most ~0.2 s per step) and the workers, then destroy the node."""
-        if hasattr(self, "_worker"):  # construction may have failed before the worker existed
-            self._stop.set()
-            self._wake.set()
-            self._worker.join(timeout=10.0)
-        if hasattr(self, "backend"):
-            self.backend.close()
-        if getattr(self, "zoo", None) is not None:
-            self.zoo.close()  # type: ignore[union-attr]
-        super().destroy_node()
 
     # -- services ----------------------------------------------------------------------------------------------
     def _on_register(self, request: RegisterEdge.Request, response: RegisterEdge.Response) -> RegisterEdge.Response:
@@ -861,6 +912,14 @@ class CloudNode(Node):
     # -- diagnostics -------------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         self._clock_rate()  # keeps the node-clock / wall-clock marks fresh
+        lifecycle = self.lifecycle_state
+        if lifecycle != "active" or not self.loaded:
+            level, message = ((DiagnosticStatus.ERROR, f"teacher and model not loaded (lifecycle state {lifecycle})")
+                              if not self.loaded else (DiagnosticStatus.OK, f"{lifecycle}: not serving robots"))
+            self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[
+                DiagnosticStatus(level=level, name="edgesync/cloud", message=message, hardware_id="cloud",
+                                 values=[KeyValue(key="lifecycle_state", value=lifecycle)])]))
+            return
         with self._lock:
             per_robot = {e: (r.version, r.updates_sent, r.trainings, len(r.labels), *self.upload_policy(e))
                          for e, r in self.fleet.edges.items()}
