@@ -5,7 +5,8 @@ Each ``launch/*.launch.py`` is parsed with ``ast``: every ``Node(...)`` must nam
 node declares; every remapped name must be a topic the node really subscribes or publishes. Each file is also run
 against stand-ins of ``launch``/``launch_ros``: every node gets ``use_sim_time`` and ``log_level``, and the edge, cloud
 and fleet files set ``ROS_DISCOVERY_SERVER`` from a ``discovery_server`` argument before any node starts. Where
-``launch_ros`` is installed, the fleet demo also runs under the real launch system.
+``launch_ros`` is installed, the fleet demo and ``edge.launch.py`` on a plain raw camera also run under the real
+launch system.
 """
 
 from __future__ import annotations
