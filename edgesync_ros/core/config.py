@@ -472,8 +472,8 @@ class ZooConfig(ConfigSection):
 
     Up to ``capacity`` trained heads are kept (float16 when ``half``); for a labelled window the ``shortlist``
     stored heads nearest by signature (feature-mean cosine distance + ``hist_weight`` x class-histogram distance)
-    are scored, and one is sent when it beats the robot's current head by ``margin`` (accuracy on the window).
-    ``enabled: false`` is the paper's cloud.
+    are scored, and one is sent when it beats the robot's current head by ``margin`` (accuracy on the window);
+    the last ``memory_heads`` heads loaded stay in memory. ``enabled: false`` is the paper's cloud.
     """
 
     enabled: bool = False
@@ -482,13 +482,15 @@ class ZooConfig(ConfigSection):
     hist_weight: float = 1.0
     margin: float = 0.05
     half: bool = True
+    memory_heads: int = 16
 
     def __post_init__(self) -> None:
         """Check the bounds."""
         self._check_fields()
         n = type(self).__name__
-        if self.capacity < 1 or self.shortlist < 1:
-            raise ConfigError(f"{n}: capacity and shortlist must be >= 1, got {self.capacity}, {self.shortlist}")
+        if self.capacity < 1 or self.shortlist < 1 or self.memory_heads < 0:
+            raise ConfigError(f"{n}: capacity and shortlist must be >= 1 and memory_heads >= 0, got {self.capacity}, "
+                              f"{self.shortlist}, {self.memory_heads}")
         if self.hist_weight < 0.0 or not 0.0 <= self.margin <= 1.0:
             raise ConfigError(f"{n}: hist_weight must be >= 0 and margin in [0, 1], got {self.hist_weight}, "
                               f"{self.margin}")

@@ -22,6 +22,7 @@ the files it owns: time comes in as ``now_s``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import sqlite3
 import time
@@ -165,6 +166,8 @@ class HeadZoo:
         self.hits = 0
         self.misses = 0
         self.selection_seconds: list[float] = []
+        # The heads loaded most recently stay in memory: a recurring condition shortlists the same few heads.
+        self._loaded: collections.OrderedDict[int, dict[str, Tensor]] = collections.OrderedDict()
         self._repair()
         self._reload()
 
@@ -229,7 +232,8 @@ class HeadZoo:
             "SELECT id, file FROM heads ORDER BY hits ASC, last_used_s ASC, id ASC LIMIT ?", (over,)).fetchall()
         self._db.executemany("DELETE FROM heads WHERE id = ?", [(v[0],) for v in victims])
         self._db.commit()  # the rows go first: a crash now leaves orphan files, which _repair deletes
-        for _, name in victims:
+        for hid, name in victims:
+            self._loaded.pop(int(hid), None)
             (self.root / "heads" / name).unlink(missing_ok=True)
 
     def entry(self, hid: int) -> ZooEntry:
@@ -243,11 +247,21 @@ class HeadZoo:
                         int(row[6]), int(row[7]), float(row[8]))
 
     def load(self, hid: int) -> dict[str, Tensor]:
-        """The tensors of head ``hid`` as stored (float16 when ``cfg.half``; loading a head into a model casts)."""
+        """The tensors of head ``hid`` as stored (float16 when ``cfg.half``; loading a head into a model casts).
+
+        The last ``cfg.memory_heads`` heads loaded are kept in memory; callers must not modify what they get.
+        """
+        if hid in self._loaded:
+            self._loaded.move_to_end(hid)
+            return self._loaded[hid]
         row = self._db.execute("SELECT file FROM heads WHERE id = ?", (int(hid),)).fetchone()
         if row is None:
             raise StateError(f"head {hid} is not in the zoo")
-        return load_tensors(self.root / "heads" / row[0])
+        state = load_tensors(self.root / "heads" / row[0])
+        self._loaded[int(hid)] = state
+        while len(self._loaded) > int(self.cfg.memory_heads):
+            self._loaded.popitem(last=False)
+        return state
 
     def mark_used(self, hid: int, now_s: float) -> None:
         """Count one use of head ``hid`` (it was sent to a robot): it is evicted later."""

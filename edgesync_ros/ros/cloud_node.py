@@ -138,6 +138,8 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("zoo.margin", "Accuracy on the window by which a stored head must beat the robot's current head.", 0.0,
              1.0, read_only=True),
     ParamDoc("zoo.half", "Store zoo heads as float16.", read_only=True),
+    ParamDoc("zoo.memory_heads", "Zoo heads kept in memory after loading (0: read from disk every time).", 0, 100000,
+             read_only=True),
     ParamDoc("grouping.enabled", "Train robots whose recent samples look alike as one group (one head on their pooled "
              "samples, sent to every member).", read_only=True),
     ParamDoc("grouping.join_distance", "Signature distance within which a robot joins a group.", 0.0, 3.0,

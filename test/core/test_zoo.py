@@ -79,6 +79,7 @@ def test_the_least_useful_head_is_evicted_beyond_capacity(tmp_path):
     with pytest.raises(StateError, match="not in the zoo"):
         zoo.load(second)  # never used: evicted before the used one
     assert zoo.entry(first).hits == 1 and zoo.entry(third).version == 3
+    assert zoo.load(first) is zoo.load(first)  # kept in memory once loaded
     assert len(list((tmp_path / "heads").iterdir())) == 2
 
 
