@@ -4,7 +4,7 @@ Usage::
 
     edgesync eval                                   # Table I on the default stream, 3 seeds -> docs/results/
     edgesync eval --tables I,II,III --figures 1,5   # more sections (merged into the same report)
-    edgesync eval --cost-profile paper_v100 --cameras 1 --seeds 1 --out /tmp/r
+    edgesync eval --stream paper --cost-profile paper   # Table I under the paper's time regime, 7 cameras
     edgesync eval --quick                           # first 5 minutes of the stream, 1 seed: a smoke run
 
 Steps: the stream bag is built or reused, every sample's backbone features and teacher labels are extracted once
@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", default="", help="comma list of 1, 3, 4, 5 (default none)")
     parser.add_argument("--out", default="docs/results", help="report directory (default docs/results)")
     parser.add_argument("--cost-profile", default="calibrated",
-                        help="calibrated (this machine), paper_v100, or a YAML/JSON file (default calibrated)")
+                        help="calibrated (this machine), paper (the paper's Table II cycle), paper_v100, or a "
+                        "YAML/JSON file (default calibrated)")
     parser.add_argument("--cameras", type=int, default=None, help="use the stream's first N cameras (default all)")
     parser.add_argument("--duration", type=float, default=None, help="use only the first S seconds of each camera")
     parser.add_argument("--quick", action="store_true", help="smoke run: first 300 s, 1 seed, no robust variants")
