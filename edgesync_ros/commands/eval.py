@@ -140,7 +140,7 @@ def _print_table_i(report: dict[str, Any], request: sections.Request) -> int:
     """Print Table I and the discrimination check; return 1 when the stream fails the check, else 0."""
     if "table_i" not in report or "I" not in request.tables:
         return 0
-    print(R.table_i(report["table_i"]["rows"]))
+    print(R.table_i_protocol(report["table_i"]))
     disc = report["table_i"].get("discrimination")
     if disc:
         print(R.discrimination_text(disc))

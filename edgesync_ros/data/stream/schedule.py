@@ -167,12 +167,12 @@ def build_schedule(
         if spec.distinct_frames and cursor[clip] >= len(clip_frames[clip]):
             left = 0  # this clip's footage is used up: the next chunk plays another clip
         if left == 0:
-            weights = clip_w
+            draw: list[float] = list(clip_w)
             if spec.distinct_frames:
-                weights = [w if cursor[n] < len(clip_frames[n]) else 0.0 for n, w in zip(names, clip_w, strict=True)]
-                if sum(weights) <= 0:
+                draw = [w if cursor[n] < len(clip_frames[n]) else 0.0 for n, w in zip(names, clip_w, strict=True)]
+                if sum(draw) <= 0:
                     raise ConfigError(_footage_error(spec, cam, names, clip_w, clip_frames))
-            prev = _weighted_choice(rng, weights, prev)
+            prev = _weighted_choice(rng, draw, prev)
             clip = names[prev]
             left = max(1, int(round(rng.uniform(*spec.chunk_s) * spec.fps)))
             chunk += 1
