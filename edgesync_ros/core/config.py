@@ -622,11 +622,12 @@ class ScoringConfig(ConfigSection):
     """How the offline evaluation decides which predictions count in its headline tables.
 
     A prediction is a *repeat* when its camera showed the same source footage before: the identical source frame
-    at any earlier time, or a frame of the same block of ``repeat_block_frames`` consecutive source frames in an
-    earlier scene chunk. Repeats are scored on their own and left out of the headline, for every method alike,
-    because an online learner that trained on a frame minutes ago is otherwise scored on a copy of its training
-    data. The default block of 1 catches every replay of a stream spec (a replayed clip shows the very same strided
-    frames); larger blocks also exclude revisits of near-identical neighbouring frames.
+    at any earlier time, or a return to a block of ``repeat_block_frames`` consecutive source frames it showed
+    before (a clip playing on through its block is not a return). Repeats are scored on their own and left out of
+    the headline, for every method alike, because an online learner that trained on a frame minutes ago is
+    otherwise scored on a copy of its training data. The default block of 1 catches every replay of a stream spec
+    (a replayed clip shows the very same strided frames); larger blocks also exclude returns to near-identical
+    neighbouring frames.
     """
 
     repeat_block_frames: int = 1

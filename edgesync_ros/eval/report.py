@@ -229,8 +229,8 @@ def table_i_protocol(section: Mapping[str, Any]) -> str:
                 *(_view_row(r, None) for r in robust.values())]  # fmt: skip
     every = {**rows, **robust}
     if any("repeats" in r["summary"].get("views", {}) for r in every.values()):
-        out += ["", "**Repeats** (predictions on footage the camera showed before: the identical source frame, or its "
-                "block in an earlier scene chunk; one rule for every method; scored apart, in no table above)", "",
+        out += ["", "**Repeats** (predictions on footage the camera showed before: the identical source frame, or a "
+                "return to its block of source frames; one rule for every method; scored apart, in no table above)", "",
                 "| method | headline share of samples % | accuracy on repeats % | accuracy with repeats % |",
                 "|---|---:|---:|---:|"]  # fmt: skip
         for r in every.values():

@@ -43,35 +43,39 @@ def accuracy(ref: npt.NDArray[np.int64], pred: npt.NDArray[np.int64]) -> float:
 
 
 def repeated_frames(
-    clip: npt.NDArray[np.int64], source_frame: npt.NDArray[np.int64], chunk: npt.NDArray[np.int64], block: int = 1
+    clip: npt.NDArray[np.int64], source_frame: npt.NDArray[np.int64], block: int = 1
 ) -> npt.NDArray[np.bool_]:
     """Return, per frame of one camera (in capture order), whether its camera showed this footage before.
 
-    A frame is a repeat when an earlier frame of the camera showed the identical ``(clip, source_frame)``, or when a
-    frame of an *earlier scene chunk* showed the same ``block`` of consecutive source frames of the clip (so a chunk
-    playing on through its own block is not a repeat, a later visit to it is). ``block=1`` is the exact-frame rule.
+    A frame is a repeat when an earlier frame of the camera showed the identical ``(clip, source_frame)``, or when
+    it returns to a ``block`` of consecutive source frames of the clip that the camera showed before instead of
+    playing on from the clip's last shown frame (a forward step of less than ``block`` frames is playing on, even
+    after other clips were shown in between). ``block=1`` is the exact-frame rule.
     """
     if block < 1:
         raise ConfigError(f"repeat block must be >= 1 source frame, got {block}")
     n = int(clip.shape[0])
-    if source_frame.shape[0] != n or chunk.shape[0] != n:
-        raise ConfigError("clip, source_frame and chunk must have one entry per frame")
+    if source_frame.shape[0] != n:
+        raise ConfigError("clip and source_frame must have one entry per frame")
     seen_frames: set[tuple[int, int]] = set()
-    first_chunk: dict[tuple[int, int], int] = {}
+    seen_blocks: set[tuple[int, int]] = set()
+    last: dict[int, int] = {}
     out = np.zeros(n, np.bool_)
     for f in range(n):
-        key = (int(clip[f]), int(source_frame[f]))
-        blk = (key[0], key[1] // block)
-        owner = first_chunk.setdefault(blk, int(chunk[f]))
-        out[f] = key in seen_frames or owner != int(chunk[f])
-        seen_frames.add(key)
+        c, sf = int(clip[f]), int(source_frame[f])
+        prev = last.get(c)
+        plays_on = prev is not None and 0 < sf - prev < block
+        out[f] = (c, sf) in seen_frames or ((c, sf // block) in seen_blocks and not plays_on)
+        seen_frames.add((c, sf))
+        seen_blocks.add((c, sf // block))
+        last[c] = sf
     return out
 
 
 def fresh_samples(cf: CameraFeatures, scoring: ScoringConfig | None = None) -> npt.NDArray[np.bool_]:
     """Return, per sample of a camera, whether it counts in the headline (its frame is not a repeat)."""
     cfg = scoring or ScoringConfig()
-    repeat = repeated_frames(cf.clip, cf.source_frame, cf.chunk, cfg.repeat_block_frames)
+    repeat = repeated_frames(cf.clip, cf.source_frame, cfg.repeat_block_frames)
     return ~repeat[cf.frame]
 
 

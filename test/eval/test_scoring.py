@@ -23,19 +23,17 @@ def test_balanced_accuracy_over_classes_present() -> None:
 def test_exact_frame_rule_flags_a_replayed_source_frame_only() -> None:
     clip = np.array([0, 0, 0, 1, 1, 0, 0, 0])
     src = np.array([0, 3, 6, 0, 3, 9, 0, 3])  # clip 0 plays 0,3,6 then 9, then wraps to 0,3
-    chunk = np.array([0, 0, 0, 1, 1, 2, 2, 2])
-    rep = scoring.repeated_frames(clip, src, chunk)
+    rep = scoring.repeated_frames(clip, src)
     assert rep.tolist() == [False, False, False, False, False, False, True, True]
 
 
-def test_block_rule_flags_a_later_visit_not_the_chunk_playing_on() -> None:
-    clip = np.array([0, 0, 0, 0, 0])
-    src = np.array([0, 1, 2, 30, 3])
-    chunk = np.array([0, 0, 0, 1, 2])  # chunk 2 returns to block 0 (frames 0..24)
-    assert scoring.repeated_frames(clip, src, chunk, block=25).tolist() == [False, False, False, False, True]
-    assert scoring.repeated_frames(clip, src, chunk, block=1).tolist() == [False] * 5
+def test_block_rule_flags_a_return_not_a_clip_playing_on() -> None:
+    clip = np.array([0, 0, 1, 0, 0, 0])
+    src = np.array([0, 3, 0, 6, 30, 9])  # clip 0 plays on after clip 1 (6), jumps to 30, then returns to block 0
+    assert scoring.repeated_frames(clip, src, block=25).tolist() == [False, False, False, False, False, True]
+    assert scoring.repeated_frames(clip, src, block=1).tolist() == [False] * 6
     with pytest.raises(ConfigError, match="block"):
-        scoring.repeated_frames(clip, src, chunk, block=0)
+        scoring.repeated_frames(clip, src, block=0)
     with pytest.raises(ConfigError, match="repeat_block_frames"):
         ScoringConfig(repeat_block_frames=0)
 
