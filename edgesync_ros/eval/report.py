@@ -126,11 +126,19 @@ def update_components(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def discrimination(table: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the discrimination check on balanced accuracy (means over seeds) with pass/fail flags."""
+    """Return the discrimination check on balanced accuracy (means over seeds) with pass/fail flags.
+
+    Every row is taken against the clean view (its ``clean`` scoring view where the runs have one), so that rows
+    trained on different labels are compared on the same reference.
+    """
 
     def bal(key: str) -> float:
         row = table.get(key)
-        return float(row["summary"]["balanced_accuracy"]["mean"]) if row else float("nan")
+        if not row:
+            return float("nan")
+        s = row["summary"]
+        stat = s.get("views", {}).get("clean", {}).get("balanced_accuracy") or s["balanced_accuracy"]
+        return float(stat["mean"])
 
     oracle, none, recent = bal("oracle"), bal("no_adaptation"), bal("recent_majority")
     a, b = oracle - none, oracle - recent

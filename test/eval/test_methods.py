@@ -178,7 +178,8 @@ def test_every_method_runs_end_to_end_on_the_tiny_stream(tiny_cam0, edge_model):
     for key in ("constant", "no_adaptation", "oracle"):
         assert results[key]["upload_kbps"] == 0, key
     assert results["ekya"]["updates"][0]["profile_s"] > 0  # the micro-profiler's time is charged
-    assert results["oracle"]["balanced_accuracy"] >= results["no_adaptation"]["balanced_accuracy"]
+    clean = {k: r["views"]["clean"]["balanced_accuracy"] for k, r in results.items()}  # one reference for both
+    assert clean["oracle"] >= clean["no_adaptation"]
 
 
 def test_eval_command_writes_the_report(tmp_path):
