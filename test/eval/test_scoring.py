@@ -77,3 +77,16 @@ def test_headline_reference_is_the_label_source(make_camera) -> None:  # type: i
     assert robust["accuracy"] == 1.0 and robust["views"]["teacher"]["accuracy"] < 1.0
     with pytest.raises(ConfigError, match="label source"):
         _result(cam.gt, "oracle").metrics({"cam0": cam})
+
+
+@pytest.mark.parametrize(("name", "lo", "hi"), [("paper", 0.0, 0.0), ("default", 0.3, 0.9)])
+def test_shipped_streams_repeat_share(name: str, lo: float, hi: float) -> None:
+    from edgesync_ros.data import stream as st
+
+    plan = st.plan_stream(st.load_spec(name))
+    for sched in plan.schedules.values():
+        clips = sorted({f.clip for f in sched.frames})
+        clip = np.array([clips.index(f.clip) for f in sched.frames])
+        src = np.array([f.source_frame for f in sched.frames])
+        share = float(scoring.repeated_frames(clip, src).mean())
+        assert lo <= share <= hi, (name, sched.camera, share)  # paper never replays; default's clips wrap
