@@ -143,7 +143,10 @@ class SimRobot:
     """One simulated robot: registers, uploads prebuilt batches as itself, records the head updates it receives.
 
     It serves ``set_upload_policy`` as an edge node does: a k below the one it registered with shrinks its
-    uploads in proportion (:func:`paced_batch`).
+    uploads in proportion (:func:`paced_batch`), and a window ``m`` times the registered one spaces its uploads
+    ``m`` times further apart, each carrying the samples ``m`` windows at that k would (capped at one prebuilt
+    window's samples, which is what a stretched robot keeps: ``k·m <= base k``; its frames come from one window, so
+    its bytes are slightly below a real stretched robot's).
     """
 
     def __init__(self, context: Any, ns: str, cloud_ns: str) -> None:
@@ -167,11 +170,14 @@ class SimRobot:
         self.sent: list[float] = []
         self.base_k: float | None = None  # the k the cloud gave at registration
         self.k: float | None = None
+        self.base_window: int | None = None  # the window the cloud gave at registration
+        self.window: int | None = None
         self.policy_changes = 0
         self.node.create_service(SetUploadPolicy, "set_upload_policy", self._on_policy)
 
     def _on_policy(self, request: Any, response: Any) -> Any:
         self.k = float(request.upload_fraction)
+        self.window = int(request.window_size)
         self.policy_changes += 1
         response.success = True
         return response
@@ -192,7 +198,13 @@ class SimRobot:
         ok = self.future is not None and self.future.done() and bool(self.future.result().accepted)
         if ok and self.base_k is None:
             self.base_k = self.k = float(self.future.result().upload_fraction)
+            self.base_window = self.window = int(self.future.result().window_size)
         return ok
+
+    @property
+    def stretch(self) -> float:
+        """The told window over the registered one (1 when not paced)."""
+        return (self.window or 1) / (self.base_window or self.window or 1)
 
     def _on_head(self, msg: Any) -> None:
         if int(msg.version) > self.version:
@@ -202,7 +214,7 @@ class SimRobot:
     def upload(self, msg: Any) -> None:
         """Publish a prebuilt batch as this robot (its id, the wall-clock stamp, its head version, its current k)."""
         if self.base_k and self.k is not None and self.k < self.base_k:
-            msg = paced_batch(copy.deepcopy(msg), self.k / self.base_k)
+            msg = paced_batch(copy.deepcopy(msg), min(1.0, self.k * self.stretch / self.base_k))
         msg.edge_id = self.edge_id
         msg.header.frame_id = f"{self.edge_id}_camera"  # a TF frame, as a robot's camera stamps it; identity is edge_id
         msg.header.stamp = self.node.get_clock().now().to_msg()
@@ -275,7 +287,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
             if not rss_timeline or time.monotonic() - t0 >= rss_timeline[-1][0] + 5.0:
                 rss_timeline.append((round(time.monotonic() - t0, 1), cloud.rss_mb()))
             robots[i].upload(batches[(7 * i + step) % len(batches)])
-            heapq.heappush(due, (when + period, i, step + 1))
+            heapq.heappush(due, (when + period * robots[i].stretch, i, step + 1))
             if not cloud.alive():
                 raise RuntimeError(f"the cloud died ({cloud.proc.poll()}):\n{cloud.log_tail()}")
             if time.monotonic() >= next_print:

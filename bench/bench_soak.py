@@ -162,7 +162,9 @@ def main() -> int:
     cloud = NodeProcess(
         "cloud_node", "cloud.yaml", env, log_dir, cloud_namespace=cloud_ns, min_new_samples=args.min_new_samples
     )
-    edge = NodeProcess("edge_node", "edge.yaml", env, log_dir, namespace=edge_ns, cloud_namespace=cloud_ns)
+    # The stream bag carries JPEG frames and a detector's regions: region mode on compressed input, asked for.
+    edge = NodeProcess("edge_node", "edge.yaml", env, log_dir, namespace=edge_ns, cloud_namespace=cloud_ns,
+                       input_mode="region", image_transport="compressed")
     rig = Rig(domain)
     from rclpy.node import Node
 

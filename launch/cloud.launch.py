@@ -29,13 +29,17 @@ def generate_launch_description() -> LaunchDescription:
                 "params_file", default_value=os.path.join(share, "config", "cloud.yaml"),
                 description="cloud_node parameters (YAML keyed /**/cloud_node)",
             ),
+            DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
+                                  description="bring the managed node to active at start (false: leave it "
+                                              "unconfigured for `ros2 lifecycle set` or a lifecycle manager)"),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
             DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the node"),
             Node(
                 package="edgesync_ros",
                 executable="cloud_node",
                 name="cloud_node",
-                parameters=[LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                parameters=[LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time"),
+                                                                 "autostart": LaunchConfiguration("autostart")}],
                 ros_arguments=["--log-level", LaunchConfiguration("log_level")],
                 output="screen",
             ),

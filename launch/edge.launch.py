@@ -1,18 +1,53 @@
 """One robot's edge node.
 
     ros2 launch edgesync_ros edge.launch.py namespace:=robot1 camera_topic:=/robot1/camera/image_raw
+    ros2 launch edgesync_ros edge.launch.py camera_topic:=/camera/image_raw/compressed image_transport:=compressed
+    ros2 launch edgesync_ros edge.launch.py input_mode:=region detections_topic:=/detector/detections
     ros2 launch edgesync_ros edge.launch.py namespace:=robot1 params_file:=/path/to/my_edge.yaml
     ros2 launch edgesync_ros edge.launch.py use_sim_time:=true log_level:=debug
     ros2 launch edgesync_ros edge.launch.py namespace:=robot1 discovery_server:=cloud.example.org:11888
+
+``camera_topic`` names the camera's image topic: with ``image_transport:=compressed`` either the base topic
+(``/camera/image_raw``, image_transport's ``/compressed`` suffix is added) or the ``.../compressed`` topic itself.
+``input_mode`` and ``image_transport`` left empty keep the params file's values (shipped: frame, raw).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
+
+COMPRESSED_SUFFIX = "/compressed"
+
+
+def _edge(context, *args, **kwargs):
+    """The edge node, with the input arguments given on the command line over the params file."""
+    camera = LaunchConfiguration("camera_topic").perform(context)
+    camera_base = camera[: -len(COMPRESSED_SUFFIX)] if camera.endswith(COMPRESSED_SUFFIX) else camera
+    chosen = {name: LaunchConfiguration(name).perform(context) for name in ("input_mode", "image_transport")}
+    overrides = {name: value for name, value in chosen.items() if value}
+    return [
+        Node(
+            package="edgesync_ros",
+            executable="edge_node",
+            name="edge_node",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[LaunchConfiguration("params_file"), overrides,
+                        {"use_sim_time": LaunchConfiguration("use_sim_time"),
+                         "autostart": LaunchConfiguration("autostart")}],
+            ros_arguments=["--log-level", LaunchConfiguration("log_level")],
+            remappings=[
+                ("image", camera),
+                ("image/compressed", camera_base + COMPRESSED_SUFFIX),
+                ("regions", LaunchConfiguration("regions_topic")),
+                ("input_detections", LaunchConfiguration("detections_topic")),
+            ],
+            output="screen",
+        ),
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -30,23 +65,23 @@ def generate_launch_description() -> LaunchDescription:
                 "params_file", default_value=os.path.join(share, "config", "edge.yaml"),
                 description="edge_node parameters (YAML keyed /**/edge_node)",
             ),
-            DeclareLaunchArgument("camera_topic", default_value="image", description="camera image topic"),
-            DeclareLaunchArgument("regions_topic", default_value="regions", description="upstream detector regions"),
+            DeclareLaunchArgument("camera_topic", default_value="image",
+                                  description="camera image topic (sensor_msgs/Image, or its /compressed topic)"),
+            DeclareLaunchArgument("input_mode", default_value="", choices=["", "frame", "region"],
+                                  description="frame (whole frames) or region (an upstream detector's boxes); "
+                                              "empty = the params file's value (shipped: frame)"),
+            DeclareLaunchArgument("image_transport", default_value="", choices=["", "raw", "compressed"],
+                                  description="raw (sensor_msgs/Image) or compressed (CompressedImage); "
+                                              "empty = the params file's value (shipped: raw)"),
+            DeclareLaunchArgument("regions_topic", default_value="regions",
+                                  description="region mode: an upstream detector's edgesync_ros/RegionArray"),
+            DeclareLaunchArgument("detections_topic", default_value="input_detections",
+                                  description="region mode: an upstream detector's vision_msgs/Detection2DArray"),
+            DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
+                                  description="bring the managed node to active at start (false: leave it "
+                                              "unconfigured for `ros2 lifecycle set` or a lifecycle manager)"),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
             DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the node"),
-            Node(
-                package="edgesync_ros",
-                executable="edge_node",
-                name="edge_node",
-                namespace=LaunchConfiguration("namespace"),
-                parameters=[LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}],
-                ros_arguments=["--log-level", LaunchConfiguration("log_level")],
-                remappings=[
-                    ("image", LaunchConfiguration("camera_topic")),
-                    ("image/compressed", [LaunchConfiguration("camera_topic"), "/compressed"]),
-                    ("regions", LaunchConfiguration("regions_topic")),
-                ],
-                output="screen",
-            ),
+            OpaqueFunction(function=_edge),
         ]
     )

@@ -7,6 +7,6 @@ No rclpy here: requests and results are numpy arrays, tensors and the core's dat
 
 from __future__ import annotations
 
-from edgesync_ros.backend.base import Backend, LabelRequest, TrainOutcome, TrainRequest, WorkerLost
+from edgesync_ros.backend.base import Backend, LabelRequest, ScoreRequest, TrainOutcome, TrainRequest, WorkerLost
 
-__all__ = ["Backend", "LabelRequest", "TrainOutcome", "TrainRequest", "WorkerLost"]
+__all__ = ["Backend", "LabelRequest", "ScoreRequest", "TrainOutcome", "TrainRequest", "WorkerLost"]

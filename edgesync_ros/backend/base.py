@@ -61,6 +61,16 @@ class TrainOutcome:
     result: TrainResult
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class ScoreRequest:
+    """Head-zoo candidates to score on one labelled window: accuracy of each head on the window's features."""
+
+    edge_id: str
+    features: Tensor
+    labels: Tensor
+    heads: list[dict[str, Tensor]]
+
+
 class Backend(Protocol):
     """Workers that label and train for the cloud node (see the module docstring)."""
 
@@ -72,6 +82,10 @@ class Backend(Protocol):
 
     def train(self, slot: int, request: TrainRequest) -> concurrent.futures.Future[TrainOutcome]:
         """Run Algorithm 2 for one robot on worker ``slot``."""
+        ...
+
+    def score(self, slot: int, request: ScoreRequest) -> concurrent.futures.Future[list[float]]:
+        """Accuracy of each of ``request.heads`` on the window, on worker ``slot`` (the head zoo's selection)."""
         ...
 
     def describe(self) -> str:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgesync_ros.backend.base import LabelRequest, TrainOutcome, TrainRequest, WorkerLost
+from edgesync_ros.backend.base import LabelRequest, ScoreRequest, TrainOutcome, TrainRequest, WorkerLost
 from edgesync_ros.core.training import train_head
 from edgesync_ros.models.edge import EdgeModel
 from edgesync_ros.models.labelling import Labelled, label_uploads, warm_backbone
@@ -31,6 +31,20 @@ def run_training(replica: EdgeModel, request: TrainRequest) -> TrainOutcome:
     result = train_head(replica.head, request.features.to(replica.device, replica.dtype), request.labels,
                         request.cfg, scaled_clock(request.clock_rate))
     return TrainOutcome(request.edge_id, result)
+
+
+def run_scoring(replica: EdgeModel, request: ScoreRequest) -> list[float]:
+    """Accuracy of each candidate head on the window's cached features (the update gate's measurement).
+
+    The replica's head is left holding the last candidate: every training loads its own starting head first.
+    """
+    features = request.features.to(replica.device, replica.dtype)
+    labels = request.labels.cpu().long()
+    out = []
+    for i, state in enumerate(request.heads):
+        replica.load_head_state(state, f"zoo candidate {i} for {request.edge_id}")
+        out.append(float((replica.head_logits(features).argmax(dim=1) == labels).float().mean()))
+    return out
 
 
 def run_labelling(teacher: Teacher, replica: EdgeModel, request: LabelRequest) -> Labelled:
@@ -58,6 +72,10 @@ class InlineBackend:
     def train(self, slot: int, request: TrainRequest) -> concurrent.futures.Future[TrainOutcome]:
         """Queue the training on the worker thread."""
         return self._submit(run_training, self.replica, request)
+
+    def score(self, slot: int, request: ScoreRequest) -> concurrent.futures.Future[list[float]]:
+        """Queue the scoring of zoo candidates on the worker thread."""
+        return self._submit(run_scoring, self.replica, request)
 
     def describe(self) -> str:
         """Kind and device."""

@@ -4,11 +4,14 @@
 
     edgesync bag from-video VIDEO --fps 2 -o BAG [--camera NAME] [--max-width 640] [--quality 90] [--storage mcap]
     edgesync bag make-stream SPEC [-o BAG] [--seed N] [--workers N] [--storage mcap] [--cache-dir DIR] [--force]
+    edgesync bag from-recording BAG [--image-topic T] [--regions-topic T] [--sample-rate HZ] [--camera NAME]
     edgesync bag info BAG [--json]
 
 ``SPEC`` is a YAML file or the name of a spec in ``config/streams/`` (``default``, ``tiny``). ``make-stream``
 reuses the bag at ``BAG`` when its content key (spec, seed, clips, teacher, code) matches and rebuilds it when
-not. A front-end only: the work is :mod:`edgesync_ros.data.bags`. No rclpy here.
+not. ``from-recording`` turns a bag recorded by any tool into a stream bag whose ground truth is the teacher's
+labels of the recorded frames (:mod:`edgesync_ros.data.recorded`; ``edgesync run --bag`` and ``edgesync eval
+--bag`` do this themselves). A front-end only: the work is :mod:`edgesync_ros.data.bags`. No rclpy here.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import argparse
 import json
 from pathlib import Path
 
-from edgesync_ros.data import bags
+from edgesync_ros.core.config import RecordedConfig
+from edgesync_ros.data import bags, recorded
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +48,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ms.add_argument("--force", action="store_true", help="rebuild even when the cached bag is up to date")
     ms.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    fr = sub.add_parser("from-recording", help="any recorded rosbag2 -> a stream bag labelled by the teacher (cached)")
+    fr.add_argument("bag", type=Path, help="rosbag2 directory (MCAP or sqlite3) recorded by any tool")
+    add_recorded_arguments(fr)
+    fr.add_argument("--cache-dir", type=Path, default=None, help="where the stream bag is kept (default: the cache)")
+    fr.add_argument("--force", action="store_true", help="rebuild even when the cached stream bag is up to date")
+    fr.add_argument("--quiet", action="store_true", help="no progress bars")
+
     info = sub.add_parser("info", help="topics, message counts, types, duration of a bag")
     info.add_argument("bag", type=Path)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def add_recorded_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options that say how a recorded bag becomes a stream (shared by bag, run and eval)."""
+    parser.add_argument("--image-topic", default=None,
+                        help="Image or CompressedImage topic of a recorded bag (default: its only image topic)")
+    parser.add_argument("--regions-topic", default=None,
+                        help="vision_msgs/Detection2DArray or edgesync_ros/RegionArray topic of a recorded bag whose "
+                             "boxes are the regions to classify (default: the teacher proposes regions)")
+    parser.add_argument("--sample-rate", type=float, default=None,
+                        help="frames per second kept from a recorded bag, by capture stamp (default: edge.yaml's "
+                             "sample_rate_hz)")
+    parser.add_argument("--camera", default=None, help="camera name for a recorded bag (default: from the topic)")
+
+
+def recorded_config(args: argparse.Namespace, config_dir: Path | None = None) -> RecordedConfig:
+    """Return the :class:`RecordedConfig` the arguments of :func:`add_recorded_arguments` describe."""
+    rate = args.sample_rate if args.sample_rate is not None else recorded.edge_sample_rate(config_dir)
+    return RecordedConfig(image_topic=args.image_topic or "", regions_topic=args.regions_topic or "",
+                          sample_rate_hz=float(rate), camera=args.camera or "")  # fmt: skip
+
+
+def prepare_recorded(args: argparse.Namespace, bag: Path, progress: bool, config_dir: Path | None = None) -> Path:
+    """Turn a recorded bag into its cached stream bag (printing what was done); return the stream bag's path."""
+    stream = recorded.prepare(bag, recorded_config(args, config_dir), progress=progress, log=print,
+                              cache_dir=getattr(args, "cache_dir", None), force=bool(getattr(args, "force", False)))
+    print(f"{bag}: recording -> stream bag {stream.bag} (camera {stream.cameras[0].name}, "
+          f"{stream.cameras[0].duration_s:.1f} s at {stream.fps:g} Hz)")
+    return stream.bag
 
 
 def _print_info(info: bags.BagInfo) -> None:
@@ -94,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
         for cam, summ in result.summary["cameras"].items():
             conds = ", ".join(f"{s['condition']}{s['severity'] or ''}" for s in summ["segments"])
             print(f"  {cam}: {summ['frames']} frames, {summ['duration_s']:.0f} s; conditions: {conds}")
+        return 0
+    if args.bag_command == "from-recording":
+        prepare_recorded(args, args.bag, progress=not args.quiet)
         return 0
     if args.bag_command == "info":
         info = bags.bag_info(args.bag)

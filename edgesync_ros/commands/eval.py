@@ -2,15 +2,19 @@
 
 Usage::
 
-    edgesync eval                                   # Table I on the default stream, 3 seeds -> docs/results/
+    edgesync eval                                   # Table I on the default stream, 5 seeds -> docs/results/
     edgesync eval --tables I,II,III --figures 1,5   # more sections (merged into the same report)
     edgesync eval --stream paper --cost-profile paper   # Table I under the paper's time regime, 7 cameras
     edgesync eval --quick                           # first 5 minutes of the stream, 1 seed: a smoke run
+    edgesync eval --stream my.yaml                  # a spec of your own over your own videos
+    edgesync eval --bag my_bag --image-topic /front_camera/image_raw   # a bag recorded on your robot
 
-Steps: the stream bag is built or reused, every sample's backbone features and teacher labels are extracted once
-and cached (:func:`~edgesync_ros.eval.features.load_stream_features`), then every (method, seed) runs as one task
-of the simulator (:mod:`edgesync_ros.eval.tasks`), ``--jobs`` tasks at a time in worker processes (one torch
-thread each). The report -- ``eval.md``, ``eval.json`` and PNG figures -- goes to ``--out``; sections computed by
+A recorded bag (any rosbag2) first becomes a stream bag (:func:`edgesync_ros.data.recorded.prepare`: frames
+sampled by capture stamp, labelled by the teacher, cached by content). Steps: the stream bag is built or reused,
+every sample's backbone features and teacher labels are extracted once and cached
+(:func:`~edgesync_ros.eval.features.load_stream_features`), then every (method, seed) runs as one task of the
+simulator (:mod:`edgesync_ros.eval.tasks`), ``--jobs`` tasks at a time in worker processes (one torch thread
+each). The report -- ``eval.md``, ``eval.json`` and PNG figures -- goes to ``--out``; sections computed by
 separate calls are merged into one report. What each section runs: :mod:`edgesync_ros.eval.sections`
 (``--no-robust`` skips Table I's robust-teacher variants; Fig. 3 uses ``--fig3-cameras`` and ``--fig3-duration``).
 """
@@ -26,7 +30,10 @@ from typing import Any
 
 import torch
 
+from edgesync_ros.commands.bag import add_recorded_arguments, recorded_config
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.data import recorded
+from edgesync_ros.data.recorded import RecordedStream
 from edgesync_ros.data.stream import StreamSpec, load_spec
 from edgesync_ros.eval import report as R
 from edgesync_ros.eval import sections
@@ -37,8 +44,14 @@ from edgesync_ros.machine import describe_machine
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare ``edgesync eval``'s options."""
-    parser.add_argument("--stream", default="default", help="stream spec name or YAML path (default: default)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per method (mean ± std over them; default 3)")
+    parser.add_argument("--stream", default=None,
+                        help="stream spec name or YAML path, e.g. your own videos (default: default)")
+    parser.add_argument("--bag", type=Path, default=None,
+                        help="evaluate on a rosbag2 instead: a stream bag, or a bag recorded by any tool (the "
+                             "teacher's labels of its frames are the ground truth)")
+    add_recorded_arguments(parser)
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="seeds per method (mean ± std and paired 95 %% intervals over them; default 5)")
     parser.add_argument("--tables", default="I", help="comma list of I, II, III (default I); '' for none")
     parser.add_argument("--figures", default="", help="comma list of 1, 3, 4, 5 (default none)")
     parser.add_argument("--out", default="docs/results", help="report directory (default docs/results)")
@@ -51,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=None, help="comma list of Table I method keys (default: all)")
     parser.add_argument("--no-robust", action="store_true", help="skip the robust-teacher variants of Table I")
     parser.add_argument("--unit", default="region", choices=("region", "frame"), help="sample unit (default region)")
-    parser.add_argument("--stream-seeds", action="store_true",
-                        help="also vary the stream's seed with the seed (a bag and feature cache per seed)")
+    parser.add_argument("--stream-seeds", action=argparse.BooleanOptionalAction, default=True,
+                        help="vary the stream's seed with the method seed (a bag and feature cache per seed; "
+                        "default on; --no-stream-seeds keeps one stream)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
     parser.add_argument("--fig3-cameras", default=",".join(str(n) for n in sections.FIG3_CAMERAS),
                         help="camera counts of Fig. 3 (default 1,2,4,8)")
@@ -72,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the requested sections and write the report; return the exit code (1 if the discrimination check fails)."""
     t_start = time.perf_counter()
+    spec = _stream(args)
     request = _request(args)
-    spec = load_spec(args.stream)
     settings = load_settings(args.config_dir)
     out = Path(args.out)
     report = R.load_report(out / "eval.json")
@@ -87,6 +101,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"edgesync eval: report in {out / 'eval.md'} ({', '.join(sorted(figs)) or 'no figures'}); "
           f"{(time.perf_counter() - t_start) / 60:.1f} min")  # fmt: skip
     return _print_table_i(report, request)
+
+
+def _stream(args: argparse.Namespace) -> StreamSpec | RecordedStream:
+    """Return the stream to evaluate: ``--stream``'s spec, ``--bag`` as it is (a stream bag), or prepared (a recording).
+
+    A recording's ground truth is the deployed teacher's own labels, so the robust-teacher variants (scored and
+    trained on clean-view labels a recording does not have) are left out.
+    """
+    if args.bag is None:
+        return load_spec(args.stream or "default")
+    if args.stream is not None:
+        raise ConfigError("--stream and --bag are alternatives: give one")
+    if recorded.is_stream_bag(args.bag):
+        return recorded.stream_bag(args.bag)
+    args.no_robust = True
+    config_dir = Path(args.config_dir) if args.config_dir else None
+    stream = recorded.prepare(args.bag, recorded_config(args, config_dir), progress=not args.no_progress, log=print)
+    print(f"edgesync eval: {args.bag} as stream {stream.name!r} (camera {stream.cameras[0].name}, "
+          f"{stream.cameras[0].duration_s:.1f} s at {stream.fps:g} Hz; ground truth: the teacher's labels)")
+    return stream
 
 
 def _request(args: argparse.Namespace) -> sections.Request:
@@ -114,7 +148,9 @@ def _int_list(text: str) -> tuple[int, ...]:
     return tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
 
 
-def _evaluation(args: argparse.Namespace, spec: StreamSpec, settings: EvalSettings) -> sections.Evaluation:
+def _evaluation(
+    args: argparse.Namespace, spec: StreamSpec | RecordedStream, settings: EvalSettings
+) -> sections.Evaluation:
     """Extract the features of every seed's context and resolve the cost profile."""
     progress = not args.no_progress
     seeds = list(range(args.seeds))

@@ -1,8 +1,9 @@
 """``edgesync run``: the cloud, edge and camera nodes (or a stream bag's live evaluation) in one process.
 
 Front-end of :mod:`edgesync_ros.ros.runner`. ``--set NODE.PARAM=VALUE`` overrides one parameter
-(``--set robot2/video_source.brightness=0.3`` for one robot only); ``--bag`` takes a stream bag or a stream spec name
-such as ``default``, built into a bag or taken from the cache. At the end it prints a per-robot table, the cloud's
+(``--set robot2/video_source.brightness=0.3`` for one robot only); ``--bag`` takes a stream bag, a bag recorded by
+any tool (``--image-topic``, ``--regions-topic``: see :mod:`edgesync_ros.data.recorded`) or a stream spec name such
+as ``default``, built into a bag or taken from the cache. At the end it prints a per-robot table, the cloud's
 counters and, with ``--bag``, the evaluation per camera, then the fleet result (heads applied, accuracy, bandwidth)
 last. It returns 1 when ``--expect-updates`` is given and a robot never applied a head update.
 """
@@ -15,8 +16,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from edgesync_ros.commands.bag import add_recorded_arguments, prepare_recorded
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.data import bags
+from edgesync_ros.data import bags, recorded
 from edgesync_ros.ros import runner
 from edgesync_ros.ros.runner import FleetResult
 from edgesync_ros.ros.spin import stop_on_signals
@@ -40,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit 1 unless every robot applied at least one head update")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for this process")
     parser.add_argument("--bag", default=None,
-                        help="live evaluation: replay this stream bag (or build/reuse the stream spec of this name, "
-                             "e.g. default) through the nodes and score predictions against its ground truth")
+                        help="live evaluation: replay this stream bag, or a bag recorded by any tool (turned into a "
+                             "stream bag labelled by the teacher first), or the stream spec of this name (e.g. "
+                             "default), through the nodes and score predictions against its ground truth")
+    add_recorded_arguments(parser)
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed factor with --bag")
     parser.add_argument("--stream-seconds", type=float, default=0.0,
                         help="with --bag: replay this many seconds of stream time (0 = the whole bag)")
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     bag: Path | None = None
     duration = args.duration
     if args.bag:
-        bag = _stream_bag(args.bag)
+        bag = _stream_bag(args.bag, args)
         if args.stream_seconds > 0 and duration <= 0:
             duration = args.stream_seconds / max(args.rate, 1e-6) + STREAM_MARGIN_S
     plan = runner.FleetPlan(
@@ -76,13 +80,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stream_bag(name: str) -> Path:
-    """A stream bag's path; a spec name (or spec YAML) is built into a bag or taken from the cache."""
+def _stream_bag(name: str, args: argparse.Namespace) -> Path:
+    """Return a stream bag: one as it is; a recorded bag or a spec name (or YAML) built or taken from the cache.
+
+    A recorded bag (any rosbag2 without the stream description) becomes a stream bag whose ground truth is the
+    teacher's labels of its frames (:func:`edgesync_ros.data.recorded.prepare`).
+    """
     path = Path(name)
-    if not (path.is_dir() and (path / "metadata.yaml").is_file()):
-        print(f"edgesync run: stream {name!r}: building or reusing its bag (the first build takes a few minutes)")
-        path = bags.make_stream_bag(name, progress=True).path
-    return path
+    if (path.is_dir() and (path / "metadata.yaml").is_file()) or (path.is_file() and path.suffix == ".mcap"):
+        return path if recorded.is_stream_bag(path) else prepare_recorded(args, path, progress=True)
+    print(f"edgesync run: stream {name!r}: building or reusing its bag (the first build takes a few minutes)")
+    return bags.make_stream_bag(name, progress=True).path
 
 
 def print_result(result: FleetResult, output: Path | None = None) -> None:

@@ -12,15 +12,42 @@ the cloud scales each robot's k by a factor s in ``[min_scale, 1]`` (the robot i
   ``low_water`` of the queue is left (the cloud has spare capacity).
 
 A robot's factor changes at most once per ``hold_s`` (stream or node-clock seconds), so a robot sees the effect of
-one change, a window or two later, before the next; a drop bypasses the hold. Beyond the paper. Pure: ``now_s`` is
-passed in; the cloud node and the simulator both drive it.
+one change, a window or two later, before the next; a drop bypasses the hold.
+
+The factor paces the robot's whole upload, not only its batch size (:func:`paced_policy`): k becomes ``k·s`` (samples
+per second fall by s) and the window grows by ``round(1/√s)`` (batches per second fall by about √s, at most
+``max_window_stretch``). Both matter because labelling a batch has a fixed part (decoding its frames, one teacher
+call) besides its per-sample part: with k alone, a fleet whose batches arrive faster than that fixed part allows
+keeps overflowing the queue however small k gets. Beyond the paper. Pure: ``now_s`` is passed in; the cloud node and
+the simulator both drive it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from edgesync_ros.core.config import BackpressureConfig
+
+
+def window_stretch(scale: float, cfg: BackpressureConfig) -> int:
+    """How many configured windows a robot paced to ``scale`` gathers into one upload: ``round(1/√scale)``, >= 1.
+
+    Bounded by ``cfg.max_window_stretch``; 1 (the configured window) when ``cfg.enabled`` is false or nothing is cut.
+    """
+    if not cfg.enabled or scale >= 1.0:
+        return 1
+    return max(1, min(int(cfg.max_window_stretch), round(1.0 / math.sqrt(max(scale, 1e-9)))))
+
+
+def paced_policy(upload_fraction: float, window_size: int, scale: float, cfg: BackpressureConfig) -> tuple[float, int]:
+    """The (k, window) a robot is told when its uploads are paced to ``scale`` of the configured rate.
+
+    k is cut to ``upload_fraction·scale`` (never below 1e-3, the smallest k a robot accepts) and the window is
+    stretched by :func:`window_stretch`; ``scale = 1`` gives back the configured pair.
+    """
+    k = max(1e-3, float(upload_fraction) * min(1.0, float(scale)))
+    return k, int(window_size) * window_stretch(scale, cfg)
 
 
 @dataclasses.dataclass

@@ -40,6 +40,8 @@ CloudBackend = Literal["inline", "ray"]
 UpdateDtype = Literal["float16", "float32"]
 TeacherKind = Literal["nanodet", "torchvision", "onnx_classifier"]
 SourceRegions = Literal["none", "teacher"]
+Optimizer = Literal["sgd", "adam"]
+Stopping = Literal["val_loss", "val_accuracy", "fixed_epochs"]
 
 _C = TypeVar("_C", bound="ConfigSection")
 
@@ -205,17 +207,18 @@ class FilterConfig(ConfigSection):
     plain ratio of importance.
 
     ``temperature`` is T of Eq. 2, in the same unit as the ages passed to the filter (on a robot: window
-    frames, 0 = newest), T >= 1. The default window is 20 frames (10 s at the paper's 2 frames/s) and the default
-    T = 10 frames gives the decay form I(0) = 1, I(T) ≈ 0.54 and I(19) ≈ 0.26: the oldest frame of a window is
-    worth about a quarter of the newest one's timeliness, while a confident-but-new sample can still lose to a
-    very uncertain one a few seconds older. ``timeliness_form`` switches between the intended decay
-    ``2/(1+exp(i/T))`` and the form printed in the paper ``1/(1+exp(-i/T))`` (for the ablation).
+    frames, 0 = newest), T >= 1; the default 0 means "the window size" (:attr:`effective_temperature`), the
+    paper's choice of T. With the default window of 20 frames (10 s at the paper's 2 frames/s) the decay form gives
+    I(0) = 1, I(10) ≈ 0.75 and I(19) ≈ 0.56: the oldest frame of a window keeps a little over half the newest
+    one's timeliness, so the entropy term decides among samples of similar age. ``timeliness_form`` switches
+    between the intended decay ``2/(1+exp(i/T))`` and the form printed in the paper ``1/(1+exp(-i/T))`` (for the
+    ablation).
     """
 
     upload_fraction: float = 0.7
     alpha: float = 1.0
     beta: float = 1.0
-    temperature: float = 10.0
+    temperature: float = 0.0
     timeliness_form: TimelinessForm = "decay"
     normalise_entropy: bool = False
     window_size: int = 20
@@ -235,8 +238,8 @@ class FilterConfig(ConfigSection):
         if alpha == 0.0 and beta == 0.0:
             raise ConfigError(f"{n}.alpha and {n}.beta must not both be 0 (Q would be constant)")
         t = _check_number(n, "temperature", self.temperature)
-        if t < 1.0:
-            raise ConfigError(f"{n}.temperature (T) must be >= 1, got {t}")
+        if t != 0.0 and t < 1.0:
+            raise ConfigError(f"{n}.temperature (T) must be >= 1 (or 0 = the window size), got {t}")
         if self.timeliness_form not in ("decay", "paper_literal"):
             raise ConfigError(f"{n}.timeliness_form must be 'decay' or 'paper_literal', got {self.timeliness_form!r}")
         if not isinstance(self.normalise_entropy, bool):
@@ -248,6 +251,11 @@ class FilterConfig(ConfigSection):
         self._set("alpha", alpha)
         self._set("beta", beta)
         self._set("temperature", t)
+
+    @property
+    def effective_temperature(self) -> float:
+        """Return T of Eq. 2: ``temperature``, or the window size when it is 0 (the paper's T)."""
+        return self.temperature if self.temperature > 0.0 else float(self.window_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,11 +316,15 @@ class UrgencyConfig(ConfigSection):
 class TrainConfig(ConfigSection):
     """Algorithm 2 head-training hyperparameters h and stopping rules.
 
-    SGD with ``lr`` (> 0), ``momentum`` in [0, 1) and ``weight_decay`` (>= 0) on mini-batches of
-    ``batch_size``; at most ``max_epochs`` epochs, stopping early once the validation score has not improved
-    for ``patience`` epochs or once ``max_train_seconds`` have elapsed. ``val_fraction`` in (0, 1) of the
-    labelled samples is held out (stratified by class when possible). ``seed`` fixes the split, the batch
-    order and dropout, so a run is reproducible.
+    ``optimizer`` ``sgd`` with ``lr`` (> 0), ``momentum`` in [0, 1) and ``weight_decay`` (>= 0), or ``adam``
+    (``lr``, ``weight_decay``; momentum unused) on mini-batches of ``batch_size``. ``stopping`` says how
+    Algorithm 2 ends: ``val_loss`` (the paper's rule: stop once the validation loss has not improved for
+    ``patience`` epochs, or once ``max_train_seconds`` have elapsed, at most ``max_epochs``; the lowest-loss epoch's
+    weights are kept), ``val_accuracy`` (the same on validation accuracy, ties to the lower loss) or
+    ``fixed_epochs`` (exactly ``max_epochs`` epochs, no patience, no time cap, the last epoch's weights: the
+    baselines' fixed training and the ablation without dynamic training time). ``val_fraction`` in (0, 1) of the
+    labelled samples is held out (stratified by class when possible). ``seed`` fixes the split, the batch order
+    and dropout, so a run is reproducible.
     """
 
     lr: float = 0.01
@@ -324,10 +336,17 @@ class TrainConfig(ConfigSection):
     max_train_seconds: float = 30.0
     val_fraction: float = 0.2
     seed: int = 0
+    optimizer: Optimizer = "sgd"
+    stopping: Stopping = "val_loss"
 
     def __post_init__(self) -> None:
         """Validate every hyperparameter's range and normalise numbers to float."""
         n = type(self).__name__
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"{n}.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.stopping not in ("val_loss", "val_accuracy", "fixed_epochs"):
+            raise ConfigError(f"{n}.stopping must be 'val_loss', 'val_accuracy' or 'fixed_epochs', "
+                              f"got {self.stopping!r}")
         lr = _check_number(n, "lr", self.lr)
         if lr <= 0.0:
             raise ConfigError(f"{n}.lr must be > 0, got {lr}")
@@ -415,7 +434,9 @@ class BackpressureConfig(ConfigSection):
     Each robot's k is scaled by a factor in [``min_scale``, 1]: cut by ``decrease`` when the labelling queue holds
     at least ``high_water`` of its capacity and the robot already waits there (or lost a batch), raised by
     ``increase`` when at most ``low_water`` of it is left; a robot's factor changes at most once per ``hold_s``.
-    ``enabled: false`` keeps every robot at its configured k (the paper's cloud).
+    A paced robot's window grows by ``round(1/√factor)``, at most ``max_window_stretch`` times (fewer batches, each
+    with its fixed labelling cost). ``enabled: false`` keeps every robot at its configured k and window (the paper's
+    cloud).
     """
 
     enabled: bool = True
@@ -425,6 +446,7 @@ class BackpressureConfig(ConfigSection):
     increase: float = 0.125
     min_scale: float = 0.1
     hold_s: float = 4.0
+    max_window_stretch: int = 4
 
     def __post_init__(self) -> None:
         """Check the fractions' ranges and that the watermarks are ordered."""
@@ -440,6 +462,89 @@ class BackpressureConfig(ConfigSection):
             raise ConfigError(f"{n}: decrease must be in (0, 1), increase and min_scale > 0")
         if _check_number(n, "hold_s", self.hold_s) < 0.0:
             raise ConfigError(f"{n}.hold_s must be >= 0, got {self.hold_s}")
+        if self.max_window_stretch < 1:
+            raise ConfigError(f"{n}.max_window_stretch must be >= 1, got {self.max_window_stretch}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooConfig(ConfigSection):
+    """The cloud's head zoo (``zoo.*``; :mod:`edgesync_ros.core.zoo`).
+
+    Up to ``capacity`` trained heads are kept (float16 when ``half``); for a labelled window the ``shortlist``
+    stored heads nearest by signature (feature-mean cosine distance + ``hist_weight`` x class-histogram distance)
+    are scored, and one is sent when it beats the robot's current head by ``margin`` (accuracy on the window).
+    ``enabled: false`` is the paper's cloud.
+    """
+
+    enabled: bool = False
+    capacity: int = 256
+    shortlist: int = 4
+    hist_weight: float = 1.0
+    margin: float = 0.05
+    half: bool = True
+
+    def __post_init__(self) -> None:
+        """Check the bounds."""
+        self._check_fields()
+        n = type(self).__name__
+        if self.capacity < 1 or self.shortlist < 1:
+            raise ConfigError(f"{n}: capacity and shortlist must be >= 1, got {self.capacity}, {self.shortlist}")
+        if self.hist_weight < 0.0 or not 0.0 <= self.margin <= 1.0:
+            raise ConfigError(f"{n}: hist_weight must be >= 0 and margin in [0, 1], got {self.hist_weight}, "
+                              f"{self.margin}")
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadCacheConfig(ConfigSection):
+    """The robot's cache of applied heads (``head_cache.*``; :mod:`edgesync_ros.core.head_cache`).
+
+    ``size`` heads are kept (0: off, the paper's robot). A cached head is switched to locally when, for
+    ``confirm_windows`` windows in a row, the window's pooled features are closer to that head's served windows by
+    ``feature_margin`` (cosine distance) and its mean normalised entropy is lower by ``entropy_margin``. A head's
+    statistics are running means over its last ``memory`` served windows.
+    """
+
+    size: int = 0
+    feature_margin: float = 0.05
+    entropy_margin: float = 0.05
+    confirm_windows: int = 2
+    memory: int = 20
+
+    def __post_init__(self) -> None:
+        """Check the bounds."""
+        self._check_fields()
+        n = type(self).__name__
+        if self.size < 0 or self.confirm_windows < 1 or self.memory < 1:
+            raise ConfigError(f"{n}: size must be >= 0, confirm_windows and memory >= 1")
+        if not 0.0 <= self.feature_margin <= 2.0 or not 0.0 <= self.entropy_margin <= 1.0:
+            raise ConfigError(f"{n}: feature_margin must be in [0, 2] and entropy_margin in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupingConfig(ConfigSection):
+    """Fleet grouping (``grouping.*``; :mod:`edgesync_ros.core.grouping`).
+
+    Robots with at least ``min_windows`` labelled windows join a group within ``join_distance`` (signature distance,
+    class histograms weighted by ``hist_weight``) and leave it beyond ``leave_distance``; a robot's signature is a
+    running mean over its last ``memory`` windows. ``enabled: false`` trains every robot alone (EdgeSync).
+    """
+
+    enabled: bool = False
+    join_distance: float = 0.05
+    leave_distance: float = 0.1
+    hist_weight: float = 1.0
+    min_windows: int = 3
+    memory: int = 10
+
+    def __post_init__(self) -> None:
+        """Check the bounds and the hysteresis (leave beyond join)."""
+        self._check_fields()
+        n = type(self).__name__
+        if self.join_distance < 0.0 or self.leave_distance < self.join_distance:
+            raise ConfigError(f"{n}: need 0 <= join_distance <= leave_distance, got {self.join_distance}, "
+                              f"{self.leave_distance}")
+        if self.min_windows < 1 or self.memory < 1 or self.hist_weight < 0.0:
+            raise ConfigError(f"{n}: min_windows and memory must be >= 1 and hist_weight >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,14 +581,17 @@ class EdgeNodeConfig(ConfigSection):
     """Every parameter of ``edge_node`` (one per camera/robot), with the values a robot runs with.
 
     The filter's fields (Algorithm 1: k, α, β, T, window) are top-level parameters (``upload_fraction``, ...);
-    ``model.*`` is the robot's edge model. The defaults are the shipped deployment: regions of an upstream
-    detector, JPEG camera input, 2 frames/s into the window, uploads scaled to 448 px wide at JPEG quality 70
-    (about 150 kbit/s per camera), one inference thread (the fastest on a 2-core robot computer).
+    ``model.*`` is the robot's edge model. The defaults are the shipped deployment: whole frames of a plain raw
+    ``sensor_msgs/Image`` camera (what any ROS camera driver publishes, so a fresh install classifies something; an
+    upstream detector's regions and JPEG input are opted into), 2 frames/s into the window, uploads scaled to 448 px
+    wide at JPEG quality 70 (about 150 kbit/s per camera), one inference thread (the fastest on a 2-core robot
+    computer).
     """
 
     edge_id: str = ""
-    input_mode: InputMode = "region"
-    image_transport: ImageTransport = "compressed"
+    autostart: bool = True
+    input_mode: InputMode = "frame"
+    image_transport: ImageTransport = "raw"
     camera_qos: CameraQos = "sensor_data"
     cloud_namespace: str = "/edgesync"
     sample_rate_hz: float = 2.0
@@ -523,8 +631,10 @@ class CloudNodeConfig(ConfigSection):
     """
 
     cloud_namespace: str = "/edgesync"
+    autostart: bool = True
     policy: FleetPolicy = "edgesync"
     fixed_window_s: float = 200.0
+    round_robin_period_s: float = 0.0
     upload_fraction: float = _FILTER_DEFAULTS.upload_fraction
     window_size: int = _FILTER_DEFAULTS.window_size
     queue_size: int = 8
@@ -535,6 +645,8 @@ class CloudNodeConfig(ConfigSection):
     backend: CloudBackend = "inline"
     ray: RaySettings = dataclasses.field(default_factory=RaySettings)
     backpressure: BackpressureConfig = dataclasses.field(default_factory=BackpressureConfig)
+    zoo: ZooConfig = dataclasses.field(default_factory=ZooConfig)
+    grouping: GroupingConfig = dataclasses.field(default_factory=GroupingConfig)
     min_improvement: float = 0.0
     update_dtype: UpdateDtype = "float16"
     bank: BankConfig = dataclasses.field(default_factory=BankConfig)
@@ -551,24 +663,27 @@ class CloudNodeConfig(ConfigSection):
         """Check the field types; k and the window follow the filter's rules (they become a robot's filter)."""
         self._check_fields()
         FilterConfig(upload_fraction=self.upload_fraction, window_size=self.window_size)
+        if self.round_robin_period_s < 0.0:
+            raise ConfigError(f"CloudNodeConfig.round_robin_period_s must be >= 0, got {self.round_robin_period_s}")
 
 
 @dataclasses.dataclass(frozen=True)
 class VideoSourceConfig(ConfigSection):
     """Every parameter of ``video_source``, the camera stand-in of the demos: a video played as a robot's camera.
 
-    Its defaults feed the edge's defaults: JPEG frames, and the shipped NanoDet playing the upstream detector
-    (``regions: teacher``) for the edge's region mode. An empty ``frame_id`` stamps ``<namespace>_camera``
+    Its defaults match the edge's defaults: raw ``sensor_msgs/Image`` frames and no regions, as a plain camera driver
+    publishes; the edge's region mode asks for ``regions: teacher`` (the shipped NanoDet playing the upstream
+    detector), JPEG input for ``transport: compressed``. An empty ``frame_id`` stamps ``<namespace>_camera``
     (``camera`` outside any namespace), so each robot's images carry a TF frame of their own.
     """
 
     video: str = "bikes"
     fps: float = 10.0
     loop: bool = True
-    transport: ImageTransport = "compressed"
+    transport: ImageTransport = "raw"
     frame_id: str = ""
     max_width: int = 640
-    regions: SourceRegions = "teacher"
+    regions: SourceRegions = "none"
     brightness: float = 1.0
 
     def __post_init__(self) -> None:
@@ -601,6 +716,40 @@ class ReplayConfig(ConfigSection):
     def __post_init__(self) -> None:
         """Check the field types."""
         self._check_fields()
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedConfig(ConfigSection):
+    """How a rosbag2 recorded by any tool becomes an evaluation stream (:mod:`edgesync_ros.data.recorded`).
+
+    ``image_topic``: a ``sensor_msgs/Image`` or ``CompressedImage`` topic (empty: the bag's only image topic).
+    ``regions_topic``: optional ``vision_msgs/Detection2DArray`` or ``edgesync_ros/RegionArray`` topic whose boxes
+    are the regions to classify (empty: the teacher proposes them, as for stream specs). Frames are sampled at
+    ``sample_rate_hz`` by capture stamp (default: the edge node's rate, what a robot puts into its window),
+    scaled down to ``max_width`` and kept as JPEG (recorded JPEGs unchanged when no scaling is needed, raw frames
+    encoded at ``jpeg_quality``). ``camera`` names the camera (empty: from the image topic).
+    """
+
+    image_topic: str = ""
+    regions_topic: str = ""
+    sample_rate_hz: float = EdgeNodeConfig.sample_rate_hz
+    max_width: int = 640
+    jpeg_quality: int = 90
+    camera: str = ""
+
+    def __post_init__(self) -> None:
+        """Check the field types and ranges: a positive rate, a sensible width and a JPEG quality in 1..100."""
+        self._check_fields()
+        n = "RecordedConfig"
+        if self.sample_rate_hz <= 0.0:
+            raise ConfigError(f"{n}.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
+        if not 32 <= self.max_width <= 8192:
+            raise ConfigError(f"{n}.max_width must be in [32, 8192], got {self.max_width}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"{n}.jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.camera and (not self.camera[0].isalpha() or not all(c.isalnum() or c == "_" for c in self.camera)):
+            raise ConfigError(f"{n}.camera must start with a letter and hold letters, digits and '_', got "
+                              f"{self.camera!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,6 +47,14 @@ class UpdateRejectedError(EdgeSyncError, ValueError):
     """Raised when a head update fails validation; nothing of it was applied to the model."""
 
 
+class ModelNotLoadedError(EdgeSyncError, RuntimeError):
+    """Raised when a managed node is asked to use its model while it is not configured (none is loaded)."""
+
+
+class VisionMsgsMissingError(EdgeSyncError, ImportError):
+    """Raised when a vision_msgs message is asked for where vision_msgs is not installed."""
+
+
 class DigestMismatchError(UpdateRejectedError):
     """Raised when a head update's SHA-256 digest or HMAC does not match its contents."""
 

@@ -141,7 +141,7 @@ def select_samples(probabilities: npt.ArrayLike, ages: npt.ArrayLike, cfg: Filte
     Returns the kept indices ascending (arrival order) and the scores of all N samples.
     """
     adapt = adaptability(probabilities, normalise=cfg.normalise_entropy)
-    timely = timeliness(ages, cfg.temperature, cfg.timeliness_form)
+    timely = timeliness(ages, cfg.effective_temperature, cfg.timeliness_form)
     if adapt.shape != timely.shape:
         raise InvalidInputError(f"{adapt.shape[0]} probability rows but {timely.shape[0]} ages")
     q = quality(adapt, timely, cfg.alpha, cfg.beta)

@@ -280,6 +280,13 @@ class Fleet:
         record.training = False
         record.consumed = 0
 
+    def sent_stored_head(self, edge_id: str, now_s: float, version: int) -> None:
+        """Record a head sent without a training (a stored head from the zoo): the version moves, readiness stays."""
+        record = self.get(edge_id)
+        record.version = int(version)
+        record.updates_sent += 1
+        record.last_update_s = now_s
+
     def trained(self, edge_id: str, now_s: float, sent_version: int | None) -> None:
         """Record a finished training (begun with :meth:`begin_training`, or now): a sent update bumps the version."""
         record = self.get(edge_id)

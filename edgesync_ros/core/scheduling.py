@@ -23,7 +23,8 @@ same drop has a larger d, the paper's behaviour. docs/method.md keeps the readin
 edge id, so the result does not depend on the order of the mapping. An edge is *ready* when it has new
 labelled samples to train on (the caller knows; by default, a non-empty bank).
 
-**Baselines.** :class:`RoundRobinPolicy` (AMS: cycle over the edges) and :class:`FixedWindowPolicy`
+**Baselines.** :class:`RoundRobinPolicy` (AMS and EdgeSync/STF: cycle over the edges, optionally at a fixed
+update period) and :class:`FixedWindowPolicy`
 (Ekya-style: retrain every camera once per fixed window of W seconds). Time is always passed in as
 ``now_s``; nothing here reads a clock. All three policies share the :class:`SchedulingPolicy` interface so the
 evaluator can swap them.
@@ -135,21 +136,41 @@ class UrgencyPolicy:
 
 
 class RoundRobinPolicy:
-    """AMS-style baseline: retrain the ready edges in turn, in edge-id order, ignoring accuracy.
+    """The accuracy-blind alternative to Eq. 4: retrain the ready edges in turn, in edge-id order.
 
     After edge ``e`` the next pick is the first ready edge whose id sorts after ``e`` (wrapping around), so
     edges that join later slot into the cycle and an edge that is not ready is skipped, not queued.
+
+    ``period_s`` > 0 adds a fixed update period: an edge is picked again only ``period_s`` after its previous
+    pick (AMS's training period, and EdgeSync/STF's fixed update time); :meth:`next_due` says when the next edge
+    comes due, so a caller without new data knows when to ask again. 0 = as soon as an edge is ready.
     """
 
-    def __init__(self) -> None:
-        """Start before the first edge id."""
+    def __init__(self, period_s: float = 0.0) -> None:
+        """Start before the first edge id; ``period_s`` (finite, >= 0) is the fixed update period."""
+        if isinstance(period_s, bool) or not isinstance(period_s, (int, float)) or not math.isfinite(period_s):
+            raise ConfigError(f"RoundRobinPolicy.period_s must be a finite number, got {period_s!r}")
+        if period_s < 0:
+            raise ConfigError(f"RoundRobinPolicy.period_s must be >= 0, got {period_s}")
+        self.period_s = float(period_s)
         self._last: str | None = None
+        self._picked_s: dict[str, float] = {}
+
+    def due(self, edge_id: str, now_s: float) -> bool:
+        """Whether ``edge_id``'s period has elapsed at ``now_s`` (always, with no period or no previous pick)."""
+        last = self._picked_s.get(edge_id)
+        return last is None or now_s - last >= self.period_s - 1e-9
+
+    def next_due(self, now_s: float) -> float | None:
+        """Return the earliest time after ``now_s`` at which an edge picked before comes due, or ``None``."""
+        later = [t + self.period_s for t in self._picked_s.values() if t + self.period_s > now_s + 1e-9]
+        return min(later) if later else None
 
     def pick(
         self, banks: Mapping[str, AccuracyBank], ready: Mapping[str, bool] | None, now_s: float = 0.0
     ) -> str | None:
-        """Return the next ready edge after the last one picked, or ``None`` when none is ready."""
-        ids = _eligible(banks, ready)
+        """Return the next ready and due edge after the last one picked, or ``None`` when none is."""
+        ids = [e for e in _eligible(banks, ready) if self.due(e, now_s)]
         if not ids:
             return None
         chosen = ids[0]
@@ -158,11 +179,13 @@ class RoundRobinPolicy:
             if later:
                 chosen = later[0]
         self._last = chosen
+        self._picked_s[chosen] = float(now_s)
         return chosen
 
     def reset(self) -> None:
-        """Restart the cycle from the smallest edge id."""
+        """Restart the cycle from the smallest edge id and forget every period."""
         self._last = None
+        self._picked_s.clear()
 
 
 class FixedWindowPolicy:

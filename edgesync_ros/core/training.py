@@ -1,4 +1,4 @@
-"""EdgeSync head training, Algorithm 2: head-only SGD on cached backbone features, with early stopping.
+"""EdgeSync head training, Algorithm 2: head-only training on cached backbone features, with early stopping.
 
 The cloud retrains only the edge model's head (see :mod:`edgesync_ros.core.heads`); the backbone is
 frozen, so its output for a sample never changes. :class:`FeatureCache` keeps that output per sample id
@@ -10,9 +10,12 @@ Algorithm 2's printed while-condition is inverted (read literally, the loop ends
 intended condition is used: keep training **while** ``epoch − best_epoch < patience`` **and** the elapsed time is below
 ``max_train_seconds`` (and ``epoch < max_epochs``). Each epoch is followed by a validation pass on a held-out
 split of the labelled samples (stratified by class when every class allows it); the best epoch's weights are
-returned. "Best" is the highest validation accuracy, ties going to the lower validation loss. Epoch 0 is the
-head as given: if no epoch beats it, ``best_epoch == 0`` and the returned weights are the input weights, so
-the caller can tell that an update would not help.
+returned. "Best" follows ``TrainConfig.stopping``: ``val_loss`` (the paper's patience on the validation loss) is
+the lowest validation loss, ties going to the higher accuracy; ``val_accuracy`` the highest validation accuracy,
+ties going to the lower loss. Epoch 0 is the head as given: if no epoch beats it, ``best_epoch == 0`` and the
+returned weights are the input weights, so the caller can tell that an update would not help. ``fixed_epochs``
+trains exactly ``max_epochs`` epochs with neither patience nor time cap and returns the last epoch (the fixed
+training of the baselines, and EdgeSync without its dynamic training time).
 
 Determinism: the split and the batch order come from a ``torch.Generator`` seeded with ``cfg.seed``; dropout
 draws from torch's global generator, which is forked and seeded for the duration of the call
@@ -37,7 +40,7 @@ from torch import Tensor, nn
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError, InsufficientDataError, InvalidInputError
 
-StopReason = Literal["patience", "max_time", "max_epochs"]
+StopReason = Literal["patience", "max_time", "max_epochs", "fixed_epochs"]
 Clock = Callable[[], float]
 
 # Evaluation needs no gradients, so it can use bigger chunks than training without much memory.
@@ -259,7 +262,8 @@ def _run(
 
     for p in model.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg)
+    fixed = cfg.stopping == "fixed_epochs"
     loss_fn = nn.CrossEntropyLoss()
     order_gen = torch.Generator().manual_seed(cfg.seed)
     max_label = int(labels.max())
@@ -289,13 +293,17 @@ def _run(
         epoch = 0
         while True:
             # Algorithm 2 with the intended condition: continue while patience and time both allow.
-            if epoch - best_epoch >= cfg.patience:
-                reason: StopReason = "patience"
+            if fixed:
+                if epoch >= cfg.max_epochs:
+                    reason: StopReason = "fixed_epochs"
+                    break
+            elif epoch - best_epoch >= cfg.patience:
+                reason = "patience"
                 break
-            if clock() - t0 >= cfg.max_train_seconds:
+            elif clock() - t0 >= cfg.max_train_seconds:
                 reason = "max_time"
                 break
-            if epoch >= cfg.max_epochs:
+            elif epoch >= cfg.max_epochs:
                 reason = "max_epochs"
                 break
             epoch += 1
@@ -309,7 +317,7 @@ def _run(
                 opt.step()
                 loss_sum += float(loss.detach()) * batch.numel()
             val_loss, val_acc = evaluate()
-            if val_acc > best_acc or (val_acc == best_acc and val_loss < best_loss):
+            if fixed or _improves(cfg, val_loss, val_acc, best_loss, best_acc):
                 best_acc, best_loss, best_epoch = val_acc, val_loss, epoch
                 best_state = _clone_state(model)
             history.append(EpochRecord(epoch, loss_sum / train_idx.numel(), val_loss, val_acc, clock() - t0))
@@ -328,12 +336,30 @@ def _run(
     )
 
 
+def _improves(cfg: TrainConfig, loss: float, acc: float, best_loss: float, best_acc: float) -> bool:
+    """Whether an epoch's validation scores beat the best so far under ``cfg.stopping`` (the watched metric)."""
+    if cfg.stopping == "val_accuracy":
+        return acc > best_acc or (acc == best_acc and loss < best_loss)
+    return loss < best_loss or (loss == best_loss and acc > best_acc)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Return ``cfg.optimizer`` over the model's parameters: SGD (lr, momentum, weight decay) or Adam (lr, decay).
+
+    One place, so the cloud's Algorithm 2 and every evaluated baseline build their optimiser the same way.
+    """
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 def train_head(head: nn.Module, features: Tensor, labels: Tensor, cfg: TrainConfig, clock: Clock) -> TrainResult:
     """Run Algorithm 2 on cached backbone ``features`` [N, C, h, w] with class ``labels`` [N].
 
-    Trains a float32 deep copy of ``head`` (the argument is never modified) with SGD(lr, momentum, weight_decay),
-    validating on a held-out split after every epoch and stopping on patience, ``max_train_seconds`` (by
-    ``clock``, in seconds) or ``max_epochs``. Returns the best epoch's weights and statistics.
+    Trains a float32 deep copy of ``head`` (the argument is never modified) with ``cfg.optimizer``, validating on a
+    held-out split after every epoch and stopping as ``cfg.stopping`` says (patience on the watched metric,
+    ``max_train_seconds`` by ``clock`` in seconds, ``max_epochs``; or exactly ``max_epochs``). Returns the best
+    epoch's weights (the last one's for ``fixed_epochs``) and statistics.
     """
     if features.ndim < 2:
         raise InvalidInputError(f"features must be [N, ...] with N samples, got shape {tuple(features.shape)}")

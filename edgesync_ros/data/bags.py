@@ -570,38 +570,56 @@ def make_stream_bag(
         if have == key and not force:
             frames = {n: len(s.frames) for n, s in plan.schedules.items()}
             return StreamBagResult(path, key, False, time.perf_counter() - t0, frames, _size(path), summary)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        tmp_bag = tmp_root / path.name
-        description = {
-            "format": STREAM_BAG_FORMAT,
-            "key": key,
-            "code_version": st.code_version(),
-            "seed": sspec.seed,
-            "cameras": [c for c in plan.schedules],
-            "spec": summary["spec"],
-            "clips": summary["clips"],
-            "schedules": summary["cameras"],
-        }
-        frames = write_stream_frames(
-            st.iter_stream(plan, teacher=teacher, cache_dir=cache_root, workers=workers, progress=progress),
-            tmp_bag,
-            description=description,
-            storage=storage,
-            custom_data={KEY_FIELD: key, "edgesync.stream_name": sspec.name, "edgesync.seed": str(sspec.seed)},
-        )
-        if path.exists():
-            shutil.rmtree(path)  # a stale stream bag (checked above): rebuilt, never reused
-        os.replace(tmp_bag, path)
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
+    description = {
+        "format": STREAM_BAG_FORMAT,
+        "key": key,
+        "code_version": st.code_version(),
+        "seed": sspec.seed,
+        "cameras": [c for c in plan.schedules],
+        "spec": summary["spec"],
+        "clips": summary["clips"],
+        "schedules": summary["cameras"],
+    }
+    frames = replace_stream_bag(
+        path,
+        st.iter_stream(plan, teacher=teacher, cache_dir=cache_root, workers=workers, progress=progress),
+        description=description,
+        storage=storage,
+        custom_data={KEY_FIELD: key, "edgesync.stream_name": sspec.name, "edgesync.seed": str(sspec.seed)},
+    )
     if out is None:
         # In the cache, older builds of this spec and seed (other keys) are stale for good: drop them.
         for old in path.parent.glob(f"{sspec.name}-seed{sspec.seed}-*"):
             if old != path and old.is_dir() and existing_key(old) is not None:
                 shutil.rmtree(old, ignore_errors=True)
     return StreamBagResult(path, key, True, time.perf_counter() - t0, frames, _size(path), summary)
+
+
+def replace_stream_bag(
+    path: Path,
+    frames: Iterable[st.StreamFrame],
+    *,
+    description: dict[str, Any],
+    storage: str,
+    custom_data: dict[str, str],
+) -> dict[str, int]:
+    """Write a stream bag into a temporary directory beside ``path``, then put it in ``path``'s place.
+
+    A half-written bag is never mistaken for a finished one; an older bag at ``path`` (the caller checked it is
+    a stream bag) is removed only once the new one is complete. Returns the frames written per camera.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tmp_bag = tmp_root / path.name
+        counts = write_stream_frames(frames, tmp_bag, description=description, storage=storage,
+                                     custom_data=custom_data)  # fmt: skip
+        if path.exists():
+            shutil.rmtree(path)  # a stale stream bag: rebuilt, never reused
+        os.replace(tmp_bag, path)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return counts
 
 
 def _size(path: Path) -> int:

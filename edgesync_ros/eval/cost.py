@@ -57,7 +57,10 @@ class CostProfile:
     replica computes one uploaded sample's features. ``train_s_per_sample``: one training pass of the head over one
     sample (forward + backward + optimiser step, amortised over a mini-batch); ``eval_s_per_sample``: one forward
     pass (validation, profiling, prediction). ``classifier_*``: the same for the classifier alone (Ekya's "retrain
-    fewer layers" configurations). ``uplink_bps``/``downlink_bps``: bits per second; ``latency_s``: one-way
+    fewer layers" configurations). ``train_s_per_step``/``classifier_train_s_per_step``: the fixed cost of one
+    optimiser step whatever its batch size (kernel launches, the optimiser update), so a training step of a batch of
+    B samples costs ``step + B x per-sample``: methods training at small batches pay for their extra steps (0 in
+    profiles that do not model it). ``uplink_bps``/``downlink_bps``: bits per second; ``latency_s``: one-way
     latency added to every transfer.
     """
 
@@ -72,6 +75,8 @@ class CostProfile:
     downlink_bps: float = 20e6
     latency_s: float = 0.05
     notes: str = ""
+    train_s_per_step: float = 0.0
+    classifier_train_s_per_step: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject negative or non-finite costs and non-positive bandwidths."""
@@ -137,7 +142,8 @@ class CostProfile:
     def scaled(self, compute: float = 1.0, name: str | None = None) -> CostProfile:
         """Return the profile with every compute cost multiplied by ``compute`` (network unchanged)."""
         keys = ("teacher_s_per_frame", "backbone_s_per_sample", "train_s_per_sample", "eval_s_per_sample",
-                "classifier_train_s_per_sample", "classifier_eval_s_per_sample")  # fmt: skip
+                "classifier_train_s_per_sample", "classifier_eval_s_per_sample", "train_s_per_step",
+                "classifier_train_s_per_step")  # fmt: skip
         return dataclasses.replace(self, name=name or self.name, **{k: getattr(self, k) * compute for k in keys})
 
 
@@ -261,8 +267,11 @@ PAPER = paper_profile()
 BUILTIN_PROFILES: dict[str, CostProfile] = {"paper": PAPER, "paper_v100": PAPER_V100}
 
 
-def _time_passes(module: nn.Module, x: Tensor, y: Tensor, train: bool, repeat: int) -> float:
-    """Return the least-disturbed seconds per sample of ``repeat`` passes (training steps or forwards) over ``x``."""
+def _time_passes(module: nn.Module, x: Tensor, y: Tensor, train: bool, repeat: int, batch: int = 32) -> float:
+    """Return the least-disturbed seconds per sample of ``repeat`` passes over ``x``.
+
+    A pass is training steps of ``batch`` samples (``train``) or forwards.
+    """
     opt = torch.optim.SGD(module.parameters(), lr=1e-3, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     best = math.inf
@@ -270,7 +279,7 @@ def _time_passes(module: nn.Module, x: Tensor, y: Tensor, train: bool, repeat: i
         t0 = time.perf_counter()
         if train:
             module.train()
-            for xb, yb in zip(torch.split(x, 32), torch.split(y, 32), strict=True):
+            for xb, yb in zip(torch.split(x, batch), torch.split(y, batch), strict=True):
                 opt.zero_grad(set_to_none=True)
                 loss_fn(module(xb), yb).backward()
                 opt.step()
@@ -305,6 +314,20 @@ def _time_teacher_and_backbone(model: EdgeModel, teacher: Teacher, repeat: int, 
     return {"teacher_s_per_frame": t_teacher, "backbone_s_per_sample": t_bb / x.shape[0]}
 
 
+#: Batch sizes at which training is timed: the per-step and per-sample costs are fitted through both.
+CALIBRATION_BATCHES = (8, 32)
+
+
+def step_and_sample_s(per_sample_at: dict[int, float]) -> tuple[float, float]:
+    """Fit ``seconds per sample at batch B = step/B + sample`` through two timings; return ``(step, sample)``.
+
+    Both are clipped at 0 (timing noise may make the fitted step cost slightly negative).
+    """
+    (b1, t1), (b2, t2) = sorted(per_sample_at.items())
+    step = max(0.0, (t1 - t2) / (1.0 / b1 - 1.0 / b2))
+    return step, max(0.0, t2 - step / b2)
+
+
 def calibrate(
     model: EdgeModel, timings: Mapping[str, float] | None = None, samples: int = 256, repeat: int = 3, seed: int = 0,
     teacher: Teacher | None = None,
@@ -323,11 +346,12 @@ def calibrate(
     size = model.preprocess_config.region_size // 32
     x = torch.randn(samples, heads.head_spec(model.arch).feature_channels, size, size, generator=gen)
     y = torch.randint(0, len(model.classes), (samples,), generator=gen)
-    train_s = _time_passes(head, x, y, True, repeat)
+    step_s, train_s = step_and_sample_s({b: _time_passes(head, x, y, True, repeat, b) for b in CALIBRATION_BATCHES})
     eval_s = _time_passes(head, x, y, False, repeat)
     cls_module = ClassifierOnly(head, heads.head_spec(model.arch))
     z = torch.randn(samples, cls_module.in_features, generator=gen)
-    cls_train_s = _time_passes(cls_module, z, y, True, repeat)
+    cls_step_s, cls_train_s = step_and_sample_s(
+        {b: _time_passes(cls_module, z, y, True, repeat, b) for b in CALIBRATION_BATCHES})
     cls_eval_s = _time_passes(cls_module, z, y, False, repeat)
     t = dict(timings or {})
     return CostProfile(
@@ -338,6 +362,8 @@ def calibrate(
         eval_s_per_sample=eval_s,
         classifier_train_s_per_sample=cls_train_s,
         classifier_eval_s_per_sample=cls_eval_s,
+        train_s_per_step=step_s,
+        classifier_train_s_per_step=cls_step_s,
         notes=(
             f"measured on {platform.node() or 'this machine'} ({platform.processor() or platform.machine()}, "
             f"torch threads {torch.get_num_threads()}); "
@@ -355,7 +381,7 @@ def machine_tag() -> str:
 def calibrated_path(cache_dir: str | Path | None = None) -> Path:
     """Return where this machine's calibrated profile is kept (``<cache>/eval/calibrated-<machine tag>.json``)."""
     root = paths.cache_dir() if cache_dir is None else Path(cache_dir)
-    return root / "eval" / f"calibrated-{machine_tag()}.json"
+    return root / "eval" / f"calibrated-v2-{machine_tag()}.json"  # v2: training timed at two batch sizes
 
 
 def resolve_cost_profile(
@@ -405,13 +431,17 @@ class CostMeter:
         if self.running:
             self.elapsed += float(seconds)
 
-    def attach(self, module: nn.Module, train_s: float, eval_s: float) -> RemovableHandle:
-        """Meter ``module``: a forward of N samples costs ``N x train_s`` in train mode, ``N x eval_s`` otherwise."""
+    def attach(self, module: nn.Module, train_s: float, eval_s: float, step_s: float = 0.0) -> RemovableHandle:
+        """Meter ``module``: a forward of N samples costs ``step_s + N x train_s`` in train mode, ``N x eval_s`` else.
+
+        One optimiser step follows each training forward, so the batch size counts.
+        """
         meter = self
 
         def hook(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if meter.running and inputs and isinstance(inputs[0], Tensor):
-                meter.elapsed += int(inputs[0].shape[0]) * (train_s if mod.training else eval_s)
+                n = int(inputs[0].shape[0])
+                meter.elapsed += step_s + n * train_s if mod.training else n * eval_s
 
         return module.register_forward_hook(hook)
 

@@ -49,6 +49,7 @@ from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.persist import atomic_write
 from edgesync_ros.data import bags
 from edgesync_ros.data import stream as st
+from edgesync_ros.data.recorded import RecordedStream
 from edgesync_ros.data.stream.progress import progress_bar
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 from edgesync_ros.models.labelling import Labelled, label_and_embed
@@ -444,7 +445,7 @@ def extract_camera(
 
 
 def load_stream_features(
-    stream: str | Path | st.StreamSpec = "default",
+    stream: str | Path | st.StreamSpec | RecordedStream = "default",
     *,
     seed: int | None = None,
     unit: str = "region",
@@ -459,7 +460,8 @@ def load_stream_features(
 ) -> StreamFeatures:
     """Return the features of a stream's cameras, building the bag and the caches that are missing or stale.
 
-    ``stream``: a spec name (``default``, ``tiny``), a YAML path or a :class:`StreamSpec`. ``cameras``: a subset
+    ``stream``: a spec name (``default``, ``tiny``), a YAML path, a :class:`StreamSpec`, or a recording prepared
+    by :func:`edgesync_ros.data.recorded.prepare` (its stream bag is used as it is). ``cameras``: a subset
     (default: all). ``cache_dir``: the stream cache root (bags, proposals); ``feature_cache_dir``: where feature
     files go (default ``<cache_dir>/features``). ``model``/``teacher``: default the shipped MobileNetV2 edge model
     and NanoDet teacher, created only when a cache must be built. ``force`` rebuilds the feature caches.
@@ -469,9 +471,13 @@ def load_stream_features(
     """
     if unit not in UNITS:
         raise ConfigError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
-    spec = stream.with_seed(seed) if isinstance(stream, st.StreamSpec) else st.load_spec(stream, seed)
-    result = bags.make_stream_bag(spec, cache_dir=cache_dir, teacher=teacher, progress=progress)
-    desc = bags.stream_description(result.path)
+    spec: st.StreamSpec | RecordedStream
+    if isinstance(stream, RecordedStream):
+        spec, bag = stream.with_seed(seed), stream.bag
+    else:
+        spec = stream.with_seed(seed) if isinstance(stream, st.StreamSpec) else st.load_spec(stream, seed)
+        bag = bags.make_stream_bag(spec, cache_dir=cache_dir, teacher=teacher, progress=progress).path
+    desc = bags.stream_description(bag)
     names = list(desc["cameras"]) if cameras is None else list(cameras)
     unknown = [c for c in names if c not in desc["cameras"]]
     if unknown:
@@ -497,7 +503,7 @@ def load_stream_features(
         if not made:
             made["teacher"] = teacher if teacher is not None else NanoDetTeacher()
             made["model"] = model if model is not None else EdgeModel(EdgeModelConfig(device="cpu"))
-        data = extract_camera(result.path, cam, desc, made["model"], made["teacher"], unit, key, progress,
+        data = extract_camera(bag, cam, desc, made["model"], made["teacher"], unit, key, progress,
                               duration_s=duration_s)  # fmt: skip
         data.meta["extract_seconds"] = time.perf_counter() - t0
         path = prefix or full
@@ -507,7 +513,7 @@ def load_stream_features(
             if old != path and not old.name.startswith(full.stem):
                 old.unlink(missing_ok=True)
         out[cam], built[cam], seconds[cam] = data, True, time.perf_counter() - t0
-    return StreamFeatures(spec.name, spec.seed, unit, result.path, out, built, seconds)
+    return StreamFeatures(spec.name, spec.seed, unit, bag, out, built, seconds)
 
 
 def _load_valid(path: Path, key: str) -> CameraFeatures | None:
@@ -532,7 +538,7 @@ def teacher_agreement(cams: Sequence[CameraFeatures]) -> dict[str, dict[str, flo
         for ci in np.unique(cond):
             for s in np.unique(sev[cond == ci]):
                 m = (cond == ci) & (sev == s)
-                label = names[int(ci)] if names[int(ci)] == st.CLEAN else f"{names[int(ci)]}{int(s)}"
+                label = names[int(ci)] if int(s) == 0 else f"{names[int(ci)]}{int(s)}"  # clean, recorded: no level
                 g, t = cam.gt[m], cam.teacher[m]
                 objm = g != 0
                 a = acc.setdefault(label, [0, 0, 0, 0])

@@ -1,10 +1,11 @@
 """The compared methods, as policies the simulator (:mod:`edgesync_ros.eval.simulator`) drives over the core.
 
-Every method uses the same edge model, the same starting head ("No Adaptation", the shipped ``v0``), the same
-optimiser (SGD, Algorithm 2's :func:`~edgesync_ros.core.training.train_head`) with the same hyperparameters h
-(``config/cloud.yaml``'s ``train.*``, overridden by ``config/hyperparameters.yaml`` from ``edgesync hpo`` when
-it exists) and, where the method samples at all, the same upload budget k per window (the edge's
-``upload_fraction``): only *which* samples are uploaded, *when* and *how* the cloud trains differ.
+Every method uses the same edge model, the same starting head ("No Adaptation", the shipped ``v0``) and, where
+the method samples at all, the same upload budget k per window (the edge's ``upload_fraction``). EdgeSync and
+One-Time Adaptation train with the cloud's h (``config/cloud.yaml``'s ``train.*``, overridden by
+``config/hyperparameters.yaml`` from ``edgesync hpo`` when it exists) through Algorithm 2
+(:func:`~edgesync_ros.core.training.train_head`); the baselines keep their own papers' training settings, run
+through the same function.
 
 References (no learning):
 
@@ -21,52 +22,70 @@ Baselines:
   once (Algorithm 2 with early stopping) and then frozen.
 * **AMS** (Khani et al., ICCV'21; settings from its public code ``modelstreaming/ams``): uniform sampling at the
   shared budget, a training every ``train_period`` = 10 s per camera (round-robin across cameras when the cloud is
-  shared, :class:`~edgesync_ros.core.scheduling.RoundRobinPolicy`), on the labelled samples of the last
-  ``memory_len`` = 250 s, for a fixed 200 iterations of mini-batches of 10 (expressed as whole epochs of
-  Algorithm 2's loop, ``ceil(2000 / training samples)``), restarting each time from the starting head as its code
-  does by default (``restore_initial``), every result sent. Not reproduced: its adaptive sampling rate (it saves
-  bandwidth, not accuracy), gradient-guided sparse updates (download is counted as a full float16 head, an upper
-  bound on AMS's download) and Adam (SGD with the shared h instead).
+  shared, :class:`~edgesync_ros.core.scheduling.RoundRobinPolicy` with that period), on the labelled samples of
+  the last ``memory_len`` = 250 s, with its own optimiser (Adam, learning rate 1e-3, no weight decay) for a fixed
+  200 iterations of mini-batches of 10 (whole epochs of Algorithm 2's loop, ``ceil(2000 / training samples)``,
+  the last epoch's weights kept), restarting each time from the starting head as its code does by default
+  (``restore_initial``), every result sent. Not reproduced: its adaptive sampling rate (it saves bandwidth, not
+  accuracy) and gradient-guided sparse updates (download is counted as a full float16 head, an upper bound on
+  AMS's download).
+* **AMS (warm start)** -- a control: AMS continuing from the camera's previous head instead of the starting
+  head, so that warm starting is not credited to EdgeSync's own components.
 * **Ekya** (Bhardwaj et al., NSDI'22): retraining windows of 200 s
   (:class:`~edgesync_ros.core.scheduling.FixedWindowPolicy`: each camera once per window); at each window's end a
   micro-profiler trains every configuration of a grid -- layers (classifier only / whole head), data fraction
-  (0.5 / 1.0), momentum (0.5 / 0.9), weight decay (1e-4 / 1e-3) -- for 3 epochs on 10 % of the window's data,
-  extrapolates each learning curve (``acc(e) ~ a - b/e``) to the full 10 epochs and retrains with the best; the
-  profiling time is charged to the update, which is deployed without a gate. The thief scheduler's GPU sharing
-  is approximated by the one sequential cloud worker.
+  (0.5 / 1.0), momentum (0.5 / 0.9), weight decay (1e-4 / 1e-3) -- for 5 epochs on 20 % of the window's data (the
+  EdgeSync paper's setting of Ekya), extrapolates each learning curve (``acc(e) ~ a - b/e``) to the full 10
+  epochs and retrains with the best; the profiling time is charged to the update, which is deployed without a
+  gate. The thief scheduler's GPU sharing is approximated by the one sequential cloud worker.
 
-EdgeSync and its ablations (S = Eq. 4 urgency Scheduling, T = Eq. 2 Timeliness, F = Eq. 1 adaptability-based
-Filtering; these definitions follow the component names, each ablation removing one more component at the same
-upload budget k; the paper's §IV-B5 reads T as the dynamic training time and F as the whole edge filter):
+Training time is charged at each method's own batch size (the cost profile's per-step and per-sample costs,
+:class:`~edgesync_ros.eval.cost.CostProfile`).
+
+EdgeSync and the paper's ablations (§IV-B5: F = filtering at the edge, T = dynamic training time, S = model
+selection by urgency; each removes one more component):
 
 * **EdgeSync** -- Algorithm 1 on each window (``SampleWindow.drain``: Q = αE + βI, top ⌈k·n⌉), the cloud's
   :class:`~edgesync_ros.core.fleet.Fleet` (accuracy bank, Eq. 5; FIFO store of ``store_capacity`` samples; ready
-  after ``min_new_samples``), Eq. 4 urgency scheduling, Algorithm 2 from the camera's current head with early
-  stopping and ``max_train_seconds``, the update gate of the cloud node (sent only if the best epoch beat the
-  current head on held-out samples by ``min_improvement``).
-* **EdgeSync/F** -- without adaptability: Q = I only (α = 0), i.e. the newest ⌈k·n⌉ samples.
-* **EdgeSync/TF** -- without timeliness and filtering: a uniform random ⌈k·n⌉ of the window.
-* **EdgeSync/STF** -- also without urgency scheduling: round-robin over ready cameras (AMS's order).
+  after ``min_new_samples``), Eq. 4 urgency scheduling, Algorithm 2 from the camera's current head with patience
+  on the validation loss and ``max_train_seconds``, the update gate of the cloud node (sent only if the best epoch
+  beat the current head on held-out samples by ``min_improvement``).
+* **EdgeSync/F** -- no filtering: every sample of every window is uploaded (k = 1).
+* **EdgeSync/TF** -- also no dynamic training time: a fixed number of epochs (h's ``max_epochs``), neither
+  patience nor time cap, the last epoch's weights.
+* **EdgeSync/STF** -- also no urgency-based model selection: round-robin over the cameras at a fixed update
+  period equal to EdgeSync's mean window (the mean time between window ends on the evaluated stream).
+
+The project's own component ablations (one component off each, everything else as EdgeSync):
+
+* **EdgeSync w/o timeliness** -- Eq. 2 off (β = 0): Q = αE, the ⌈k·n⌉ most uncertain samples.
+* **EdgeSync w/o entropy** -- Eq. 1 off (α = 0): Q = βI, the newest ⌈k·n⌉ samples.
+* **EdgeSync w/o update gate** -- every trained head is sent, whether or not it beat the current one.
 * **EdgeSync+replay** -- a named variant, not EdgeSync: the training set also holds a class-balanced replay
   buffer (the last ``replay_per_class`` samples of each class that left the store), the remedy for the
   catastrophic forgetting measured in the feasibility study.
 
-**Oracle** -- per camera and condition segment, a head trained (from the starting head) on the segment's
-*ground truth*, cross-fitted: the segment's samples are split in two folds by blocks of 25 consecutive source
-frames of a clip (so neither a crop nor its near-identical neighbours ever train the head that scores it), each
-fold scored by the head trained on the other. No delay, no cost.
+Bounds:
+
+* **Per-condition static head** -- per camera and condition segment, a head trained (from the starting head) on
+  half of the segment's *ground truth*, cross-fitted: the segment's samples are split in two folds by blocks of
+  25 consecutive source frames of a clip (so neither a crop nor its near-identical neighbours ever train the head
+  that scores it), each fold scored by the head trained on the other. No delay, no cost; it knows the segment
+  boundaries, so it is a reference, not an upper bound.
+* **Causal upper bound** -- EdgeSync with a free cloud (zero upload, labelling, training and download time),
+  k = 1 and ground-truth labels: the best a causal learner with this head and Algorithm 2 can do on the stream.
 
 Every learning method also has a **robust teacher** variant (``*_robust``): labels are the clean-view ground
 truth instead of the deployed teacher's labels on the corrupted frame, standing in for the paper's far stronger
 ResNeXt101 teacher (labelling costs are unchanged).
 """
-
 from __future__ import annotations
 
 import collections
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +101,22 @@ from edgesync_ros.core.config import (
     CloudNodeConfig,
     EdgeNodeConfig,
     FilterConfig,
+    GroupingConfig,
     TrainConfig,
     UrgencyConfig,
+    ZooConfig,
     load_node_config,
     read_hyperparameters,
 )
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.filtering import keep_count
 from edgesync_ros.core.fleet import Fleet
+from edgesync_ros.core.grouping import FleetGrouping
 from edgesync_ros.core.hpo import Segment, online_profile
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
 from edgesync_ros.core.window import SampleWindow, WindowFrame
+from edgesync_ros.core.zoo import HeadZoo, signature
 from edgesync_ros.eval.simulator import Job, Simulation, Upload, Window
 
 _NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
@@ -412,22 +435,27 @@ class AMS(_UniformMemory):
         memory_s: float = 250.0,
         iterations: int = 200,
         batch_size: int = 10,
+        lr: float = 1e-3,
         restore_initial: bool = True,
         label_source: str = "teacher",
     ) -> None:
-        """Defaults from the AMS code (``train_period``, ``memory_len``, ``iter``, ``batch_size``, restore)."""
-        self._init_common(settings, "AMS", label_source)
+        """Defaults from the AMS code (``train_period``, ``memory_len``, ``iter``, ``batch_size``, Adam's ``lr``).
+
+        ``restore_initial`` (its code's default) restarts every training from the starting head; ``False`` is the
+        warm-start control.
+        """
+        self._init_common(settings, "AMS" if restore_initial else "AMS (warm start)", label_source)
         self.period_s = float(period_s)
         self.memory_s = float(memory_s)
         self.iterations = int(iterations)
         self.batch_size = int(batch_size)
+        self.lr = float(lr)
         self.restore_initial = bool(restore_initial)
 
     def setup(self, sim: Simulation) -> None:
-        """Reset memories, heads, timers and the round-robin order."""
+        """Reset memories, heads and the round-robin order with its training period."""
         super().setup(sim)
-        self.last_start = {c: -math.inf for c in sim.camera_names}
-        self.policy = RoundRobinPolicy()
+        self.policy = RoundRobinPolicy(self.period_s)
 
     def _trim(self, cam: str, now: float) -> None:
         mem = self.memory[cam]
@@ -438,11 +466,9 @@ class AMS(_UniformMemory):
         """Train the next due camera (round-robin) on its memory."""
         for c in sim.camera_names:
             self._trim(c, now)
-        due = {c: bool(self.memory[c]) and now - self.last_start[c] >= self.period_s - 1e-9 for c in sim.camera_names}
-        cam = self.policy.pick(self.banks, due, now)
+        cam = self.policy.pick(self.banks, {c: bool(self.memory[c]) for c in sim.camera_names}, now)
         if cam is None:
             return None
-        self.last_start[cam] = now
         mem = list(self.memory[cam])
         idx = np.array([m[1] for m in mem], np.int64)
         labels = np.array([m[2] for m in mem], np.int64)
@@ -452,18 +478,19 @@ class AMS(_UniformMemory):
         epochs = max(1, math.ceil(self.iterations * self.batch_size / n_train))
         self.count += 1
         cfg = self.train_config(self.settings, sim, self.count, batch_size=self.batch_size, max_epochs=epochs,
-                                patience=epochs + 1, max_train_seconds=1e9)  # fmt: skip
+                                optimizer="adam", lr=self.lr, weight_decay=0.0,
+                                stopping="fixed_epochs")  # fmt: skip
         start = sim.start_state if self.restore_initial else self.heads[cam]
         result, state, secs = sim.train(start, sim.features(cam, idx), torch.from_numpy(labels), cfg)
         self.heads[cam] = state
         return Job(cam, state=state, train_s=secs,
-                   info={"samples": int(labels.size), "epochs": result.epochs, "val_accuracy": result.val_accuracy})
+                   info={"samples": int(labels.size), "epochs": result.epochs, "val_accuracy": result.val_accuracy,
+                         "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                         "stop": result.stop_reason, "warm_start": not self.restore_initial})  # fmt: skip
 
     def next_wake(self, sim: Simulation, now: float) -> float | None:
-        """The next time a camera with memory becomes due."""
-        times = [self.last_start[c] + self.period_s for c in sim.camera_names if self.memory[c]]
-        later = [t for t in times if t > now]
-        return min(later) if later else None
+        """The next time a camera trained before becomes due (a camera never trained is due when labels come)."""
+        return self.policy.next_due(now)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -520,8 +547,8 @@ class Ekya(_UniformMemory):
         self,
         settings: EvalSettings,
         window_s: float = 200.0,
-        trial_epochs: int = 3,
-        trial_fraction: float = 0.1,
+        trial_epochs: int = 5,
+        trial_fraction: float = 0.2,
         full_epochs: int = 10,
         label_source: str = "teacher",
     ) -> None:
@@ -567,7 +594,7 @@ class Ekya(_UniformMemory):
             self.count += 1
             cfg = self.train_config(self.settings, sim, self.count, momentum=conf.momentum,
                                     weight_decay=conf.weight_decay, max_epochs=self.trial_epochs,
-                                    patience=self.trial_epochs + 1, max_train_seconds=1e9)  # fmt: skip
+                                    stopping="fixed_epochs")  # fmt: skip
             res, _, secs = sim.train(start, feats[sub], y[sub], cfg, layers=conf.layers)
             profile_s += secs
             curve = [h.val_accuracy for h in res.history[1:]]
@@ -580,7 +607,7 @@ class Ekya(_UniformMemory):
         self.count += 1
         cfg = self.train_config(self.settings, sim, self.count, momentum=best.momentum,
                                 weight_decay=best.weight_decay, max_epochs=self.full_epochs,
-                                patience=self.full_epochs + 1, max_train_seconds=1e9)  # fmt: skip
+                                stopping="fixed_epochs")  # fmt: skip
         result, state, secs = sim.train(start, feats[sub], y[sub], cfg, layers=best.layers)
         self.heads[cam] = state
         return Job(cam, state=state, profile_s=profile_s, train_s=secs,
@@ -595,27 +622,73 @@ class Ekya(_UniformMemory):
 # ------------------------------------------------------------------------------------------------------------
 # EdgeSync and its ablations
 # ------------------------------------------------------------------------------------------------------------
+_SELECTIONS = ("filter", "all", "no_timeliness", "no_entropy", "uniform")
+_TRAINING = ("dynamic", "fixed")
+_POLICIES = ("urgency", "round_robin")
+
+
 @dataclasses.dataclass(frozen=True)
 class EdgeSyncOptions:
     """Which EdgeSync components are on, and the knobs the figures vary.
 
-    ``selection``: ``filter`` (Algorithm 1, Q = αE + βI), ``timeliness`` (α = 0: Q = I), ``uniform``.
-    ``policy``: ``urgency`` (Eq. 4) or ``round_robin``. ``replay_per_class``: class-balanced replay buffer size
-    per class (0 = off). ``window_frames``/``upload_fraction``/``min_new_samples``: override the robot's
-    (Fig. 5's "fixed 100 s updates" = a 200-frame window and ``min_new_samples=1``). ``online_trials``: profile
-    h online with that many trials before every training (Fig. 4), the profiling time charged to the update.
-    ``paced``: the robots follow the cloud's backpressure (a smaller k while the cloud is saturated), as the
-    cloud node's robots do.
+    ``selection``: ``filter`` (Algorithm 1, Q = αE + βI), ``all`` (no filter: every sample, k = 1),
+    ``no_timeliness`` (β = 0: Q = αE), ``no_entropy`` (α = 0: Q = βI), ``uniform`` (a random ⌈k·n⌉).
+    ``training``: ``dynamic`` (Algorithm 2's patience and time cap, h's ``stopping``) or ``fixed``
+    (``fixed_epochs`` epochs, default h's ``max_epochs``; no patience, no time cap, the last epoch).
+    ``policy``: ``urgency`` (Eq. 4) or ``round_robin`` at ``update_period_s`` per camera (``None``: EdgeSync's
+    mean window on the stream). ``gate``: the cloud node's update gate. ``replay_per_class``: class-balanced
+    replay buffer size per class (0 = off). ``window_frames``/``upload_fraction``/``min_new_samples``: override
+    the robot's (Fig. 5's "fixed 100 s updates" = a 200-frame window and ``min_new_samples=1``).
+    ``online_trials``: profile h online with that many trials before every training (Fig. 4), the profiling time
+    charged to the update. ``paced``: the robots follow the cloud's backpressure (a smaller k while the cloud is
+    saturated), as the cloud node's robots do. ``free_cloud``: every cloud and network step costs nothing (the
+    causal upper bound).
     """
 
     selection: str = "filter"
+    training: str = "dynamic"
+    fixed_epochs: int | None = None
     policy: str = "urgency"
+    update_period_s: float | None = None
+    gate: bool = True
     replay_per_class: int = 0
     window_frames: int | None = None
     upload_fraction: float | None = None
     min_new_samples: int | None = None
     online_trials: int = 0
     paced: bool = True
+    free_cloud: bool = False
+
+    def __post_init__(self) -> None:
+        """Reject unknown component settings (a misspelt option must not silently run EdgeSync)."""
+        for name, value, allowed in (("selection", self.selection, _SELECTIONS),
+                                     ("training", self.training, _TRAINING), ("policy", self.policy, _POLICIES)):
+            if value not in allowed:
+                raise ConfigError(f"EdgeSync {name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.fixed_epochs is not None and self.fixed_epochs < 1:
+            raise ConfigError(f"EdgeSync fixed_epochs must be >= 1, got {self.fixed_epochs}")
+        if self.update_period_s is not None and not self.update_period_s > 0:
+            raise ConfigError(f"EdgeSync update_period_s must be > 0, got {self.update_period_s}")
+
+
+def mean_window_s(sim: Simulation, window_frames: int) -> float:
+    """Return EdgeSync's mean window on the stream: the mean time between a camera's window ends, over cameras.
+
+    A window ends at its ``window_frames``-th frame with samples (as the engine cuts them), so frames without
+    samples lengthen it; EdgeSync/STF's fixed update period is this value.
+    """
+    means = []
+    for cf in sim.cams_features.values():
+        with_samples = np.flatnonzero(np.diff(cf.offsets) > 0)
+        w = max(int(window_frames), 1)
+        ends = cf.stamp_s[with_samples[w - 1 :: w]] if with_samples.size >= w else np.zeros(0)
+        if ends.size >= 2:
+            means.append(float(ends[-1] - ends[0]) / (ends.size - 1))
+        elif ends.size == 1:
+            means.append(float(ends[0]))
+    if not means:
+        raise ConfigError(f"no camera of the stream has a full window of {window_frames} frames")
+    return float(np.mean(means))
 
 
 class EdgeSync(BaseMethod):
@@ -631,26 +704,36 @@ class EdgeSync(BaseMethod):
         self.settings = settings
         self.options = options or EdgeSyncOptions()
         o = self.options
-        if o.selection not in ("filter", "timeliness", "uniform"):
-            raise ConfigError(f"EdgeSync selection must be filter, timeliness or uniform, got {o.selection!r}")
-        if o.policy not in ("urgency", "round_robin"):
-            raise ConfigError(f"EdgeSync policy must be urgency or round_robin, got {o.policy!r}")
         filt = settings.filter
         if o.upload_fraction is not None:
             filt = dataclasses.replace(filt, upload_fraction=float(o.upload_fraction))
-        if o.selection == "timeliness":
+        if o.selection == "all":
+            filt = dataclasses.replace(filt, upload_fraction=1.0)
+        elif o.selection == "no_entropy":
             filt = dataclasses.replace(filt, alpha=0.0, beta=max(filt.beta, 1.0))
+        elif o.selection == "no_timeliness":
+            filt = dataclasses.replace(filt, beta=0.0, alpha=max(filt.alpha, 1.0))
         self.filter = filt
         self.window_frames = int(o.window_frames or filt.window_size)
-        self.min_new = int(o.min_new_samples or settings.min_new_samples)
+        # A fixed update period decides when a camera trains, not the sample count.
+        self.min_new = int(o.min_new_samples or (1 if o.policy == "round_robin" else settings.min_new_samples))
         self.label_source = label_source
         self.paced = bool(o.paced)
-        self.name = name + (" (robust teacher)" if label_source == "clean" else "")
+        self.free_cloud = bool(o.free_cloud)
+        self.name = name + (" (robust teacher)" if label_source == "clean" and not o.free_cloud else "")
 
     def setup(self, sim: Simulation) -> None:
         """Register every camera with a fresh fleet (bank, store, policy) and reset heads and replay buffers."""
         s = self.settings
-        policy = UrgencyPolicy(s.urgency) if self.options.policy == "urgency" else RoundRobinPolicy()
+        o = self.options
+        self.period_s: float | None = None
+        self.round_robin: RoundRobinPolicy | None = None
+        policy: UrgencyPolicy | RoundRobinPolicy
+        if o.policy == "urgency":
+            policy = UrgencyPolicy(s.urgency)
+        else:
+            self.period_s = float(o.update_period_s or mean_window_s(sim, self.window_frames))
+            policy = self.round_robin = RoundRobinPolicy(self.period_s)
         self.fleet = Fleet(s.bank, s.urgency, s.store_capacity, self.min_new, policy)
         for c in sim.camera_names:
             self.fleet.register(c, sim.arch, sim.classes, f"/{c}/head_update", 0)
@@ -664,7 +747,9 @@ class EdgeSync(BaseMethod):
         filt = self.filter
         if window.upload_scale < 1.0:
             filt = dataclasses.replace(filt, upload_fraction=max(filt.upload_fraction * window.upload_scale, 1e-6))
-        if self.options.selection == "uniform":
+        if self.options.selection == "all" and filt.upload_fraction >= 1.0:
+            return np.arange(window.samples.size, dtype=np.int64)
+        if self.options.selection in ("uniform", "all"):  # no filter: a paced robot sends a random share
             return uniform_select(window, filt.upload_fraction, self.rngs[window.camera])
         return filter_select(window, filt)
 
@@ -689,8 +774,15 @@ class EdgeSync(BaseMethod):
         cam = self.fleet.pick(now, exclude=sim.training_now)
         if cam is None:
             return None
+        return self._train_job(sim, cam, now)
+
+    def _train_job(self, sim: Simulation, cam: str, now: float, group: Sequence[str] = ()) -> Job:
+        """Algorithm 2 for ``cam`` on its store (+ replay, + the stores of its ``group`` members trained along)."""
         rec = self.fleet.get(cam)
         feats, labels = rec.training_set()
+        for member in group:
+            f, y = self.fleet.get(member).training_set()
+            feats, labels = torch.cat([feats, f]), torch.cat([labels, y])
         replayed = 0
         if self.options.replay_per_class > 0:
             extra = [(f, y) for y, q in sorted(self.replay[cam].items()) for f in q]
@@ -700,10 +792,15 @@ class EdgeSync(BaseMethod):
                 replayed = len(extra)
         self.count += 1
         cfg = self.train_config(self.settings, sim, self.count)
+        if self.options.training == "fixed":
+            cfg = dataclasses.replace(cfg, stopping="fixed_epochs",
+                                      max_epochs=int(self.options.fixed_epochs or cfg.max_epochs))
         start = self.heads[cam]
         profile_s = 0.0
         info: dict[str, Any] = {"samples": int(labels.shape[0]), "replayed": replayed,
                                 "urgency": float(self.fleet.urgency(cam))}  # fmt: skip
+        if self.period_s is not None:
+            info["period_s"] = self.period_s
         if self.options.online_trials > 0 and labels.shape[0] >= 4:
             seg = Segment(f"{cam}@{now:.0f}", feats, labels)
             prof, profile_s = sim.metered(
@@ -714,19 +811,30 @@ class EdgeSync(BaseMethod):
             info["online_params"] = dict(prof.params)
         result, state, secs = sim.train(start, feats, labels, cfg)
         send, gain = passes_gate(result, self.settings.min_improvement)
-        self.fleet.trained(cam, now, rec.version + 1 if send else None)
-        if send:
-            self.heads[cam] = state
+        send = send or not self.options.gate
+        for c in (cam, *group):
+            self.fleet.trained(c, now, self.fleet.get(c).version + 1 if send else None)
+            if send:
+                self.heads[c] = state
+        self.on_trained_head(sim, cam, feats, labels, state, float(result.val_accuracy), now)
         info.update(epochs=result.epochs, best_epoch=result.best_epoch, val_accuracy=result.val_accuracy,
                     gain=gain, stop=result.stop_reason)  # fmt: skip
         return Job(cam, state=state if send else None, profile_s=profile_s, train_s=secs, info=info)
 
+    def on_trained_head(self, sim: Simulation, cam: str, features: Tensor, labels: Tensor,
+                        state: dict[str, Tensor], val_accuracy: float, now: float) -> None:
+        """Called with every trained head (sent or not); EdgeSync itself keeps nothing."""
+
+    def next_wake(self, sim: Simulation, now: float) -> float | None:
+        """With a fixed update period: when the next camera comes due (urgency needs no timer)."""
+        return None if self.round_robin is None else self.round_robin.next_due(now)
+
 
 # ------------------------------------------------------------------------------------------------------------
-# Oracle
+# Per-condition static head
 # ------------------------------------------------------------------------------------------------------------
-def oracle_folds(cf: Any, seed: int, block_frames: int) -> npt.NDArray[np.int64]:
-    """Return each sample's fold (0/1) for the oracle's cross-fitting.
+def static_head_folds(cf: Any, seed: int, block_frames: int) -> npt.NDArray[np.int64]:
+    """Return each sample's fold (0/1) for the per-condition static head's cross-fitting.
 
     Folds go by blocks of ``block_frames`` consecutive source frames of a clip: a source frame -- with its
     near-identical neighbours and its reappearances when the clip wraps -- lands in one fold only, so no crop of
@@ -738,11 +846,15 @@ def oracle_folds(cf: Any, seed: int, block_frames: int) -> npt.NDArray[np.int64]
         return (((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & np.uint64(1)).astype(np.int64)
 
 
-class Oracle(BaseMethod):
-    """Per camera and condition segment, a head trained on that segment's ground truth, cross-fitted by source frame."""
+class StaticHead(BaseMethod):
+    """Per camera and condition segment, a head trained on half the segment's ground truth, cross-fitted.
 
-    name = "Oracle"
-    key = "oracle"
+    Not an upper bound: one static head per segment, knowing where segments start and end, trained on half of
+    them; the folds go by source frame so no crop trains the head that scores it.
+    """
+
+    name = "Per-condition static head"
+    key = "static_head"
     label_source = "clean"  # it trains on the clean-view labels, so it is scored against them
 
     def __init__(self, settings: EvalSettings, min_train: int = 8, block_frames: int = 25) -> None:
@@ -756,13 +868,13 @@ class Oracle(BaseMethod):
         self.trainings = 0
 
     def offline_predictions(self, sim: Simulation) -> dict[str, npt.NDArray[np.int64]]:
-        """Return the cross-fitted oracle predictions of every sample."""
+        """Return the cross-fitted per-condition predictions of every sample."""
         out: dict[str, npt.NDArray[np.int64]] = {}
         self.trainings = 0
         for name, cf in sim.cams_features.items():
             pred = sim.start_probabilities(name).argmax(axis=1).astype(np.int64)
             seg = cf.segment[cf.frame]
-            fold = oracle_folds(cf, sim.seed, self.block_frames)
+            fold = static_head_folds(cf, sim.seed, self.block_frames)
             for s in np.unique(seg):
                 for f in (0, 1):
                     tr = np.flatnonzero((seg == s) & (fold == f))
@@ -777,6 +889,105 @@ class Oracle(BaseMethod):
         return out
 
 
+class EdgeSyncBeyond(EdgeSync):
+    """EdgeSync with the package's recurring-drift additions, as the cloud node runs them.
+
+    ``zoo``: every trained head is kept in a :class:`~edgesync_ros.core.zoo.HeadZoo`; after each labelled window whose
+    camera's head scored below ``1 - margin``, the shortlist is scored on the window (modelled cost, one worker
+    step, charged even when nothing wins) and the best stored head is sent when it beats the current head by the
+    margin. ``grouping``: cameras grouped by :class:`~edgesync_ros.core.grouping.FleetGrouping`; the picked camera's
+    idle group members train along on the pooled samples and receive the head right after it.
+    """
+
+    def __init__(self, settings: EvalSettings, options: EdgeSyncOptions | None = None, name: str = "EdgeSync",
+                 label_source: str = "teacher", zoo: bool = False, grouping: bool = False) -> None:
+        """EdgeSync's settings plus which additions run (their parameters: the cloud's defaults, enabled)."""
+        super().__init__(settings, options, name, label_source)
+        self.zoo_cfg = ZooConfig(enabled=zoo)
+        self.grouping_cfg = GroupingConfig(enabled=grouping)
+
+    def setup(self, sim: Simulation) -> None:
+        """EdgeSync's setup, an empty zoo in a private temporary directory, every camera alone."""
+        super().setup(sim)
+        self._zoo_dir = tempfile.TemporaryDirectory(prefix="edgesync-sim-zoo-")
+        self.zoo = HeadZoo(self._zoo_dir.name, self.zoo_cfg) if self.zoo_cfg.enabled else None
+        self.grouping = FleetGrouping(self.grouping_cfg)
+        self.pending: collections.deque[Job] = collections.deque()
+        self.held: dict[str, int] = {}
+
+    def on_labelled(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], now: float) -> None:
+        """EdgeSync's bank and store, then the grouping signature and, when it may help, a zoo check."""
+        super().on_labelled(sim, upload, labels, now)
+        if labels.size == 0:
+            return
+        feats = sim.features(upload.camera, upload.samples)
+        sig = signature(feats, sim.num_classes, labels=labels)
+        if self.grouping_cfg.enabled:
+            self.grouping.observe(upload.camera, sig)
+            self.grouping.regroup()
+        current = float(np.mean(upload.predicted == labels))
+        zoo = self.zoo
+        if zoo is None or not len(zoo) or current > 1.0 - self.zoo_cfg.margin or upload.camera in sim.training_now \
+                or any(j.camera == upload.camera for j in self.pending):
+            return
+        held = self.held.get(upload.camera)
+        ids = zoo.shortlist(sig, exclude=lambda h: h == held)
+        if not ids:
+            return
+        target = torch.as_tensor(labels, dtype=torch.long)
+
+        def score(clock: Callable[[], float]) -> list[float]:
+            out = []
+            for h in ids:
+                head = sim.load_state(zoo.load(h))
+                head.eval()
+                with torch.no_grad():
+                    out.append(float((head(feats).argmax(dim=1) == target).float().mean()))
+            return out
+
+        scores, secs = sim.metered(score)
+        best = int(np.argmax(scores))
+        if scores[best] >= current + self.zoo_cfg.margin:
+            zoo.hits += 1
+            zoo.mark_used(ids[best], now)
+            self.held[upload.camera] = ids[best]
+            state = {k: v.float() for k, v in zoo.load(ids[best]).items()}
+            rec = self.fleet.get(upload.camera)
+            self.fleet.sent_stored_head(upload.camera, now, rec.version + 1)
+            self.heads[upload.camera] = state
+            self.pending.append(Job(upload.camera, state=state, train_s=secs,
+                                    info={"zoo_head": ids[best], "window_accuracy": scores[best],
+                                          "current_accuracy": current}))
+        else:
+            zoo.misses += 1
+            self.pending.append(Job(upload.camera, train_s=secs, info={"zoo_miss": True}))  # the cost, no send
+
+    def next_job(self, sim: Simulation, now: float) -> Job | None:
+        """A waiting zoo send or group member's head first; else EdgeSync's pick, with its idle group members."""
+        if self.pending:
+            return self.pending.popleft()
+        cam = self.fleet.pick(now, exclude=sim.training_now)
+        if cam is None:
+            return None
+        group = [m for m in self.grouping.members(cam) if m != cam and m not in sim.training_now
+                 and self.fleet.get(m).labels]
+        job = self._train_job(sim, cam, now, group)
+        job.info["group"] = list(group)
+        if job.state is not None:
+            for m in group:
+                self.held.pop(m, None)
+                self.pending.append(Job(m, state=job.state, info={"group_of": cam}))
+        self.held.pop(cam, None)
+        return job
+
+    def on_trained_head(self, sim: Simulation, cam: str, features: Tensor, labels: Tensor,
+                        state: dict[str, Tensor], val_accuracy: float, now: float) -> None:
+        """Keep every trained head in the zoo with the signature of what it was trained on."""
+        if self.zoo is not None:
+            self.zoo.add(state, signature(features, sim.num_classes, labels=labels), cam,
+                         self.fleet.get(cam).version, val_accuracy, now)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Registry
 # ------------------------------------------------------------------------------------------------------------
@@ -787,32 +998,61 @@ def _edgesync(name: str, **opts: Any) -> Callable[[EvalSettings, str, Mapping[st
     return make
 
 
+def _beyond(name: str, zoo: bool = False, grouping: bool = False
+            ) -> Callable[[EvalSettings, str, Mapping[str, Any]], BaseMethod]:
+    def make(settings: EvalSettings, labels: str, overrides: Mapping[str, Any]) -> BaseMethod:
+        return EdgeSyncBeyond(settings, EdgeSyncOptions(**overrides), name, labels, zoo=zoo, grouping=grouping)
+
+    return make
+
+
 _FACTORIES: dict[str, Callable[[EvalSettings, str, Mapping[str, Any]], BaseMethod]] = {
     "constant": lambda s, lab, o: ConstantMajority(),
     "recent_majority": lambda s, lab, o: RecentMajority(s, label_source=lab, **o),
     "no_adaptation": lambda s, lab, o: NoAdaptation(),
     "one_time": lambda s, lab, o: OneTime(s, label_source=lab, **o),
     "ams": lambda s, lab, o: AMS(s, label_source=lab, **o),
+    "ams_warm": lambda s, lab, o: AMS(s, label_source=lab, **{"restore_initial": False, **o}),
     "ekya": lambda s, lab, o: Ekya(s, label_source=lab, **o),
     "edgesync": _edgesync("EdgeSync"),
+    "edgesync_zoo": _beyond("EdgeSync + zoo", zoo=True),
+    "edgesync_grouping": _beyond("EdgeSync + grouping", grouping=True),
+    "edgesync_zoo_grouping": _beyond("EdgeSync + zoo + grouping", zoo=True, grouping=True),
     "edgesync_replay": _edgesync("EdgeSync+replay", replay_per_class=40),
-    "edgesync_f": _edgesync("EdgeSync/F", selection="timeliness"),
-    "edgesync_tf": _edgesync("EdgeSync/TF", selection="uniform"),
-    "edgesync_stf": _edgesync("EdgeSync/STF", selection="uniform", policy="round_robin"),
-    "oracle": lambda s, lab, o: Oracle(s, **o),
+    # The paper's ablations (§IV-B5), each removing one more component.
+    "edgesync_f": _edgesync("EdgeSync/F", selection="all"),
+    "edgesync_tf": _edgesync("EdgeSync/TF", selection="all", training="fixed"),
+    "edgesync_stf": _edgesync("EdgeSync/STF", selection="all", training="fixed", policy="round_robin"),
+    # The project's component ablations, one component off each.
+    "edgesync_no_timeliness": _edgesync("EdgeSync w/o timeliness", selection="no_timeliness"),
+    "edgesync_no_entropy": _edgesync("EdgeSync w/o entropy", selection="no_entropy"),
+    "edgesync_no_gate": _edgesync("EdgeSync w/o update gate", gate=False),
+    # Bounds.
+    "static_head": lambda s, lab, o: StaticHead(s, **o),
+    "upper_bound": lambda s, lab, o: EdgeSync(
+        s, EdgeSyncOptions(**{"selection": "all", "free_cloud": True, "paced": False, **o}),
+        "Causal upper bound (EdgeSync, free cloud, k = 1, ground truth)", "clean"),
 }
 
 #: Method keys (add ``_robust`` to a learning method for the robust-teacher variant).
 METHOD_KEYS: tuple[str, ...] = tuple(_FACTORIES)
 #: Table I's rows, in order.
-TABLE_I: tuple[str, ...] = ("constant", "recent_majority", "no_adaptation", "one_time", "ams", "ekya", "edgesync",
-                            "edgesync_replay", "oracle")  # fmt: skip
+TABLE_I: tuple[str, ...] = ("constant", "recent_majority", "no_adaptation", "one_time", "ams", "ams_warm", "ekya",
+                            "edgesync", "edgesync_replay", "static_head", "upper_bound")  # fmt: skip
 #: Robust-teacher rows shown with Table I.
-TABLE_I_ROBUST: tuple[str, ...] = ("one_time_robust", "ams_robust", "ekya_robust", "edgesync_robust",
-                                   "edgesync_replay_robust")  # fmt: skip
-#: Table III's rows (the ablations), in order.
-TABLE_III: tuple[str, ...] = ("edgesync", "edgesync_f", "edgesync_tf", "edgesync_stf")
-_NO_LABELS = ("constant", "no_adaptation", "oracle")
+TABLE_I_ROBUST: tuple[str, ...] = ("one_time_robust", "ams_robust", "ams_warm_robust", "ekya_robust",
+                                   "edgesync_robust", "edgesync_replay_robust")  # fmt: skip
+#: The paper's ablations (Table III), in order.
+PAPER_ABLATIONS: tuple[str, ...] = ("edgesync_f", "edgesync_tf", "edgesync_stf")
+#: The project's component ablations, shown with Table III.
+COMPONENT_ABLATIONS: tuple[str, ...] = ("edgesync_no_timeliness", "edgesync_no_entropy", "edgesync_no_gate",
+                                        "edgesync_replay")  # fmt: skip
+#: Table III's rows: EdgeSync, the paper's ablations, then the project's component ablations.
+TABLE_III: tuple[str, ...] = ("edgesync", *PAPER_ABLATIONS, *COMPONENT_ABLATIONS)
+#: Methods Table I compares EdgeSync with (paired differences): every baseline and reference it beats or not.
+BASELINES: tuple[str, ...] = ("constant", "recent_majority", "no_adaptation", "one_time", "ams", "ams_warm", "ekya")
+#: Methods whose labels are fixed (no teacher labels, or the ground truth already): no robust-teacher variant.
+_NO_LABELS = ("constant", "no_adaptation", "static_head", "upper_bound")
 
 
 def make_method(key: str, settings: EvalSettings, **overrides: Any) -> BaseMethod:

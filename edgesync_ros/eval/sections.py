@@ -3,7 +3,11 @@
 * Table I: every method of :data:`~edgesync_ros.eval.methods.TABLE_I` plus the robust-teacher variants, with the
   discrimination check and the teacher's agreement per condition.
 * Table II: the update-cycle components of the Table I runs (runs Table I).
-* Table III: EdgeSync, /F, /TF, /STF (EdgeSync's runs are shared with Table I).
+* Table III: EdgeSync, the paper's ablations /F, /TF, /STF and the project's component ablations (EdgeSync's runs
+  are shared with Table I).
+
+Tables I and III carry paired differences (EdgeSync − each other row, seed by seed, 95 % t-intervals;
+:func:`~edgesync_ros.eval.report.differences`).
 * Fig. 1: the Table I runs' accuracy over time (seed 0).
 * Fig. 3: EdgeSync, AMS and Ekya with 1, 2, 4, 8 cameras sharing one cloud, on a stream derived from the
   evaluated one with at least :data:`FIG3_POOL` cameras (new camera seeds; the spec's files are not changed).
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.data.recorded import RecordedStream
 from edgesync_ros.data.stream import CameraSpec, StreamSpec
 from edgesync_ros.eval import report
 from edgesync_ros.eval.cost import CostProfile, calibrated_path, resolve_cost_profile
@@ -33,7 +38,7 @@ from edgesync_ros.models.teacher import NanoDetTeacher
 
 TABLES = ("I", "II", "III")
 FIGURES = ("1", "3", "4", "5")
-FIG1_METHODS = ("no_adaptation", "one_time", "ams", "ekya", "edgesync", "edgesync_replay", "oracle",
+FIG1_METHODS = ("no_adaptation", "one_time", "ams", "ekya", "edgesync", "edgesync_replay", "static_head", "upper_bound",
                 "edgesync_robust")  # fmt: skip
 FIG3_METHODS = ("edgesync", "ams", "ekya")
 FIG3_POOL = 8  # cameras of Fig. 3's derived stream (at least)
@@ -43,11 +48,13 @@ FIG4_TRIALS = (0, 5, 10, 20)
 FIXED_100S_FRAMES = 200  # "fixed 100 s updates": a window of 200 frames at 2 fps
 
 ABLATION_NOTE = (
-    "Ablations, defined here from the component names S = urgency scheduling (Eq. 4), T = timeliness (Eq. 2), "
-    "F = adaptability filtering (Eq. 1), each removing one more at the same upload budget k (the paper's §IV-B5 "
-    "reads T as the dynamic training time and F as the whole edge filter): /F keeps the newest ⌈k·n⌉ samples of a "
-    "window (Q = I), /TF a uniform random ⌈k·n⌉, /STF also replaces urgency by round-robin. Scheduling can only "
-    "matter when cameras compete for the cloud."
+    "The paper's ablations (§IV-B5), each removing one more component: EdgeSync/F without filtering at the edge "
+    "(every sample uploaded, k = 1); EdgeSync/TF also without dynamic training time (a fixed number of epochs, "
+    "h's max_epochs, no patience or time cap, the last epoch kept); EdgeSync/STF also without urgency-based model "
+    "selection (round-robin over the cameras at a fixed update period equal to EdgeSync's mean window). Then the "
+    "project's own component ablations, one component off each: w/o timeliness (Eq. 2, β = 0), w/o entropy "
+    "(Eq. 1, α = 0), w/o the update gate, and the replay variant. Scheduling can only matter when cameras compete "
+    "for the cloud."
 )
 
 
@@ -55,8 +62,8 @@ ABLATION_NOTE = (
 # Set-up shared by every section
 # ------------------------------------------------------------------------------------------------------------
 def seed_context(
-    spec: StreamSpec, seed: int, unit: str = "region", cameras: int | None = None, duration_s: float | None = None,
-    vary_stream_seed: bool = False,
+    spec: StreamSpec | RecordedStream, seed: int, unit: str = "region", cameras: int | None = None,
+    duration_s: float | None = None, vary_stream_seed: bool = False,
 ) -> Context:  # fmt: skip
     """Return the context of seed ``seed``: the first ``cameras`` cameras (all: ``None``) of ``spec``.
 
@@ -71,8 +78,13 @@ def seed_context(
     return Context(s, unit, cams, duration_s)
 
 
-def derived_spec(spec: StreamSpec, n_cameras: int, duration_s: float) -> StreamSpec:
-    """Return ``spec`` with ``n_cameras`` cameras of ``duration_s`` seconds (the spec's own first, then new seeds)."""
+def derived_spec(spec: StreamSpec | RecordedStream, n_cameras: int, duration_s: float) -> StreamSpec:
+    """Return ``spec`` with ``n_cameras`` cameras of ``duration_s`` seconds (the spec's own first, then new seeds).
+
+    A recording has no schedule to draw more cameras from: :class:`ConfigError`.
+    """
+    if isinstance(spec, RecordedStream):
+        raise ConfigError(f"Fig. 3 draws new cameras from a stream spec; {spec.source} is a recording")
     base = list(spec.cameras)
     cams = []
     for i in range(n_cameras):
@@ -128,7 +140,7 @@ class Evaluation:
     present). ``fig_seeds``: the seeds of Fig. 3/4/5. ``run_cache``: where finished runs are kept (``None``: none).
     """
 
-    spec: StreamSpec
+    spec: StreamSpec | RecordedStream
     contexts: Mapping[int, Context]
     seeds: Sequence[int]
     fig_seeds: Sequence[int]
@@ -252,8 +264,11 @@ def table_i_sections(ev: Evaluation, request: Request) -> tuple[list[dict[str, A
     rob = _rows(results, robust, ev.n_cameras, keep_timeline=True)
     section: dict[str, Any] = {"meta": ev.meta({"wall_s": wall, "runs_s": runs_s(results)}), "rows": rows,
                                "robust_rows": rob, "teacher_agreement": ev.facts.agreement}  # fmt: skip
-    if {"oracle", "no_adaptation", "recent_majority"} <= set(rows):
+    if {"static_head", "no_adaptation", "recent_majority"} <= set(rows):
         section["discrimination"] = report.discrimination(rows)
+    section["differences"] = report.differences(rows, "edgesync", [k for k in rows if k != "edgesync"])
+    section["robust_differences"] = report.differences(rob, "edgesync_robust",
+                                                       [k for k in rob if k != "edgesync_robust"])
     out: dict[str, Any] = {}
     if "I" in request.tables:
         out["table_i"] = section
@@ -282,8 +297,10 @@ def table_iii_section(ev: Evaluation, results: Sequence[Mapping[str, Any]]) -> d
     todo = [Task(ev.contexts[s], k, s) for k in keys for s in ev.seeds if not any(
         r["key"] == k and r["seed"] == s for r in have)]  # fmt: skip
     more, wall = ev.run(todo, "Table III")
-    return {"meta": ev.meta({"wall_s": wall, "runs_s": runs_s([*have, *more])}),
-            "rows": _rows([*have, *more], keys, ev.n_cameras), "notes": ABLATION_NOTE}  # fmt: skip
+    rows = _rows([*have, *more], keys, ev.n_cameras)
+    return {"meta": ev.meta({"wall_s": wall, "runs_s": runs_s([*have, *more])}), "rows": rows,
+            "differences": report.differences(rows, "edgesync", [k for k in keys if k != "edgesync"]),
+            "notes": ABLATION_NOTE}  # fmt: skip
 
 
 def _rows(results: Sequence[Mapping[str, Any]], keys: Sequence[str], n_cams: int, keep_timeline: bool = False

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from edgesync_ros.core import head_codec, heads
-from edgesync_ros.core.backpressure import UploadGovernor
+from edgesync_ros.core.backpressure import UploadGovernor, window_stretch
 from edgesync_ros.core.config import BackpressureConfig, ScoringConfig, TrainConfig
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError
@@ -73,6 +73,11 @@ from edgesync_ros.models.edge import EdgeModel
 _BATCH_OVERHEAD_BYTES = 96  # SampleBatch header, edge id, version, window size, k, sequence lengths
 _FRAME_OVERHEAD_BYTES = 48  # CompressedImage header, frame id, format string, data length
 _UPDATE_OVERHEAD_BYTES = 160  # HeadUpdate header, edge id, architecture, versions, digest, scalars
+
+
+#: The causal upper bound's cloud and network: every step of an update costs nothing.
+FREE_CLOUD = CostProfile("free", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, uplink_bps=1e18, downlink_bps=1e18, latency_s=0.0,
+                         notes="no upload, labelling, training or download time (the causal upper bound)")
 
 
 def sample_bytes(num_classes: int) -> int:
@@ -144,7 +149,8 @@ class Method(Protocol):
     ``initial_constant``: a class every camera predicts until its first update arrives, instead of the starting
     head (``None``: the starting head). ``trainings``: trainings done by :meth:`offline_predictions` (reported as
     the run's training count; an engine run counts its own). ``paced``: whether the method's robots follow the
-    cloud's backpressure (their k scaled by ``Window.upload_scale``).
+    cloud's backpressure (their k scaled by ``Window.upload_scale``). A method with a true ``free_cloud``
+    attribute runs with :data:`FREE_CLOUD` costs whatever the simulation's profile (the causal upper bound).
     """
 
     name: str
@@ -157,7 +163,8 @@ class Method(Protocol):
     def offline_predictions(self, sim: Simulation) -> dict[str, npt.NDArray[np.int64]] | None:
         """Return every sample's prediction per camera when the method needs no replay, else ``None``.
 
-        A method answering here (a hindsight reference, the oracle) bypasses the engine: no uploads, no updates.
+        A method answering here (a hindsight reference, the per-condition static head) bypasses the engine: no
+        uploads, no updates.
         """
         ...
 
@@ -307,6 +314,7 @@ class _Cam:
     window_ends: npt.NDArray[np.int64]  # frame index of the last frame of each window
     window_frames: list[npt.NDArray[np.int64]]
     run: CameraRun
+    gathered: list[int] = dataclasses.field(default_factory=list)  # windows held for one upload (paced: stretched)
 
 
 class Simulation:
@@ -344,7 +352,7 @@ class Simulation:
         self.spec = heads.head_spec(self.arch)
         self.start_state = {k: v.detach().clone() for k, v in model.head_state().items()}
         self.meter = CostMeter()
-        self._hook = self.meter.attach(model.head, cost.train_s_per_sample, cost.eval_s_per_sample)
+        self._hook = self._meter_head(cost)
         self.duration_s = max(c.duration_s for c in cams.values())
         self.update_dtype = update_dtype
         self.head_payload_bytes = self._payload_bytes(update_dtype)
@@ -405,9 +413,8 @@ class Simulation:
                     z = torch.flatten(nn.functional.adaptive_avg_pool2d(block(features), (1, 1)), 1)
                 meter.add(features.shape[0] * self.cost.eval_s_per_sample)
                 module = ClassifierOnly(self.model.head, self.spec)
-                handle = meter.attach(
-                    module, self.cost.classifier_train_s_per_sample, self.cost.classifier_eval_s_per_sample
-                )
+                handle = meter.attach(module, self.cost.classifier_train_s_per_sample,
+                                      self.cost.classifier_eval_s_per_sample, self.cost.classifier_train_s_per_step)
                 try:
                     result = train_head(module, z, labels, cfg, meter.clock)
                 finally:
@@ -456,6 +463,18 @@ class Simulation:
         self._hook.remove()
 
     # -- internals ------------------------------------------------------------------------------------------
+    def _meter_head(self, cost: CostProfile) -> Any:
+        return self.meter.attach(self.model.head, cost.train_s_per_sample, cost.eval_s_per_sample,
+                                 cost.train_s_per_step)
+
+    def _use_cost(self, cost: CostProfile) -> CostProfile:
+        """Switch the cost profile (and the head's meter) to ``cost``; return the previous profile."""
+        old = self.cost
+        self._hook.remove()
+        self.cost = cost
+        self._hook = self._meter_head(cost)
+        return old
+
     def _payload_bytes(self, dtype: str) -> int:
         payload = head_codec.encode_head(self.start_state, self.arch, "sim", 1, 0, dtype=dtype)  # type: ignore[arg-type]
         per_tensor = sum(len(t.name) + 4 + 4 * len(t.shape) + 1 + 4 for t in payload.tensors)
@@ -495,6 +514,12 @@ class Simulation:
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self, method: Method) -> RunResult:
         """Replay the stream with ``method``; return per-sample predictions, bandwidth and the update log."""
+        if getattr(method, "free_cloud", False) and self.cost is not FREE_CLOUD:
+            old = self._use_cost(FREE_CLOUD)
+            try:
+                return self.run(method)
+            finally:
+                self._use_cost(old)
         t_wall = time.perf_counter()
         preds = method.offline_predictions(self)
         if preds is not None:
@@ -574,17 +599,22 @@ class _Engine:
     def on_window(self, name: str, j: int) -> None:
         cam = self.cams[name]
         cf = cam.features
-        frames = cam.window_frames[j]
-        end_s = float(cf.stamp_s[frames[-1]])
+        end_s = float(cf.stamp_s[cam.window_frames[j][-1]])
         self.advance(name, end_s, inclusive=True)
+        last = j + 1 >= len(cam.window_frames)
+        if not last:
+            self.push(float(cf.stamp_s[cam.window_frames[j + 1][-1]]), _WINDOW, (name, j + 1))
+        scale = 1.0 if self.governor is None else self.governor.scale(name)
+        cam.gathered.append(j)
+        # A paced camera's window is stretched (core.backpressure.paced_policy): it uploads once per `stretch` windows.
+        if self.governor is not None and not last and len(cam.gathered) < window_stretch(scale, self.governor.cfg):
+            return
+        frames = np.concatenate([cam.window_frames[i] for i in cam.gathered]).astype(np.int64)
+        cam.gathered = []
         samples = np.concatenate([np.arange(cf.offsets[f], cf.offsets[f + 1]) for f in frames]).astype(np.int64)
         counts = (cf.offsets[frames + 1] - cf.offsets[frames]).astype(np.int64)
-        scale = 1.0 if self.governor is None else self.governor.scale(name)
-        window = Window(name, j, end_s, frames.astype(np.int64), samples, cam.probs[samples], counts, scale)
+        window = Window(name, j, end_s, frames, samples, cam.probs[samples], counts, scale)
         pos = self.method.select(self.sim, window)
-        if j + 1 < len(cam.window_frames):
-            nxt = float(cf.stamp_s[cam.window_frames[j + 1][-1]])
-            self.push(nxt, _WINDOW, (name, j + 1))
         if pos is None or len(pos) == 0:
             return
         pos = np.asarray(pos, np.int64)

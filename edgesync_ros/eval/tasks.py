@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from edgesync_ros import paths
+from edgesync_ros.data.recorded import RecordedStream
 from edgesync_ros.data.stream import StreamSpec
 from edgesync_ros.eval import report
 from edgesync_ros.eval.cost import CostProfile
@@ -39,7 +40,7 @@ from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 class Context:
     """Which stream, cameras, unit and duration a task runs on (everything that selects cached features)."""
 
-    spec: StreamSpec
+    spec: StreamSpec | RecordedStream
     unit: str = "region"
     cameras: tuple[str, ...] | None = None
     duration_s: float | None = None
@@ -169,8 +170,9 @@ def default_run_cache() -> Path:
 # Running many tasks
 # ------------------------------------------------------------------------------------------------------------
 #: Method-key prefixes from the most to the least simulation work (AMS trains 2,000 samples every 10 s per camera;
-#: EdgeSync and its variants after every ready window; the oracle per segment; Ekya once per 200 s window).
-_COST_ORDER = ("ams", "edgesync", "oracle", "ekya", "one_time")
+#: EdgeSync and its variants after every ready window, the upper bound after every window; the per-condition
+#: static head per segment; Ekya once per 200 s window).
+_COST_ORDER = ("ams", "upper_bound", "edgesync", "static_head", "ekya", "one_time")
 
 
 def _expected_cost_rank(method: str) -> int:

@@ -12,10 +12,11 @@ that runs torch multi-threaded (one OpenMP pool, :mod:`edgesync_ros.models.threa
 teacher and training on Ray actors, on this machine or a cluster. Work lost with a worker is redone: a batch goes
 back to its queue, a training's samples back to the scheduler.
 
-Backpressure: when the labelling queue fills, robots that already wait there are told a smaller k through their
-``set_upload_policy`` service, and a larger one again once the queue drains (:mod:`edgesync_ros.core.backpressure`);
-each robot's k shows in ``GetFleetStatus`` and ``/diagnostics``. Every time (windows, waits, the training limit, the
-starvation guard) is node-clock time, so ``use_sim_time`` with a bag replayed at N x behaves like the live robot.
+Backpressure: when the labelling queue fills, robots that already wait there are told a smaller k and a longer
+window through their ``set_upload_policy`` service, and the configured pair again once the queue drains
+(:mod:`edgesync_ros.core.backpressure`); each robot's k and window show in ``GetFleetStatus`` and ``/diagnostics``.
+Every time (windows, waits, the training limit, the starvation guard) is node-clock time, so ``use_sim_time`` with
+a bag replayed at N x behaves like the live robot.
 
 Topics/services under ``cloud_namespace`` (default ``/edgesync``): ``samples`` (in), ``register_edge``,
 ``get_fleet_status``, ``request_retrain``, ``get_latest_head``; ``/diagnostics``. Head updates go to each robot's
@@ -32,6 +33,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -42,24 +44,27 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 from std_msgs.msg import Header
 
 from edgesync_ros import paths
-from edgesync_ros.backend import Backend, LabelRequest, TrainOutcome, TrainRequest, WorkerLost
+from edgesync_ros.backend import Backend, LabelRequest, ScoreRequest, TrainOutcome, TrainRequest, WorkerLost
 from edgesync_ros.backend.inline import InlineBackend
 from edgesync_ros.core import head_codec, persist
-from edgesync_ros.core.backpressure import UploadGovernor
+from edgesync_ros.core.backpressure import UploadGovernor, paced_policy
 from edgesync_ros.core.config import CloudNodeConfig, TeacherSettings, read_hyperparameters
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.core.fleet import EdgeRecord, Fleet
+from edgesync_ros.core.grouping import FleetGrouping
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
+from edgesync_ros.core.zoo import HeadZoo, Signature, signature
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 from edgesync_ros.models.labelling import Labelled
 from edgesync_ros.models.teacher import Teacher, load_teacher
@@ -68,6 +73,7 @@ from edgesync_ros.msg import EdgeStatus, HeadUpdate, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.fleet_key import load_fleet_key
+from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all, install_validator
 from edgesync_ros.ros.spin import run_node
 from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, RequestRetrain, SetUploadPolicy
@@ -75,9 +81,13 @@ from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, Reques
 PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("cloud_namespace", "Namespace of this node's services and of the fleet's samples topic.",
              read_only=True),
+    ParamDoc("autostart", "Configure (load teacher and replica) and activate (serve robots) at start; false leaves "
+             "the managed node unconfigured for a lifecycle manager.", read_only=True),
     ParamDoc("policy", "Which robot to retrain next: edgesync (Eq. 4 urgency), round_robin (AMS) or "
              "fixed_window (Ekya-style).", read_only=True),
     ParamDoc("fixed_window_s", "Window length of the fixed_window policy.", 1.0, 1e6, read_only=True),
+    ParamDoc("round_robin_period_s", "round_robin policy: fixed update period, seconds between two trainings of "
+             "one robot (0 = whenever it is ready).", 0.0, 1e6, read_only=True),
     ParamDoc("upload_fraction", "k the robots are told at registration and through SetUploadPolicy.", 0.001, 1.0),
     ParamDoc("window_size", "Window (frames) the robots are told at registration and through SetUploadPolicy.",
              1, 10000),
@@ -104,8 +114,8 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
              read_only=True),
     ParamDoc("ray.max_retries", "Retries of a task lost with its worker before its batch goes back to the queue.",
              0, 100, read_only=True),
-    ParamDoc("backpressure.enabled", "Pace robots the cloud cannot serve (a smaller k) instead of dropping their "
-             "uploads.", read_only=True),
+    ParamDoc("backpressure.enabled", "Pace robots the cloud cannot serve (a smaller k, a longer window) instead "
+             "of dropping their uploads.", read_only=True),
     ParamDoc("backpressure.high_water", "Queue fill (fraction of queue_size) from which robots already waiting are "
              "slowed.", 0.0, 1.0, read_only=True),
     ParamDoc("backpressure.low_water", "Queue fill at or below which paced robots are sped up again.", 0.0, 1.0,
@@ -116,6 +126,29 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
              read_only=True),
     ParamDoc("backpressure.hold_s", "Least node-clock time between two changes of one robot's k.", 0.0, 3600.0,
              read_only=True),
+    ParamDoc("backpressure.max_window_stretch", "Most a paced robot's window is multiplied by (round(1/sqrt(scale)))."
+             , 1, 100, read_only=True),
+    ParamDoc("zoo.enabled", "Keep every trained head in a zoo and send a stored one at once when it beats a robot's "
+             "current head on its newest labelled window.", read_only=True),
+    ParamDoc("zoo.capacity", "Heads the zoo keeps (the least used are evicted first).", 1, 1_000_000, read_only=True),
+    ParamDoc("zoo.shortlist", "Stored heads nearest by signature that are scored on each labelled window.", 1, 1000,
+             read_only=True),
+    ParamDoc("zoo.hist_weight", "Weight of the class-histogram distance in the signature distance.", 0.0, 100.0,
+             read_only=True),
+    ParamDoc("zoo.margin", "Accuracy on the window by which a stored head must beat the robot's current head.", 0.0,
+             1.0, read_only=True),
+    ParamDoc("zoo.half", "Store zoo heads as float16.", read_only=True),
+    ParamDoc("grouping.enabled", "Train robots whose recent samples look alike as one group (one head on their pooled "
+             "samples, sent to every member).", read_only=True),
+    ParamDoc("grouping.join_distance", "Signature distance within which a robot joins a group.", 0.0, 3.0,
+             read_only=True),
+    ParamDoc("grouping.leave_distance", "Signature distance beyond which a member leaves its group (>= join).", 0.0,
+             3.0, read_only=True),
+    ParamDoc("grouping.hist_weight", "Weight of the class-histogram distance in the grouping distance.", 0.0, 100.0,
+             read_only=True),
+    ParamDoc("grouping.min_windows", "Labelled windows a robot needs before it can join a group.", 1, 10000,
+             read_only=True),
+    ParamDoc("grouping.memory", "Windows a robot's running signature averages over.", 1, 10000, read_only=True),
     ParamDoc("min_improvement", "Update gate: validation accuracy the new head must gain over the current head "
              "on the held-out samples (0 = any improvement).", 0.0, 1.0),
     ParamDoc("update_dtype", "Wire dtype of head tensors (float16 halves the bytes)."),
@@ -128,7 +161,7 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("hyperparameters_file", "YAML written by `edgesync hpo` (keyed by cloud_node); its train.* values "
              "override the ones below. `default` = the installed config/hyperparameters.yaml; empty = the ones below.",
              read_only=True),
-    ParamDoc("train.lr", "SGD learning rate (Algorithm 2).", 1e-6, 10.0),
+    ParamDoc("train.lr", "Learning rate (Algorithm 2).", 1e-6, 10.0),
     ParamDoc("train.momentum", "SGD momentum.", 0.0, 0.999),
     ParamDoc("train.weight_decay", "SGD weight decay.", 0.0, 1.0),
     ParamDoc("train.batch_size", "Mini-batch size.", 1, 4096),
@@ -137,6 +170,10 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("train.max_train_seconds", "Maximum training time per update.", 0.01, 86400.0),
     ParamDoc("train.val_fraction", "Held-out fraction of the labelled samples.", 0.01, 0.9),
     ParamDoc("train.seed", "Seed of the split, batch order and dropout.", 0, 2**31 - 1),
+    ParamDoc("train.optimizer", "Optimiser of Algorithm 2: sgd (lr, momentum, weight_decay) or adam (lr, "
+             "weight_decay)."),
+    ParamDoc("train.stopping", "How Algorithm 2 stops: val_loss (patience on validation loss, the paper), "
+             "val_accuracy, or fixed_epochs (exactly max_epochs, last weights)."),
     ParamDoc("teacher.kind", "Teacher: nanodet (shipped COCO detector), torchvision or onnx_classifier.",
              read_only=True),
     ParamDoc("teacher.path", "Teacher model file (ONNX or torchvision weights); empty = the shipped NanoDet.",
@@ -176,13 +213,27 @@ def teacher_config(teacher: TeacherSettings) -> dict[str, Any]:
 class _InFlight:
     """A request a worker slot is running: what, for whom, its future, and what is needed to finish or redo it."""
 
-    kind: str  # label | train
+    kind: str  # label | train | score
     edge_id: str
     future: concurrent.futures.Future[Any]
     started: float
     msg: SampleBatch | None = None  # label: the message, put back in the queue if the worker is lost
     batch: conv.DecodedBatch | None = None
-    base_version: int = 0  # train: the version the training started from
+    base_version: int = 0  # train/score: the robot's version when the work started
+    signature: Signature | None = None  # train: of the training set, stored with the head in the zoo
+    group: dict[str, int] = dataclasses.field(default_factory=dict)  # train: other members -> their base versions
+    check: _ZooCheck | None = None  # score: the zoo candidates and the current head's accuracy
+
+
+@dataclasses.dataclass
+class _ZooCheck:
+    """Zoo candidates waiting to be scored on a robot's newest labelled window."""
+
+    edge_id: str
+    ids: list[int]
+    request: ScoreRequest
+    current_accuracy: float
+    base_version: int
 
 
 def _batch_bytes(msg: SampleBatch) -> int:
@@ -201,8 +252,13 @@ def make_backend(cfg: CloudNodeConfig, teacher: Teacher, replica: EdgeModel) -> 
     return InlineBackend(teacher, replica)
 
 
-class CloudNode(Node):
-    """The EdgeSync cloud: label uploads, keep per-robot banks and stores, retrain the most urgent robot."""
+class CloudNode(ManagedNode):
+    """The EdgeSync cloud: label uploads, keep per-robot banks and stores, retrain the most urgent robot.
+
+    A managed node: configure loads the teacher and the edge-model replica (and the saved fleet state) and starts the
+    worker backend; activate subscribes the samples, serves the robots and starts the dispatcher; deactivate stops
+    both; cleanup frees the models and the backend. ``autostart`` (default true) reaches active in the constructor.
+    """
 
     def __init__(self, node_name: str = "cloud_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -212,17 +268,58 @@ class CloudNode(Node):
         install_validator(self, PARAMS, lambda: self.values, node_config)
         self.train_cfg = self.config.train
         self.add_post_set_parameters_callback(self._params_changed)
+        self.ns = self.values["cloud_namespace"].rstrip("/")
+        self._service_group = ReentrantCallbackGroup()
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
+        self.head_pubs: dict[str, Publisher] = {}
+        self.policy_clients: dict[str, Any] = {}
+        self._lock = threading.RLock()  # guards fleet/heads/latest between the worker and service callbacks
+        # Fair across robots: an overloaded cloud still labels every robot's batches in turn (core.intake).
+        self._queue: FairQueue[str, SampleBatch] = FairQueue(int(self.values["queue_size"]))
+        self._forced: collections.deque[str] = collections.deque()
+        self.counters = collections.Counter[str]()
+        self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
+        self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
+        self.zoo_selection_ms: collections.deque[float] = collections.deque(maxlen=50)
+        self.governor = UploadGovernor(self.config.backpressure)
+        self._policy_dirty: set[str] = set()
+        self._clock_marks: collections.deque[tuple[float, float]] = collections.deque()
+        self._inflight: dict[int, _InFlight] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
+        self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
+        self._active: list[Any] = []  # subscription, services and timer of the active state
+        self.create_timer(float(self.values["diagnostics_period_s"]), self._publish_diagnostics)
+        if self.values["autostart"]:
+            self.autostart()
 
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """Whether configure loaded the teacher, the replica and the backend (cleanup drops them)."""
+        return hasattr(self, "backend")
+
+    def configure_node(self) -> None:
+        """Build the fleet state, load the replica and the teacher, restore saved state, start the backend."""
         cfg = self.config
         policy: SchedulingPolicy
         if cfg.policy == "round_robin":
-            policy = RoundRobinPolicy()
+            policy = RoundRobinPolicy(cfg.round_robin_period_s)
         elif cfg.policy == "fixed_window":
             policy = FixedWindowPolicy(cfg.fixed_window_s, start_s=self.now_s())
         else:
             policy = UrgencyPolicy(cfg.urgency)
         self.fleet = Fleet(cfg.bank, cfg.urgency, cfg.store_capacity, cfg.min_new_samples, policy,
                            cfg.max_ready_wait_s)
+        self.grouping = FleetGrouping(cfg.grouping)  # every robot alone unless grouping.enabled
+        # The head zoo (core.zoo): kept with the robots' state when there is a state_dir, else for this run only.
+        self.zoo: HeadZoo | None = None
+        if cfg.zoo.enabled:
+            root = self.state_dir / "zoo" if self.state_dir is not None else Path(tempfile.mkdtemp(prefix="es-zoo-"))
+            self.zoo = HeadZoo(root, cfg.zoo)
+        self._zoo_checks: collections.deque[_ZooCheck] = collections.deque()
+        self._zoo_held: dict[str, int] = {}  # robot -> zoo id of the stored head it holds (never offered back)
         # Every heavy torch operation runs on the worker thread (labelling, features, training, and the warm-up
         # it starts with). Here torch runs single-threaded, so this thread starts no OpenMP pool of its own: a
         # second pool would slow every forward pass of the worker (edgesync_ros/models/threads.py).
@@ -233,50 +330,72 @@ class CloudNode(Node):
             self.teacher = load_teacher(teacher_config(cfg.teacher))
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.latest: dict[str, HeadUpdate] = {}
-
-        ns = self.values["cloud_namespace"].rstrip("/")
-        self._service_group = ReentrantCallbackGroup()
-        self.create_subscription(SampleBatch, f"{ns}/samples", self._on_batch, qos.SAMPLES_QOS)
-        self.create_service(RegisterEdge, f"{ns}/register_edge", self._on_register, callback_group=self._service_group)
-        self.create_service(GetFleetStatus, f"{ns}/get_fleet_status", self._on_fleet_status,
-                            callback_group=self._service_group)
-        self.create_service(RequestRetrain, f"{ns}/request_retrain", self._on_request_retrain,
-                            callback_group=self._service_group)
-        self.create_service(GetLatestHead, f"{ns}/get_latest_head", self._on_latest_head,
-                            callback_group=self._service_group)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
-        self.head_pubs: dict[str, Publisher] = {}
-        self.policy_clients: dict[str, Any] = {}
-
-        self._lock = threading.RLock()  # guards fleet/heads/latest between the worker and service callbacks
-        # Fair across robots: an overloaded cloud still labels every robot's batches in turn (core.intake).
-        self._queue: FairQueue[str, SampleBatch] = FairQueue(int(self.values["queue_size"]))
-        self._forced: collections.deque[str] = collections.deque()
-        self.counters = collections.Counter[str]()
-        self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
-        self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
-        self.governor = UploadGovernor(cfg.backpressure)
-        self._policy_dirty: set[str] = set()
-        self._clock_marks: collections.deque[tuple[float, float]] = collections.deque()
-        self._inflight: dict[int, _InFlight] = {}
-        self._wake = threading.Event()
-        self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
-        self.state_dir = Path(self.values["state_dir"]).expanduser() if self.values["state_dir"] else None
         self._generation = 0
         if self.state_dir is not None:
             with intra_op_threads(1):  # loads and stacks the saved stores: same reason as the replica above
                 self._restore_state()
         self.backend = make_backend(cfg, self.teacher, self.replica)
         self._cycles = [CloudCycle(int(self.values["queue_size"])) for _ in range(self.backend.slots)]
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="edgesync-cloud-dispatcher", daemon=True)
-        self._worker.start()
-        self.create_timer(float(self.values["diagnostics_period_s"]), self._publish_diagnostics)
-        self.create_timer(0.25, self._push_paced)
         self.get_logger().info(
             f"cloud ready: teacher {self.values['teacher.kind']}, policy {self.values['policy']}, "
             f"train {self.train_cfg}, workers: {self.backend.describe()}"
         )
+
+    def activate_node(self) -> None:
+        """Subscribe the fleet's samples, serve the robots, start the dispatcher."""
+        ns, group = self.ns, self._service_group
+        self._active = [
+            self.create_subscription(SampleBatch, f"{ns}/samples", self._on_batch, qos.SAMPLES_QOS),
+            self.create_service(RegisterEdge, f"{ns}/register_edge", self._on_register, callback_group=group),
+            self.create_service(GetFleetStatus, f"{ns}/get_fleet_status", self._on_fleet_status,
+                                callback_group=group),
+            self.create_service(RequestRetrain, f"{ns}/request_retrain", self._on_request_retrain,
+                                callback_group=group),
+            self.create_service(GetLatestHead, f"{ns}/get_latest_head", self._on_latest_head, callback_group=group),
+            self.create_timer(0.25, self._push_paced),
+        ]
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="edgesync-cloud-dispatcher", daemon=True)
+        self._worker.start()
+
+    def deactivate_node(self) -> None:
+        """Stop serving and taking samples; the dispatcher stops (it waits at most ~0.2 s per step)."""
+        for entity in self._active:
+            if isinstance(entity, Timer):
+                self.destroy_timer(entity)
+            elif isinstance(entity, Subscription):
+                self.destroy_subscription(entity)
+            else:
+                self.destroy_service(entity)
+        self._active = []
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            self._stop.set()
+            self._wake.set()
+            worker.join(timeout=10.0)
+            del self._worker
+
+    def cleanup_node(self) -> None:
+        """Close the backend and free the teacher, the replica and the fleet state (and their GPU memory)."""
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
+        if getattr(self, "zoo", None) is not None:
+            self.zoo.close()  # type: ignore[union-attr]
+            self.zoo = None
+        for pub in self.head_pubs.values():
+            self.destroy_publisher(pub)
+        for client in self.policy_clients.values():
+            self.destroy_client(client)
+        self.head_pubs, self.policy_clients = {}, {}
+        on_gpu = hasattr(self, "replica") and self.replica.device.type == "cuda"
+        for name in ("backend", "teacher", "replica", "initial_head", "fleet", "heads", "latest", "_cycles"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self._queue = FairQueue(int(self.values["queue_size"]))
+        self._inflight.clear()
+        if on_gpu:
+            torch.cuda.empty_cache()
 
     # -- configuration -----------------------------------------------------------------------------------------
     def _load_hyperparameters(self) -> None:
@@ -301,16 +420,6 @@ class CloudNode(Node):
         self.train_cfg = self.config.train
         if any(p.name in ("upload_fraction", "window_size") for p in changed):
             self._push_policy()
-
-    def destroy_node(self) -> None:
-        """Stop the dispatcher (it waits at most ~0.2 s per step) and the workers, then destroy the node."""
-        if hasattr(self, "_worker"):  # construction may have failed before the worker existed
-            self._stop.set()
-            self._wake.set()
-            self._worker.join(timeout=10.0)
-        if hasattr(self, "backend"):
-            self.backend.close()
-        super().destroy_node()
 
     # -- services ----------------------------------------------------------------------------------------------
     def _on_register(self, request: RegisterEdge.Request, response: RegisterEdge.Response) -> RegisterEdge.Response:
@@ -342,8 +451,7 @@ class CloudNode(Node):
             return response
         response.accepted = True
         response.message = f"{'registered' if created else 're-registered'} {request.edge_id} (cloud v{record.version})"
-        response.upload_fraction = self.upload_fraction(request.edge_id)
-        response.window_size = int(self.values["window_size"])
+        response.upload_fraction, response.window_size = self.upload_policy(request.edge_id)
         if created:
             self.get_logger().info(f"registered {request.edge_id!r}, heads to {request.head_topic}")
         return response
@@ -357,7 +465,13 @@ class CloudNode(Node):
             state = "training" if r.training else ("ready" if self.fleet.ready()[edge_id] else "collecting")
             scale = self.governor.scale(edge_id)
             if scale < 1.0:
-                state += f"; uploads paced to {scale:.2f} of k (cloud busy)"
+                k, window = self.upload_policy(edge_id)
+                state += f"; uploads paced to {scale:.2f} of its rate: k {k:.3f}, window {window} (cloud busy)"
+            group = self.grouping.group_of(edge_id)
+            if group is not None:
+                state += f"; trains with group {group} ({', '.join(self.grouping.members(edge_id))})"
+            if edge_id in self._zoo_held:
+                state += f"; holds zoo head {self._zoo_held[edge_id]}"
             if r.last_train:
                 # The update gate's last decision, so an operator sees why a robot did or did not get a head.
                 t = r.last_train
@@ -404,9 +518,14 @@ class CloudNode(Node):
             response.update = msg
         return response
 
+    def upload_policy(self, edge_id: str) -> tuple[float, int]:
+        """The (k, window) this robot is told: the configured pair paced by backpressure (core.backpressure)."""
+        return paced_policy(float(self.values["upload_fraction"]), int(self.values["window_size"]),
+                            self.governor.scale(edge_id), self.governor.cfg)
+
     def upload_fraction(self, edge_id: str) -> float:
-        """The k this robot is told: the configured ``upload_fraction`` scaled by backpressure (core.backpressure)."""
-        return float(self.values["upload_fraction"]) * self.governor.scale(edge_id)
+        """The k this robot is told (:meth:`upload_policy`)."""
+        return self.upload_policy(edge_id)[0]
 
     def _push_policy(self) -> None:
         """Tell every robot its k and the window (``upload_fraction``/``window_size`` changed)."""
@@ -425,8 +544,8 @@ class CloudNode(Node):
                 client = self.create_client(SetUploadPolicy, f"{ns}/set_upload_policy")
                 self.policy_clients[edge_id] = client
             if client.service_is_ready():
-                client.call_async(SetUploadPolicy.Request(upload_fraction=self.upload_fraction(edge_id),
-                                                          window_size=int(self.values["window_size"])))
+                k, window = self.upload_policy(edge_id)
+                client.call_async(SetUploadPolicy.Request(upload_fraction=k, window_size=window))
                 with self._lock:
                     self._policy_dirty.discard(edge_id)
 
@@ -478,6 +597,9 @@ class CloudNode(Node):
         """Start the slot's next step (Algorithm 2's loop, core.cycle): label a waiting batch or train a robot."""
         cycle = self._cycles[slot]
         while True:
+            if self._zoo_checks:  # milliseconds per candidate, and it may spare a whole training: first
+                self._start_score(slot, self._zoo_checks.popleft())
+                return
             if cycle.next(self._queue.qsize()) == "label":
                 got = self._queue.get_nowait()
                 if got is None:
@@ -521,11 +643,31 @@ class CloudNode(Node):
         with self._lock:
             record = self.fleet.begin_training(edge_id)
             features, labels = record.training_set()
+            # Grouping (core.grouping): the group's other members idle and with samples train along, on the pooled
+            # samples, from the picked robot's head; each gets the result under its own next version.
+            group = {}
+            for m in self.grouping.members(edge_id):
+                if m != edge_id and m in self.fleet.edges and not self.fleet.get(m).training \
+                        and self.fleet.get(m).labels:
+                    group[m] = self.fleet.begin_training(m).version
+            if group:
+                sets = [self.fleet.get(m).training_set() for m in group]
+                features = torch.cat([features, *(f for f, _ in sets)])
+                labels = torch.cat([labels, *(y for _, y in sets)])
             request = TrainRequest(edge_id, self.heads.get(edge_id, self.initial_head), features, labels,
                                    self.train_cfg, self._clock_rate())
             base_version = record.version
+        sig = None if self.zoo is None else signature(features, len(self.replica.classes), labels=labels)
         future = self.backend.train(slot, request)
-        self._inflight[slot] = _InFlight("train", edge_id, future, time.perf_counter(), base_version=base_version)
+        self._inflight[slot] = _InFlight("train", edge_id, future, time.perf_counter(), base_version=base_version,
+                                         signature=sig, group=group)
+        future.add_done_callback(lambda _: self._wake.set())
+
+    def _start_score(self, slot: int, check: _ZooCheck) -> None:
+        """Hand the zoo candidates of one robot's window to the slot's worker."""
+        future = self.backend.score(slot, check.request)
+        self._inflight[slot] = _InFlight("score", check.edge_id, future, time.perf_counter(),
+                                         base_version=check.base_version, check=check)
         future.add_done_callback(lambda _: self._wake.set())
 
     def _collect(self) -> None:
@@ -541,20 +683,21 @@ class CloudNode(Node):
                 continue
             except EdgeSyncError as exc:
                 if job.kind == "train":
-                    with self._lock:
-                        self.fleet.abort_training(job.edge_id)
-                self.counters["rejected_batches" if job.kind == "label" else "failed_trainings"] += 1
+                    self._abort_training(job)
+                self.counters[{"label": "rejected_batches", "train": "failed_trainings"}.get(job.kind,
+                                                                                           "zoo_errors")] += 1
                 self.get_logger().warning(f"{job.edge_id}: {job.kind} failed: {exc}", throttle_duration_sec=5.0)
                 continue
             except Exception:
                 if job.kind == "train":
-                    with self._lock:
-                        self.fleet.abort_training(job.edge_id)
+                    self._abort_training(job)
                 raise
             if job.kind == "label":
                 self._labelled(job, outcome)
-            else:
+            elif job.kind == "train":
                 self._trained(job, outcome)
+            else:
+                self._scored(job, outcome)
 
     def _lost(self, job: _InFlight, exc: Exception) -> None:
         """A worker died with the request: the batch goes back to the front of its queue, or the robot is ready."""
@@ -562,11 +705,18 @@ class CloudNode(Node):
         if job.kind == "label":
             assert job.msg is not None
             self._queue.put_back(job.edge_id, job.msg)
+        elif job.kind == "score":
+            pass  # nothing to redo: the robot's next window is checked again
         else:
-            with self._lock:
-                self.fleet.abort_training(job.edge_id)
+            self._abort_training(job)
         self.get_logger().warning(f"{job.edge_id}: {job.kind} lost with its worker ({exc}); it will be redone",
                                   throttle_duration_sec=5.0)
+
+    def _abort_training(self, job: _InFlight) -> None:
+        """Give a lost or failed training's samples back to the robot (and to every member of its group)."""
+        with self._lock:
+            for edge_id in (job.edge_id, *job.group):
+                self.fleet.abort_training(edge_id)
 
     def _labelled(self, job: _InFlight, out: Labelled) -> None:
         """Feed the robot's bank (edge prediction == teacher label) and store (Eq. 5, the storage buffer)."""
@@ -581,6 +731,62 @@ class CloudNode(Node):
         self.counters["batches"] += 1
         self.counters["samples"] += len(batch.samples)
         self.counters["bytes_in"] += batch.nbytes
+        if self.grouping.cfg.enabled and out.labels.size:
+            self.grouping.observe(batch.edge_id, signature(out.features, len(self.replica.classes), labels=out.labels))
+            with self._lock:
+                self.grouping.regroup()
+        if self.zoo is not None and len(self.zoo) and out.labels.size:
+            self._check_zoo(batch.edge_id, out, predicted)
+
+    def _check_zoo(self, edge_id: str, out: Labelled, predicted: np.ndarray) -> None:
+        """Queue the zoo's shortlist for this window when a stored head could beat the robot's current one on it.
+
+        The robot's current head's accuracy on the window is what its predictions scored against the teacher's
+        labels (Eq. 5's input); the candidates are scored on the same samples by a worker (:meth:`_start_score`).
+        """
+        assert self.zoo is not None
+        current = float(np.mean(predicted == out.labels))
+        if current > 1.0 - float(self.zoo.cfg.margin):
+            return  # nothing can beat it by the margin
+        with self._lock:
+            record = self.fleet.get(edge_id)
+            if record.training or any(c.edge_id == edge_id for c in self._zoo_checks):
+                return  # a training (or a check) in flight would race a zoo head for the next version
+            base_version, held = record.version, self._zoo_held.get(edge_id)
+        sig = signature(out.features, len(self.replica.classes), labels=out.labels)
+        ids = self.zoo.shortlist(sig, exclude=lambda h: h == held)
+        if ids:
+            request = ScoreRequest(edge_id, out.features, torch.from_numpy(np.asarray(out.labels, np.int64)),
+                                   [self.zoo.load(h) for h in ids])
+            self._zoo_checks.append(_ZooCheck(edge_id, ids, request, current, base_version))
+
+    def _scored(self, job: _InFlight, scores: list[float]) -> None:
+        """Send the best stored head when it beats the robot's current head by the margin and nothing raced it."""
+        check = job.check
+        assert check is not None and self.zoo is not None
+        seconds = time.perf_counter() - job.started
+        self.zoo_selection_ms.append(1000.0 * seconds)
+        best = int(np.argmax(scores)) if scores else -1
+        if best < 0 or scores[best] < check.current_accuracy + float(self.zoo.cfg.margin):
+            self.zoo.misses += 1
+            return
+        hid = check.ids[best]
+        with self._lock:
+            record = self.fleet.get(check.edge_id)
+            if record.training or record.version != check.base_version:
+                self.counters["zoo_stale"] += 1  # a training started or a head went out meanwhile
+                return
+        self.zoo.hits += 1
+        state = {k: torch.from_numpy(v.numpy().astype(np.float32)) if v.is_floating_point() else v
+                 for k, v in check.request.heads[best].items()}
+        entry = self.zoo.entry(hid)
+        self._publish_head(check.edge_id, state, check.base_version, scores[best], entry.samples, 0.0,
+                           f"from the zoo (head {hid}: {entry.robot} v{entry.version}; window acc "
+                           f"{scores[best]:.3f} vs {check.current_accuracy:.3f}, {1000.0 * seconds:.0f} ms)",
+                           trained=False)
+        self.zoo.mark_used(hid, self.now_s())
+        with self._lock:
+            self._zoo_held[check.edge_id] = hid
 
     def _trained(self, job: _InFlight, outcome: TrainOutcome) -> None:
         """Gate the new head against the current one; publish it under the next version if it passes."""
@@ -588,39 +794,65 @@ class CloudNode(Node):
         self.train_seconds.append(result.seconds)
         send, gain = passes_gate(result, float(self.values["min_improvement"]))
         sent: HeadUpdate | None = None
+        # The head as the edge holds it (floating tensors only; the codec skips integer BN counters).
+        state = {k: v.detach().cpu() for k, v in result.state_dict.items() if k in self.initial_head}
+        if self.zoo is not None and job.signature is not None:
+            # Every trained head is kept, sent or not: a head the gate held back here may fit another window.
+            self.zoo.add(state, job.signature, edge_id, base_version + 1, float(result.val_accuracy), self.now_s(),
+                         tag="sent" if send else "gated")
         if send:
-            # The head as the edge holds it (floating tensors only; the codec skips integer BN counters).
-            state = {k: v.detach().cpu() for k, v in result.state_dict.items() if k in self.initial_head}
-            payload = head_codec.encode_head(
-                state, self.replica.arch, edge_id, base_version + 1, base_version, dtype=self.values["update_dtype"],
-                key=self.fleet_key,
-                validation_accuracy=float(result.val_accuracy), train_samples=int(result.train_samples),
-                train_seconds=float(result.seconds))
-            sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg()))  # robot: edge_id
+            sent = self._publish_head(
+                edge_id, state, base_version, float(result.val_accuracy), int(result.train_samples),
+                float(result.seconds), f"val acc {result.val_accuracy:.3f} +{gain:.3f}, {result.epochs} epochs, "
+                f"{result.seconds:.2f} s, {result.stop_reason}", trained=True)
+            for member, member_base in job.group.items():
+                self._publish_head(member, state, member_base, float(result.val_accuracy), int(result.train_samples),
+                                   float(result.seconds), f"trained with {edge_id}'s group", trained=True)
+                self.counters["group_heads_sent"] += 1
             with self._lock:
-                self.heads[edge_id] = state
-                self.latest[edge_id] = sent
-                publisher = self.head_pubs[edge_id]
-                # Persist the new version before anyone can see it: a crash after this point can skip a version
-                # number but never send two different heads under one number.
-                self.fleet.trained(edge_id, self.now_s(), sent.version)
-                self._save(self.fleet.get(edge_id))
-            publisher.publish(sent)
-            self.counters["updates_sent"] += 1
-            self.get_logger().info(
-                f"{edge_id}: head v{base_version + 1} sent ({payload.nbytes} bytes, val acc {result.val_accuracy:.3f}"
-                f" +{gain:.3f}, {result.epochs} epochs, {result.seconds:.2f} s, {result.stop_reason})")
+                for member in (edge_id, *job.group):
+                    self._zoo_held.pop(member, None)
         else:
             self.counters["updates_gated"] += 1
             self.get_logger().info(f"{edge_id}: no update (val acc gain {gain:+.3f} < gate), {result.stop_reason}")
         with self._lock:
             record = self.fleet.get(edge_id)
             if sent is None:
-                self.fleet.trained(edge_id, self.now_s(), None)
+                for member in (edge_id, *job.group):
+                    self.fleet.trained(member, self.now_s(), None)
             record.last_train = {"val_accuracy": float(result.val_accuracy), "gain": float(gain),
                                  "seconds": float(result.seconds), "epochs": int(result.epochs),
                                  "stop_reason": str(result.stop_reason), "sent": int(sent is not None)}
             self._save(record)
+
+    def _publish_head(self, edge_id: str, state: dict[str, torch.Tensor], base_version: int, val_accuracy: float,
+                      train_samples: int, train_seconds: float, note: str, trained: bool) -> HeadUpdate:
+        """Encode ``state`` as version ``base_version + 1`` for ``edge_id``, persist that version, then publish it.
+
+        ``trained``: it ends a training (the fleet's training bookkeeping), else a stored head is sent.
+        """
+        payload = head_codec.encode_head(
+            state, self.replica.arch, edge_id, base_version + 1, base_version, dtype=self.values["update_dtype"],
+            key=self.fleet_key, validation_accuracy=val_accuracy, train_samples=train_samples,
+            train_seconds=train_seconds)
+        sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg()))  # robot: edge_id
+        with self._lock:
+            self.heads[edge_id] = state
+            self.latest[edge_id] = sent
+            publisher = self.head_pubs[edge_id]
+            # Persist the new version before anyone can see it: a crash after this point can skip a version
+            # number but never send two different heads under one number.
+            if trained:
+                self.fleet.trained(edge_id, self.now_s(), sent.version)
+            else:
+                self.fleet.sent_stored_head(edge_id, self.now_s(), sent.version)
+            self._save(self.fleet.get(edge_id))
+        publisher.publish(sent)
+        self.counters["updates_sent"] += 1
+        if not trained:
+            self.counters["zoo_heads_sent"] += 1
+        self.get_logger().info(f"{edge_id}: head v{base_version + 1} sent ({payload.nbytes} bytes, {note})")
+        return sent
 
     # -- clock -------------------------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -680,8 +912,16 @@ class CloudNode(Node):
     # -- diagnostics -------------------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         self._clock_rate()  # keeps the node-clock / wall-clock marks fresh
+        lifecycle = self.lifecycle_state
+        if lifecycle != "active" or not self.loaded:
+            level, message = ((DiagnosticStatus.ERROR, f"teacher and model not loaded (lifecycle state {lifecycle})")
+                              if not self.loaded else (DiagnosticStatus.OK, f"{lifecycle}: not serving robots"))
+            self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[
+                DiagnosticStatus(level=level, name="edgesync/cloud", message=message, hardware_id="cloud",
+                                 values=[KeyValue(key="lifecycle_state", value=lifecycle)])]))
+            return
         with self._lock:
-            per_robot = {e: (r.version, r.updates_sent, r.trainings, len(r.labels), self.upload_fraction(e))
+            per_robot = {e: (r.version, r.updates_sent, r.trainings, len(r.labels), *self.upload_policy(e))
                          for e, r in self.fleet.edges.items()}
             training = sorted(e for e, r in self.fleet.edges.items() if r.training)
         uploaded = self.counters["bytes_uploaded"]
@@ -692,12 +932,18 @@ class CloudNode(Node):
             "train_seconds": f"{np.mean(self.train_seconds):.2f}" if self.train_seconds else "nan",
             "training": ",".join(training),
             "starved_picks": str(self.fleet.starved_picks),
+            **({} if not self.grouping.cfg.enabled else {
+                "groups": str(len(self.grouping.groups())), "group_joins": str(self.grouping.joins),
+                "group_leaves": str(self.grouping.leaves)}),
+            **({} if self.zoo is None else {
+                "zoo_heads": str(len(self.zoo)), "zoo_hits": str(self.zoo.hits), "zoo_misses": str(self.zoo.misses),
+                "zoo_selection_ms": f"{np.mean(self.zoo_selection_ms):.1f}" if self.zoo_selection_ms else "nan"}),
             "dropped_bytes_fraction": f"{self.counters['bytes_dropped'] / uploaded:.3f}" if uploaded else "0",
             **{k: str(v) for k, v in sorted(self.counters.items())},
-            **{f"robot/{e}": f"v{v} sent={n} trained={t} stored={s} k={k:.3f}"
-               for e, (v, n, t, s, k) in sorted(per_robot.items())},
+            **{f"robot/{e}": f"v{v} sent={n} trained={t} stored={s} k={k:.3f} window={w}"
+               for e, (v, n, t, s, k, w) in sorted(per_robot.items())},
         }
-        paced = sum(1 for *_, k in per_robot.values() if k < float(self.values["upload_fraction"]))
+        paced = sum(1 for *_, k, _w in per_robot.values() if k < float(self.values["upload_fraction"]))
         level = DiagnosticStatus.WARN if self._queue.full() or paced else DiagnosticStatus.OK
         if paced:
             values["paced_robots"] = str(paced)

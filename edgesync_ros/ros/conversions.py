@@ -10,7 +10,12 @@ update's tensors against the model's head (:func:`head_update_claims`) before th
 
 Box convention: numpy boxes are ``float32[N, 4]`` ``x1, y1, x2, y2`` in pixels (x2/y2 exclusive), the same as
 :mod:`edgesync_ros.models.preprocessing`; ``sensor_msgs/RegionOfInterest`` carries ``x_offset, y_offset, width,
-height``.
+height``; ``vision_msgs/BoundingBox2D`` a centre and a size.
+
+vision_msgs is optional (every ROS distro ships it; PyPI does not): :data:`VISION_MSGS` is its ``msg`` module, or
+``None`` where it is not installed, and the ``vision_*`` functions below raise :class:`VisionMsgsMissingError` then. The
+custom messages stay the always-available path. Class ids in vision_msgs messages are the class index as a string, the
+key of the ``LabelInfo`` class map and of the ``class_names`` list ``VisionInfo.database_location`` points to.
 """
 
 from __future__ import annotations
@@ -22,47 +27,36 @@ from typing import Any, cast
 import cv2
 import numpy as np
 import numpy.typing as npt
-from cv_bridge import CvBridge, CvBridgeError
+from cv_bridge import CvBridge
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from edgesync_ros.core.errors import InvalidImageError, InvalidInputError, UpdateRejectedError
+from edgesync_ros.core.errors import (
+    InvalidImageError,
+    InvalidInputError,
+    UpdateRejectedError,
+    VisionMsgsMissingError,
+)
 from edgesync_ros.core.head_codec import HeadPayload, PayloadClaims, TensorClaim, TensorRecord
 from edgesync_ros.data.image_header import bounded_header
+from edgesync_ros.data.images import bytes_view, raw_to_bgr
 from edgesync_ros.msg import HeadUpdate, Prediction, PredictionArray, RegionArray, Sample, SampleBatch, TensorBlob
 from edgesync_ros.ros.native_stderr import capture_decoder_messages
 
+try:  # optional: a ROS distro's vision_msgs (apt ros-<distro>-vision-msgs); absent from PyPI
+    from vision_msgs import msg as _vision_msgs
+except ImportError:
+    _vision_msgs = None
+
+#: vision_msgs' ``msg`` module where vision_msgs is installed, else ``None``.
+VISION_MSGS: Any = _vision_msgs
+
 _BRIDGE = CvBridge()
 
-#: Encodings accepted on the camera topic -> (bytes per pixel, OpenCV conversion to BGR or None when already BGR).
-#: cv_bridge's pure-Python port maps 16-bit encodings to 8-bit types (a known bug), so 16-bit is refused here.
-IMAGE_ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "bgr8": (3, None),
-    "rgb8": (3, cv2.COLOR_RGB2BGR),
-    "mono8": (1, cv2.COLOR_GRAY2BGR),
-    "8UC1": (1, cv2.COLOR_GRAY2BGR),
-    "8UC3": (3, None),
-    "bgra8": (4, cv2.COLOR_BGRA2BGR),
-    "rgba8": (4, cv2.COLOR_RGBA2BGR),
-    "8UC4": (4, cv2.COLOR_BGRA2BGR),
-    "yuv422": (2, cv2.COLOR_YUV2BGR_UYVY),  # ROS's yuv422 is UYVY byte order
-    "uyvy": (2, cv2.COLOR_YUV2BGR_UYVY),
-    "yuv422_yuy2": (2, cv2.COLOR_YUV2BGR_YUY2),
-    "yuyv": (2, cv2.COLOR_YUV2BGR_YUY2),
-}
-_YUV = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})
 #: libjpeg refuses images wider or taller than this.
 JPEG_MAX_SIDE = 65500
 #: Default bound on the pixels of all frames of one SampleBatch together (about 200 MB once decoded to BGR).
 MAX_BATCH_PIXELS = 64 * 2**20
-
-
-def _bytes_view(data: Any) -> npt.NDArray[np.uint8]:
-    """A message's ``uint8[]`` field (``array.array``, bytes, list) as a uint8 array, without copying a buffer."""
-    try:
-        return np.frombuffer(data, np.uint8)
-    except (TypeError, ValueError):  # a list or other non-buffer sequence
-        return np.asarray(data, np.uint8).ravel()
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -71,48 +65,11 @@ def _bytes_view(data: Any) -> npt.NDArray[np.uint8]:
 def image_to_bgr(msg: Image, max_pixels: int = 4096 * 2160) -> npt.NDArray[np.uint8]:
     """Convert a ``sensor_msgs/Image`` to an HxWx3 uint8 BGR array, validating every field first.
 
-    Raises :class:`InvalidImageError` naming the problem: unknown or 16-bit encoding, zero size, more than
-    ``max_pixels`` pixels, ``step`` smaller than a row, or fewer data bytes than ``step * height``.
+    The decoder is :func:`edgesync_ros.data.images.raw_to_bgr`, shared with recorded bags. Raises
+    :class:`InvalidImageError` naming the problem: unknown or 16-bit encoding, zero size, more than ``max_pixels``
+    pixels, ``step`` smaller than a row, or fewer data bytes than ``step * height``.
     """
-    encoding = msg.encoding
-    if encoding not in IMAGE_ENCODINGS:
-        raise InvalidImageError(
-            f"unsupported image encoding {encoding[:32]!r} (supported: {', '.join(sorted(IMAGE_ENCODINGS))})"
-        )
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise InvalidImageError(f"empty image ({width}x{height})")
-    if height * width > max_pixels:
-        raise InvalidImageError(f"image {width}x{height} exceeds the {max_pixels}-pixel limit")
-    bpp, conversion = IMAGE_ENCODINGS[encoding]
-    if encoding in _YUV and width % 2:
-        raise InvalidImageError(f"{encoding} needs an even width, got {width}")
-    row = width * bpp
-    if step < row:
-        raise InvalidImageError(f"step {step} is smaller than one {encoding} row of {width} px ({row} bytes)")
-    data = msg.data
-    if len(data) < step * height:
-        raise InvalidImageError(f"truncated image: {len(data)} bytes, expected step*height = {step * height}")
-    buf = _bytes_view(data)  # a view of the message: nothing is copied before the pixel count is known to be bounded
-    # Drop row padding (step > row) so the packed layout cv_bridge assumes holds.
-    packed = buf[: step * height].reshape(height, step)[:, :row]
-    if encoding not in _YUV:
-        try:
-            tmp = Image(height=height, width=width, encoding=_cv_bridge_name(encoding), step=row, is_bigendian=0)
-            tmp.data = packed.tobytes()
-            arr = _BRIDGE.imgmsg_to_cv2(tmp, desired_encoding="passthrough")
-        except (CvBridgeError, KeyError, TypeError, ValueError) as exc:
-            raise InvalidImageError(f"cv_bridge could not convert {encoding} {width}x{height}: {exc}") from exc
-    else:  # the 2-byte YUV layouts go straight to OpenCV, which knows both byte orders
-        arr = packed.reshape(height, width, bpp)
-    if conversion is not None:
-        arr = cv2.cvtColor(np.ascontiguousarray(arr), conversion)
-    return np.ascontiguousarray(arr, dtype=np.uint8)
-
-
-def _cv_bridge_name(encoding: str) -> str:
-    # cv_bridge knows the typed names; 8UCn stands for the same layout.
-    return {"8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}.get(encoding, encoding)
+    return raw_to_bgr(msg.encoding, msg.width, msg.height, msg.step, msg.data, max_pixels)
 
 
 def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160,
@@ -124,7 +81,7 @@ def compressed_to_bgr(msg: CompressedImage, max_pixels: int = 4096 * 2160,
     (one string per image), not to the console. Raises :class:`InvalidImageError` for an empty, unknown,
     oversized or undecodable image.
     """
-    data = _bytes_view(msg.data)
+    data = bytes_view(msg.data)
     if data.size == 0:
         raise InvalidImageError("empty compressed image")
     header = bounded_header(data.data, max_pixels)
@@ -217,6 +174,34 @@ def regions_to_boxes(msg: RegionArray) -> npt.NDArray[np.float32]:
     return np.array([roi_to_box(r) for r in msg.regions], np.float32)
 
 
+def _vision() -> Any:
+    """vision_msgs' ``msg`` module; VisionMsgsMissingError where it is not installed."""
+    if VISION_MSGS is None:
+        raise VisionMsgsMissingError("vision_msgs is not installed (on a ROS distro: apt install "
+                                     "ros-$ROS_DISTRO-vision-msgs); the edgesync_ros messages work without it")
+    return VISION_MSGS
+
+
+def detections_to_boxes(msg: Any) -> tuple[npt.NDArray[np.float32], tuple[str, ...]]:
+    """``vision_msgs/Detection2DArray`` -> ``float32[N, 4]`` xyxy boxes (N may be 0) and each detection's ``id``.
+
+    Any detector's output works: only the boxes are used (their class hypotheses are the detector's, not ours).
+    Every centre and size is checked before use: a non-finite value or a negative size raises
+    :class:`InvalidInputError` naming the detection, and the whole array is refused.
+    """
+    boxes = np.zeros((len(msg.detections), 4), np.float32)
+    ids = []
+    for i, det in enumerate(msg.detections):
+        centre, w, h = det.bbox.center.position, float(det.bbox.size_x), float(det.bbox.size_y)
+        cx, cy = float(centre.x), float(centre.y)
+        if not (np.isfinite([cx, cy, w, h]).all() and w >= 0.0 and h >= 0.0):
+            raise InvalidInputError(f"detection {i}: box centre ({cx:g}, {cy:g}), size {w:g} x {h:g} is not a "
+                                    f"finite box")
+        boxes[i] = (cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0)
+        ids.append(str(det.id)[:64])
+    return boxes, tuple(ids)
+
+
 def stamp_key(header: Header) -> int:
     """A header's stamp as integer nanoseconds, the key that matches an image with its regions."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
@@ -253,6 +238,53 @@ def prediction_array(
             )
         )
     return out
+
+
+def _hypotheses(vm: Any, probabilities: npt.NDArray[np.float32]) -> list[Any]:
+    """Every class's ``ObjectHypothesis`` (class index as id), best first."""
+    order = np.argsort(-probabilities, kind="stable")
+    return [vm.ObjectHypothesis(class_id=str(int(c)), score=float(probabilities[c])) for c in order]
+
+
+def vision_classification(header: Header, probabilities: npt.NDArray[np.float32]) -> Any:
+    """A whole frame's ``vision_msgs/Classification``: every class's score (``probabilities[0]``), best first."""
+    vm = _vision()
+    if len(probabilities) != 1:
+        raise InvalidInputError(f"a frame classification has one row of probabilities, got {len(probabilities)}")
+    return vm.Classification(header=header, results=_hypotheses(vm, probabilities[0]))
+
+
+def vision_detections(header: Header, boxes: npt.NDArray[np.float32], probabilities: npt.NDArray[np.float32],
+                      ids: Sequence[str] = ()) -> Any:
+    """Classified regions as ``vision_msgs/Detection2DArray``: each box with every class's score, best first.
+
+    ``ids`` (the upstream detections' ids, e.g. a tracker's) are copied to the detections when given, one per box.
+    """
+    vm = _vision()
+    if len(boxes) != len(probabilities) or (ids and len(ids) != len(boxes)):
+        raise InvalidInputError(f"{len(boxes)} boxes, {len(probabilities)} probability rows, {len(ids)} ids")
+    out = vm.Detection2DArray(header=header)
+    for i, (box, probs) in enumerate(zip(boxes, probabilities, strict=True)):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        det = vm.Detection2D(header=header, id=ids[i] if ids else "")
+        det.bbox.center.position.x, det.bbox.center.position.y = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        det.bbox.size_x, det.bbox.size_y = x2 - x1, y2 - y1
+        det.results = [vm.ObjectHypothesisWithPose(hypothesis=h) for h in _hypotheses(vm, probs)]
+        out.detections.append(det)
+    return out
+
+
+def vision_info(header: Header, method: str, database_location: str, version: int) -> Any:
+    """``vision_msgs/VisionInfo``: the classifier (``method``), where its class list lives, the head version."""
+    return _vision().VisionInfo(header=header, method=method, database_location=database_location,
+                                     database_version=int(version))
+
+
+def vision_label_info(header: Header, class_names: Sequence[str]) -> Any:
+    """``vision_msgs/LabelInfo``: class index -> class name, the key of every hypothesis' ``class_id``."""
+    vm = _vision()
+    return vm.LabelInfo(header=header, threshold=0.0,
+                        class_map=[vm.VisionClass(class_id=i, class_name=n) for i, n in enumerate(class_names)])
 
 
 # --- sample batches ---------------------------------------------------------------------------------------------
@@ -387,7 +419,7 @@ def decode_sample_batch(
 def _check_batch_pixels(msg: SampleBatch, max_pixels: int, max_batch_pixels: int) -> None:
     total = 0
     for i, f in enumerate(msg.frames):
-        data = _bytes_view(f.data)
+        data = bytes_view(f.data)
         if data.size == 0:
             raise InvalidImageError(f"frame {i} of the SampleBatch is an empty compressed image")
         header = bounded_header(data.data, max_pixels)

@@ -13,8 +13,13 @@ never delays head updates, services or timers. Window uploads (JPEG encoding of 
 worker thread so they never stall inference.
 
 Topics (relative names resolve in the node's namespace): ``image`` (``sensor_msgs/Image``, or
-``image/compressed`` with ``image_transport: compressed``), ``regions`` (``RegionArray``, region mode),
-``predictions`` (``PredictionArray``), ``overlay`` (``sensor_msgs/Image``, reliable depth 1 so rviz2 shows it, drawn
+``image/compressed`` with ``image_transport: compressed``); in region mode an upstream detector's boxes on ``regions``
+(``RegionArray``) or ``input_detections`` (``vision_msgs/Detection2DArray``), matched to images by stamp, with a
+throttled WARN (and diagnostics WARN) while images arrive but no detections do; ``predictions``
+(``PredictionArray``); where vision_msgs is installed also ``classification`` (``vision_msgs/Classification``, frame
+mode) or ``detections`` (``vision_msgs/Detection2DArray``, region mode) with every class's score, and transient-local
+``vision_info`` (``VisionInfo``: class list location, head version; re-sent on every head change) and ``label_info``
+(``LabelInfo``: the class map); ``overlay`` (``sensor_msgs/Image``, reliable depth 1 so rviz2 shows it, drawn
 only while subscribed; JPEG on ``overlay/compressed`` too with ``overlay_compressed``),
 ``head_update`` (in), ``status`` (``EdgeStatus``), ``/diagnostics``; samples go to ``<cloud_namespace>/samples``.
 Services:
@@ -37,16 +42,17 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.client import Client
-from rclpy.node import Node
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from edgesync_ros.core import persist
 from edgesync_ros.core.config import EdgeNodeConfig, FilterConfig
-from edgesync_ros.core.errors import ConfigError, EdgeSyncError, UpdateRejectedError
+from edgesync_ros.core.errors import ConfigError, EdgeSyncError, ModelNotLoadedError, UpdateRejectedError
 from edgesync_ros.core.filtering import adaptability
 from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
@@ -56,6 +62,7 @@ from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArra
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.fleet_key import load_fleet_key
+from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all, install_validator
 from edgesync_ros.ros.rejections import RejectionLog
 from edgesync_ros.ros.spin import run_node
@@ -65,8 +72,11 @@ from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPol
 PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
     ParamDoc("edge_id", "Robot id used in uploads and head updates; empty = the node's namespace (or name).",
              read_only=True),
-    ParamDoc("input_mode", "Classify whole frames, or the regions an upstream detector publishes on "
-             "`regions` (matched to images by stamp).", read_only=True),
+    ParamDoc("autostart", "Configure (load the model) and activate (subscribe) at start; false leaves the managed "
+             "node unconfigured for a lifecycle manager (`ros2 lifecycle set <node> configure`).", read_only=True),
+    ParamDoc("input_mode", "Classify whole frames, or the boxes an upstream detector publishes on `regions` "
+             "(RegionArray) or `input_detections` (vision_msgs/Detection2DArray), matched to images by stamp.",
+             read_only=True),
     ParamDoc("image_transport", "Camera input: sensor_msgs/Image on `image`, or CompressedImage on "
              "`image/compressed`.", read_only=True),
     ParamDoc("camera_qos", "QoS of the camera subscription (sensor_data = best effort, shallow: stale "
@@ -81,7 +91,8 @@ PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
     ParamDoc("alpha", "Weight of adaptability (Eq. 1 entropy) in the quality score Q = alpha*E + beta*I.",
              0.0, 100.0),
     ParamDoc("beta", "Weight of timeliness (Eq. 2) in the quality score.", 0.0, 100.0),
-    ParamDoc("temperature", "T of Eq. 2, in frames of age (0 = newest frame of the window).", 1.0, 1e6),
+    ParamDoc("temperature", "T of Eq. 2, in frames of age (age 0 = newest frame of the window); 0 = the window "
+             "size, the paper's T.", 0.0, 1e6),
     ParamDoc("timeliness_form", "Eq. 2 form: decay 2/(1+exp(i/T)) (intended) or the paper's printed "
              "1/(1+exp(-i/T))."),
     ParamDoc("normalise_entropy", "Divide Eq. 1 entropy by log C so both Q terms lie in [0, 1]."),
@@ -126,10 +137,11 @@ RATE_HORIZON_S = 5.0  # a rate whose latest event is older than this reads 0 (th
 
 REGISTER_REPLY_TIMEOUT_S = 5.0  # a RegisterEdge call unanswered this long is sent again (the timer keeps ticking)
 INFERENCE_CALL_TIMEOUT_S = 10.0  # a head update or rollback waits at most this long for the inference thread
+DETECTIONS_WARN_PERIOD_S = 30.0  # region mode repeats "images but no detections" in the log at most this often
 
 #: Counter bumped for each rejected input class (see EdgeNode._reject); the first two names predate the classes.
 _REJECTION_COUNTERS = {"image": "rejected_images", "update": "rejected_updates", "request": "rejected_requests",
-                       "upload": "unencodable_frames"}
+                       "upload": "unencodable_frames", "regions": "rejected_regions"}
 _OVERLAY_COLOURS = [(160, 160, 160), (0, 200, 255), (255, 128, 0), (0, 255, 0), (255, 0, 255), (0, 0, 255),
                     (255, 255, 0)]
 
@@ -143,6 +155,7 @@ class _Pending:
     boxes: npt.NDArray[np.float32]
     batch: torch.Tensor
     received: float  # perf_counter() when it was queued
+    ids: tuple[str, ...] = ()  # the upstream detections' ids (vision_msgs input), one per box
 
 
 def event_rate(times: collections.deque[float], now: float) -> float:
@@ -165,88 +178,64 @@ def filter_config(values: Mapping[str, Any]) -> FilterConfig:
     return node_config(values).filter
 
 
-class EdgeNode(Node):
-    """The EdgeSync edge: classify every frame, upload the best samples of each window, apply head updates."""
+class EdgeNode(ManagedNode):
+    """The EdgeSync edge: classify every frame, upload the best samples of each window, apply head updates.
+
+    A managed node: configure loads the model and starts its workers, activate subscribes the camera (and detector)
+    and the head updates and starts registering, deactivate stops taking input, cleanup frees the model (and its GPU
+    memory). ``autostart`` (default true) runs configure and activate in the constructor.
+    """
 
     def __init__(self, node_name: str = "edge_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.values = declare_all(self, PARAMS)
+        self.region_mode = self.values["input_mode"] == "region"
         self.config = node_config(self.values)
         self.filter_cfg = self.config.filter
         ns = self.get_namespace().strip("/")
         self.edge_id: str = self.values["edge_id"] or (ns.replace("/", "_") if ns else self.get_name())
         self.torch_threads = int(self.values["torch_threads"]) or torch.get_num_threads()
-        model_cfg = EdgeModelConfig.from_mapping(self.config.model.edge_model_mapping())
         self.fleet_key = load_fleet_key(self, self.values["fleet_key_file"])
         state_root = self.values["state_dir"]
         self.state_dir = Path(state_root).expanduser() / self.edge_id if state_root else None
-        # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
-        # worker pool and warm it up there.
-        with intra_op_threads(1):
-            self.model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
-            self.class_names = list(self.model.classes)
-            version, highest = self._restore_head()
-            self.applier = HeadApplier(self.model.model, self.model.arch, self.edge_id, version=version,
-                                       key=self.fleet_key, highest_version=highest)
-        self._warmup = model_cfg.warmup
+        self.model: EdgeModel | None = None  # loaded by configure, freed by cleanup
+        self.class_names: list[str] = []
         self._applied_digest = b""
         self.window = SampleWindow(int(self.values["window_size"]), 1.0 / float(self.values["sample_rate_hz"]))
         self._window_lock = threading.Lock()
         install_validator(self, PARAMS, lambda: self.values, node_config)
         self.add_post_set_parameters_callback(self._params_changed)
-
-        cloud = self.values["cloud_namespace"].rstrip("/")
-        self.pred_pub = self.create_publisher(PredictionArray, "predictions", qos.PREDICTIONS_QOS)
-        # rviz2 subscribes images reliable; a deployment may still choose otherwise through qos_overrides.*.
-        overrides = QoSOverridingOptions.with_default_policies()
-        self.overlay_pub = self.create_publisher(Image, "overlay", qos.OVERLAY_QOS, qos_overriding_options=overrides)
-        self.overlay_jpeg_pub = (
-            self.create_publisher(CompressedImage, "overlay/compressed", qos.OVERLAY_QOS,
-                                  qos_overriding_options=overrides)
-            if self.values["overlay_compressed"] else None)
-        self.samples_pub = self.create_publisher(SampleBatch, f"{cloud}/samples", qos.SAMPLES_QOS)
-        self.status_pub = self.create_publisher(EdgeStatus, "status", qos.STATUS_QOS)
+        self.cloud = self.values["cloud_namespace"].rstrip("/")
+        # Diagnostics in every state: unconfigured reads ERROR (no model), so a node left unmanaged is visible.
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
-
         # Inference and head updates in separate groups: an update waits for the forward pass (applier lock),
         # never for the camera queue; services and timers stay responsive during inference.
         self._camera_group = MutuallyExclusiveCallbackGroup()
         self._update_group = MutuallyExclusiveCallbackGroup()
-        camera_qos = qos.CAMERA_QOS_BY_NAME[self.values["camera_qos"]]
         self._camera_topic = self.resolve_topic_name(
             "image/compressed" if self.values["image_transport"] == "compressed" else "image")
-        if self.values["image_transport"] == "compressed":
-            self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, camera_qos,
-                                     callback_group=self._camera_group)
-        else:
-            self.create_subscription(Image, "image", self._on_image, camera_qos, callback_group=self._camera_group)
-        if self.values["input_mode"] == "region":
-            self.create_subscription(RegionArray, "regions", self._on_regions, qos.PREDICTIONS_QOS,
-                                     callback_group=self._camera_group)
+        self._region_topics = " or ".join(
+            [self.resolve_topic_name("regions")]
+            + ([self.resolve_topic_name("input_detections")] if conv.VISION_MSGS is not None else []))
         self.head_topic = self.resolve_topic_name("head_update")
-        self.create_subscription(HeadUpdate, "head_update", self._on_head_update, qos.HEAD_UPDATE_QOS,
-                                 callback_group=self._update_group)
-        self.create_service(SetUploadPolicy, "set_upload_policy", self._on_set_upload_policy)
-        self.create_service(Rollback, "rollback", self._on_rollback, callback_group=self._update_group)
-        self.register_client: Client[Any, Any] = self.create_client(RegisterEdge, f"{cloud}/register_edge")
-        self.latest_head_client: Client[Any, Any] = self.create_client(GetLatestHead, f"{cloud}/get_latest_head")
-
+        self._inputs: list[Any] = []  # subscriptions and timers of the active state
         self.registered = False
-        self._register_delay = float(self.values["register_retry_s"])
         self._register_future: Any = None  # the RegisterEdge call in flight, and when it was sent
         self._register_sent = 0.0
-        self._register_timer = self.create_timer(self._register_delay, self._try_register)
 
         # Bounded stamp-matching caches for region mode: stamp -> (header, frame) / stamp -> boxes.
         self._pending_images: collections.OrderedDict[int, tuple[Header, npt.NDArray[np.uint8]]] = (
             collections.OrderedDict()
         )
-        self._pending_regions: collections.OrderedDict[int, npt.NDArray[np.float32]] = collections.OrderedDict()
+        self._pending_regions: collections.OrderedDict[int, tuple[npt.NDArray[np.float32], tuple[str, ...]]] = (
+            collections.OrderedDict()
+        )
         self.counters = collections.Counter[str]()
         self._counter_lock = threading.Lock()  # counters are bumped from the executor and both worker threads
         self._frame_times: collections.deque[float] = collections.deque(maxlen=60)  # classified (monotonic)
         self._input_times: collections.deque[float] = collections.deque(maxlen=60)  # camera images received
         self._drop_times: collections.deque[float] = collections.deque(maxlen=60)  # frames the queue displaced
+        self._region_times: collections.deque[float] = collections.deque(maxlen=60)  # detector messages received
         self._started = time.monotonic()  # a camera silent since start turns diagnostics WARN after stale_input_s
         self._infer_ms: collections.deque[float] = collections.deque(maxlen=60)
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=60)  # queued -> predictions out
@@ -256,17 +245,164 @@ class EdgeNode(Node):
         self._decoder_warning = ""
         self._change_source = "parameter service"  # who set the parameters being changed, for the log line
         self.create_timer(float(self.values["status_period_s"]), self._publish_status)
+        if self.values["autostart"]:
+            self.autostart()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def loaded_model(self) -> EdgeModel:
+        """The model configure loaded; ModelNotLoadedError while the node is unconfigured."""
+        if self.model is None:
+            raise ModelNotLoadedError(f"edge {self.edge_id!r}: no model loaded (lifecycle state "
+                                      f"{self.lifecycle_state})")
+        return self.model
+
+    def configure_node(self) -> None:
+        """Load the model (and the saved head), start the inference and upload threads, create outputs/services."""
+        model_cfg = EdgeModelConfig.from_mapping(self.config.model.edge_model_mapping())
+        # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
+        # worker pool and warm it up there.
+        with intra_op_threads(1):
+            model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
+            self.model = model
+            self.class_names = list(model.classes)
+            version, highest = self._restore_head()
+            self.applier = HeadApplier(model.model, model.arch, self.edge_id, version=version,
+                                       key=self.fleet_key, highest_version=highest)
+        if not self.has_parameter("class_names"):
+            # The class list as a parameter: where VisionInfo.database_location points (never set from a file).
+            self.declare_parameter("class_names", self.class_names, ParameterDescriptor(
+                description="The model's classes, in the order of every probability vector (read only; "
+                            "vision_msgs class_id i is class_names[i]).", read_only=True), ignore_override=True)
+        self._warmup = model_cfg.warmup
         self._inference: DroppingWorker[_Pending] = DroppingWorker(
             f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
             lambda exc: self._worker_failed("inference", exc), on_start=self._start_inference_thread)
         self._uploads: DroppingWorker[tuple[Any, int]] = DroppingWorker(
             f"edgesync-upload-{self.edge_id}", lambda job: self._upload(*job), 2,
             lambda exc: self._worker_failed("upload", exc))
+        self.pred_pub = self.create_publisher(PredictionArray, "predictions", qos.PREDICTIONS_QOS)
+        # rviz2 subscribes images reliable; a deployment may still choose otherwise through qos_overrides.*.
+        overrides = QoSOverridingOptions.with_default_policies()
+        self.overlay_pub = self.create_publisher(Image, "overlay", qos.OVERLAY_QOS, qos_overriding_options=overrides)
+        self.overlay_jpeg_pub = (
+            self.create_publisher(CompressedImage, "overlay/compressed", qos.OVERLAY_QOS,
+                                  qos_overriding_options=overrides)
+            if self.values["overlay_compressed"] else None)
+        self.samples_pub = self.create_publisher(SampleBatch, f"{self.cloud}/samples", qos.SAMPLES_QOS)
+        self.status_pub = self.create_publisher(EdgeStatus, "status", qos.STATUS_QOS)
+        self._create_vision_publishers()
+        self._own_services = [
+            self.create_service(SetUploadPolicy, "set_upload_policy", self._on_set_upload_policy),
+            self.create_service(Rollback, "rollback", self._on_rollback, callback_group=self._update_group)]
+        self.register_client: Client[Any, Any] = self.create_client(RegisterEdge, f"{self.cloud}/register_edge")
+        self.latest_head_client: Client[Any, Any] = self.create_client(GetLatestHead,
+                                                                       f"{self.cloud}/get_latest_head")
         self.get_logger().info(
-            f"edge {self.edge_id!r}: {self.model.arch} on {self.model.device} (head {self.model.head_source}), "
+            f"edge {self.edge_id!r}: {model.arch} on {model.device} (head {model.head_source}), "
             f"{self.values['input_mode']} mode, window {self.window.window_size} frames at "
             f"{self.values['sample_rate_hz']} Hz, k={self.filter_cfg.upload_fraction}"
         )
+
+    def activate_node(self) -> None:
+        """Subscribe the camera (and the detector in region mode) and the head updates; start registering."""
+        camera_qos = qos.CAMERA_QOS_BY_NAME[self.values["camera_qos"]]
+        group = self._camera_group
+        if self.values["image_transport"] == "compressed":
+            self._inputs.append(self.create_subscription(CompressedImage, "image/compressed", self._on_compressed,
+                                                         camera_qos, callback_group=group))
+        else:
+            self._inputs.append(self.create_subscription(Image, "image", self._on_image, camera_qos,
+                                                         callback_group=group))
+        if self.region_mode:
+            self._inputs.append(self.create_subscription(RegionArray, "regions", self._on_regions,
+                                                         qos.PREDICTIONS_QOS, callback_group=group))
+            if conv.VISION_MSGS is not None:
+                self._inputs.append(self.create_subscription(
+                    conv.VISION_MSGS.Detection2DArray, "input_detections", self._on_detections, qos.PREDICTIONS_QOS,
+                    callback_group=group))
+        self._inputs.append(self.create_subscription(HeadUpdate, "head_update", self._on_head_update,
+                                                     qos.HEAD_UPDATE_QOS, callback_group=self._update_group))
+        self._started = time.monotonic()
+        self._register_delay = float(self.values["register_retry_s"])
+        self._register_timer = self.create_timer(self._register_delay, self._try_register)
+        self._inputs.append(self._register_timer)
+        self.get_logger().info(f"active: classifying {self._camera_topic}"
+                               + (f" in the boxes on {self._region_topics}" if self.region_mode else ""))
+
+    def deactivate_node(self) -> None:
+        """Unsubscribe every input and stop registering; frames already queued are still classified."""
+        for entity in self._inputs:
+            if isinstance(entity, Timer):
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._inputs.clear()
+        self._pending_images.clear()
+        self._pending_regions.clear()
+        if self._register_future is not None:
+            self.register_client.remove_pending_request(self._register_future)
+            self._register_future = None
+        self.registered = False
+        inference = getattr(self, "_inference", None)
+        if inference is not None:
+            inference.wait_idle(INFERENCE_CALL_TIMEOUT_S)
+
+    def cleanup_node(self) -> None:
+        """Stop the workers (each finishes the item in hand), drop outputs and services, free the model."""
+        for name in ("_inference", "_uploads"):
+            worker = getattr(self, name, None)
+            if worker is not None:
+                worker.close(timeout=5.0)
+                delattr(self, name)
+        for name in ("pred_pub", "overlay_pub", "overlay_jpeg_pub", "samples_pub", "status_pub", "vision_pub",
+                     "vision_info_pub", "label_info_pub"):
+            pub = getattr(self, name, None)
+            if pub is not None:
+                self.destroy_publisher(pub)
+            setattr(self, name, None)
+        for service in getattr(self, "_own_services", []):
+            self.destroy_service(service)
+        self._own_services = []
+        for name in ("register_client", "latest_head_client"):
+            client = getattr(self, name, None)
+            if client is not None:
+                self.destroy_client(client)
+                delattr(self, name)
+        on_gpu = self.model is not None and self.model.device.type == "cuda"
+        self.model = None
+        if hasattr(self, "applier"):
+            del self.applier
+        if on_gpu:
+            torch.cuda.empty_cache()  # give the memory back to the device, not only to torch's cache
+
+    # -- vision_msgs -------------------------------------------------------------------------------------------
+    def _create_vision_publishers(self) -> None:
+        """Where vision_msgs is installed: the standard outputs beside PredictionArray, and the model's VisionInfo."""
+        self.vision_pub: Any = None
+        self.vision_info_pub: Any = None
+        self.label_info_pub: Any = None
+        vm = conv.VISION_MSGS
+        if vm is None:
+            self.get_logger().info("vision_msgs not installed: predictions only as edgesync_ros/PredictionArray")
+            return
+        if self.region_mode:
+            self.vision_pub = self.create_publisher(vm.Detection2DArray, "detections", qos.PREDICTIONS_QOS)
+        else:
+            self.vision_pub = self.create_publisher(vm.Classification, "classification", qos.PREDICTIONS_QOS)
+        self.vision_info_pub = self.create_publisher(vm.VisionInfo, "vision_info", qos.VISION_INFO_QOS)
+        self.label_info_pub = self.create_publisher(vm.LabelInfo, "label_info", qos.VISION_INFO_QOS)
+        self.label_info_pub.publish(conv.vision_label_info(Header(stamp=self.get_clock().now().to_msg()),
+                                                           self.class_names))
+        self._publish_vision_info()
+
+    def _publish_vision_info(self) -> None:
+        """Send VisionInfo for the head now in use (latched: late subscribers get the latest one)."""
+        if self.vision_info_pub is None:
+            return
+        version = self.applier.version
+        self.vision_info_pub.publish(conv.vision_info(
+            Header(stamp=self.get_clock().now().to_msg()), f"edgesync {self.loaded_model().arch} head v{version}",
+            f"{self.get_fully_qualified_name()}/class_names", version))
 
     # -- parameters --------------------------------------------------------------------------------------------
     def _params_changed(self, changed: list[Any]) -> None:
@@ -307,24 +443,38 @@ class EdgeNode(Node):
         except EdgeSyncError as exc:
             self._reject("image", f"{encoding[:32]}: {exc}")
             return
-        if self.values["input_mode"] == "frame":
+        if not self.region_mode:
             self._submit(header, frame, conv.full_frame_box(frame.shape))
             return
         key = conv.stamp_key(header)
-        boxes = self._pending_regions.pop(key, None)
-        if boxes is not None:
-            self._submit(header, frame, boxes)
+        regions = self._pending_regions.pop(key, None)
+        if regions is not None:
+            self._submit(header, frame, *regions)
         else:
             self._remember(self._pending_images, key, (header, frame), "unmatched_images")
 
     def _on_regions(self, msg: RegionArray) -> None:
-        boxes = conv.regions_to_boxes(msg)
-        key = conv.stamp_key(msg.header)
+        self._region_times.append(time.monotonic())
+        self._match_regions(msg.header, conv.regions_to_boxes(msg), ())
+
+    def _on_detections(self, msg: Any) -> None:
+        """Region mode: any detector's ``vision_msgs/Detection2DArray``, used as a RegionArray is."""
+        self._region_times.append(time.monotonic())
+        try:
+            boxes, ids = conv.detections_to_boxes(msg)
+        except EdgeSyncError as exc:
+            self._reject("regions", f"Detection2DArray: {exc}")
+            return
+        self._match_regions(msg.header, boxes, ids)
+
+    def _match_regions(self, header: Header, boxes: npt.NDArray[np.float32], ids: tuple[str, ...]) -> None:
+        """Classify the image with this stamp in these boxes, or keep the boxes until that image arrives."""
+        key = conv.stamp_key(header)
         pending = self._pending_images.pop(key, None)
         if pending is not None:
-            self._submit(pending[0], pending[1], boxes)
+            self._submit(pending[0], pending[1], boxes, ids)
         else:
-            self._remember(self._pending_regions, key, boxes, "unmatched_regions")
+            self._remember(self._pending_regions, key, (boxes, ids), "unmatched_regions")
 
     def _remember(self, cache: collections.OrderedDict[int, Any], key: int, value: Any, counter: str) -> None:
         cache[key] = value
@@ -354,22 +504,23 @@ class EdgeNode(Node):
         self._count(f"{what}_errors")
         self.get_logger().error(f"{what} thread: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
-    def _submit(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32]) -> None:
+    def _submit(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32],
+                ids: tuple[str, ...] = ()) -> None:
         """Preprocess on the callback thread (overlapping the running forward pass) and queue for inference."""
         try:
-            batch = self.model.prepare(frame, boxes if self.values["input_mode"] == "region" else None)
+            batch = self.loaded_model().prepare(frame, boxes if self.region_mode else None)
         except EdgeSyncError as exc:
             self._reject("image", f"could not preprocess frame: {exc}")
             return
-        if not self._inference.submit(_Pending(header, frame, boxes, batch, time.perf_counter())):
+        if not self._inference.submit(_Pending(header, frame, boxes, batch, time.perf_counter(), ids)):
             self._count("dropped_frames")
             self._drop_times.append(time.monotonic())
 
     def _start_inference_thread(self) -> None:
         set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
-        self.model.trace_for_inference()
+        self.loaded_model().trace_for_inference()
         if self._warmup:
-            self.model.warmup()
+            self.loaded_model().warmup()
 
     def call_on_inference_thread(self, fn: Callable[[], R], timeout: float = INFERENCE_CALL_TIMEOUT_S) -> R:
         """Run ``fn()`` on the inference thread between two frames and return its result.
@@ -387,19 +538,12 @@ class EdgeNode(Node):
         return (self._inference.wait_idle(timeout)
                 and self._uploads.wait_idle(max(0.0, deadline - time.monotonic())))
 
-    def destroy_node(self) -> None:
-        """Stop the inference and upload threads (each finishes the item in hand), then destroy the node."""
-        for worker in (getattr(self, "_inference", None), getattr(self, "_uploads", None)):
-            if worker is not None:  # construction may have failed before the workers existed
-                worker.close(timeout=5.0)
-        super().destroy_node()
-
     def _classify(self, item: _Pending) -> None:
         header, frame, boxes = item.header, item.frame, item.boxes
         t0 = time.perf_counter()
         try:
             with self.applier.lock:  # never run a forward pass while a head update is being copied in
-                probs = self.model.predict_tensor(item.batch)
+                probs = self.loaded_model().predict_tensor(item.batch)
                 version = self.applier.version
         except EdgeSyncError as exc:
             self._reject("image", f"could not classify frame: {exc}")
@@ -409,6 +553,9 @@ class EdgeNode(Node):
         self._count("frames")
         entropy = adaptability(probs).astype(np.float32)
         self.pred_pub.publish(conv.prediction_array(header, version, boxes, probs, entropy, self.class_names))
+        if self.vision_pub is not None:
+            self.vision_pub.publish(conv.vision_detections(header, boxes, probs, item.ids) if self.region_mode
+                                    else conv.vision_classification(header, probs))
         self._latency_ms.append((time.perf_counter() - item.received) * 1000.0)
         self._publish_overlay(header, frame, boxes, probs, version)
         with self._window_lock:
@@ -509,6 +656,7 @@ class EdgeNode(Node):
         self.last_update_wall = time.monotonic()
         self._applied_digest = digest
         self._count("applied_updates")
+        self._publish_vision_info()
         self.get_logger().info(
             f"applied head v{msg.version} (base v{msg.base_version}, val acc {msg.validation_accuracy:.3f}, "
             f"{sum(len(t.data) for t in msg.tensors)} bytes)"
@@ -523,10 +671,10 @@ class EdgeNode(Node):
         """
         if self.state_dir is None:
             return
-        doc = {"edge_id": self.edge_id, "architecture": self.model.arch, "classes": self.class_names,
+        doc = {"edge_id": self.edge_id, "architecture": self.loaded_model().arch, "classes": self.class_names,
                "version": self.applier.version, "generation": self.applier.version,
                "highest_version": self.applier.highest_version}
-        persist.commit(self.state_dir, doc, self.model.head_state())
+        persist.commit(self.state_dir, doc, self.loaded_model().head_state())
 
     def _restore_head(self) -> tuple[int, int]:
         """Load the persisted head into the model; return its version and the newest version ever applied."""
@@ -536,10 +684,10 @@ class EdgeNode(Node):
         if loaded is None:
             return 0, 0
         doc, tensors = loaded
-        if doc.get("architecture") != self.model.arch or list(doc.get("classes", [])) != self.class_names:
+        if doc.get("architecture") != self.loaded_model().arch or list(doc.get("classes", [])) != self.class_names:
             self.get_logger().warning(f"ignoring saved head in {self.state_dir}: other architecture or classes")
             return 0, 0
-        self.model.load_head_state(tensors, f"saved head {self.state_dir}")
+        self.loaded_model().load_head_state(tensors, f"saved head {self.state_dir}")
         version = int(doc["version"])
         highest = max(version, int(doc.get("highest_version", version)))
         rolled = f"; rolled back from v{highest}, so only versions above it apply" if highest > version else ""
@@ -566,6 +714,7 @@ class EdgeNode(Node):
                 response.message = str(exc)
         if response.success:
             self._count("rollbacks")
+            self._publish_vision_info()
             self.get_logger().warning(
                 f"rolled back head v{current} -> v{self.applier.version} on request; versions up to "
                 f"v{self.applier.highest_version} will not be applied again, only a newer one from the cloud")
@@ -591,7 +740,7 @@ class EdgeNode(Node):
             self._register_delay = min(self._register_delay * 2.0, 30.0)
             self._register_timer.timer_period_ns = int(self._register_delay * 1e9)
             return
-        request = RegisterEdge.Request(edge_id=self.edge_id, architecture=self.model.arch,
+        request = RegisterEdge.Request(edge_id=self.edge_id, architecture=self.loaded_model().arch,
                                        class_names=self.class_names, model_version=self.applier.version,
                                        head_topic=self.head_topic)
         self._register_sent = time.monotonic()
@@ -667,6 +816,15 @@ class EdgeNode(Node):
 
     def _publish_status(self) -> None:
         now = self.get_clock().now().to_msg()
+        lifecycle = self.lifecycle_state
+        if self.model is None or lifecycle != "active":
+            # Unconfigured: ERROR, no model. Inactive: configured on purpose, not taking input.
+            level, message = ((DiagnosticStatus.ERROR, f"model not loaded (lifecycle state {lifecycle})")
+                              if self.model is None else (DiagnosticStatus.OK, f"{lifecycle}: not taking input"))
+            self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
+                level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
+                values=[KeyValue(key="lifecycle_state", value=lifecycle)])]))
+            return
         age = -1.0 if self.last_update_wall is None else time.monotonic() - self.last_update_wall
         fps = self.fps()
         # rolled_back: the head in use is older than one applied before; only a newer version will be applied.
@@ -678,6 +836,9 @@ class EdgeNode(Node):
             last_update_age_s=age, upload_fraction=self.filter_cfg.upload_fraction, urgency=0.0,
             recent_accuracy=-1.0, state=state))
         level, message = self._health(fps, age, state)
+        waiting = self._detections_silence(time.monotonic())
+        if waiting is not None:
+            self.get_logger().warning(waiting, throttle_duration_sec=DETECTIONS_WARN_PERIOD_S)
         now_s = time.monotonic()
         values = {
             "fps": f"{fps:.2f}",
@@ -700,6 +861,20 @@ class EdgeNode(Node):
             level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
             values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
 
+    def _detections_silence(self, now: float) -> str | None:
+        """Region mode: why nothing is classified while images arrive but no detections do; None otherwise.
+
+        A detector that publishes empty arrays is heard; only its silence for ``stale_input_s`` counts.
+        """
+        stale = float(self.values["stale_input_s"])
+        if not self.region_mode or not self._input_times or now - self._input_times[-1] > stale:
+            return None
+        quiet = now - (self._region_times[-1] if self._region_times else self._started)
+        if quiet <= stale:
+            return None
+        return (f"images arrive on {self._camera_topic} but no detections on {self._region_topics} for {quiet:.0f} s: "
+                f"region mode classifies only an upstream detector's boxes (input_mode: frame classifies whole frames)")
+
     def _input_silence(self, now: float) -> float:
         """Seconds since the last camera image arrived (since start when none has)."""
         return now - (self._input_times[-1] if self._input_times else self._started)
@@ -717,6 +892,9 @@ class EdgeNode(Node):
         if silence > float(self.values["stale_input_s"]):
             when = f"for {silence:.0f} s" if self._input_times else f"in the {silence:.0f} s since start"
             return DiagnosticStatus.WARN, f"no image on {self._camera_topic} {when}"
+        waiting = self._detections_silence(now)
+        if waiting is not None:
+            return DiagnosticStatus.WARN, waiting
         receiving = event_rate(self._input_times, now) > 0.0
         if receiving and self.counters["frames"] and fps < float(self.values["fps_error"]):
             return DiagnosticStatus.ERROR, f"{fps:.2f} fps"
@@ -743,4 +921,6 @@ class EdgeNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run one edge node (``ros2 run edgesync_ros edge_node``)."""
-    run_node(EdgeNode, args)  # one executor thread: inference and uploads have threads of their own
+    # Three executor threads: camera callbacks, a head update or rollback (which waits for the inference thread) and
+    # services/timers each have one, so none waits behind another; inference and uploads have threads of their own.
+    run_node(EdgeNode, args, num_threads=3)

@@ -7,6 +7,8 @@
 - overlay: reliable, keep last 1, volatile — rviz2's Image display subscribes reliable (a best-effort publisher
   would never match it); depth 1 so a slow viewer gets the newest picture, not a queue. Overridable per topic with
   rclpy's standard ``qos_overrides.<topic>.publisher.*`` parameters.
+- vision info (``vision_info``, ``label_info``): reliable + transient local, depth 1 — the class list and head version
+  reach a subscriber that starts after them, as vision_msgs intends.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ OVERLAY_QOS = QoSProfile(
     depth=1,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
+)
+
+VISION_INFO_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 
 STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)

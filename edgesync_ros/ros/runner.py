@@ -37,6 +37,7 @@ from edgesync_ros.data import bags
 from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.ros.evaluator_node import EvaluatorNode
+from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.replay_node import ReplayNode
 from edgesync_ros.ros.spin import stop_on_signals
 from edgesync_ros.ros.video_source import VideoSourceNode
@@ -190,7 +191,11 @@ def _add_robot_nodes(fleet: _Fleet, plan: FleetPlan, context: Context, cli_args:
 
 
 def _build(fleet: _Fleet, plan: FleetPlan, context: Context) -> None:
-    """Create the plan's nodes into ``fleet`` (cloud first); a node that fails leaves the earlier ones in it."""
+    """Create the plan's nodes into ``fleet`` (cloud first); a node that fails leaves the earlier ones in it.
+
+    The managed nodes (cloud, edges) end up active, as the launch files bring them: ``autostart: false`` in a
+    parameter file only matters where a lifecycle manager is present, and there is none in this process.
+    """
     cli_args = ["--ros-args"] + [a for f in plan.param_files for a in ("--params-file", str(f))]
     if plan.cloud:
         fleet.cloud = CloudNode(context=context, cli_args=cli_args,
@@ -200,6 +205,9 @@ def _build(fleet: _Fleet, plan: FleetPlan, context: Context) -> None:
         _add_bag_nodes(fleet, plan, plan.bag, context, cli_args)
     else:
         _add_robot_nodes(fleet, plan, context, cli_args)
+    for node in fleet.nodes:
+        if isinstance(node, ManagedNode) and node.lifecycle_state != "active":
+            node.autostart()
 
 
 def _wait(spinner: threading.Thread, duration: float, replay: ReplayNode | None, stop: threading.Event) -> float:

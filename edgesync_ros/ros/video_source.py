@@ -5,7 +5,9 @@ packaged videos by name (``bikes``, ``vtest``, a dash-cam clip), at ``fps`` with
 ``sensor_msgs/Image`` (``image``) or JPEG ``CompressedImage`` (``image/compressed``). With ``regions: teacher`` it also
 plays the robot's upstream detector: the shipped NanoDet boxes each frame and publishes a ``RegionArray`` with the
 image's stamp on ``regions``. ``brightness`` < 1 darkens the frames (a crude dusk/night drift). The defaults
-(:class:`~edgesync_ros.core.config.VideoSourceConfig`: JPEG frames with teacher regions) feed the edge node's defaults.
+(:class:`~edgesync_ros.core.config.VideoSourceConfig`: raw frames, no regions) are a plain camera driver, matching the
+edge node's defaults; the fleet demo and ``edgesync run`` ask for JPEG frames and teacher regions when the edge runs
+in region mode on compressed input.
 """
 
 from __future__ import annotations

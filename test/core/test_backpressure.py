@@ -1,10 +1,10 @@
-"""Backpressure: robots the cloud cannot serve are told a smaller k, and a larger one when it has capacity."""
+"""Backpressure: a robot the cloud cannot serve gets a smaller k and a longer window, then the configured pair."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgesync_ros.core.backpressure import UploadGovernor
+from edgesync_ros.core.backpressure import UploadGovernor, paced_policy, window_stretch
 from edgesync_ros.core.config import BackpressureConfig
 from edgesync_ros.core.errors import ConfigError
 
@@ -47,3 +47,16 @@ def test_backpressure_config_is_validated():
         BackpressureConfig(decrease=1.0)
     with pytest.raises(ConfigError, match="hold_s"):
         BackpressureConfig(hold_s=-1.0)
+
+
+def test_a_paced_robot_is_told_a_smaller_k_and_a_longer_window():
+    cfg = BackpressureConfig(max_window_stretch=3)
+    assert paced_policy(0.5, 20, 1.0, cfg) == (0.5, 20)  # not paced: the configured pair
+    assert paced_policy(0.5, 20, 0.5, cfg) == (0.25, 20)  # round(1/sqrt(0.5)) = 1
+    assert paced_policy(0.5, 20, 0.25, cfg) == (0.125, 40)  # batches half as often, samples a quarter
+    k, window = paced_policy(0.5, 20, 0.01, cfg)
+    assert window == 60 and k == pytest.approx(0.005)  # stretched at most 3x
+    assert paced_policy(0.5, 20, 0.25, BackpressureConfig(enabled=False)) == (0.125, 20)
+    assert window_stretch(1e-12, cfg) == 3 and window_stretch(0.3, cfg) == 2
+    with pytest.raises(ConfigError, match="max_window_stretch"):
+        BackpressureConfig(max_window_stretch=0)

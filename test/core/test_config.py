@@ -28,17 +28,19 @@ from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 def test_defaults_match_the_paper():
     f = FilterConfig()
     assert (f.upload_fraction, f.alpha, f.beta, f.timeliness_form) == (0.7, 1.0, 1.0, "decay")
-    assert f.temperature >= 1.0
+    assert f.temperature == 0.0 and f.effective_temperature == f.window_size  # T = the window size
     b = BankConfig()
     assert (b.capacity, b.segments, b.segment_length) == (90, 10, 9)
     assert UrgencyConfig().form == "drop"
-    assert TrainConfig().patience == 5
+    assert TrainConfig().patience == 5 and TrainConfig().stopping == "val_loss"  # patience on validation loss
 
 
 def test_filter_defaults_are_the_robots():
-    # A robot's window is 20 frames (10 s at 2 frames/s) with T = 10 frames; the evaluator starts from the same.
+    # A robot's window is 20 frames (10 s at 2 frames/s) with T = the window; the evaluator starts from the same.
     f = FilterConfig()
-    assert (f.window_size, f.temperature) == (20, 10.0)
+    assert (f.window_size, f.effective_temperature) == (20, 20.0)
+    assert FilterConfig(window_size=40).effective_temperature == 40.0
+    assert FilterConfig(window_size=40, temperature=5).effective_temperature == 5.0
     assert EdgeNodeConfig().filter == f
     assert (CloudNodeConfig().upload_fraction, CloudNodeConfig().window_size) == (f.upload_fraction, f.window_size)
 
@@ -105,6 +107,8 @@ def test_urgency_config_rejects(kwargs, match):
         ({"max_train_seconds": 0}, r"max_train_seconds must be > 0"),
         ({"val_fraction": 1.0}, r"val_fraction must be in \(0, 1\)"),
         ({"seed": -1}, r"seed must be >= 0"),
+        ({"optimizer": "rmsprop"}, r"optimizer must be 'sgd' or 'adam'"),
+        ({"stopping": "patience"}, r"stopping must be 'val_loss', 'val_accuracy' or 'fixed_epochs'"),
     ],
 )
 def test_train_config_rejects(kwargs, match):

@@ -196,3 +196,22 @@ def test_fleet_of_1000_edges_is_fast_enough_to_be_called_every_batch():
     chosen = pick_edge(banks)
     values = urgency_table(banks)
     assert chosen == max(sorted(values), key=lambda e: values[e])
+
+
+def test_round_robin_with_a_period_waits_for_each_edge_to_come_due():
+    banks = {e: AccuracyBank(capacity=4, segments=2) for e in ("a", "b")}
+    ready = {"a": True, "b": True}
+    rr = RoundRobinPolicy(period_s=10.0)
+    assert rr.pick(banks, ready, 0.0) == "a" and rr.pick(banks, ready, 0.0) == "b"
+    assert rr.pick(banks, ready, 5.0) is None  # both picked at 0 s: neither due before 10 s
+    assert rr.next_due(5.0) == pytest.approx(10.0)
+    assert rr.pick(banks, ready, 10.0) == "a" and rr.pick(banks, ready, 10.0) == "b"
+    assert rr.pick(banks, {"a": True, "b": False}, 25.0) == "a"  # a not-ready edge is skipped, not queued
+    assert rr.next_due(25.0) == pytest.approx(35.0)  # b (due since 20 s) is not in the future
+
+
+def test_round_robin_period_must_be_finite_and_non_negative():
+    with pytest.raises(ConfigError, match="period_s must be >= 0"):
+        RoundRobinPolicy(period_s=-1.0)
+    with pytest.raises(ConfigError, match="period_s must be a finite number"):
+        RoundRobinPolicy(period_s=float("inf"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -50,7 +51,7 @@ def states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
 
 def test_early_stopping_stops_on_patience(clock_factory):
     feats, labels = synthetic(noise=0.3)
-    cfg = TrainConfig(lr=0.05, patience=3, max_epochs=200, max_train_seconds=1e9)
+    cfg = TrainConfig(lr=0.05, patience=3, max_epochs=200, max_train_seconds=1e9, stopping="val_accuracy")
     res = train_head(small_head(), feats, labels, cfg, clock_factory(step=0.001))
     assert res.stop_reason == "patience"
     assert res.epochs == res.best_epoch + 3
@@ -91,7 +92,7 @@ def evaluate(head: nn.Module, state, feats, labels, idx):
 def test_best_epoch_weights_are_restored(clock_factory):
     # A high learning rate on noisy data overshoots, so later epochs are worse than the best one.
     feats, labels = synthetic(noise=2.0, seed=4)
-    cfg = TrainConfig(lr=0.5, momentum=0.9, patience=4, max_epochs=60, seed=2)
+    cfg = TrainConfig(lr=0.5, momentum=0.9, patience=4, max_epochs=60, seed=2, stopping="val_accuracy")
     head = small_head()
     res = train_head(head, feats, labels, cfg, clock_factory())
     assert 0 < res.best_epoch < res.epochs  # precondition: the last epoch is not the best
@@ -250,3 +251,38 @@ def test_update_gate():
     assert passes_gate(_result(2, [0.5, 0.6, 0.75]), 0.3) == (False, 0.25)
     assert passes_gate(_result(0, [0.5, 0.5]), 0.0) == (False, 0.0)  # nothing beat the input head
     assert passes_gate(_result(0, []), -1.0) == (False, 0.5)  # no history: gain against 0.0
+
+
+def test_patience_watches_the_validation_loss_by_default(clock_factory):
+    # The paper's Algorithm 2: the kept epoch is the lowest validation loss, and patience counts from it.
+    feats, labels = synthetic(noise=3.0, seed=1)
+    cfg = TrainConfig(lr=0.1, momentum=0.9, patience=4, max_epochs=60, seed=2, max_train_seconds=1e9)
+    res = train_head(small_head(), feats, labels, cfg, clock_factory())
+    losses = [h.val_loss for h in res.history]
+    assert res.stop_reason == "patience" and res.epochs == res.best_epoch + 4
+    assert res.val_loss == min(losses) and losses.index(min(losses)) == res.best_epoch
+    by_acc = train_head(small_head(), feats, labels, dataclasses.replace(cfg, stopping="val_accuracy"),
+                        clock_factory())
+    assert by_acc.val_accuracy == max(h.val_accuracy for h in by_acc.history)
+    assert by_acc.best_epoch != res.best_epoch  # on these data the two rules keep different epochs
+
+
+def test_fixed_epochs_train_exactly_max_epochs_and_keep_the_last(clock_factory):
+    feats, labels = synthetic(noise=2.0, seed=4)
+    cfg = TrainConfig(lr=0.5, momentum=0.9, patience=1, max_epochs=7, seed=2, max_train_seconds=0.01,
+                      stopping="fixed_epochs")
+    head = small_head()
+    res = train_head(head, feats, labels, cfg, clock_factory(step=1.0))  # the time cap would stop at once
+    assert res.stop_reason == "fixed_epochs" and res.epochs == res.best_epoch == 7 and len(res.history) == 8
+    _, val_idx = split_indices(labels, cfg.val_fraction, cfg.seed)
+    loss, _ = evaluate(head, res.state_dict, feats, labels, val_idx)
+    assert loss == pytest.approx(res.history[-1].val_loss, rel=1e-5)
+
+
+def test_adam_is_its_own_optimiser(clock_factory):
+    feats, labels = synthetic(noise=0.3)
+    base = TrainConfig(lr=1e-3, max_epochs=3, stopping="fixed_epochs")
+    sgd = train_head(small_head(), feats, labels, base, clock_factory())
+    adam = train_head(small_head(), feats, labels, dataclasses.replace(base, optimizer="adam"), clock_factory())
+    assert not states_equal(sgd.state_dict, adam.state_dict)
+    assert adam.history[-1].val_loss < adam.history[0].val_loss  # it learns

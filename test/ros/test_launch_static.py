@@ -13,8 +13,10 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from unittest import mock
@@ -24,7 +26,7 @@ import yaml
 from ament_index_python.packages import get_package_prefix
 from rclpy.parameter import Parameter
 
-from edgesync_ros.ros import cloud_node, edge_node, smoke, video_source
+from edgesync_ros.ros import cloud_node, conversions, edge_node, smoke, video_source
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -146,6 +148,18 @@ def test_every_node_takes_use_sim_time_and_log_level(path):
         assert level[:1] == ["--log-level"] and getattr(level[1], "name", None) == "log_level", node.kwargs
 
 
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_managed_nodes_take_an_autostart_argument_that_defaults_to_active(path):
+    defaults, nodes = _evaluate(path, {})
+    managed = [n for n in nodes if n.kwargs["executable"] in ("edge_node", "cloud_node")]
+    if not managed:
+        pytest.skip(f"{path.name} starts no managed node")
+    assert defaults["autostart"] == "true"
+    for node in managed:
+        value = _inline_params(node).get("autostart")
+        assert isinstance(value, _Config) and value.name == "autostart", node.kwargs
+
+
 def test_fleet_demo_applies_a_params_file_to_every_node_over_the_shipped_yaml():
     defaults, nodes = _evaluate(REPO / "launch" / "fleet_demo.launch.py", {})
     assert defaults["params_file"] == ""
@@ -209,6 +223,8 @@ def test_remaps_name_topics_the_edge_node_uses(ros_context):
         used |= {s.topic_name.replace("static_check_c", "static_check") for s in node_c.subscriptions}
     finally:
         node_c.destroy_node()
+    if conversions.VISION_MSGS is None:  # subscribed only where vision_msgs is installed
+        used.add("/static_check/input_detections")
     for call in _node_calls(REPO / "launch" / "edge.launch.py"):
         for pair in getattr(_kw(call, "remappings"), "elts", []):
             source = ast.literal_eval(pair.elts[0])
@@ -264,3 +280,109 @@ def test_fleet_demo_under_the_real_launch_system(tmp_path):
     log = out.stdout + out.stderr
     assert "registered 'robot1'" in log and "registered 'robot2'" in log, log[-4000:]
     assert "ROBOTS_UPDATED ['robot1', 'robot2']" in log, log[-4000:]
+
+
+def test_edge_launch_input_arguments_reach_the_node_and_empty_ones_leave_the_params_file():
+    path = REPO / "launch" / "edge.launch.py"
+    defaults, (node,) = _evaluate(path, {})
+    assert defaults["input_mode"] == defaults["image_transport"] == ""
+    assert not {"input_mode", "image_transport"} & set(_inline_params(node))  # the params file decides
+    remaps = dict(node.kwargs["remappings"])
+    assert remaps["image"] == "image" and remaps["image/compressed"] == "image/compressed"
+
+    _, (node,) = _evaluate(path, {"input_mode": "region", "image_transport": "compressed",
+                                  "camera_topic": "/camera/image_raw"})
+    assert {k: _inline_params(node)[k] for k in ("input_mode", "image_transport")} == {
+        "input_mode": "region", "image_transport": "compressed"}
+    remaps = dict(node.kwargs["remappings"])
+    assert remaps["image"] == "/camera/image_raw" and remaps["image/compressed"] == "/camera/image_raw/compressed"
+    # image_transport's own topic name works as well as its base topic
+    _, (node,) = _evaluate(path, {"camera_topic": "/camera/image_raw/compressed"})
+    assert dict(node.kwargs["remappings"])["image/compressed"] == "/camera/image_raw/compressed"
+
+
+@pytest.mark.parametrize("mode,transport,regions", [("region", "compressed", "teacher"), ("frame", "raw", "none")])
+def test_fleet_demo_input_arguments_set_every_edge_and_its_camera_stand_in(mode, transport, regions):
+    defaults, nodes = _evaluate(REPO / "launch" / "fleet_demo.launch.py",
+                                {"input_mode": mode, "image_transport": transport})
+    assert (defaults["input_mode"], defaults["image_transport"]) == ("region", "compressed")
+    edges = [n for n in nodes if n.kwargs["executable"] == "edge_node"]
+    sources = [n for n in nodes if n.kwargs["executable"] == "video_source"]
+    assert len(edges) == len(sources) == 2
+    for edge in edges:
+        assert (_inline_params(edge)["input_mode"], _inline_params(edge)["image_transport"]) == (mode, transport)
+    for source in sources:
+        assert (_inline_params(source)["transport"], _inline_params(source)["regions"]) == (transport, regions)
+
+
+EDGE_RUNNER = """
+import sys
+import launch
+from launch.actions import IncludeLaunchDescription, Shutdown, TimerAction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from ament_index_python.packages import get_package_share_directory
+
+edge = get_package_share_directory("edgesync_ros") + "/launch/edge.launch.py"
+ld = launch.LaunchDescription([
+    IncludeLaunchDescription(PythonLaunchDescriptionSource(edge), launch_arguments={
+        "namespace": sys.argv[1], "camera_topic": "/camera/image_raw"}.items()),
+    TimerAction(period=240.0, actions=[Shutdown(reason="time limit")]),
+])
+service = launch.LaunchService()
+service.include_launch_description(ld)
+sys.exit(service.run())
+"""
+
+
+def test_edge_launch_classifies_a_plain_raw_camera_under_the_real_launch_system(ros_context, tmp_path):
+    # README's command, shipped YAML and nothing else: a raw sensor_msgs/Image publisher on /camera/image_raw (as a
+    # camera driver) must get classifications back; Ctrl-C (launch forwards it to the node) ends everything cleanly.
+    pytest.importorskip("launch_ros")
+    pytest.importorskip("launch")
+    import threading
+
+    import cv2
+    import numpy as np
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from edgesync_ros.msg import PredictionArray
+    from edgesync_ros.ros import conversions
+
+    ns = f"launched_{os.getpid()}"
+    proc = subprocess.Popen([sys.executable, "-c", EDGE_RUNNER, ns], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, ROS_LOG_DIR=str(tmp_path)))
+    camera = Node(f"camera_{os.getpid()}", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(camera)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        pub = camera.create_publisher(Image, "/camera/image_raw", QoSProfile(depth=5,
+                                      reliability=ReliabilityPolicy.RELIABLE))
+        got: list[PredictionArray] = []
+        camera.create_subscription(PredictionArray, f"/{ns}/predictions", got.append, 10)
+        frame = np.zeros((120, 160, 3), np.uint8)
+        cv2.circle(frame, (80, 60), 30, (40, 200, 90), -1)
+        deadline = time.monotonic() + 180
+        while len(got) < 3 and time.monotonic() < deadline and proc.poll() is None:
+            pub.publish(conversions.bgr_to_image(frame, Header(stamp=camera.get_clock().now().to_msg(),
+                                                               frame_id="camera_optical_frame")))
+            time.sleep(0.2)
+        assert len(got) >= 3, f"no classification from the launched edge node (exit {proc.poll()})"
+        assert got[-1].header.frame_id == "camera_optical_frame" and len(got[-1].predictions) == 1
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        camera.destroy_node()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert proc.returncode == 0, out[-4000:]
+    for bad in ("Traceback", "terminate called", "context is invalid", "process has died"):
+        assert bad not in out, out[-4000:]

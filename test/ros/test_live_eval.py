@@ -49,3 +49,29 @@ def test_tiny_stream_through_the_nodes_yields_accuracy_bandwidth_and_updates(tmp
         assert versions == sorted(versions) and versions[0] == 1
         seen = summary["cameras"][cam]["first_prediction_with_version_wall_s"]
         assert "1" in seen, f"{cam}: no prediction was made with head v1"
+
+
+def test_a_bag_recorded_by_another_tool_runs_through_the_nodes(tmp_path, capsys, monkeypatch, foreign_bag,
+                                                               foreign_frames):  # fmt: skip
+    # What a robot's recorder leaves: sqlite3, raw bgr8 on /front_camera/image_raw at 10 fps, no edgesync topics.
+    bag = tmp_path / "robot_bag"
+    foreign_bag(bag, foreign_frames + foreign_frames, storage="sqlite3", kind="raw")
+    monkeypatch.setenv("EDGESYNC_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "live.json"
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    args = parser.parse_args([
+        "--bag", str(bag), "--rate", "1", "--domain-id", os.environ["ROS_DOMAIN_ID"], "--output", str(out),
+        "--set", "cloud_node.window_size=4", "--set", "cloud_node.min_new_samples=4",
+        "--set", "cloud_node.train.max_epochs=3", "--set", "edge_node.register_retry_s=0.1",
+        "--set", "edge_node.inference_queue_size=50",
+    ])  # fmt: skip
+    assert run_command.run(args) == 0, capsys.readouterr().out[-3000:]
+    printed = capsys.readouterr().out
+    assert "60 frames of /front_camera/image_raw sampled at 2 Hz" in printed and "recording -> stream bag" in printed
+    summary = json.loads(out.read_text())
+    assert set(summary["cameras"]) == {"front_camera"}
+    result = summary["cameras"]["front_camera"]
+    assert result["regions"] > 10, result  # the teacher's regions of 12 sampled frames, scored live
+    assert result["mismatched_frames"] == 0, "predictions and ground truth must pair region by region"
+    assert result["upload_bytes"] > 0

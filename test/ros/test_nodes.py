@@ -617,3 +617,120 @@ def test_the_cloud_times_everything_on_the_node_clock_under_sim_time(harness):
     finally:
         stop.set()
         publisher.join(timeout=2)
+
+
+def test_a_cloud_that_cannot_keep_up_paces_the_robot_with_a_smaller_k_and_a_longer_window(harness, frames):
+    # A two-batch queue and a robot uploading every 4 frames at ~20 frames/s: labelling cannot keep up.
+    cloud = harness.cloud(queue_size=2, **{"backpressure.hold_s": 0.0})
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns)
+    camera = Camera(harness, ns, frames)
+    assert wait_for(lambda: edge.registered, 20), "edge never registered"
+
+    def paced() -> bool:
+        return float(edge.get_parameter("upload_fraction").value) < 0.75 \
+            and int(edge.get_parameter("window_size").value) > 4
+
+    assert wait_for(paced, 60, every=camera.step), (
+        f"robot never paced: cloud {dict(cloud.counters)}, governor {cloud.governor.scales()}")
+    k, window = cloud.upload_policy(edge.edge_id)
+    assert k < 0.75 and window > 4
+    status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
+    mine = next(e for e in status.edges if e.edge_id == edge.edge_id)
+    assert mine.upload_fraction < 0.75 and "paced" in mine.state and "window" in mine.state
+    assert cloud.counters["pacing_changes"] >= 1
+
+
+def test_a_stored_head_that_fits_the_window_is_sent_from_the_zoo_at_once(harness, frames, frame_regions, tmp_path):
+    # The zoo already holds a head trained on these frames' teacher labels (another robot met this condition);
+    # a robot whose current head gets the window wrong receives it after one labelled window, with no training.
+    from edgesync_ros.backend.base import LabelRequest, TrainRequest
+    from edgesync_ros.backend.inline import run_labelling, run_training
+    from edgesync_ros.core.config import TeacherSettings, TrainConfig, ZooConfig
+    from edgesync_ros.core.zoo import HeadZoo, signature
+    from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+    from edgesync_ros.models.teacher import load_teacher
+    from edgesync_ros.msg import HeadUpdate
+    from edgesync_ros.ros.cloud_node import teacher_config
+
+    pairs = [(i, box) for i, boxes in enumerate(frame_regions) for box in boxes[:3]]
+    index = np.array([i for i, _ in pairs], np.int64)
+    boxes = np.array([b for _, b in pairs], np.float32).reshape(-1, 4)
+    replica = EdgeModel(EdgeModelConfig.from_mapping({"head": None, "half": False, "warmup": False}))
+    labelled = run_labelling(load_teacher(teacher_config(TeacherSettings())), replica,
+                             LabelRequest("other", list(frames), index, boxes))
+    trained = run_training(replica, TrainRequest("other", replica.head_state(), labelled.features,
+                                                 torch.from_numpy(labelled.labels), TrainConfig(max_epochs=30)))
+    zoo = HeadZoo(tmp_path / "zoo", ZooConfig(enabled=True))
+    head = {k: v for k, v in trained.result.state_dict.items() if k in replica.head_state()}  # as the cloud keeps
+    zoo.add(head, signature(labelled.features, 7, labels=labelled.labels), "other", 3,
+            trained.result.val_accuracy, now_s=0.0)
+    zoo.close()
+
+    cloud = harness.cloud(state_dir=str(tmp_path), min_new_samples=100_000, **{"zoo.enabled": True})
+    ns = f"r{harness.tag}"
+    heads: list[HeadUpdate] = []
+    harness.client.create_subscription(HeadUpdate, f"/{ns}/head_update", heads.append, qos.HEAD_UPDATE_QOS)
+    _register(harness, cloud, ns)
+    probs = np.full(7, 1 / 7, np.float32)
+    wrong = (labelled.labels + 1) % 7  # the robot's current head gets every sample of the window wrong
+    header = Header(frame_id=f"{ns}_camera")
+    msg = conv.sample_batch(header, ns, 0, 4, 0.75, [(header, f) for f in frames],
+                            [dict(frame_index=int(i), box=tuple(float(v) for v in b), predicted_class=int(p),
+                                  probabilities=probs, adaptability=1.0, timeliness=1.0, quality=1.0)
+                             for i, b, p in zip(index, boxes, wrong, strict=True)])
+    pub = harness.client.create_publisher(SampleBatch, f"{harness.cloud_ns}/samples", qos.SAMPLES_QOS)
+    assert wait_for(lambda: pub.get_subscription_count() > 0, 10)
+    pub.publish(msg)
+    assert wait_for(lambda: bool(heads), 120), f"no zoo head: {dict(cloud.counters)}"
+    assert heads[-1].version == 1 and cloud.counters["zoo_heads_sent"] == 1
+    assert cloud.fleet.get(ns).trainings == 0 and cloud.zoo is not None and cloud.zoo.hits == 1
+    status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
+    assert "holds zoo head" in next(e for e in status.edges if e.edge_id == ns).state
+    # The same window again: the robot's head is that stored head now, so it is not offered back.
+    pub.publish(msg)
+    assert wait_for(lambda: cloud.counters["batches"] >= 2, 120), dict(cloud.counters)
+    time.sleep(1.0)
+    assert len(heads) == 1 and cloud.counters["zoo_heads_sent"] == 1
+
+
+def _register(harness: Harness, cloud: CloudNode, ns: str) -> None:
+    from edgesync_ros.srv import RegisterEdge
+
+    reply = call(harness, RegisterEdge, f"{harness.cloud_ns}/register_edge", RegisterEdge.Request(
+        edge_id=ns, architecture="mobilenet_v2", class_names=list(cloud.replica.classes), model_version=0,
+        head_topic=f"/{ns}/head_update"))
+    assert reply.accepted, reply.message
+
+
+def _upload(ns: str, frames, frame_regions, predicted: int = 0) -> SampleBatch:
+    """A robot's window as it uploads it: every frame, up to three regions each."""
+    probs = np.full(7, 1 / 7, np.float32)
+    header = Header(frame_id=f"{ns}_camera")
+    return conv.sample_batch(header, ns, 0, 4, 0.75, [(header, f) for f in frames],
+                             [dict(frame_index=i, box=tuple(float(v) for v in b), predicted_class=predicted,
+                                   probabilities=probs, adaptability=1.0, timeliness=1.0, quality=1.0)
+                              for i, boxes in enumerate(frame_regions) for b in boxes[:3]])
+
+
+def test_robots_that_see_alike_are_trained_as_one_group(harness, frames, frame_regions):
+    cloud = harness.cloud(min_new_samples=int(1.5 * sum(min(3, len(b)) for b in frame_regions)),
+                          **{"grouping.enabled": True, "grouping.min_windows": 1})
+    a, b = f"a{harness.tag}", f"b{harness.tag}"
+    heads: dict[str, list[HeadUpdate]] = {a: [], b: []}
+    for ns in (a, b):
+        harness.client.create_subscription(HeadUpdate, f"/{ns}/head_update", heads[ns].append, qos.HEAD_UPDATE_QOS)
+        _register(harness, cloud, ns)
+    pub = harness.client.create_publisher(SampleBatch, f"{harness.cloud_ns}/samples", qos.SAMPLES_QOS)
+    assert wait_for(lambda: pub.get_subscription_count() > 0, 10)
+    pub.publish(_upload(a, frames, frame_regions))  # both robots see the same street
+    pub.publish(_upload(b, frames, frame_regions))
+    assert wait_for(lambda: cloud.counters["batches"] >= 2, 60), dict(cloud.counters)
+    assert cloud.grouping.members(a) == sorted([a, b])
+    pub.publish(_upload(a, frames, frame_regions))  # a is ready now: its group trains together
+    assert wait_for(lambda: bool(heads[a]) and bool(heads[b]), 90), dict(cloud.counters)
+    assert cloud.counters["group_heads_sent"] == 1
+    assert cloud.fleet.get(a).trainings == 1 and cloud.fleet.get(b).trainings == 1
+    assert heads[a][-1].version == 1 and heads[b][-1].version == 1
+    status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
+    assert all("trains with group" in e.state for e in status.edges if e.edge_id in (a, b))

@@ -6,6 +6,7 @@ Clips are decoded front to back once per build; everything downstream works on t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy.typing as npt
 from edgesync_ros import assets
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.data.stream.progress import progress_bar
-from edgesync_ros.data.stream.sources import resolve_source
+from edgesync_ros.data.stream.sources import resolve_source, sequence_files
 from edgesync_ros.data.stream.spec import ClipSpec
 
 
@@ -45,8 +46,21 @@ def file_sha256(path: Path) -> str:
     return _SHA_MEMO[key]
 
 
+def source_sha256(path: Path) -> str:
+    """Return a video file's SHA-256, or one over an image sequence's file names and contents."""
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sequence_files(path):
+        h.update(f"{f.name}:{file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
 def probe_clip(clip: ClipSpec) -> ClipInfo:
-    """Resolve and open a clip's video; a file OpenCV cannot read raises :class:`ConfigError`."""
+    """Resolve and open a clip's video; a file OpenCV cannot read raises :class:`ConfigError`.
+
+    A container that reports no frame count (some streams and image sequences) is counted by reading it once.
+    """
     path = resolve_source(clip.source, f"clip {clip.name!r}")
     cap = cv2.VideoCapture(str(path))
     try:
@@ -56,11 +70,15 @@ def probe_clip(clip: ClipSpec) -> ClipInfo:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if count <= 0 and w > 0 and h > 0:
+            count = 0
+            while cap.grab():
+                count += 1
     finally:
         cap.release()
     if count <= 0 or w <= 0 or h <= 0:
         raise ConfigError(f"clip {clip.name!r}: {path} reports no frames ({count}) or no size ({w}x{h})")
-    return ClipInfo(clip.name, path, file_sha256(path), count, fps, w, h)
+    return ClipInfo(clip.name, path, source_sha256(path), count, fps, w, h)
 
 
 def usable_frames(clip: ClipSpec, info: ClipInfo) -> range:

@@ -26,7 +26,7 @@ from edgesync_ros import paths
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.data.stream import validation as check
 from edgesync_ros.data.stream.conditions import CLEAN, corruption_names
-from edgesync_ros.data.stream.sources import resolve_source
+from edgesync_ros.data.stream.sources import resolve_relative, resolve_source
 
 #: Capture time of frame 0 when a spec gives none: 2026-01-01T00:00:00Z (a fixed epoch keeps builds identical).
 DEFAULT_START_TIME_NS = 1_767_225_600 * 1_000_000_000
@@ -60,8 +60,8 @@ class ClipSpec:
     max_objects: int | None = None
 
     @staticmethod
-    def from_dict(raw: Any, where: str) -> ClipSpec:
-        """Validate one ``scenes.clips`` entry."""
+    def from_dict(raw: Any, where: str, base_dir: Path | None = None) -> ClipSpec:
+        """Validate one ``scenes.clips`` entry; a relative source path is looked up in ``base_dir`` first."""
         d = check.mapping(where, raw, {f.name for f in dataclasses.fields(ClipSpec)}, ("name", "source"))
         name = check.name(f"{where}.name", d["name"])
         if not isinstance(d["source"], str) or not d["source"]:
@@ -73,7 +73,7 @@ class ClipSpec:
         max_obj = d.get("max_objects")
         return ClipSpec(
             name=name,
-            source=d["source"],
+            source=resolve_relative(d["source"], base_dir),
             start_frame=start,
             end_frame=end,
             stride=check.integer(f"{where}.stride", d.get("stride", 1), 1, 1000),
@@ -202,11 +202,12 @@ _TOP_KEYS = {
 }  # fmt: skip
 
 
-def spec_from_dict(raw: Any, *, check_files: bool = True) -> StreamSpec:
+def spec_from_dict(raw: Any, *, check_files: bool = True, base_dir: Path | None = None) -> StreamSpec:
     """Validate a parsed YAML mapping into a :class:`StreamSpec`; every problem raises :class:`ConfigError`.
 
     ``check_files`` also checks that every clip's video exists on this machine (a spec naming a missing clip
-    fails here, not minutes into a build).
+    fails here, not minutes into a build). ``base_dir``: where relative clip paths are looked up first (the spec
+    file's directory), so a spec and its videos can move together.
     """
     d = check.mapping("stream", raw, _TOP_KEYS, ("name", "scenes", "conditions", "cameras"))
     name = check.name("name", d["name"])
@@ -218,7 +219,7 @@ def spec_from_dict(raw: Any, *, check_files: bool = True) -> StreamSpec:
     if default_duration is not None:
         default_duration = check.number("duration_s", default_duration, 0.0, lo_open=True)
     max_width, quality = _image(d.get("image", {}))
-    chunk, clips, distinct = _scenes(d["scenes"])
+    chunk, clips, distinct = _scenes(d["scenes"], base_dir)
     allow = d.get("allow_pretraining_frames", False)
     if not isinstance(allow, bool):
         raise check.type_error("allow_pretraining_frames", "true or false", allow)
@@ -255,7 +256,7 @@ def _image(raw: Any) -> tuple[int, int]:
     return max_width, quality
 
 
-def _scenes(raw: Any) -> tuple[tuple[float, float], tuple[ClipSpec, ...], bool]:
+def _scenes(raw: Any, base_dir: Path | None = None) -> tuple[tuple[float, float], tuple[ClipSpec, ...], bool]:
     """Validate the ``scenes`` section: ``(chunk_s, clips, distinct_frames)`` with unique clip names."""
     scenes = check.mapping("scenes", raw, {"chunk_s", "clips", "distinct_frames"}, ("clips",))
     distinct = scenes.get("distinct_frames", False)
@@ -263,7 +264,7 @@ def _scenes(raw: Any) -> tuple[tuple[float, float], tuple[ClipSpec, ...], bool]:
         raise check.type_error("scenes.distinct_frames", "true or false", distinct)
     chunk = check.positive_range("scenes.chunk_s", scenes.get("chunk_s", [6.0, 16.0]))
     clips_raw = check.non_empty_list("scenes.clips", scenes["clips"])
-    clips = tuple(ClipSpec.from_dict(c, f"scenes.clips[{i}]") for i, c in enumerate(clips_raw))
+    clips = tuple(ClipSpec.from_dict(c, f"scenes.clips[{i}]", base_dir) for i, c in enumerate(clips_raw))
     clip_names = [c.name for c in clips]
     if len(set(clip_names)) != len(clip_names):
         raise ConfigError(f"scenes.clips: clip names must be unique, got {clip_names}")
@@ -388,6 +389,6 @@ def load_spec(spec: str | Path, seed: int | None = None, *, check_files: bool = 
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     try:
-        return spec_from_dict(raw, check_files=check_files).with_seed(seed)
+        return spec_from_dict(raw, check_files=check_files, base_dir=path.parent).with_seed(seed)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,163 @@
+"""On-robot head cache: the last K applied heads, and when to switch back to one without asking the cloud.
+
+Beyond the paper. A robot that drives from day into night and back holds, a few updates later, a head for the night
+and had one for the day. When the day returns it need not wait for the cloud: the day head is still on board. The
+cache keeps the last ``size`` heads the robot applied, each with statistics the robot itself recorded *while that head
+was serving* — no labels needed:
+
+* the mean of the window's globally pooled backbone features (what the scene looked like), and
+* the mean normalised prediction entropy of the head on its windows (how sure it was).
+
+For each new window the robot scores every cached head on the window's samples (backbone features it computed anyway;
+one head pass per cached head) and :meth:`HeadCache.propose` switches to a cached head only when, for
+``confirm_windows`` windows in a row, the window looks clearly more like that head's recorded scenes than like the
+current head's (cosine distance smaller by ``feature_margin``) *and* that head is clearly surer on it (mean
+normalised entropy lower by ``entropy_margin``). Requiring both keeps the rule from chasing an over-confident head on
+a scene it never saw. The cloud hears of every switch and may veto it (the robot then returns to the head it left).
+Pure: statistics come in as arrays; no model code.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+from torch import Tensor
+
+from edgesync_ros.core.config import HeadCacheConfig
+
+
+def normalised_entropy(probabilities: npt.ArrayLike) -> float:
+    """Mean over samples of the Shannon entropy of each row, divided by log(C): 0 = certain, 1 = uniform."""
+    p = np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)
+    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 2:
+        return 1.0
+    return float((-(p * np.log(p)).sum(axis=1) / np.log(p.shape[1])).mean())
+
+
+def _cosine_distance(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 or nb == 0.0:
+        return 1.0
+    return 1.0 - float(np.dot(a, b)) / (na * nb)
+
+
+@dataclasses.dataclass
+class CachedHead:
+    """One cached head: its version, tensors, and what the robot recorded while it served (``None``: never)."""
+
+    version: int
+    state: dict[str, Tensor]
+    feature_mean: npt.NDArray[np.float64] | None = None
+    entropy: float | None = None
+    windows: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Proposal:
+    """A switch the cache proposes: to ``version``, with the evidence of the last window."""
+
+    version: int
+    feature_distance: float
+    current_feature_distance: float
+    entropy: float
+    current_entropy: float
+
+
+class HeadCache:
+    """The last ``cfg.size`` applied heads with their served-window statistics (see the module docstring)."""
+
+    def __init__(self, cfg: HeadCacheConfig) -> None:
+        """Start empty; :meth:`applied` adds heads."""
+        self.cfg = cfg
+        self._heads: collections.OrderedDict[int, CachedHead] = collections.OrderedDict()
+        self.current: int | None = None
+        self._streak: tuple[int, int] | None = None  # (candidate version, consecutive windows it won)
+        self.switches = 0
+
+    def __len__(self) -> int:
+        """Return how many heads are cached."""
+        return len(self._heads)
+
+    def __contains__(self, version: object) -> bool:
+        """Return whether head ``version`` is cached."""
+        return version in self._heads
+
+    def versions(self) -> list[int]:
+        """Cached versions, oldest first."""
+        return list(self._heads)
+
+    def get(self, version: int) -> CachedHead:
+        """The cached head ``version`` (KeyError when not cached)."""
+        return self._heads[version]
+
+    def applied(self, version: int, state: Mapping[str, Tensor]) -> None:
+        """Head ``version`` now serves (an update, a rollback or a local switch); cache it, evicting the oldest.
+
+        ``state`` is copied (detached CPU clones), so later in-place updates of the live model leave it unchanged.
+        """
+        if self.cfg.size == 0:
+            self.current = int(version)
+            return
+        if version in self._heads:
+            self._heads.move_to_end(version)
+        else:
+            copy = {k: v.detach().cpu().clone() for k, v in state.items()}
+            self._heads[int(version)] = CachedHead(int(version), copy)
+            while len(self._heads) > self.cfg.size:
+                self._heads.popitem(last=False)
+        self.current = int(version)
+        self._streak = None
+
+    def observe(self, feature_mean: npt.ArrayLike, probabilities: npt.ArrayLike) -> None:
+        """Record one window served by the current head: its pooled-feature mean and the head's probabilities.
+
+        The head's statistics are running means over the windows it served (at most the last ``cfg.memory``).
+        """
+        head = self._heads.get(self.current) if self.current is not None else None
+        if head is None:
+            return
+        f = np.asarray(feature_mean, np.float64).reshape(-1)
+        e = normalised_entropy(probabilities)
+        w = 1.0 / min(head.windows + 1, int(self.cfg.memory))
+        head.feature_mean = f.copy() if head.feature_mean is None else (1 - w) * head.feature_mean + w * f
+        head.entropy = e if head.entropy is None else (1 - w) * head.entropy + w * e
+        head.windows += 1
+
+    def propose(self, feature_mean: npt.ArrayLike, probabilities_by_version: Mapping[int, npt.ArrayLike]
+                ) -> Proposal | None:
+        """Return a switch when a cached head has won ``cfg.confirm_windows`` windows in a row, else ``None``.
+
+        ``feature_mean``: this window's pooled backbone features; ``probabilities_by_version``: each cached head's
+        (and the current head's) probabilities on the window's samples. Call before :meth:`observe` for the window.
+        """
+        if self.current is None or self.current not in self._heads:
+            return None
+        cur = self._heads[self.current]
+        if cur.feature_mean is None or self.current not in probabilities_by_version:
+            return None
+        f = np.asarray(feature_mean, np.float64).reshape(-1)
+        cur_d = _cosine_distance(f, cur.feature_mean)
+        cur_e = normalised_entropy(probabilities_by_version[self.current])
+        best: Proposal | None = None
+        for v, head in self._heads.items():
+            if v == self.current or head.feature_mean is None or v not in probabilities_by_version:
+                continue
+            d = _cosine_distance(f, head.feature_mean)
+            e = normalised_entropy(probabilities_by_version[v])
+            if d + self.cfg.feature_margin <= cur_d and e + self.cfg.entropy_margin <= cur_e:
+                if best is None or d < best.feature_distance:
+                    best = Proposal(v, d, cur_d, e, cur_e)
+        if best is None:
+            self._streak = None
+            return None
+        won = self._streak[1] + 1 if self._streak is not None and self._streak[0] == best.version else 1
+        self._streak = (best.version, won)
+        if won < self.cfg.confirm_windows:
+            return None
+        self._streak = None
+        self.switches += 1
+        return best

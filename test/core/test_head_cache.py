@@ -1,0 +1,78 @@
+"""On-robot head cache: bounded, copies heads, and switches only on clear, repeated evidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgesync_ros.core.config import HeadCacheConfig
+from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.core.head_cache import HeadCache, normalised_entropy
+
+DAY, NIGHT = np.array([1.0, 0.0, 0.2, 0.0]), np.array([0.0, 1.0, 0.0, 0.3])
+SURE = np.tile([0.94, 0.02, 0.02, 0.02], (8, 1))
+UNSURE = np.full((8, 4), 0.25)
+
+
+def _state(v: float) -> dict[str, torch.Tensor]:
+    return {"w": torch.full((2, 2), v)}
+
+
+def _served(cache: HeadCache, version: int, scene: np.ndarray, probs: np.ndarray, windows: int = 3) -> None:
+    cache.applied(version, _state(float(version)))
+    for _ in range(windows):
+        cache.observe(scene, probs)
+
+
+def test_normalised_entropy_spans_certain_to_uniform():
+    assert normalised_entropy(np.eye(4)) == pytest.approx(0.0, abs=1e-6)
+    assert normalised_entropy(UNSURE) == pytest.approx(1.0)
+    assert normalised_entropy(np.zeros((0, 4))) == 1.0
+
+
+def test_the_cache_keeps_the_last_heads_as_copies():
+    cache = HeadCache(HeadCacheConfig(size=2))
+    live = _state(1.0)
+    cache.applied(1, live)
+    live["w"].fill_(9.0)  # the live model changes in place later
+    assert float(cache.get(1).state["w"][0, 0]) == 1.0
+    cache.applied(2, _state(2.0))
+    cache.applied(3, _state(3.0))
+    assert cache.versions() == [2, 3] and 1 not in cache and cache.current == 3
+
+
+def test_a_returning_scene_switches_back_after_confirmed_windows_only():
+    cache = HeadCache(HeadCacheConfig(size=3, confirm_windows=2))
+    _served(cache, 1, DAY, SURE)  # the day head served day scenes confidently
+    _served(cache, 2, NIGHT, SURE)  # then the night head, night scenes
+    probs = {1: SURE, 2: UNSURE}  # day is back: the night head is unsure, the day head sure
+    assert cache.propose(DAY, probs) is None  # one window is not enough
+    got = cache.propose(DAY, probs)
+    assert got is not None and got.version == 1 and got.feature_distance < got.current_feature_distance
+    assert cache.switches == 1
+
+
+def test_no_switch_without_both_kinds_of_evidence():
+    cache = HeadCache(HeadCacheConfig(size=3, confirm_windows=1))
+    _served(cache, 1, DAY, SURE)
+    _served(cache, 2, NIGHT, SURE)
+    assert cache.propose(DAY, {1: UNSURE, 2: SURE}) is None  # looks like day, but the day head is not surer
+    assert cache.propose(NIGHT, {1: SURE, 2: UNSURE}) is None  # surer, but the scene is the current head's
+    assert HeadCache(HeadCacheConfig(size=0)).propose(DAY, {1: SURE}) is None
+
+
+def test_a_broken_streak_starts_over():
+    cache = HeadCache(HeadCacheConfig(size=3, confirm_windows=2))
+    _served(cache, 1, DAY, SURE)
+    _served(cache, 2, NIGHT, SURE)
+    assert cache.propose(DAY, {1: SURE, 2: UNSURE}) is None
+    assert cache.propose(NIGHT, {1: UNSURE, 2: SURE}) is None  # the streak breaks
+    assert cache.propose(DAY, {1: SURE, 2: UNSURE}) is None
+
+
+def test_head_cache_config_is_validated():
+    with pytest.raises(ConfigError, match="confirm_windows"):
+        HeadCacheConfig(confirm_windows=0)
+    with pytest.raises(ConfigError, match="entropy_margin"):
+        HeadCacheConfig(entropy_margin=2.0)
