@@ -283,16 +283,22 @@ REFERENCE_TEXT = {"teacher": "the deployed teacher's labels of the same (corrupt
                   "clean": "the clean-view labels"}  # fmt: skip
 
 
-def _view_row(row: Mapping[str, Any], view: str | None) -> str:
-    """One Table I line: the headline scores (``view=None``) or those of a scoring view, with bandwidth and load."""
+def _view_row(row: Mapping[str, Any], view: str | None, reference: str | None = None) -> str:
+    """One Table I line: the headline scores (``view=None``) or those of a scoring view, with bandwidth and load.
+
+    A headline row whose method trains on other labels than the table's ``reference`` says so after its name.
+    """
     s = row["summary"]
     sc = s if view is None else s.get("views", {}).get(view, {})
+    name = row["name"]
+    if view is None and reference is not None and s.get("reference", reference) != reference:
+        name += f" † ({s['reference']} labels)"
     n_cam = max(int(row.get("cameras", 1)), 1)
     upd = s["updates"]
     upd_txt = f"{upd['mean'] / n_cam:.0f}" if upd.get("n") else "—"
     busy = row.get("components", {}).get("cloud_utilisation", float("nan"))
     busy_txt = "—" if busy is None or math.isnan(busy) or not upd.get("mean") else f"{100 * busy:.0f}"
-    return (f"| {row['name']} | {mean_std_text(sc.get('accuracy', {}))} | "
+    return (f"| {name} | {mean_std_text(sc.get('accuracy', {}))} | "
             f"{mean_std_text(sc.get('balanced_accuracy', {}))} | {mean_std_text(s['upload_kbps'], 1.0)} | "
             f"{mean_std_text(s['download_kbps'], 1.0)} | {upd_txt} | {busy_txt} |")  # fmt: skip
 
@@ -315,7 +321,8 @@ def table_i_protocol(section: Mapping[str, Any]) -> str:
     rule = ("mean ± std over seeds; each prediction on fresh footage scored against the labels its method trains "
             "on; predictions on footage its camera showed before are left out (see *Repeats*)")
     out = [f"**Table I** (paper protocol, cost profile `{profile}`; {rule}; reference: "
-           f"{REFERENCE_TEXT['teacher']})", "", *head, *(_view_row(r, None) for r in rows.values())]  # fmt: skip
+           f"{REFERENCE_TEXT['teacher']}; † a row trained on other labels, scored against those)", "", *head,
+           *(_view_row(r, None, "teacher") for r in rows.values())]  # fmt: skip
     if any(r["summary"].get("views", {}).get("clean") for r in rows.values()):
         out += ["", f"**Table I, clean view** (the same runs, fresh footage, scored against {REFERENCE_TEXT['clean']}"
                 ": what learning the deployed teacher's mistakes costs)", "", *head,

@@ -90,3 +90,17 @@ def test_shipped_streams_repeat_share(name: str, lo: float, hi: float) -> None:
         src = np.array([f.source_frame for f in sched.frames])
         share = float(scoring.repeated_frames(clip, src).mean())
         assert lo <= share <= hi, (name, sched.camera, share)  # paper never replays; default's clips wrap
+
+
+def test_table_i_marks_rows_scored_against_other_labels_and_lists_repeats(make_camera) -> None:  # type: ignore[no-untyped-def]
+    from edgesync_ros.eval import report
+
+    cam = _replaying_camera(make_camera)
+    rows = {}
+    for key, labels, source in (("learner", cam.teacher, "teacher"), ("bound", cam.gt, "clean")):
+        m = _result(labels, source).metrics({"cam0": cam})
+        rows[key] = {"name": key.title(), "cameras": 1, "summary": report.summarize_runs([m]),
+                     "components": report.update_components([m])}  # fmt: skip
+    md = report.table_i_protocol({"meta": {"cost_profile": "paper"}, "rows": rows})
+    assert "| Learner | 100.0 |" in md and "| Bound † (clean labels) | 100.0 |" in md
+    assert "**Repeats**" in md and "| Learner | 50.0 | 100.0 | 100.0 |" in md
