@@ -4,7 +4,7 @@ Usage::
 
     edgesync eval                                   # Table I on the default stream, 5 seeds -> docs/results/
     edgesync eval --tables I,II,III --figures 1,5   # more sections (merged into the same report)
-    edgesync eval --cost-profile paper_v100 --cameras 1 --seeds 1 --out /tmp/r
+    edgesync eval --stream paper --cost-profile paper   # Table I under the paper's time regime, 7 cameras
     edgesync eval --quick                           # first 5 minutes of the stream, 1 seed: a smoke run
     edgesync eval --stream my.yaml                  # a spec of your own over your own videos
     edgesync eval --bag my_bag --image-topic /front_camera/image_raw   # a bag recorded on your robot
@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", default="", help="comma list of 1, 3, 4, 5 (default none)")
     parser.add_argument("--out", default="docs/results", help="report directory (default docs/results)")
     parser.add_argument("--cost-profile", default="calibrated",
-                        help="calibrated (this machine), paper_v100, or a YAML/JSON file (default calibrated)")
+                        help="calibrated (this machine), paper (the paper's Table II cycle), paper_v100, or a "
+                        "YAML/JSON file (default calibrated)")
     parser.add_argument("--cameras", type=int, default=None, help="use the stream's first N cameras (default all)")
     parser.add_argument("--duration", type=float, default=None, help="use only the first S seconds of each camera")
     parser.add_argument("--quick", action="store_true", help="smoke run: first 300 s, 1 seed, no robust variants")
@@ -175,7 +176,7 @@ def _print_table_i(report: dict[str, Any], request: sections.Request) -> int:
     """Print Table I and the discrimination check; return 1 when the stream fails the check, else 0."""
     if "table_i" not in report or "I" not in request.tables:
         return 0
-    print(R.table_i(report["table_i"]["rows"]))
+    print(R.table_i_protocol(report["table_i"]))
     disc = report["table_i"].get("discrimination")
     if disc:
         print(R.discrimination_text(disc))

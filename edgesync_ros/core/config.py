@@ -769,6 +769,29 @@ class EvaluatorConfig(ConfigSection):
 
 
 @dataclasses.dataclass(frozen=True)
+class ScoringConfig(ConfigSection):
+    """How the offline evaluation decides which predictions count in its headline tables.
+
+    A prediction is a *repeat* when its camera showed the same source footage before: the identical source frame
+    at any earlier time, or a return to a block of ``repeat_block_frames`` consecutive source frames it showed
+    before (a clip playing on through its block is not a return). Repeats are scored on their own and left out of
+    the headline, for every method alike, because an online learner that trained on a frame minutes ago is
+    otherwise scored on a copy of its training data. The default block of 1 catches every replay of a stream spec
+    (a replayed clip shows the very same strided frames); larger blocks also exclude returns to near-identical
+    neighbouring frames.
+    """
+
+    repeat_block_frames: int = 1
+
+    def __post_init__(self) -> None:
+        """Validate that the block is a positive number of source frames."""
+        n = type(self).__name__
+        block = _check_int(n, "repeat_block_frames", self.repeat_block_frames)
+        if block < 1:
+            raise ConfigError(f"{n}.repeat_block_frames must be >= 1, got {block}")
+
+
+@dataclasses.dataclass(frozen=True)
 class CoreConfig:
     """All core sections together, as they appear under a node's ``ros__parameters``."""
 

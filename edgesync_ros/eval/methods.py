@@ -855,6 +855,7 @@ class StaticHead(BaseMethod):
 
     name = "Per-condition static head"
     key = "static_head"
+    label_source = "clean"  # it trains on the clean-view labels, so it is scored against them
 
     def __init__(self, settings: EvalSettings, min_train: int = 8, block_frames: int = 25) -> None:
         """Train with the shared h; folds with fewer than ``min_train`` samples keep the starting head.

@@ -272,6 +272,9 @@ def table_i_sections(ev: Evaluation, request: Request) -> tuple[list[dict[str, A
     out: dict[str, Any] = {}
     if "I" in request.tables:
         out["table_i"] = section
+        # Kept per cost profile too, so that Table I under each profile stays in the merged report.
+        out[f"table_i@{ev.cost.name}"] = {**section, "rows": _without_timelines(rows),
+                                          "robust_rows": _without_timelines(rob)}  # fmt: skip
     if "II" in request.tables:
         out["table_ii"] = {"meta": ev.meta({"wall_s": wall, "runs_s": runs_s(results)}), "rows": {**rows, **rob}}
     if "1" in request.figures:
@@ -279,6 +282,12 @@ def table_i_sections(ev: Evaluation, request: Request) -> tuple[list[dict[str, A
                  for k, r in {**rows, **rob}.items() if k in FIG1_METHODS}  # fmt: skip
         out["fig1"] = {"meta": ev.meta(), "segments": ev.facts.segments, "rows": shown}
     return results, out
+
+
+def _without_timelines(rows: Mapping[str, Any]) -> dict[str, Any]:
+    """Return rows whose runs carry no timeline (Fig. 1 keeps one; a per-profile copy need not)."""
+    return {k: {**r, "runs": [{a: b for a, b in run.items() if a != "timeline"} for run in r["runs"]]}
+            for k, r in rows.items()}  # fmt: skip
 
 
 def table_iii_section(ev: Evaluation, results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

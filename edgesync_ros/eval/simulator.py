@@ -3,15 +3,15 @@
 What is simulated
 -----------------
 Every camera of a stream classifies every sample of every frame (regions, or whole frames) with the head that is
-*active at the frame's capture time*; that prediction is scored against the clean-view ground truth. The edge
-collects frames into windows (as :class:`~edgesync_ros.core.window.SampleWindow` does on the robot: a window ends
-at its ``window_size``-th frame that has samples) and, at each window end, the method under test decides what to
-upload. A batch travels to the cloud (upload time = bytes / uplink), waits in the cloud's bounded queue, is
-labelled (teacher + the cloud replica's backbone per sample), and the method then decides whether to train a
-camera's head. Training costs stream time, the head travels back (download time = bytes / downlink), and only
-then does the camera switch to it. **An update is active only after every cost on its path has elapsed in stream
-time**, so a slow update costs accuracy for as long as it is late; an update landing after the stream ends changes
-nothing.
+*active at the frame's capture time*; that prediction is scored by :mod:`edgesync_ros.eval.scoring` (against the
+labels the method trains on; predictions on footage the camera showed before apart). The edge collects frames
+into windows (as :class:`~edgesync_ros.core.window.SampleWindow` does on the robot: a window ends at its
+``window_size``-th frame that has samples) and, at each window end, the method under test decides what to upload.
+A batch travels to the cloud (upload time = bytes / uplink), waits in the cloud's bounded queue, is labelled
+(teacher + the cloud replica's backbone per sample), and the method then decides whether to train a camera's head.
+Training costs stream time, the head travels back (download time = bytes / downlink), and only then does the
+camera switch to it. **An update is active only after every cost on its path has elapsed in stream time**, so a
+slow update costs accuracy for as long as it is late; an update landing after the stream ends changes nothing.
 
 The cloud has :attr:`Simulation.workers` workers (1, as the cloud node's inline backend; more, as its Ray backend),
 each running Algorithm 2's loop exactly as the node does (:class:`~edgesync_ros.core.cycle.CloudCycle`): label every
@@ -59,11 +59,12 @@ from tqdm import tqdm
 
 from edgesync_ros.core import head_codec, heads
 from edgesync_ros.core.backpressure import UploadGovernor, window_stretch
-from edgesync_ros.core.config import BackpressureConfig, TrainConfig
+from edgesync_ros.core.config import BackpressureConfig, ScoringConfig, TrainConfig
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.training import TrainResult, train_head
+from edgesync_ros.eval import scoring as scoring_rule
 from edgesync_ros.eval.cost import ClassifierOnly, CostMeter, CostProfile
 from edgesync_ros.eval.features import CameraFeatures
 from edgesync_ros.models.edge import EdgeModel
@@ -191,14 +192,6 @@ class Method(Protocol):
 # ------------------------------------------------------------------------------------------------------------
 # Results
 # ------------------------------------------------------------------------------------------------------------
-def balanced_accuracy(gt: npt.NDArray[np.int64], pred: npt.NDArray[np.int64]) -> float:
-    """Return the mean recall over the classes present in ``gt`` (macro over classes seen)."""
-    classes = np.unique(gt)
-    if classes.size == 0:
-        return float("nan")
-    return float(np.mean([(pred[gt == c] == c).mean() for c in classes]))
-
-
 @dataclasses.dataclass
 class CameraRun:
     """Per-sample outcome of one camera: predicted class and the version (or constant) that made it."""
@@ -223,24 +216,36 @@ class RunResult:
     updates: list[dict[str, Any]]
     counters: dict[str, float]
     wall_s: float
+    label_source: str = "teacher"
 
-    def metrics(self, cams: Mapping[str, CameraFeatures], bin_s: float = 30.0) -> dict[str, Any]:
-        """Return accuracy, balanced accuracy (pooled and per camera, per condition), bandwidth and a timeline."""
-        gts, preds = [], []
+    def metrics(
+        self, cams: Mapping[str, CameraFeatures], bin_s: float = 30.0, scoring: ScoringConfig | None = None
+    ) -> dict[str, Any]:
+        """Return the headline scores, the further views, per-camera/-condition scores, bandwidth and a timeline.
+
+        The headline (``accuracy``, ``balanced_accuracy``, per camera, per condition, timeline) compares every
+        prediction on fresh footage with the labels the method trains on (:mod:`edgesync_ros.eval.scoring`);
+        ``views`` holds the same predictions against the deployed teacher and the clean view, and the repeats
+        (predictions on footage the camera showed before) scored on their own.
+        """
+        ref_all, pred_all, clean_all, teacher_all, fresh_all = [], [], [], [], []
         per_cam: dict[str, Any] = {}
         per_cond: dict[str, list[npt.NDArray[np.bool_]]] = {}
         timeline: dict[str, Any] = {}
+        dur = max(self.duration_s, 1e-9)
         for name, run in self.cameras.items():
             cf = cams[name]
-            gt = cf.gt
-            ok = run.pred == gt
-            gts.append(gt)
-            preds.append(run.pred)
-            dur = max(self.duration_s, 1e-9)
+            ref = scoring_rule.reference(cf, self.label_source)
+            fresh = scoring_rule.fresh_samples(cf, scoring)
+            ok = run.pred == ref
+            ref_all.append(ref)
+            pred_all.append(run.pred)
+            clean_all.append(cf.gt)
+            teacher_all.append(cf.teacher)
+            fresh_all.append(fresh)
             per_cam[name] = {
-                "accuracy": float(ok.mean()) if ok.size else float("nan"),
-                "balanced_accuracy": balanced_accuracy(gt, run.pred),
-                "samples": int(ok.size),
+                **scoring_rule.score(ref[fresh], run.pred[fresh]),
+                "repeat_samples": int((~fresh).sum()),
                 "upload_kbps": 8e-3 * run.upload_bytes / dur,
                 "download_kbps": 8e-3 * run.download_bytes / dur,
                 "uploads": run.uploads,
@@ -248,24 +253,37 @@ class RunResult:
             }
             cond = cf.sample_condition()
             for ci, cname in enumerate(cf.conditions):
-                m = cond == ci
+                m = (cond == ci) & fresh
                 if m.any():
                     per_cond.setdefault(cname, []).append(ok[m])
-            stamps = cf.sample_stamp_s()
-            bins = np.floor(stamps / bin_s).astype(np.int64)
+            bins = np.floor(cf.sample_stamp_s()[fresh] / bin_s).astype(np.int64)
             nb = int(math.ceil(cf.duration_s / bin_s))
             tot = np.bincount(bins, minlength=nb)[:nb]
-            cor = np.bincount(bins, weights=ok.astype(np.float64), minlength=nb)[:nb]
+            cor = np.bincount(bins, weights=ok[fresh].astype(np.float64), minlength=nb)[:nb]
             timeline[name] = {"bin_s": bin_s, "correct": cor.tolist(), "total": tot.tolist()}
-        gt_all = np.concatenate(gts) if gts else np.zeros(0, np.int64)
-        pred_all = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+
+        def cat(parts: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+        ref, pred = cat(ref_all, np.int64), cat(pred_all, np.int64)
+        clean, teacher, fresh = cat(clean_all, np.int64), cat(teacher_all, np.int64), cat(fresh_all, np.bool_)
+        headline = scoring_rule.score(ref[fresh], pred[fresh])
         n_cam = max(len(self.cameras), 1)
         return {
             "method": self.method,
             "seed": self.seed,
-            "accuracy": float((gt_all == pred_all).mean()) if gt_all.size else float("nan"),
-            "balanced_accuracy": balanced_accuracy(gt_all, pred_all),
-            "classes_scored": [int(c) for c in np.unique(gt_all)],
+            "accuracy": headline["accuracy"],
+            "balanced_accuracy": headline["balanced_accuracy"],
+            "reference": self.label_source,
+            "scored_samples": headline["samples"],
+            "fresh_fraction": float(fresh.mean()) if fresh.size else float("nan"),
+            "classes_scored": [int(c) for c in np.unique(ref[fresh])],
+            "views": {
+                "teacher": scoring_rule.score(teacher[fresh], pred[fresh]),
+                "clean": scoring_rule.score(clean[fresh], pred[fresh]),
+                "repeats": scoring_rule.score(ref[~fresh], pred[~fresh]),
+                "with_repeats": scoring_rule.score(ref, pred),
+            },
             "upload_kbps": sum(c["upload_kbps"] for c in per_cam.values()) / n_cam,
             "download_kbps": sum(c["download_kbps"] for c in per_cam.values()) / n_cam,
             "per_camera": per_cam,
@@ -511,7 +529,8 @@ class Simulation:
                 for name, p in preds.items()
             }
             return RunResult(method.name, self.seed, self.cost.name, self.duration_s, cams_out, [],
-                             {"trainings": float(method.trainings)}, time.perf_counter() - t_wall)
+                             {"trainings": float(method.trainings)}, time.perf_counter() - t_wall,
+                             method.label_source)
         return _Engine(self, method).run(t_wall)
 
 
@@ -788,5 +807,5 @@ class _Engine:
             cam.run.version = cam.version.copy()
             cams_out[name] = cam.run
         return RunResult(self.method.name, sim.seed, sim.cost.name, sim.duration_s, cams_out, self.updates,
-                         dict(self.counters), time.perf_counter() - t_wall)  # fmt: skip
+                         dict(self.counters), time.perf_counter() - t_wall, self.method.label_source)  # fmt: skip
 

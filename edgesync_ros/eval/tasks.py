@@ -116,12 +116,12 @@ def _run_one(args: tuple[Task, CostProfile, EvalSettings]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------------
 # The run cache's key
 # ------------------------------------------------------------------------------------------------------------
-#: Modules whose code shapes a simulated result, relative to the package: the simulator, its cost model, the
-#: methods, the features it reads and how a task builds a simulation, and what they call -- the core (Algorithm 1's
-#: filter, Algorithm 2's training, the bank, urgency, fleet, heads), the edge model's head and the labelling path
-#: that makes the features.
-RESULT_MODULES = ("eval/simulator.py", "eval/cost.py", "eval/methods.py", "eval/features.py", "eval/tasks.py",
-                  "core/*.py", "models/edge.py", "models/labelling.py")  # fmt: skip
+#: Modules whose code shapes a simulated result, relative to the package: the simulator, its scoring rule, its
+#: cost model, the methods, the features it reads and how a task builds a simulation, and what they call -- the core
+#: (Algorithm 1's filter, Algorithm 2's training, the bank, urgency, fleet, heads), the edge model's head and the
+#: labelling path that makes the features.
+RESULT_MODULES = ("eval/simulator.py", "eval/scoring.py", "eval/cost.py", "eval/methods.py", "eval/features.py",
+                  "eval/tasks.py", "core/*.py", "models/edge.py", "models/labelling.py")  # fmt: skip
 
 
 def code_digest(package: Path) -> str:

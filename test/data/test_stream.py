@@ -135,6 +135,58 @@ def test_tiny_spec_loads_and_is_short():
     assert found.name == "tiny.yaml" and found.read_bytes() == (REPO / "config" / "streams" / "tiny.yaml").read_bytes()
 
 
+def test_paper_spec_gives_seven_cameras_their_own_footage_and_drift():
+    spec = st.load_spec("paper")
+    assert len(spec.cameras) == 7 and spec.distinct_frames
+    assert len({c.seed for c in spec.cameras}) == 7
+    plan = st.plan_stream(spec)  # planning itself refuses a replayed or shared source frame
+    assert st.shared_frames(plan) == []
+    seen: dict[tuple[str, int], str] = {}
+    sequences = set()
+    for cam in spec.cameras:
+        sched = plan.schedules[cam.name]
+        assert len(sched.frames) == round(cam.duration_s * spec.fps) and sched.duration_s >= 280
+        for f in sched.frames:
+            src = plan.spec.clip(f.clip)
+            key = (src.source, f.source_frame)
+            assert key not in seen, (cam.name, key, seen.get(key))  # no camera replays or shares a source frame
+            seen[key] = cam.name
+            if src.source == "vtest":
+                assert f.source_frame < 600
+        segs = sched.segments
+        assert segs[0].condition == "clean" and len(segs) >= 4 and len({s.condition for s in segs}) >= 2
+        sequences.add(tuple((s.condition, round(s.end_s)) for s in segs))
+    assert len(sequences) == 7  # each camera drifts on its own schedule
+    # Every packaged evaluation frame is used, each by exactly one camera.
+    assert len(seen) == 250 + 600 + 1199 + 681 + 1260
+
+
+def _distinct(**cams):
+    spec = mini_spec(duration_s=10)
+    spec["scenes"]["distinct_frames"] = True
+    spec["scenes"]["clips"] = [{"name": "street", "source": "bikes", "stride": 10},
+                               {"name": "plaza", "source": "vtest", "end_frame": 120, "stride": 5}]  # fmt: skip
+    spec["cameras"] = [{"name": "cam0", "seed": 1, "clips": ["street"], **cams.get("cam0", {})},
+                       {"name": "cam1", "seed": 2, "clips": ["plaza"], **cams.get("cam1", {})}]  # fmt: skip
+    return spec
+
+
+def test_distinct_frames_refuses_replay_and_shared_footage():
+    plan = st.plan_stream(st.spec_from_dict(_distinct()))
+    street = [f.source_frame for f in plan.schedules["cam0"].frames]
+    assert street == list(range(0, 200, 10))  # from the first frame, in order, never wrapping
+    with pytest.raises(ConfigError, match="25 distinct frames, 12.5 s"):
+        st.plan_stream(st.spec_from_dict(_distinct(cam0={"duration_s": 20})))
+    with pytest.raises(ConfigError, match="repeat footage"):
+        st.plan_stream(st.spec_from_dict(_distinct(cam1={"clips": ["street"]})))
+    with pytest.raises(ConfigError, match="unknown clip"):
+        st.spec_from_dict(_distinct(cam1={"clips": ["harbour"]}))
+    with pytest.raises(ConfigError, match="distinct_frames"):
+        bad = _distinct()
+        bad["scenes"]["distinct_frames"] = "yes"
+        st.spec_from_dict(bad)
+
+
 # -- spec errors ------------------------------------------------------------------------------------------------
 def _with_camera(**cam):
     spec = mini_spec()

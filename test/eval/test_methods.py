@@ -208,7 +208,8 @@ def test_every_method_runs_end_to_end_on_the_tiny_stream(tiny_cam0, edge_model):
     for key in ("constant", "no_adaptation", "static_head"):
         assert results[key]["upload_kbps"] == 0, key
     assert results["ekya"]["updates"][0]["profile_s"] > 0  # the micro-profiler's time is charged
-    assert results["static_head"]["balanced_accuracy"] >= results["no_adaptation"]["balanced_accuracy"]
+    clean = {k: r["views"]["clean"] for k, r in results.items()}  # one reference for rows trained on different labels
+    assert clean["static_head"]["balanced_accuracy"] >= clean["no_adaptation"]["balanced_accuracy"]
     # /F uploads every sample, EdgeSync k = 0.7 of them.
     assert results["edgesync_f"]["upload_kbps"] > results["edgesync"]["upload_kbps"]
     # /TF and /STF train the fixed epochs, the others stop on patience, the time cap or max_epochs.
@@ -219,7 +220,7 @@ def test_every_method_runs_end_to_end_on_the_tiny_stream(tiny_cam0, edge_model):
     # The causal upper bound pays nothing for its updates, and its name says what it is.
     ub = results["upper_bound"]
     assert ub["cost_profile"] == "free" and all(u["train_s"] == 0 and u["label_s"] == 0 for u in ub["updates"])
-    assert ub["accuracy"] >= results["no_adaptation"]["accuracy"]
+    assert clean["upper_bound"]["accuracy"] >= clean["no_adaptation"]["accuracy"]
 
 
 def test_eval_command_writes_the_report(tmp_path):

@@ -57,8 +57,8 @@ def test_every_result_module_exists() -> None:
 def test_digest_changes_when_the_cost_model_or_the_simulator_changes(tmp_path: Path) -> None:
     pkg = _copy_package(tmp_path)
     seen = {tasks.code_digest(pkg)}
-    for name in ("cost.py", "simulator.py", "tasks.py"):
+    for name in ("cost.py", "simulator.py", "tasks.py", "scoring.py"):
         path = pkg / "eval" / name
         path.write_text(path.read_text(encoding="utf-8") + "\nEXTRA = 1\n", encoding="utf-8")
         seen.add(tasks.code_digest(pkg))
-    assert len(seen) == 4
+    assert len(seen) == 5

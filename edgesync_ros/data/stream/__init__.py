@@ -59,6 +59,7 @@ from edgesync_ros.data.stream.schedule import (
     build_schedule,
     condition_segments,
     plan_stream,
+    shared_frames,
 )
 from edgesync_ros.data.stream.sources import resolve_source
 from edgesync_ros.data.stream.spec import (
@@ -108,6 +109,7 @@ __all__ = [
     "read_clean_frames",
     "render_frame",
     "resolve_source",
+    "shared_frames",
     "spec_from_dict",
     "streams_dirs",
     "teacher_cache_key",

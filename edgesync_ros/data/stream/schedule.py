@@ -4,7 +4,9 @@ Every camera gets its own schedule of
 
 * **scene chunks** -- short stretches (``scenes.chunk_s`` seconds) of different clips, interleaved so that an
   edge window of a few tens of seconds is never a single clip, hence never a single class; each clip keeps its
-  own play cursor (a seeded start, ``stride`` source frames per stream frame, wrapping at its end), and
+  own play cursor (a seeded start, ``stride`` source frames per stream frame, wrapping at its end; with
+  ``scenes.distinct_frames`` it starts at the clip's first frame and never wraps, and planning fails when a camera
+  would run out of footage or show a source frame another camera shows), and
 * **condition segments** -- each held for a few minutes (``conditions.segment_s``) and ramped in from severity 1
   to its severity over ``ramp_s`` seconds.
 
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.data.stream.clips import ClipInfo, probe_clip, usable_frames
 from edgesync_ros.data.stream.conditions import CLEAN
 from edgesync_ros.data.stream.spec import CameraSpec, ConditionSpec, StreamSpec
@@ -149,8 +152,11 @@ def build_schedule(
     names = [c.name for c in spec.clips]
     clip_w = [weights[n] for n in names]
     rng = np.random.default_rng([spec.seed, cam.seed, 2])
-    # Each clip starts at a seeded position, so cameras showing the same clip show different parts of it.
+    # Each clip starts at a seeded position, so cameras showing the same clip show different parts of it
+    # (with distinct_frames every clip plays from its first frame and never wraps instead).
     cursor = {n: int(rng.integers(len(clip_frames[n]))) for n in names}
+    if spec.distinct_frames:
+        cursor = dict.fromkeys(names, 0)
     plans: list[FramePlan] = []
     seg_i = 0
     chunk = -1
@@ -158,8 +164,15 @@ def build_schedule(
     left = 0
     clip = names[0]
     for i in range(n_frames):
+        if spec.distinct_frames and cursor[clip] >= len(clip_frames[clip]):
+            left = 0  # this clip's footage is used up: the next chunk plays another clip
         if left == 0:
-            prev = _weighted_choice(rng, clip_w, prev)
+            draw: list[float] = list(clip_w)
+            if spec.distinct_frames:
+                draw = [w if cursor[n] < len(clip_frames[n]) else 0.0 for n, w in zip(names, clip_w, strict=True)]
+                if sum(draw) <= 0:
+                    raise ConfigError(_footage_error(spec, cam, names, clip_w, clip_frames))
+            prev = _weighted_choice(rng, draw, prev)
             clip = names[prev]
             left = max(1, int(round(rng.uniform(*spec.chunk_s) * spec.fps)))
             chunk += 1
@@ -184,6 +197,33 @@ def build_schedule(
         cursor[clip] += 1
         left -= 1
     return CameraSchedule(cam.name, cam.seed, segments, tuple(plans))
+
+
+def _footage_error(
+    spec: StreamSpec, cam: CameraSpec, names: Sequence[str], clip_w: Sequence[float],
+    clip_frames: Mapping[str, Sequence[int]],
+) -> str:  # fmt: skip
+    """Say how long a camera's own footage lasts when ``distinct_frames`` runs it out before ``duration_s``."""
+    own = sum(len(clip_frames[n]) for n, w in zip(names, clip_w, strict=True) if w > 0)
+    return (f"camera {cam.name!r}: with scenes.distinct_frames its clips hold {own} distinct frames, "
+            f"{own / spec.fps:.1f} s at {spec.fps:g} fps, less than its duration_s {cam.duration_s:g}: shorten the "
+            "camera, give it more footage or lower its clips' stride")
+
+
+def shared_frames(plan: StreamPlan) -> list[str]:
+    """Return each source frame that a camera shows twice or two cameras share (by video content hash)."""
+    owner: dict[tuple[str, int], tuple[str, int]] = {}
+    problems: list[str] = []
+    for name, sched in plan.schedules.items():
+        for f in sched.frames:
+            key = (plan.clips[f.clip].sha256, f.source_frame)
+            if key in owner:
+                other, idx = owner[key]
+                problems.append(f"{name} frame {f.index} shows {f.clip} source frame {f.source_frame}, "
+                                f"already shown by {other} frame {idx}")  # fmt: skip
+            else:
+                owner[key] = (name, f.index)
+    return problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,4 +265,10 @@ def plan_stream(spec: StreamSpec, cameras: Sequence[str] | None = None) -> Strea
     infos = {c.name: probe_clip(c) for c in spec.clips}
     frames = {c.name: usable_frames(c, infos[c.name]) for c in spec.clips}
     names = [c.name for c in spec.cameras] if cameras is None else list(cameras)
-    return StreamPlan(spec, infos, {n: build_schedule(spec, n, frames) for n in names})
+    plan = StreamPlan(spec, infos, {n: build_schedule(spec, n, frames) for n in names})
+    if spec.distinct_frames:
+        problems = shared_frames(plan)
+        if problems:
+            raise ConfigError(f"stream {spec.name!r} sets scenes.distinct_frames but {len(problems)} frames repeat "
+                              f"footage: {'; '.join(problems[:3])}")  # fmt: skip
+    return plan

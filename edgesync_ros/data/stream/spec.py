@@ -144,7 +144,12 @@ class CameraSpec:
 
 @dataclasses.dataclass(frozen=True)
 class StreamSpec:
-    """A validated stream spec (see ``config/streams/default.yaml`` for the annotated format)."""
+    """A validated stream spec (see ``config/streams/default.yaml`` for the annotated format).
+
+    ``distinct_frames`` (``scenes.distinct_frames``): every stream frame shows a source frame that no camera showed
+    before -- clips play from their first frame and never wrap, and no two cameras share a source frame -- so no
+    prediction is ever made on replayed footage (``config/streams/paper.yaml``).
+    """
 
     name: str
     seed: int
@@ -160,6 +165,7 @@ class StreamSpec:
     menu: tuple[ConditionSpec, ...]
     cameras: tuple[CameraSpec, ...]
     allow_pretraining_frames: bool = False
+    distinct_frames: bool = False
 
     def with_seed(self, seed: int | None) -> StreamSpec:
         """Return this spec with another stream seed (``None`` keeps it)."""
@@ -213,7 +219,7 @@ def spec_from_dict(raw: Any, *, check_files: bool = True, base_dir: Path | None 
     if default_duration is not None:
         default_duration = check.number("duration_s", default_duration, 0.0, lo_open=True)
     max_width, quality = _image(d.get("image", {}))
-    chunk, clips = _scenes(d["scenes"], base_dir)
+    chunk, clips, distinct = _scenes(d["scenes"], base_dir)
     allow = d.get("allow_pretraining_frames", False)
     if not isinstance(allow, bool):
         raise check.type_error("allow_pretraining_frames", "true or false", allow)
@@ -238,6 +244,7 @@ def spec_from_dict(raw: Any, *, check_files: bool = True, base_dir: Path | None 
         menu=menu,
         cameras=_cameras(d["cameras"], clips, known, default_duration),
         allow_pretraining_frames=allow,
+        distinct_frames=distinct,
     )
 
 
@@ -249,16 +256,19 @@ def _image(raw: Any) -> tuple[int, int]:
     return max_width, quality
 
 
-def _scenes(raw: Any, base_dir: Path | None = None) -> tuple[tuple[float, float], tuple[ClipSpec, ...]]:
-    """Validate the ``scenes`` section: ``(chunk_s, clips)`` with unique clip names."""
-    scenes = check.mapping("scenes", raw, {"chunk_s", "clips"}, ("clips",))
+def _scenes(raw: Any, base_dir: Path | None = None) -> tuple[tuple[float, float], tuple[ClipSpec, ...], bool]:
+    """Validate the ``scenes`` section: ``(chunk_s, clips, distinct_frames)`` with unique clip names."""
+    scenes = check.mapping("scenes", raw, {"chunk_s", "clips", "distinct_frames"}, ("clips",))
+    distinct = scenes.get("distinct_frames", False)
+    if not isinstance(distinct, bool):
+        raise check.type_error("scenes.distinct_frames", "true or false", distinct)
     chunk = check.positive_range("scenes.chunk_s", scenes.get("chunk_s", [6.0, 16.0]))
     clips_raw = check.non_empty_list("scenes.clips", scenes["clips"])
     clips = tuple(ClipSpec.from_dict(c, f"scenes.clips[{i}]", base_dir) for i, c in enumerate(clips_raw))
     clip_names = [c.name for c in clips]
     if len(set(clip_names)) != len(clip_names):
         raise ConfigError(f"scenes.clips: clip names must be unique, got {clip_names}")
-    return chunk, clips
+    return chunk, clips, distinct
 
 
 def _conditions(
@@ -301,12 +311,19 @@ def _camera(
     where: str, raw: Any, clips: Sequence[ClipSpec], known: Sequence[str], default_duration: float | None
 ) -> CameraSpec:
     """Validate one ``cameras`` entry (its duration falls back to the stream-level ``duration_s``)."""
-    c = check.mapping(where, raw, {"name", "seed", "duration_s", "clip_weights", "schedule"}, ("name", "seed"))
+    c = check.mapping(where, raw, {"name", "seed", "duration_s", "clip_weights", "clips", "schedule"}, ("name", "seed"))
     if "duration_s" not in c and default_duration is None:
         raise ConfigError(f"{where}: missing duration_s (and no stream-level duration_s)")
     duration = check.number(f"{where}.duration_s", c.get("duration_s", default_duration), 0.0, lo_open=True)
     weights = check.mapping(f"{where}.clip_weights", c.get("clip_weights", {}), [cl.name for cl in clips])
     cw = tuple(sorted((k, check.number(f"{where}.clip_weights.{k}", v, 0.0)) for k, v in weights.items()))
+    if "clips" in c:
+        # ``clips``: the camera plays only these (their own weights kept): its footage, no other camera's.
+        own = check.non_empty_list(f"{where}.clips", c["clips"])
+        unknown = [n for n in own if n not in {cl.name for cl in clips}]
+        if unknown:
+            raise ConfigError(f"{where}.clips: unknown clip(s) {unknown}; clips: {[cl.name for cl in clips]}")
+        cw = tuple(sorted((cl.name, dict(cw).get(cl.name, cl.weight) if cl.name in own else 0.0) for cl in clips))
     merged = {cl.name: cl.weight for cl in clips} | dict(cw)
     if sum(merged.values()) <= 0:
         raise ConfigError(f"{where}: every clip weight is 0")

@@ -1,0 +1,62 @@
+"""The paper's time regime (the ``paper`` cost profile) and Table I under both profiles in one report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgesync_ros.eval import cost as C
+from edgesync_ros.eval import report as R
+from edgesync_ros.eval import simulator as S
+from edgesync_ros.eval.methods import EdgeSync
+
+
+def test_paper_profile_prices_an_edgesync_cycle_as_table_ii() -> None:
+    assert C.resolve_cost_profile("paper") is C.PAPER
+    cycle = C.cycle_seconds(C.PAPER, C.REFERENCE_CYCLE)
+    assert cycle.label_s == pytest.approx(9.02)
+    assert cycle.train_s == pytest.approx(8.77)
+    assert cycle.network_s == pytest.approx(3.52)
+    # Every method pays per unit of work: twice the frames cost twice the teacher time.
+    double = C.CycleWork(2 * 15.5, 2 * 28.8, 0.0, 0.0, 0.0, 0.0)
+    assert C.cycle_seconds(C.PAPER, double).label_s == pytest.approx(2 * 9.02)
+
+
+def _utilisation(cams, cost, settings, edge_model):  # type: ignore[no-untyped-def]
+    sim = S.Simulation({c.camera: c for c in cams}, edge_model, cost, seed=0)
+    try:
+        result = sim.run(EdgeSync(settings))
+    finally:
+        sim.close()
+    return R.update_components([result.metrics({c.camera: c for c in cams})]), result.counters
+
+
+def test_paper_profile_contends_the_cloud(make_camera, settings, edge_model) -> None:  # type: ignore[no-untyped-def]
+    cams = [make_camera(f"cam{i}", n_frames=60, seed=i) for i in range(3)]
+    light = C.CostProfile("light", 0.01, 0.001, 1e-5, 1e-6, 1e-6, 1e-7)
+    calm, calm_counters = _utilisation(cams, light, settings, edge_model)
+    busy, busy_counters = _utilisation(cams, C.PAPER, settings, edge_model)
+    assert calm["cloud_utilisation"] < 0.3
+    assert busy["cloud_utilisation"] > 0.9  # labelling alone outruns the cloud: cameras compete for it
+    assert busy_counters["dropped_batches"] > calm_counters["dropped_batches"]
+
+
+def test_table_i_is_reported_under_both_profiles(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edgesync_ros.cli import main
+
+    out = tmp_path / "report"
+    common = ["eval", "--stream", "tiny", "--cameras", "1", "--seeds", "1", "--duration", "40", "--no-robust",
+              "--methods", "constant,no_adaptation", "--out", str(out), "--jobs", "1", "--no-cache",
+              "--no-progress"]  # fmt: skip
+    for profile in ("paper", "paper_v100"):
+        assert main([*common, "--cost-profile", profile]) in (0, 1)
+    rep = json.loads((out / "eval.json").read_text())
+    assert {"table_i@paper", "table_i@paper_v100"} <= set(rep)
+    row = rep["table_i@paper"]["rows"]["no_adaptation"]
+    assert row["summary"]["reference"] == "teacher"
+    assert set(row["summary"]["views"]) == {"teacher", "clean", "repeats", "with_repeats"}
+    md = (out / "eval.md").read_text()
+    assert "## Table I — methods (cost profile `paper`)" in md
+    assert "## Table I — methods (cost profile `paper_v100`)" in md
+    assert "**Table I, clean view**" in md and "**Repeats**" in md and "cloud busy %" in md
