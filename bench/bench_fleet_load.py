@@ -224,8 +224,11 @@ def int_value(values: dict[str, str], key: str) -> int:
 
 
 def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], domain: int,
-              backpressure: bool = True) -> dict[str, Any]:
-    """One cloud process + ``n`` simulated robots for ``args.seconds``; return the measurements."""
+              backpressure: bool = True, cloud_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One cloud process + ``n`` simulated robots for ``args.seconds``; return the measurements.
+
+    ``cloud_params`` are further cloud parameters (dots spelled ``__``), e.g. ``backend="ray"``.
+    """
     from edgesync_ros.core.config import load_yaml_section
 
     cloud_cfg = load_yaml_section(common.CONFIG_DIR / "cloud.yaml", "cloud_node")
@@ -235,7 +238,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
     log_dir = Path(tempfile.mkdtemp(prefix=f"bench_fleet_{n}_"))
     env = common.ros_env(domain, log_dir)
     cloud = common.NodeProcess("cloud_node", "cloud.yaml", env, log_dir, cloud_namespace=cloud_ns,
-                               backpressure__enabled=str(backpressure).lower())
+                               backpressure__enabled=str(backpressure).lower(), **(cloud_params or {}))
     rig = Rig(domain)
     from rclpy.node import Node
 
@@ -265,6 +268,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         due = [(t0 + rng.uniform(0.0, period), i, 0) for i in range(n)]
         heapq.heapify(due)
         cpu0, start_diag = cloud.cpu_seconds(), diag.get("edgesync/cloud")
+        tree0 = cloud.tree_cpu_seconds()
         own0 = time.process_time()
         t_end = t0 + args.seconds
         next_print = t0 + 30.0
@@ -286,6 +290,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
                 next_print += 30.0
         time.sleep(max(0.0, t_end - time.monotonic()))
         cloud_cpu = cloud.cpu_seconds()
+        tree_cpu = cloud.tree_cpu_seconds()
         own_cpu = time.process_time() - own0
         rss = cloud.rss_mb()
         time.sleep(2.0)  # one more diagnostics period
@@ -349,6 +354,8 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         "labelling_busy_pct": round(100.0 * samples * label_ms / 1000.0 / args.seconds, 1),
         "train_s_per_update": float(end.get("train_seconds", "nan")),
         "cloud_cpu_pct": round(100.0 * (cloud_cpu - cpu0) / args.seconds, 1) if cloud_cpu and cpu0 else None,
+        "cloud_and_workers_cpu_pct": round(100.0 * (tree_cpu - tree0) / args.seconds, 1) if tree_cpu and tree0
+        else None,  # the node and every process it started (Ray's workers with a private instance)
         "simulator_cpu_pct": round(100.0 * own_cpu / args.seconds, 1),
         "cloud_rss_mb": round(rss, 1) if rss else None,
         "cloud_rss_timeline": [[t, m and round(m, 1)] for t, m in rss_timeline],

@@ -227,6 +227,25 @@ class NodeProcess:
         except Exception:
             return None
 
+    def tree_cpu_seconds(self) -> float | None:
+        """CPU seconds of the process and every live descendant (e.g. the Ray processes a cloud node started)."""
+        import psutil
+
+        total = self.cpu_seconds()
+        if total is None:
+            return None
+        try:
+            children = self._ps.children(recursive=True)
+        except psutil.Error:
+            return total
+        for child in children:
+            try:
+                t = child.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                continue
+        return total
+
     def log_tail(self, lines: int = 15) -> str:
         """The last ``lines`` lines of the node's log."""
         self._log.flush()

@@ -8,11 +8,12 @@ from the cloud node. Results come back as :class:`concurrent.futures.Future` obj
 node's dispatcher polls them and never waits on Ray.
 
 Faults: every actor is restarted by Ray when its process dies (``max_restarts=-1``: it reloads its models), and a
-call that was running on it is retried up to ``ray.max_retries`` times on the restarted actor. Labelling and
-training are pure functions of their request (training is seeded), so a retry gives the result the lost call would
-have given. When the retries are spent, the future fails with :class:`~edgesync_ros.backend.base.WorkerLost` and the
-node puts the batch back in its queue or the robot back among the ready ones; head versions are assigned by the node
-on results, so a lost or retried training never repeats or skips one.
+call that was running on it is sent again to the restarted actor, up to ``ray.max_retries`` times; calls for an
+actor known to be restarting wait until it answers (at most :data:`RESTART_WAIT_S`). Labelling and training are pure
+functions of their request (training is seeded), so a retry gives the result the lost call would have given. When
+the retries are spent, the future fails with :class:`~edgesync_ros.backend.base.WorkerLost` and the node puts the
+batch back in its queue or the robot back among the ready ones; head versions are assigned by the node on results,
+so a lost or retried training never repeats or skips one. Exceptions of the work itself pass through unchanged.
 
 Ray is imported here only, and this module only by a cloud configured with ``backend: ray``; inline users never load
 it. ``ray.address`` empty starts a private local instance on the loopback interface; ``auto`` or ``host:port``
