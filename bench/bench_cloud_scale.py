@@ -6,12 +6,13 @@ worker actors of one CPU each), and N simulated robots uploading the same real w
 ``set_upload_policy``. *Sustained*: <= 1 % of batches dropped, mean queue depth over the second half <= half its
 bound, every robot updated and no robot waiting longer than ``--interval-bound`` for a head.
 
-Per worker count W (``--workers``, default 1,2) the robot counts of ``--robots`` are run in one process, one after
-another on one machine, so the ratio of robots sustained (2 vs 1 workers) is measured in one run. With ``--seconds``
-below ``--interval-bound`` the gap check can only fail for a robot never updated; the default keeps the whole bench
-near 10 minutes on a 2-core CPU. A robot count is a lower bound on capacity: the largest count *tried* that was
-sustained. The finer figure is the cloud's throughput at the largest count (labelled samples and head updates per
-minute), whose 2-vs-1 ratio is reported too.
+Per worker count W (``--workers``, default 1,2) two robot counts are run, one after another in one process on one
+machine, so the ratio of robots sustained (2 vs 1 workers) is measured in one run: a first guess (``--start`` for
+the fewest workers; for more, that result times the worker ratio), then ``--step`` robots more if it was sustained or
+fewer if not. Robots sustained is the largest count *tried* that was sustained: a lower bound, to ``--step``. The
+finer figure is throughput (labelled samples per minute) in each worker count's busiest run, whose ratio is reported
+too (a capacity ratio only where both runs were saturated: see their queue depths). With ``--seconds`` below ``--interval-bound`` the gap check can only fail for a robot never updated;
+the defaults keep the bench near 10 minutes on a 2-core CPU.
 
 Projection (:func:`edgesync_ros.eval.cost.robots_sustained`): the W = 1 run gives the cost of one batch's labelling
 and of one head update on one worker (the node's own means); the model predicts robots sustained for W = 1 and 2 on
@@ -43,8 +44,9 @@ from bench.bench_nodes import ros_domain_id  # noqa: E402
 
 OPTIONS = (
     ("--workers", str, "1,2", "Ray worker actors to compare, comma-separated"),
-    ("--robots", str, "4,8", "robot counts tried per worker count, comma-separated"),
-    ("--seconds", float, 80.0, "measured seconds per (workers, robots) run"),
+    ("--start", int, 6, "robots tried first with the fewest workers"),
+    ("--step", int, 2, "robots added (after a sustained run) or removed (after one that was not) for the second run"),
+    ("--seconds", float, 100.0, "measured seconds per (workers, robots) run"),
     ("--interval-bound", float, 120.0, "sustained: no robot waits longer than this for a head update (s)"),
     ("--windows", int, 32, "distinct real windows (SampleBatch messages) the robots send in turn"),
     ("--seed", int, 0, "seed of the robots' phases"),
@@ -64,7 +66,7 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
     keys = ("robots", "sustained", "checks", "longest_gap_s", "queue_depth_second_half_mean", "batches_published",
             "batches_labelled", "batches_dropped_by_cloud", "samples_labelled", "updates_sent", "robots_updated",
             "label_ms_per_sample", "train_s_per_update", "cloud_cpu_pct", "cloud_and_workers_cpu_pct",
-            "simulator_cpu_pct", "wasted_upload_fraction", "final_k", "load_end")
+            "ray_workers_cpu_pct", "simulator_cpu_pct", "wasted_upload_fraction", "final_k", "load_end")
     return {**{k: run.get(k) for k in keys}, "samples_per_min": per_minute(run, "samples_labelled"),
             "updates_per_min": per_minute(run, "updates_sent")}
 
@@ -86,7 +88,9 @@ def projection(runs: dict[int, list[dict[str, Any]]], measured: dict[int, int], 
     checks = {}
     for w, rs in runs.items():
         top = max(rs, key=lambda r: r["robots"])
-        used = ((top.get("cloud_cpu_pct") or 0.0) + (top.get("simulator_cpu_pct") or 0.0)) / 100.0
+        # The node, Ray's own processes and the simulated robots: everything but the worker actors.
+        around = (top.get("cloud_and_workers_cpu_pct") or 0.0) - (top.get("ray_workers_cpu_pct") or 0.0)
+        used = (around + (top.get("simulator_cpu_pct") or 0.0)) / 100.0
         overhead[w] = round(used, 2)
         predicted = robots_sustained(label_s, demand, w, cores=max(cores - used, 0.1),
                                      cpus_per_worker=args.cpus_per_worker)
@@ -130,31 +134,42 @@ def projection(runs: dict[int, list[dict[str, Any]]], measured: dict[int, int], 
 def main() -> int:
     args = common.parse_options(__doc__, OPTIONS)
     worker_counts = [int(x) for x in str(args.workers).split(",") if x.strip()]
-    counts = [int(x) for x in str(args.robots).split(",") if x.strip()]
     t_start = time.monotonic()
     cfg = robot_config()
     batches = build_batches(args.windows, cfg)
     domain = ros_domain_id()
     runs: dict[int, list[dict[str, Any]]] = {}
-    for w in worker_counts:
-        runs[w] = []
-        for n in counts:
-            params = {"backend": "ray", "ray__num_workers": w, "ray__cpus_per_worker": args.cpus_per_worker,
-                      "ray__num_cpus": max(w, math.ceil(w * args.cpus_per_worker))}
-            r = run_fleet(n, batches, args, cfg, domain, True, params)
-            runs[w].append(r)
-            print(f"# workers={w} robots={n}: sustained={r['sustained']} {r['checks']} "
-                  f"samples/min={per_minute(r, 'samples_labelled')} updates/min={per_minute(r, 'updates_sent')}",
-                  flush=True)
+
+    def run(w: int, n: int) -> dict[str, Any]:
+        params = {"backend": "ray", "ray__num_workers": w, "ray__cpus_per_worker": args.cpus_per_worker,
+                  "ray__num_cpus": max(w, math.ceil(w * args.cpus_per_worker))}
+        r = run_fleet(n, batches, args, cfg, domain, True, params)
+        runs.setdefault(w, []).append(r)
+        print(f"# workers={w} robots={n}: sustained={r['sustained']} {r['checks']} "
+              f"samples/min={per_minute(r, 'samples_labelled')} updates/min={per_minute(r, 'updates_sent')}",
+              flush=True)
+        return r
+
+    # Two runs per worker count: a first guess, then one step up (it was sustained) or down (it was not). The first
+    # guess for more workers is the fewest workers' result scaled by the worker ratio (perfect scaling).
+    base = min(worker_counts)
+    for w in sorted(worker_counts):
+        done = [r for r in runs.get(base, []) if r["sustained"]]
+        first = args.start if w == base else max(1, round(max((r["robots"] for r in done), default=args.start)
+                                                          * w / base))
+        r = run(w, first)
+        run(w, first + args.step if r["sustained"] else max(1, first - args.step))
+    counts = sorted({r["robots"] for rs in runs.values() for r in rs})
     measured = {w: max((r["robots"] for r in rs if r["sustained"]), default=0) for w, rs in runs.items()}
     for w, rs in runs.items():
         common.write_result(
             f"cloud_scale_workers_{w}", measured[w], "robots sustained (largest count tried)",
-            "report: robots sustained with this many Ray workers", True, workers=w, tried=counts,
+            "report: robots sustained with this many Ray workers", True, workers=w, tried=[r["robots"] for r in rs],
             seconds=args.seconds, interval_bound_s=args.interval_bound, cpus_per_worker=args.cpus_per_worker,
             runs=[summary(r) for r in rs])
     if len(worker_counts) >= 2:
         lo, hi = min(worker_counts), max(worker_counts)
+        # Throughput at each worker count's largest robot count (the busiest run: closest to saturation).
         top = {w: max(runs[w], key=lambda r: r["robots"]) for w in (lo, hi)}
         samples_ratio = (per_minute(top[hi], "samples_labelled") / per_minute(top[lo], "samples_labelled")
                          if top[lo]["samples_labelled"] else None)
@@ -165,8 +180,9 @@ def main() -> int:
             f"{os.cpu_count()} cores shared by the node, Ray, the workers and the simulated robots)",
             robots_ratio is not None and robots_ratio >= 1.8, workers=[lo, hi],
             robots_sustained={lo: measured[lo], hi: measured[hi]}, tried=counts,
-            samples_per_min_ratio_at_top=round(samples_ratio, 3) if samples_ratio else None,
-            top_robots=top[hi]["robots"], seconds=args.seconds, measured_in_one_run=True)
+            samples_per_min_ratio=round(samples_ratio, 3) if samples_ratio else None,
+            samples_per_min_at={w: [top[w]["robots"], per_minute(top[w], "samples_labelled")] for w in (lo, hi)},
+            seconds=args.seconds, measured_in_one_run=True)
         model = projection(runs, measured, args)
         common.write_result(
             "cloud_scale_projection", max(abs(c["error_robots"]) for c in model["check"].values()),

@@ -54,6 +54,7 @@ sys.path.insert(0, str(REPO))
 from bench import common  # noqa: E402
 from bench.bench_nodes import Rig, bag_camera_frames, ros_domain_id, wait_for  # noqa: E402
 
+RAY_ACTOR_TITLE = "ray::CloudWorker"  # the process title of the cloud's Ray worker actors
 ROBOTS_GOAL = 16  # the load goal: a cloud with >= 16 simulated robots
 MAX_DROP_FRACTION = 0.01
 OPTIONS = (
@@ -269,6 +270,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         heapq.heapify(due)
         cpu0, start_diag = cloud.cpu_seconds(), diag.get("edgesync/cloud")
         tree0 = cloud.tree_cpu_seconds()
+        actors0 = cloud.tree_cpu_seconds(RAY_ACTOR_TITLE)
         own0 = time.process_time()
         t_end = t0 + args.seconds
         next_print = t0 + 30.0
@@ -291,6 +293,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         time.sleep(max(0.0, t_end - time.monotonic()))
         cloud_cpu = cloud.cpu_seconds()
         tree_cpu = cloud.tree_cpu_seconds()
+        actors_cpu = cloud.tree_cpu_seconds(RAY_ACTOR_TITLE)
         own_cpu = time.process_time() - own0
         rss = cloud.rss_mb()
         time.sleep(2.0)  # one more diagnostics period
@@ -356,6 +359,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         "cloud_cpu_pct": round(100.0 * (cloud_cpu - cpu0) / args.seconds, 1) if cloud_cpu and cpu0 else None,
         "cloud_and_workers_cpu_pct": round(100.0 * (tree_cpu - tree0) / args.seconds, 1) if tree_cpu and tree0
         else None,  # the node and every process it started (Ray's workers with a private instance)
+        "ray_workers_cpu_pct": round(100.0 * ((actors_cpu or 0.0) - (actors0 or 0.0)) / args.seconds, 1),
         "simulator_cpu_pct": round(100.0 * own_cpu / args.seconds, 1),
         "cloud_rss_mb": round(rss, 1) if rss else None,
         "cloud_rss_timeline": [[t, m and round(m, 1)] for t, m in rss_timeline],

@@ -1,6 +1,6 @@
 """The ``ray`` backend: the cloud's labelling and training on a pool of Ray actors, on this machine or a cluster.
 
-Each worker slot is one Ray actor (:class:`Worker`) that loads the teacher and an edge-model replica once, when it
+Each worker slot is one Ray actor (:class:`CloudWorker`) that loads the teacher and an edge-model replica once, when it
 starts, and then labels uploads and trains heads with exactly the code the inline backend runs
 (:func:`~edgesync_ros.backend.inline.run_labelling`, :func:`~edgesync_ros.backend.inline.run_training`). Requests go
 into Ray's object store (``ray.put``) and the actor receives them from there, so a retried call needs nothing more
@@ -55,11 +55,11 @@ def worker_threads(cpus_per_worker: float) -> int:
     return max(1, int(round(cpus_per_worker)))
 
 
-class Worker:
+class CloudWorker:
     """One Ray actor of the pool: a teacher and an edge-model replica, loaded once, labelling and training in turn.
 
     Plain class; :class:`RayBackend` turns it into an actor with ``ray.remote`` so that importing this module does
-    not need Ray's decorators. The actor runs its calls one at a time, on one torch thread pool of ``threads``.
+    not need Ray's decorators. Its processes are titled ``ray::CloudWorker`` (how benchmarks tell them apart). The actor runs its calls one at a time, on one torch thread pool of ``threads``.
     """
 
     def __init__(self, model: Mapping[str, Any], teacher: Mapping[str, Any], threads: int) -> None:
@@ -117,7 +117,7 @@ class RayBackend:
                 ray.init(num_cpus=settings.num_cpus or None, num_gpus=settings.num_gpus,
                          _node_ip_address=LOCAL_NODE_IP, **common)
         self.slots = settings.num_workers
-        actor_class: Any = ray.remote(Worker)
+        actor_class: Any = ray.remote(CloudWorker)
         actor_class = actor_class.options(
             num_cpus=settings.cpus_per_worker, num_gpus=settings.gpus_per_worker,
             max_restarts=-1, max_task_retries=0)  # retries: _failed

@@ -35,6 +35,8 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a Ray cluster, actors loading models, processes killed and restarted
+
 LOOPBACK = "127.0.0.1"
 MODEL = {"device": "cpu", "half": False, "warmup": False}
 TEACHER = {"kind": "nanodet", "score_threshold": 0.4}
