@@ -11,8 +11,9 @@ machine, so the ratio of robots sustained (2 vs 1 workers) is measured in one ru
 the fewest workers; for more, that result times the worker ratio), then ``--step`` robots more if it was sustained or
 fewer if not. Robots sustained is the largest count *tried* that was sustained: a lower bound, to ``--step``. The
 finer figure is throughput (labelled samples per minute) in each worker count's busiest run, whose ratio is reported
-too (a capacity ratio only where both runs were saturated: see their queue depths). With ``--seconds`` below ``--interval-bound`` the gap check can only fail for a robot never updated;
-the defaults keep the bench near 10 minutes on a 2-core CPU.
+too (a capacity ratio only where both runs were saturated: see their queue depths). The clock starts once every
+worker actor has loaded its models. With ``--seconds`` below ``--interval-bound`` the gap check can only fail for a
+robot never updated; the defaults keep the bench near 10 minutes on a 2-core CPU.
 
 Projection (:func:`edgesync_ros.eval.cost.robots_sustained`): the W = 1 run gives the cost of one batch's labelling
 and of one head update on one worker (the node's own means); the model predicts robots sustained for W = 1 and 2 on
@@ -48,7 +49,7 @@ OPTIONS = (
     ("--step", int, 2, "robots added (after a sustained run) or removed (after one that was not) for the second run"),
     ("--seconds", float, 100.0, "measured seconds per (workers, robots) run"),
     ("--interval-bound", float, 120.0, "sustained: no robot waits longer than this for a head update (s)"),
-    ("--windows", int, 32, "distinct real windows (SampleBatch messages) the robots send in turn"),
+    ("--windows", int, 12, "distinct real windows (SampleBatch messages) the robots send in turn"),
     ("--seed", int, 0, "seed of the robots' phases"),
     ("--cpus-per-worker", float, 1.0, "CPUs each worker actor reserves (its torch and onnxruntime threads)"),
 )

@@ -263,6 +263,13 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         except TimeoutError:
             print(f"# cloud log:\n{cloud.log_tail()}", flush=True)
             raise
+        workers = int((cloud_params or {}).get("ray__num_workers", 0)) if (cloud_params or {}).get("backend") == "ray" \
+            else 0
+        if workers:
+            # Ray actors load their models after the node answers: start the clock once every one has (the node's
+            # diagnostics name where each started actor's models run).
+            wait_for(lambda: diag.get("edgesync/cloud").get("workers", "").count("replica on") >= workers, 300,
+                     "the cloud's Ray workers")
         period = int(cfg["window_size"]) / float(cfg["sample_rate_hz"])
         rng = random.Random(args.seed)
         t0 = time.monotonic()
