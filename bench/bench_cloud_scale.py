@@ -49,7 +49,7 @@ OPTIONS = (
     ("--step", int, 2, "robots added (after a sustained run) or removed (after one that was not) for the second run"),
     ("--seconds", float, 100.0, "measured seconds per (workers, robots) run"),
     ("--interval-bound", float, 120.0, "sustained: no robot waits longer than this for a head update (s)"),
-    ("--windows", int, 12, "distinct real windows (SampleBatch messages) the robots send in turn"),
+    ("--windows", int, 8, "distinct real windows (SampleBatch messages) the robots send in turn"),
     ("--seed", int, 0, "seed of the robots' phases"),
     ("--cpus-per-worker", float, 1.0, "CPUs each worker actor reserves (its torch and onnxruntime threads)"),
 )

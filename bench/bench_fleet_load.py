@@ -267,8 +267,8 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
             else 0
         if workers:
             # Ray actors load their models after the node answers: start the clock once every one has (the node's
-            # diagnostics name where each started actor's models run).
-            wait_for(lambda: diag.get("edgesync/cloud").get("workers", "").count("replica on") >= workers, 300,
+            # diagnostics count the started actors).
+            wait_for(lambda: f"started {workers}/{workers}" in diag.get("edgesync/cloud").get("workers", ""), 300,
                      "the cloud's Ray workers")
         period = int(cfg["window_size"]) / float(cfg["sample_rate_hz"])
         rng = random.Random(args.seed)

@@ -59,7 +59,8 @@ class CloudWorker:
     """One Ray actor of the pool: a teacher and an edge-model replica, loaded once, labelling and training in turn.
 
     Plain class; :class:`RayBackend` turns it into an actor with ``ray.remote`` so that importing this module does
-    not need Ray's decorators. Its processes are titled ``ray::CloudWorker`` (how benchmarks tell them apart). The actor runs its calls one at a time, on one torch thread pool of ``threads``.
+    not need Ray's decorators. Its processes are titled ``ray::CloudWorker`` (how benchmarks tell them apart). The
+    actor runs its calls one at a time, on one torch thread pool of ``threads``.
     """
 
     def __init__(self, model: Mapping[str, Any], teacher: Mapping[str, Any], threads: int) -> None:
@@ -147,11 +148,12 @@ class RayBackend:
         return self._call(slot, "train", request)
 
     def describe(self) -> str:
-        """Kind, workers, cluster and, once the actors have started, where their models run (never waits)."""
-        started = sorted({f.result() for f in self._placement if f.done() and f.exception() is None})
+        """Kind, workers, cluster and, once actors have started, how many and where their models run (never waits)."""
+        started = [f.result() for f in self._placement if f.done() and f.exception() is None]
+        where = "; ".join(f"{started.count(p)} x {p}" for p in sorted(set(started)))
         return (f"ray ({self.slots} worker actors x {self.settings.cpus_per_worker:g} CPU"
                 f"{f' + {self.settings.gpus_per_worker:g} GPU' if self.settings.gpus_per_worker else ''}; "
-                f"{self._where}" + (f"; {'; '.join(started)}" if started else "") + ")")
+                f"{self._where}; started {len(started)}/{self.slots}" + (f": {where}" if where else "") + ")")
 
     def close(self) -> None:
         """Kill the actors (their calls fail with WorkerLost) and shut down a Ray instance this backend started."""

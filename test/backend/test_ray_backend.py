@@ -129,6 +129,13 @@ def kill_when_busy(pid: int, future: Any, busy_s: float = 0.3) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return predicate()
+
+
 def train_request(model: EdgeModel, n: int = 600, epochs: int = 8) -> TrainRequest:
     """Algorithm 2 on ``n`` random features of the replica's head-input shape, long enough to be killed in."""
     gen = torch.Generator().manual_seed(1)
@@ -167,6 +174,7 @@ def test_workers_label_and_train_as_the_inline_backend_does(backend, request_of,
             torch.testing.assert_close(outcome.result.state_dict[k], v, atol=1e-4, rtol=1e-4)
     assert len(set(pids(backend))) == 2
     assert "ray (2 worker actors" in backend.describe()
+    assert wait(lambda: "started 2/2: 2 x replica on cpu" in backend.describe(), 30.0), backend.describe()
 
 
 def test_a_worker_killed_mid_label_is_restarted_and_the_call_retried(backend, request_of, local):
