@@ -8,7 +8,7 @@ bound, every robot updated and no robot waiting longer than ``--interval-bound``
 
 Per worker count W (``--workers``, default 1,2) two robot counts are run, one after another in one process on one
 machine, so the ratio of robots sustained (2 vs 1 workers) is measured in one run: a first guess (``--start`` for
-the fewest workers; for more, that result times the worker ratio), then ``--step`` robots more if it was sustained or
+the fewest workers; for more, one ``--step`` above that result), then ``--step`` robots more if it was sustained or
 fewer if not. Robots sustained is the largest count *tried* that was sustained: a lower bound, to ``--step``. The
 finer figure is throughput (labelled samples per minute) in each worker count's busiest run, whose ratio is reported
 too (a capacity ratio only where both runs were saturated: see their queue depths). The clock starts once every
@@ -152,12 +152,11 @@ def main() -> int:
         return r
 
     # Two runs per worker count: a first guess, then one step up (it was sustained) or down (it was not). The first
-    # guess for more workers is the fewest workers' result scaled by the worker ratio (perfect scaling).
+    # guess for more workers is one step above the fewest workers' result (so a gain shows, and no gain too).
     base = min(worker_counts)
     for w in sorted(worker_counts):
-        done = [r for r in runs.get(base, []) if r["sustained"]]
-        first = args.start if w == base else max(1, round(max((r["robots"] for r in done), default=args.start)
-                                                          * w / base))
+        done = max((r["robots"] for r in runs.get(base, []) if r["sustained"]), default=0)
+        first = args.start if w == base else max(1, done + args.step)
         r = run(w, first)
         run(w, first + args.step if r["sustained"] else max(1, first - args.step))
     counts = sorted({r["robots"] for rs in runs.values() for r in rs})
