@@ -186,7 +186,7 @@ def main() -> int:
         model = projection(runs, measured, args)
         common.write_result(
             "cloud_scale_projection", max(abs(c["error_robots"]) for c in model["check"].values()),
-            "robots (largest |predicted - measured| over the measured points)",
+            "robots (largest absolute error of the prediction over the measured points)",
             "report: the capacity model against the measured points", True, **model)
     print(f"# bench_cloud_scale: {time.monotonic() - t_start:.0f} s", flush=True)
     return 0
