@@ -54,6 +54,7 @@ sys.path.insert(0, str(REPO))
 from bench import common  # noqa: E402
 from bench.bench_nodes import Rig, bag_camera_frames, ros_domain_id, wait_for  # noqa: E402
 
+RAY_ACTOR_TITLE = "ray::CloudWorker"  # the process title of the cloud's Ray worker actors
 ROBOTS_GOAL = 16  # the load goal: a cloud with >= 16 simulated robots
 MAX_DROP_FRACTION = 0.01
 OPTIONS = (
@@ -236,8 +237,11 @@ def int_value(values: dict[str, str], key: str) -> int:
 
 
 def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], domain: int,
-              backpressure: bool = True) -> dict[str, Any]:
-    """One cloud process + ``n`` simulated robots for ``args.seconds``; return the measurements."""
+              backpressure: bool = True, cloud_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One cloud process + ``n`` simulated robots for ``args.seconds``; return the measurements.
+
+    ``cloud_params`` are further cloud parameters (dots spelled ``__``), e.g. ``backend="ray"``.
+    """
     from edgesync_ros.core.config import load_yaml_section
 
     cloud_cfg = load_yaml_section(common.CONFIG_DIR / "cloud.yaml", "cloud_node")
@@ -247,7 +251,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
     log_dir = Path(tempfile.mkdtemp(prefix=f"bench_fleet_{n}_"))
     env = common.ros_env(domain, log_dir)
     cloud = common.NodeProcess("cloud_node", "cloud.yaml", env, log_dir, cloud_namespace=cloud_ns,
-                               backpressure__enabled=str(backpressure).lower())
+                               backpressure__enabled=str(backpressure).lower(), **(cloud_params or {}))
     rig = Rig(domain)
     from rclpy.node import Node
 
@@ -271,12 +275,21 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         except TimeoutError:
             print(f"# cloud log:\n{cloud.log_tail()}", flush=True)
             raise
+        workers = int((cloud_params or {}).get("ray__num_workers", 0)) if (cloud_params or {}).get("backend") == "ray" \
+            else 0
+        if workers:
+            # Ray actors load their models after the node answers: start the clock once every one has (the node's
+            # diagnostics count the started actors).
+            wait_for(lambda: f"started {workers}/{workers}" in diag.get("edgesync/cloud").get("workers", ""), 300,
+                     "the cloud's Ray workers")
         period = int(cfg["window_size"]) / float(cfg["sample_rate_hz"])
         rng = random.Random(args.seed)
         t0 = time.monotonic()
         due = [(t0 + rng.uniform(0.0, period), i, 0) for i in range(n)]
         heapq.heapify(due)
         cpu0, start_diag = cloud.cpu_seconds(), diag.get("edgesync/cloud")
+        tree0 = cloud.tree_cpu_seconds()
+        actors0 = cloud.tree_cpu_seconds(RAY_ACTOR_TITLE)
         own0 = time.process_time()
         t_end = t0 + args.seconds
         next_print = t0 + 30.0
@@ -298,6 +311,8 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
                 next_print += 30.0
         time.sleep(max(0.0, t_end - time.monotonic()))
         cloud_cpu = cloud.cpu_seconds()
+        tree_cpu = cloud.tree_cpu_seconds()
+        actors_cpu = cloud.tree_cpu_seconds(RAY_ACTOR_TITLE)
         own_cpu = time.process_time() - own0
         rss = cloud.rss_mb()
         time.sleep(2.0)  # one more diagnostics period
@@ -361,6 +376,9 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         "labelling_busy_pct": round(100.0 * samples * label_ms / 1000.0 / args.seconds, 1),
         "train_s_per_update": float(end.get("train_seconds", "nan")),
         "cloud_cpu_pct": round(100.0 * (cloud_cpu - cpu0) / args.seconds, 1) if cloud_cpu and cpu0 else None,
+        "cloud_and_workers_cpu_pct": round(100.0 * (tree_cpu - tree0) / args.seconds, 1) if tree_cpu and tree0
+        else None,  # the node and every process it started (Ray's workers with a private instance)
+        "ray_workers_cpu_pct": round(100.0 * ((actors_cpu or 0.0) - (actors0 or 0.0)) / args.seconds, 1),
         "simulator_cpu_pct": round(100.0 * own_cpu / args.seconds, 1),
         "cloud_rss_mb": round(rss, 1) if rss else None,
         "cloud_rss_timeline": [[t, m and round(m, 1)] for t, m in rss_timeline],

@@ -227,6 +227,32 @@ class NodeProcess:
         except Exception:
             return None
 
+    def tree_cpu_seconds(self, titled: str = "") -> float | None:
+        """CPU seconds of the process and every live descendant (e.g. the Ray processes a cloud node started).
+
+        ``titled``: only the descendants whose process title starts with it (e.g. ``ray::CloudWorker``, Ray's actors).
+        """
+        import psutil
+
+        total = self.cpu_seconds()
+        if total is None:
+            return None
+        if titled:
+            total = 0.0
+        try:
+            children = self._ps.children(recursive=True)
+        except psutil.Error:
+            return total
+        for child in children:
+            try:
+                if titled and not " ".join(child.cmdline()).startswith(titled):
+                    continue
+                t = child.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                continue
+        return total
+
     def log_tail(self, lines: int = 15) -> str:
         """The last ``lines`` lines of the node's log."""
         self._log.flush()

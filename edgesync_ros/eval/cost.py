@@ -467,3 +467,80 @@ class ClassifierOnly(nn.Module):
         """Map pooled block outputs [N, F] to logits."""
         out: Tensor = self.get_submodule(self._container)(z)
         return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Fleet capacity: robots sustained by N cloud workers
+# ------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FleetDemand:
+    """What one robot asks of the cloud, in one worker's seconds.
+
+    Each robot uploads one batch per ``upload_period_s`` (``frames_per_batch`` frames, ``samples_per_batch``
+    samples); *sustained* asks, besides a queue that does not grow, one head update per robot at least every
+    ``update_bound_s``, each costing ``train_s_per_update``. ``max_utilisation`` is the share of the workers' time
+    that may be busy (the labelling queue stays short below it).
+    """
+
+    upload_period_s: float
+    frames_per_batch: float
+    samples_per_batch: float
+    train_s_per_update: float
+    update_bound_s: float = 120.0
+    max_utilisation: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Reject non-positive periods and counts and a utilisation outside (0, 1]."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) or v < 0:
+                raise ConfigError(f"FleetDemand.{f.name} must be a finite number >= 0, got {v!r}")
+        if self.upload_period_s <= 0 or self.update_bound_s <= 0 or not 0 < self.max_utilisation <= 1:
+            raise ConfigError("FleetDemand: periods must be > 0 and max_utilisation in (0, 1]")
+
+
+def train_s_per_update(profile: CostProfile, samples: int, epochs: float, val_fraction: float = 0.2) -> float:
+    """Seconds one Algorithm 2 run takes under ``profile``: ``epochs`` passes over the split store, plus validation."""
+    if samples < 0 or epochs < 0 or not 0 <= val_fraction < 1:
+        raise ConfigError("train_s_per_update: samples and epochs >= 0, val_fraction in [0, 1)")
+    train = samples * (1.0 - val_fraction) * profile.train_s_per_sample
+    val = samples * val_fraction * profile.eval_s_per_sample
+    return epochs * (train + val) + val  # epoch 0 validates the input head
+
+
+def worker_load_per_robot(label_s_per_batch: float, demand: FleetDemand) -> float:
+    """Busy share of one worker per robot: its batches (labelling) and its bounded retraining (Alg. 2)."""
+    return label_s_per_batch / demand.upload_period_s + demand.train_s_per_update / demand.update_bound_s
+
+
+def effective_workers(workers: int, cores: float | None = None, cpus_per_worker: float = 1.0) -> float:
+    """Workers that run at once: all of them, or as many as ``cores`` (those left to the workers) can hold."""
+    if workers < 1 or cpus_per_worker <= 0 or (cores is not None and cores <= 0):
+        raise ConfigError("effective_workers: workers >= 1, cpus_per_worker > 0, cores > 0")
+    return float(workers) if cores is None else min(float(workers), cores / cpus_per_worker)
+
+
+def robots_sustained(label_s_per_batch: float, demand: FleetDemand, workers: int, cores: float | None = None,
+                     cpus_per_worker: float = 1.0) -> int:
+    """Robots ``workers`` cloud workers sustain: the busy share they can give over what each robot needs.
+
+    A queueing bound, not a simulation: utilisation ``rho = N x load / W_eff`` must stay <= ``max_utilisation``
+    (beyond it the labelling queue grows without bound, and the trainer's turns per robot get rarer than the update
+    bound allows). ``cores`` caps ``W_eff`` where workers share a machine (:func:`effective_workers`).
+    """
+    load = worker_load_per_robot(label_s_per_batch, demand)
+    if load <= 0:
+        raise ConfigError("robots_sustained: a robot must cost the cloud something")
+    capacity = demand.max_utilisation * effective_workers(workers, cores, cpus_per_worker)
+    return int(math.floor(capacity / load + 1e-9))
+
+
+def workers_needed(robots: int, label_s_per_batch: float, demand: FleetDemand) -> int:
+    """Fewest workers (one core or GPU each, no sharing) that sustain ``robots`` (:func:`robots_sustained`)."""
+    if robots < 1:
+        raise ConfigError(f"workers_needed: robots must be >= 1, got {robots}")
+    load = worker_load_per_robot(label_s_per_batch, demand)
+    workers = max(1, math.ceil(robots * load / demand.max_utilisation - 1e-9))
+    while robots_sustained(label_s_per_batch, demand, workers) < robots:
+        workers += 1
+    return workers

@@ -243,14 +243,16 @@ def _batch_bytes(msg: SampleBatch) -> int:
     return sum(len(f.data) for f in msg.frames) + sum(4 * len(s.probabilities) + 64 for s in msg.samples)
 
 
-def make_backend(cfg: CloudNodeConfig, teacher: Teacher, replica: EdgeModel) -> Backend:
-    """The workers ``cfg.backend`` names: the node's own thread (inline) or Ray actors (ray)."""
+def make_backend(cfg: CloudNodeConfig, teacher: Teacher | None, replica: EdgeModel) -> Backend:
+    """The workers ``cfg.backend`` names: the node's own thread (inline) or Ray actors (ray, each its own models)."""
     if cfg.backend == "ray":
         # Lazy: Ray is needed only by a cloud configured for it.
         from edgesync_ros.backend.ray_backend import RayBackend
 
         return RayBackend(cfg.ray, {**cfg.model.edge_model_mapping(), "half": False, "warmup": False},
                           teacher_config(cfg.teacher))
+    if teacher is None:
+        raise ConfigError("the inline backend needs the node's teacher")
     return InlineBackend(teacher, replica)
 
 
@@ -329,7 +331,8 @@ class CloudNode(ManagedNode):
             self.replica = EdgeModel(EdgeModelConfig.from_mapping({
                 **cfg.model.edge_model_mapping(), "half": False, "warmup": False}))  # it trains: fp32 even on a GPU
             self.initial_head = {k: v.detach().cpu().clone() for k, v in self.replica.head_state().items()}
-            self.teacher = load_teacher(teacher_config(cfg.teacher))
+            # With backend: ray every worker actor loads its own teacher; the node needs none.
+            self.teacher = load_teacher(teacher_config(cfg.teacher)) if cfg.backend == "inline" else None
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
         self.latest: dict[str, HeadUpdate] = {}
         self._generation = 0

@@ -13,6 +13,7 @@ from edgesync_ros.core.config import (
     EdgeNodeConfig,
     FilterConfig,
     ModelSettings,
+    RaySettings,
     TeacherSettings,
     TrainConfig,
     UrgencyConfig,
@@ -304,3 +305,17 @@ def test_load_node_config_and_hyperparameters(tmp_path: Path):
     h.write_text("/**/cloud_node:\n  ros__parameters:\n    store_capacity: 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="has no cloud_node train"):
         read_hyperparameters(h)
+
+
+def test_the_cloud_backend_and_its_ray_settings():
+    cfg = CloudNodeConfig.from_params({"backend": "ray", "ray.address": "10.0.0.1:6379", "ray.num_workers": 4,
+                                       "ray.gpus_per_worker": 0.5})
+    assert (cfg.backend, cfg.ray.address, cfg.ray.num_workers, cfg.ray.gpus_per_worker) == ("ray", "10.0.0.1:6379",
+                                                                                               4, 0.5)
+    assert CloudNodeConfig().backend == "inline" and CloudNodeConfig().ray == RaySettings()
+    with pytest.raises(ConfigError, match="backend"):
+        CloudNodeConfig.from_params({"backend": "dask"})
+    with pytest.raises(ConfigError, match="num_workers must be >= 1"):
+        RaySettings(num_workers=0)
+    with pytest.raises(ConfigError, match="cpus_per_worker and gpus_per_worker must be >= 0"):
+        RaySettings(cpus_per_worker=-1.0)
