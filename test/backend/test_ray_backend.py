@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from edgesync_ros import assets
-from edgesync_ros.backend import LabelRequest, TrainRequest, WorkerLost
-from edgesync_ros.backend.inline import run_labelling, run_training
+from edgesync_ros.backend import LabelRequest, ScoreRequest, TrainRequest, WorkerLost
+from edgesync_ros.backend.inline import run_labelling, run_scoring, run_training
 from edgesync_ros.core.config import RaySettings, TrainConfig
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 from edgesync_ros.models.labelling import no_features
@@ -172,6 +172,14 @@ def test_workers_label_and_train_as_the_inline_backend_does(backend, request_of,
         assert outcome.result.epochs == reference.result.epochs
         for k, v in reference.result.state_dict.items():
             torch.testing.assert_close(outcome.result.state_dict[k], v, atol=1e-4, rtol=1e-4)
+    # Zoo candidates are scored on the actors by the same function as inline.
+    heads = [{k: v for k, v in reference.result.state_dict.items() if k in replica.head_state()},
+             {k: v.clone() for k, v in replica.head_state().items()}]
+    score = ScoreRequest("robot", train.features[:50], train.labels[:50], heads)
+    with intra_op_threads(1):
+        expected_scores = run_scoring(replica, score)
+    for slot in range(backend.slots):
+        assert backend.score(slot, score).result(timeout=TIMEOUT) == pytest.approx(expected_scores, abs=1e-6)
     assert len(set(pids(backend))) == 2
     assert "ray (2 worker actors" in backend.describe()
     assert wait(lambda: "started 2/2: 2 x replica on cpu" in backend.describe(), 30.0), backend.describe()
