@@ -8,6 +8,9 @@ the cloud scales each robot's k by a factor s in ``[min_scale, 1]`` (the robot i
 * **decrease** (``s ← max(min_scale, s·decrease)``): a batch arrives while the queue holds at least
   ``high_water`` of its capacity *and* that robot already has a batch waiting (it uploads faster than it is
   served), or one of its batches was just dropped;
+* **overflow** (the queue just dropped a batch: the cloud is saturated): every robot with a batch waiting is slowed
+  as above (each at most once per ``hold_s``), not only the one that lost a batch, so a fleet that starts all at
+  once backs off within one queue's worth of arrivals;
 * **increase** (``s ← min(1, s + increase)``): a batch of the robot is taken for labelling and at most
   ``low_water`` of the queue is left (the cloud has spare capacity).
 
@@ -98,6 +101,24 @@ class UploadGovernor:
         r.changed_s = now_s
         r.decreases += 1
         return r.scale
+
+    def on_overflow(self, waiting: list[str], now_s: float) -> dict[str, float]:
+        """The queue dropped a batch: slow every robot in ``waiting`` (those with a batch queued), hold permitting.
+
+        Return the robots whose factor changed, with their new factors.
+        """
+        if not self.cfg.enabled:
+            return {}
+        changed = {}
+        for robot in sorted(waiting):
+            r = self._robots.setdefault(robot, _Robot())
+            if r.scale <= self.cfg.min_scale or (r.changed_s is not None and now_s - r.changed_s < self.cfg.hold_s):
+                continue
+            r.scale = max(self.cfg.min_scale, r.scale * self.cfg.decrease)
+            r.changed_s = now_s
+            r.decreases += 1
+            changed[robot] = r.scale
+        return changed
 
     def on_served(self, robot: str, depth: int, capacity: int, now_s: float) -> float | None:
         """A batch of ``robot`` was taken for labelling, leaving ``depth`` waiting; return a changed factor or None."""

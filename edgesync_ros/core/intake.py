@@ -93,6 +93,11 @@ class FairQueue(Generic[K, T]):
         with self._cond:
             return len(self._pending.get(key, ()))
 
+    def waiting_keys(self) -> list[K]:
+        """The keys with at least one item waiting, in no particular order."""
+        with self._cond:
+            return list(self._pending)
+
     def put_back(self, key: K, item: T) -> None:
         """Return an item taken by :meth:`get` whose processing was lost (a worker died).
 

@@ -654,6 +654,8 @@ class _Engine:
             if victim is not None and self.governor.on_arrival(victim[0], self.queue.qsize(), cap,
                                                                self.queue.waiting(victim[0]), True, t) is not None:
                 self.counters["pacing_changes"] += 1
+            if victim is not None:
+                self.counters["pacing_changes"] += len(self.governor.on_overflow(self.queue.waiting_keys(), t))
             if self.governor.on_arrival(up.camera, self.queue.qsize(), cap, self.queue.waiting(up.camera), False,
                                         t) is not None:
                 self.counters["pacing_changes"] += 1

@@ -571,6 +571,8 @@ class CloudNode(ManagedNode):
                 self.counters["bytes_dropped"] += _batch_bytes(victim[1])
                 self._paced(victim[0], self.governor.on_arrival(victim[0], self._queue.qsize(), self._queue.capacity,
                                                                 self._queue.waiting(victim[0]), True, now))
+                for robot, scale in self.governor.on_overflow(self._queue.waiting_keys(), now).items():
+                    self._paced(robot, scale)
             self._paced(msg.edge_id, self.governor.on_arrival(msg.edge_id, self._queue.qsize(), self._queue.capacity,
                                                               self._queue.waiting(msg.edge_id), False, now))
         self._wake.set()

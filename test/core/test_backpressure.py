@@ -60,3 +60,13 @@ def test_a_paced_robot_is_told_a_smaller_k_and_a_longer_window():
     assert window_stretch(1e-12, cfg) == 3 and window_stretch(0.3, cfg) == 2
     with pytest.raises(ConfigError, match="max_window_stretch"):
         BackpressureConfig(max_window_stretch=0)
+
+
+def test_an_overflow_slows_every_robot_waiting_in_the_queue_hold_permitting():
+    gov = UploadGovernor(BackpressureConfig(hold_s=4.0))
+    gov.on_arrival("r1", depth=4, capacity=8, robot_waiting=2, dropped=False, now_s=0.0)  # r1 slowed just now
+    changed = gov.on_overflow(["r1", "r2", "r3"], now_s=1.0)
+    assert changed == {"r2": 0.5, "r3": 0.5}  # r1 is held
+    assert gov.on_overflow(["r2"], now_s=2.0) == {}
+    assert gov.on_overflow(["r1", "r2"], now_s=5.5) == {"r1": 0.25, "r2": 0.25}
+    assert UploadGovernor(BackpressureConfig(enabled=False)).on_overflow(["r1"], now_s=0.0) == {}
