@@ -7,10 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,6 @@ import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -48,25 +46,6 @@ def frames() -> list[np.ndarray]:
         assert ok
         out.append(cv2.resize(frame, (320, 136), interpolation=cv2.INTER_AREA))
     return out
-
-
-@pytest.fixture
-def spin(ros_context) -> Iterator[Callable[[Node], Node]]:
-    """Add nodes to a MultiThreadedExecutor spinning in the background; all are destroyed afterwards."""
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    nodes: list[Node] = []
-
-    def add(node: Node) -> Node:
-        nodes.append(node)
-        executor.add_node(node)
-        return node
-
-    yield add
-    executor.shutdown(timeout_sec=5.0)
-    for node in nodes:
-        node.destroy_node()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:

@@ -6,17 +6,15 @@ model; ``autostart`` (the default) brings a node to active in its constructor.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -31,25 +29,6 @@ from edgesync_ros.ros.edge_node import EdgeNode
 pytestmark = pytest.mark.ros
 
 DRIVER_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-
-
-@pytest.fixture
-def spin(ros_context) -> Iterator[Callable[[Node], Node]]:
-    """Add nodes to a MultiThreadedExecutor spinning in the background; all are destroyed afterwards."""
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    nodes: list[Node] = []
-
-    def add(node: Node) -> Node:
-        nodes.append(node)
-        executor.add_node(node)
-        return node
-
-    yield add
-    executor.shutdown(timeout_sec=5.0)
-    for node in nodes:
-        node.destroy_node()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:

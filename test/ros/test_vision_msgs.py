@@ -8,15 +8,13 @@ built from its sources as this test's machine did).
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 import pytest
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -45,25 +43,6 @@ def frame() -> np.ndarray:
     ok, image = cap.read()
     assert ok
     return cv2.resize(image, (320, 136), interpolation=cv2.INTER_AREA)
-
-
-@pytest.fixture
-def spin(ros_context) -> Iterator[Callable[[Node], Node]]:
-    """Add nodes to a MultiThreadedExecutor spinning in the background; all are destroyed afterwards."""
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    nodes: list[Node] = []
-
-    def add(node: Node) -> Node:
-        nodes.append(node)
-        executor.add_node(node)
-        return node
-
-    yield add
-    executor.shutdown(timeout_sec=5.0)
-    for node in nodes:
-        node.destroy_node()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:
