@@ -165,7 +165,7 @@ class HeadZoo:
         self._db.commit()
         self.hits = 0
         self.misses = 0
-        self.selection_seconds: list[float] = []
+        self.selection_seconds: collections.deque[float] = collections.deque(maxlen=100)  # the last selections
         # The heads loaded most recently stay in memory: a recurring condition shortlists the same few heads.
         self._loaded: collections.OrderedDict[int, dict[str, Tensor]] = collections.OrderedDict()
         self._repair()
@@ -225,7 +225,7 @@ class HeadZoo:
         return hid
 
     def _evict(self) -> None:
-        over = len(self._db.execute("SELECT id FROM heads").fetchall()) - int(self.cfg.capacity)
+        over = int(self._db.execute("SELECT COUNT(*) FROM heads").fetchone()[0]) - int(self.cfg.capacity)
         if over <= 0:
             return
         victims = self._db.execute(
