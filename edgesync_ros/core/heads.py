@@ -58,6 +58,7 @@ def _pointwise_block_pooled(block: nn.Sequential, x: Tensor) -> Tensor:
     N·h·w values per channel, so its statistics and running-buffer updates are unchanged.
     """
     conv, *rest = list(block.children())
+    assert isinstance(conv, nn.Conv2d)  # _is_pointwise_block checked it
     n, c, h, w = x.shape
     rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
     y = nn.functional.linear(rows, conv.weight.view(conv.out_channels, c), conv.bias)
