@@ -98,8 +98,8 @@ def summarize_views(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for r in runs:
         for v, sc in r.get("views", {}).items():
             d = views.setdefault(v, {"accuracy": [], "balanced_accuracy": [], "samples": []})
-            for k in d:
-                d[k].append(float(sc[k]))
+            for k in d:  # a view with no samples (no repeats on a stream that replays nothing) has no score
+                d[k].append(math.nan if sc.get(k) is None else float(sc[k]))
     return {
         "views": {v: {k: mean_spread(x) for k, x in d.items()} for v, d in views.items()},
         "fresh_fraction": mean_spread([float(r["fresh_fraction"]) for r in runs if "fresh_fraction" in r]),

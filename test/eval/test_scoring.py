@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -104,3 +105,14 @@ def test_table_i_marks_rows_scored_against_other_labels_and_lists_repeats(make_c
     md = report.table_i_protocol({"meta": {"cost_profile": "paper"}, "rows": rows})
     assert "| Learner | 100.0 |" in md and "| Bound † (clean labels) | 100.0 |" in md
     assert "**Repeats**" in md and "| Learner | 50.0 | 100.0 | 100.0 |" in md
+
+
+def test_a_view_without_samples_summarises_as_nan_not_an_error() -> None:
+    from edgesync_ros.eval.report import summarize_views
+
+    runs = [{"views": {"teacher": {"accuracy": 0.8, "balanced_accuracy": 0.5, "samples": 10},
+                       "repeats": {"accuracy": None, "balanced_accuracy": None, "samples": 0}},
+             "fresh_fraction": 1.0, "reference": "teacher"}] * 2  # fmt: skip
+    out = summarize_views(runs)
+    assert out["views"]["teacher"]["accuracy"]["mean"] == pytest.approx(0.8)
+    assert math.isnan(out["views"]["repeats"]["accuracy"]["mean"])
