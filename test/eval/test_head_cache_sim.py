@@ -1,4 +1,4 @@
-"""The on-robot head cache in the simulator: local switches on the robot, the cloud's vetoes, rollbacks in the engine."""
+"""The on-robot head cache in the simulator: local switches, the cloud's vetoes, rollbacks in the engine."""
 
 from __future__ import annotations
 
