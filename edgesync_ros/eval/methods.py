@@ -75,6 +75,15 @@ Bounds:
 * **Causal upper bound** -- EdgeSync with a free cloud (zero upload, labelling, training and download time),
   k = 1 and ground-truth labels: the best a causal learner with this head and Algorithm 2 can do on the stream.
 
+Beyond the paper (:class:`EdgeSyncBeyond`, for recurring drift; ``docs/recurring-drift.md``):
+
+* **EdgeSync + zoo** -- every trained head kept in the cloud's head zoo; a stored head that beats the camera's
+  current one on a labelled window is sent at once.
+* **EdgeSync + zoo + cache** -- also the on-robot head cache: each camera switches back to one of its last applied
+  heads on its own unlabelled statistics, at no cloud cost; the cloud can veto a switch (a rollback).
+* **EdgeSync + grouping**, **+ zoo + grouping**, **+ zoo + cache + grouping** -- cameras whose labelled windows look
+  alike train together and share the head.
+
 Every learning method also has a **robust teacher** variant (``*_robust``): labels are the clean-view ground
 truth instead of the deployed teacher's labels on the corrupted frame, standing in for the paper's far stronger
 ResNeXt101 teacher (labelling costs are unchanged).
