@@ -129,8 +129,12 @@ def run_recovery(run: Mapping[str, Any], upper: Mapping[str, Any], cfg: Recovery
         if len(a["total"]) != len(b["total"]) or float(a["bin_s"]) != float(b["bin_s"]):
             raise UnmatchedRecoveryError(f"camera {cam}: bins differ from the upper bound's")
         cfg_cam = dataclasses.replace(cfg or RecoveryConfig(), bin_s=float(a["bin_s"]))
+        horizon = len(a["total"]) * cfg_cam.bin_s  # a segment cut by the run's end is measured to that end
         for ch in condition_changes(a["segments"]):
-            secs, ok = recovery_time(a["correct"], a["total"], b["correct"], b["total"], ch.start_s, ch.end_s, cfg_cam)
+            if ch.start_s >= horizon:
+                continue
+            secs, ok = recovery_time(a["correct"], a["total"], b["correct"], b["total"], ch.start_s,
+                                     min(ch.end_s, horizon), cfg_cam)  # fmt: skip
             events.append({"camera": cam, "condition": ch.condition, "start_s": ch.start_s, "recurring": ch.recurring,
                            "recovery_s": secs, "recovered": ok})  # fmt: skip
     out: dict[str, Any] = {"events": events}

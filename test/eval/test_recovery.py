@@ -142,3 +142,36 @@ def test_camera_hour_figures_come_from_the_run(make_camera, zero_profile, edge_m
     assert sum(fine["total"]) == m["per_camera"]["cam0"]["samples"] and len(fine["total"]) == 30
     assert [g["condition"] for g in fine["segments"]] == ["clean", "fog"]
     assert sum(fine["correct"]) == round(m["per_camera"]["cam0"]["accuracy"] * sum(fine["total"]))
+
+
+def test_table_r_renders_from_the_command_line(tmp_path):
+    import json
+
+    from edgesync_ros.cli import main
+
+    import shutil
+
+    from edgesync_ros import paths
+
+    cfg = tmp_path / "config"  # the robot's files, with a short Algorithm 2 so the twelve runs take seconds
+    cfg.mkdir()
+    shutil.copy(paths.config_dir() / "edge.yaml", cfg / "edge.yaml")
+    (cfg / "cloud.yaml").write_text("/**/cloud_node:\n  ros__parameters:\n    window_size: 10\n"
+                                    "    train.max_epochs: 2\n    train.patience: 1\n    store_capacity: 60\n")
+    out = tmp_path / "report"
+    rc = main(["eval", "--stream", "tiny", "--cameras", "1", "--seeds", "2", "--tables", "R", "--cost-profile",
+               "paper", "--out", str(out), "--jobs", "1", "--no-cache", "--no-progress", "--no-stream-seeds",
+               "--config-dir", str(cfg)])  # fmt: skip
+    assert rc == 0
+    rep = json.loads((out / "eval.json").read_text())
+    sec = rep["recurring"]
+    assert set(sec["rows"]) == {"edgesync", "edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
+                                "edgesync_zoo_cache_grouping", "upper_bound"}  # fmt: skip
+    assert all(len(r["runs"]) == 2 for r in sec["rows"].values())
+    # tiny's cam0: clean, night, fog -- two first-time changes, none recurring.
+    run = sec["rows"]["edgesync"]["runs"][0]
+    assert run["changes"] == {"recurring": 0, "first": 2} and len(run["recovery_events"]) == 2
+    assert set(sec["differences"]) == {"edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
+                                       "edgesync_zoo_cache_grouping"}  # fmt: skip
+    md = (out / "eval.md").read_text()
+    assert "Table R — recurring drift" in md and "EdgeSync + zoo + cache − EdgeSync" in md
