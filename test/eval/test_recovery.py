@@ -146,12 +146,10 @@ def test_camera_hour_figures_come_from_the_run(make_camera, zero_profile, edge_m
 
 def test_table_r_renders_from_the_command_line(tmp_path):
     import json
-
-    from edgesync_ros.cli import main
-
     import shutil
 
     from edgesync_ros import paths
+    from edgesync_ros.cli import main
 
     cfg = tmp_path / "config"  # the robot's files, with a short Algorithm 2 so the twelve runs take seconds
     cfg.mkdir()
