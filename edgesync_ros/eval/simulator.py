@@ -12,6 +12,9 @@ A batch travels to the cloud (upload time = bytes / uplink), waits in the cloud'
 Training costs stream time, the head travels back (download time = bytes / downlink), and only then does the
 camera switch to it. **An update is active only after every cost on its path has elapsed in stream time**, so a
 slow update costs accuracy for as long as it is late; an update landing after the stream ends changes nothing.
+At a window's end a method may also switch the camera back to a head it served before, on the robot
+(:meth:`Method.local_switch`: the on-robot head cache; no cloud or network time, no bytes), and the cloud may send a
+rollback request instead of a head (``Job.rollback``), which acts only if the camera still serves the head it undoes.
 
 The cloud has :attr:`Simulation.workers` workers (1, as the cloud node's inline backend; more, as its Ray backend),
 each running Algorithm 2's loop exactly as the node does (:class:`~edgesync_ros.core.cycle.CloudCycle`): label every
