@@ -151,14 +151,14 @@ def run_recovery(run: Mapping[str, Any], upper: Mapping[str, Any], cfg: Recovery
 # ------------------------------------------------------------------------------------------------------------
 # The report's section
 # ------------------------------------------------------------------------------------------------------------
-#: (run metric, column title, scale for display, digits, unit) of the section, in column order.
-METRICS: tuple[tuple[str, str, float, int, str], ...] = (
-    ("accuracy", "accuracy", 100.0, 1, "points"),
-    ("balanced_accuracy", "balanced accuracy", 100.0, 1, "points"),
-    ("recovery_recurring_s", "recovery, recurring", 1.0, 1, "s"),
-    ("recovery_first_s", "recovery, first-time", 1.0, 1, "s"),
-    ("train_s_per_camera_hour", "training s / camera-hour", 1.0, 0, "s"),
-    ("download_kb_per_camera_hour", "download kB / camera-hour", 1.0, 0, "kB"),
+#: (run metric, column title, scale for display, digits, unit of a difference, unit of a value) of the section.
+METRICS: tuple[tuple[str, str, float, int, str, str], ...] = (
+    ("accuracy", "accuracy", 100.0, 1, "points", "%"),
+    ("balanced_accuracy", "balanced accuracy", 100.0, 1, "points", "%"),
+    ("recovery_recurring_s", "recovery, recurring", 1.0, 1, "s", "s"),
+    ("recovery_first_s", "recovery, first-time", 1.0, 1, "s", "s"),
+    ("train_s_per_camera_hour", "training s / camera-hour", 1.0, 0, "s", ""),
+    ("download_kb_per_camera_hour", "download kB / camera-hour", 1.0, 0, "kB", ""),
 )
 UPPER = "upper_bound"
 REFERENCE = "edgesync"
@@ -246,7 +246,7 @@ def _diff_cell(d: Mapping[str, Any] | None, scale: float, digits: int) -> str:
 
 def render(rows: Mapping[str, Any], diffs: Mapping[str, Any], cfg: RecoveryConfig) -> str:
     """Return the section's Markdown: the methods' figures, then each addition − EdgeSync with 95 % intervals."""
-    head = " | ".join(t for _, t, *_ in METRICS)
+    head = " | ".join(f"{t} {v}".strip() for _, t, _, _, _, v in METRICS)
     lines = [
         f"Mean ± std over seeds. Recovery: stream seconds from a condition change until accuracy over a trailing "
         f"{cfg.window_s:g} s window is within {100 * cfg.margin:g} points of the causal upper bound's on the same "
@@ -259,15 +259,15 @@ def render(rows: Mapping[str, Any], diffs: Mapping[str, Any], cfg: RecoveryConfi
     ]
     for row in rows.values():
         s = row["summary"]
-        cells = [_cell(s[m], scale, digits) for m, _, scale, digits, _ in METRICS]
+        cells = [_cell(s[m], scale, digits) for m, _, scale, digits, _, _ in METRICS]
         rec = f"{_cell(s['recovered_recurring'], 100.0, 0)} / {_cell(s['recovered_first'], 100.0, 0)}"
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {rec} | {_cell(s['local_switches'], 1.0, 1)} |")
     if diffs:
-        units = " | ".join(f"Δ {t} ({u})" for _, t, _, _, u in METRICS)
+        units = " | ".join(f"Δ {t} ({u})" for _, t, _, _, u, _ in METRICS)
         lines += ["", f"**Paired differences**: each method − EdgeSync, seed by seed (mean [95 % t-interval]; "
                   f"\"{stats.NO_DIFFERENCE}\" where the interval contains 0)", "",
                   f"| comparison | {units} |", "|---|" + "---:|" * len(METRICS)]  # fmt: skip
         for d in diffs.values():
-            cells = [_diff_cell(d.get(m), scale, digits) for m, _, scale, digits, _ in METRICS]
+            cells = [_diff_cell(d.get(m), scale, digits) for m, _, scale, digits, _, _ in METRICS]
             lines.append(f"| {d['name']} − {d['reference']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
