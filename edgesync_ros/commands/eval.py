@@ -73,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
     parser.add_argument("--fig3-cameras", default=",".join(str(n) for n in sections.FIG3_CAMERAS),
                         help="camera counts of Fig. 3 (default 1,2,4,8)")
-    parser.add_argument("--fig3-duration", type=float, default=600.0, help="seconds per camera in Fig. 3")
+    parser.add_argument("--fig3-duration", type=float, default=None,
+                        help="seconds per camera of Fig. 3's derived stream (default: the stream's own cameras "
+                             "when it has enough, else a derived stream of 600 s per camera)")
     parser.add_argument("--fig-seeds", type=int, default=None, help="seeds for Fig. 3/4/5 (default: --seeds)")
     parser.add_argument("--fig4-trials", default=",".join(str(n) for n in sections.FIG4_TRIALS),
                         help="online HPO trials per update of Fig. 4, 0 = offline h (default 0,5,10,20)")

@@ -34,6 +34,40 @@ def _pool_flatten(x: Tensor) -> Tensor:
     return torch.flatten(nn.functional.adaptive_avg_pool2d(x, (1, 1)), 1)
 
 
+#: Modules that act on each position alone (per channel or per element): a block of a 1×1 convolution followed by
+#: these computes every position independently, so it can run as one GEMM over all positions.
+_POINTWISE = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Identity)
+
+
+def _is_pointwise_block(block: nn.Module) -> bool:
+    """Return whether ``block`` is ``Sequential(Conv2d 1×1 (stride 1, no padding, one group), pointwise...)``."""
+    if not isinstance(block, nn.Sequential) or len(block) == 0:
+        return False
+    conv, *rest = list(block.children())
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
+            and all(isinstance(m, _POINTWISE) for m in rest))  # fmt: skip
+
+
+def _pointwise_block_pooled(block: nn.Sequential, x: Tensor) -> Tensor:
+    """Return ``_pool_flatten(block(x))`` for a pointwise block, computed as one GEMM over all positions.
+
+    Why: on a CPU, PyTorch's convolution path for a 1×1 kernel over a 4×4 map costs about three times the GEMM it
+    amounts to, and training the head on cached features is the simulated evaluation's main cost. The result is the
+    same function (float rounding aside): every position is an independent row, and BatchNorm sees the same
+    N·h·w values per channel, so its statistics and running-buffer updates are unchanged.
+    """
+    conv, *rest = list(block.children())
+    assert isinstance(conv, nn.Conv2d)  # _is_pointwise_block checked it
+    n, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    y = nn.functional.linear(rows, conv.weight.view(conv.out_channels, c), conv.bias)
+    y = y.view(n * h * w, conv.out_channels, 1, 1)
+    for m in rest:
+        y = m(y)
+    return y.view(n, h * w, conv.out_channels).mean(dim=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class HeadSpec:
     """How one architecture splits into a frozen backbone and a trainable head.
@@ -135,11 +169,27 @@ class SplitHead(nn.Module):
         self._classifier_path = next(p for p in spec.head_prefixes if p != spec.head_input)
         for prefix in spec.head_prefixes:
             _mirror(self, prefix, model.get_submodule(prefix))
+        self.pointwise_gemm = False
+
+    def use_pointwise_gemm(self, enabled: bool = True) -> bool:
+        """Run a 1×1-convolution block as one GEMM over all positions when ``enabled``; return whether it applies.
+
+        Off by default, so that ``head(backbone(x))`` equals ``model(x)`` bit for bit; the trainer and the
+        simulator turn it on (:func:`_pointwise_block_pooled`: the same function up to float rounding, faster on a
+        CPU). Blocks that are not pointwise (ResNet's bottlenecks) always run as they are.
+        """
+        self.pointwise_gemm = bool(enabled) and _is_pointwise_block(self.get_submodule(self._block_path))
+        return self.pointwise_gemm
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map backbone features [N, C, h, w] to logits [N, classes]."""
-        x = self.get_submodule(self._block_path)(x)
-        return self.get_submodule(self._classifier_path)(_pool_flatten(x))
+        """Map backbone features [N, C, h, w] to logits [N, classes] (see :meth:`use_pointwise_gemm`)."""
+        block = self.get_submodule(self._block_path)
+        if self.pointwise_gemm and isinstance(block, nn.Sequential):
+            pooled = _pointwise_block_pooled(block, x)
+        else:
+            pooled = _pool_flatten(block(x))
+        out: Tensor = self.get_submodule(self._classifier_path)(pooled)
+        return out
 
 
 def _mirror(root: nn.Module, path: str, module: nn.Module) -> None:

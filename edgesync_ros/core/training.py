@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError, InsufficientDataError, InvalidInputError
+from edgesync_ros.core.heads import SplitHead
 
 StopReason = Literal["patience", "max_time", "max_epochs", "fixed_epochs"]
 Clock = Callable[[], float]
@@ -256,6 +257,8 @@ def _run(
     # holds fp16 weights, and plain fp16 SGD rounds away steps of lr * grad smaller than the weights' spacing
     # (bench/bench_gpu.py compares both). The head is small, so fp32 costs nothing that matters.
     model = copy.deepcopy(head).to(device, torch.float32)
+    if isinstance(model, SplitHead):
+        model.use_pointwise_gemm()  # the same function as one GEMM over all positions: the training's main cost
 
     def fetch32(idx: Tensor) -> Tensor:
         return fetch(idx).float()

@@ -226,7 +226,9 @@ HEADLINE_KEYS = ("ams", "no_adaptation", "edgesync_f", "edgesync_tf", "edgesync_
 def headline_differences(report: Mapping[str, Any]) -> str:
     """Return the headline summary: EdgeSync − AMS, − No Adaptation and each paper ablation, per section and profile."""
     lines = []
-    for key, title in (("table_i", "Table I"), ("table_iii", "Table III")):
+    sections = [(key, title) for base, title in (("table_i", "Table I"), ("table_iii", "Table III"))
+                for key in profile_keys(report, base)]  # fmt: skip
+    for key, title in sections:
         sec = report.get(key)
         if not sec or not sec.get("differences"):
             continue
@@ -588,9 +590,11 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
         if "discrimination" in sec:
             out += [discrimination_text(sec["discrimination"]), ""]
         out += [conditions_table({**sec["rows"], **sec.get("robust_rows", {})}, sec.get("teacher_agreement")), ""]
-    sec = rep.get("table_iii")
-    if sec:
-        out += ["## Table III — ablations", "", _section_meta(sec), "", table_i(sec["rows"], "Table III"), ""]
+    for key in profile_keys(rep, "table_iii"):
+        sec = rep[key]
+        profile = sec.get("meta", {}).get("cost_profile", "?")
+        out += [f"## Table III — ablations (cost profile `{profile}`)", "", _section_meta(sec), "",
+                table_i(sec["rows"], "Table III"), ""]  # fmt: skip
         if sec.get("differences"):
             out += [differences_table(sec["differences"], "Table III, paired differences"), ""]
         if sec.get("notes"):
@@ -621,8 +625,13 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
 
 def table_i_keys(rep: Mapping[str, Any]) -> list[str]:
     """Return the report keys of Table I: one per cost profile (``table_i@<profile>``), else the plain one."""
-    per_profile = sorted(k for k in rep if k.startswith("table_i@") and rep[k])
-    return per_profile or (["table_i"] if rep.get("table_i") else [])
+    return profile_keys(rep, "table_i")
+
+
+def profile_keys(rep: Mapping[str, Any], base: str) -> list[str]:
+    """Return the report keys of section ``base``: one per cost profile (``<base>@<profile>``), else the plain one."""
+    per_profile = sorted(k for k in rep if k.startswith(f"{base}@") and rep[k])
+    return per_profile or ([base] if rep.get(base) else [])
 
 
 def _section_meta(sec: Mapping[str, Any]) -> str:

@@ -80,3 +80,29 @@ def test_unknown_architecture_and_wrong_model_are_config_errors(mobilenet):
     with pytest.raises(ConfigError, match="no submodule 'layer4.1'"):
         split_model(mobilenet, "resnet18")
     assert num_classes(mobilenet, "mobilenet_v2") == 7
+
+
+@pytest.mark.parametrize("arch", sorted(HEAD_SPECS))
+def test_the_pointwise_gemm_form_is_the_same_function_with_the_same_gradients_and_batchnorm_updates(arch):
+    heads = [split_model(make(arch), arch)[1] for _ in range(2)]
+    applies = heads[0].use_pointwise_gemm()
+    assert applies == (arch == "mobilenet_v2")  # a 1×1 conv block; ResNet's bottlenecks run as they are
+    c = HEAD_SPECS[arch].feature_channels
+    x = torch.randn(6, c, 4, 4, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    outs = []
+    for h in heads:
+        h.train()
+        torch.manual_seed(0)  # the same dropout mask
+        out = h(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        outs.append(out)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    grads = [{k: p.grad for k, p in h.named_parameters()} for h in heads]
+    for k in grads[1]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-6)
+    bufs = [dict(h.named_buffers()) for h in heads]
+    for k in bufs[1]:  # BatchNorm's running statistics move the same way
+        torch.testing.assert_close(bufs[0][k].float(), bufs[1][k].float(), rtol=1e-4, atol=1e-6)
+    heads[0].use_pointwise_gemm(False)
+    assert not heads[0].pointwise_gemm

@@ -42,21 +42,26 @@ def test_paper_profile_contends_the_cloud(make_camera, settings, edge_model) -> 
     assert busy_counters["dropped_batches"] > calm_counters["dropped_batches"]
 
 
-def test_table_i_is_reported_under_both_profiles(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_tables_i_and_iii_are_reported_under_both_profiles(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from edgesync_ros.cli import main
 
     out = tmp_path / "report"
     common = ["eval", "--stream", "tiny", "--cameras", "1", "--seeds", "1", "--duration", "40", "--no-robust",
               "--methods", "constant,no_adaptation", "--out", str(out), "--jobs", "1", "--no-cache",
-              "--no-progress"]  # fmt: skip
+              "--no-progress", "--tables", "I,III"]  # fmt: skip
     for profile in ("paper", "paper_v100"):
         assert main([*common, "--cost-profile", profile]) in (0, 1)
     rep = json.loads((out / "eval.json").read_text())
-    assert {"table_i@paper", "table_i@paper_v100"} <= set(rep)
+    assert {"table_i@paper", "table_i@paper_v100", "table_iii@paper", "table_iii@paper_v100"} <= set(rep)
+    assert rep["table_iii@paper"]["meta"]["cost_profile"] == "paper"
+    assert {"edgesync_f", "edgesync_tf", "edgesync_stf"} <= set(rep["table_iii@paper_v100"]["differences"])
     row = rep["table_i@paper"]["rows"]["no_adaptation"]
     assert row["summary"]["reference"] == "teacher"
     assert set(row["summary"]["views"]) == {"teacher", "clean", "repeats", "with_repeats"}
     md = (out / "eval.md").read_text()
     assert "## Table I — methods (cost profile `paper`)" in md
     assert "## Table I — methods (cost profile `paper_v100`)" in md
+    assert "## Table III — ablations (cost profile `paper`)" in md
+    assert "## Table III — ablations (cost profile `paper_v100`)" in md
+    assert "Table III, cost profile `paper_v100`: EdgeSync − EdgeSync/F" in md
     assert "**Table I, clean view**" in md and "**Repeats**" in md and "cloud busy %" in md
