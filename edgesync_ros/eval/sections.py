@@ -240,6 +240,7 @@ def run_sections(ev: Evaluation, request: Request) -> dict[str, Any]:
         sections[f"table_iii@{ev.cost.name}"] = sections["table_iii"]
     if "R" in request.tables:
         sections["recurring"] = recurring_section(ev, results)
+        sections[f"recurring@{ev.cost.name}"] = sections["recurring"]  # one per cost profile, as Tables I and III
     if "5" in request.figures:
         sections["fig5"] = _fig5(*_fixed_100s(ev, "upload_fraction", FIG5_K, "k", "Fig. 5"))
     if "4" in request.figures:

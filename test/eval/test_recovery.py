@@ -173,3 +173,4 @@ def test_table_r_renders_from_the_command_line(tmp_path):
                                        "edgesync_zoo_cache_grouping"}  # fmt: skip
     md = (out / "eval.md").read_text()
     assert "Table R — recurring drift" in md and "EdgeSync + zoo + cache − EdgeSync" in md
+    assert md.count("## Table R") == 1 and "cost profile `paper`)" in md and rep["recurring@paper"] == sec
