@@ -16,7 +16,8 @@ segment counts as shown -- and **first-time** otherwise; the stream's first segm
 Everything here is pure: counts and segment lists in (as :meth:`~edgesync_ros.eval.simulator.RunResult.metrics`
 writes them), numbers out. :func:`recurring_section` adds the per-run recovery figures to each run and builds the
 report's section: accuracy, balanced accuracy, recovery (recurring / first-time), cloud training seconds and
-download kB per camera-hour, each with paired 95 % intervals against EdgeSync (:mod:`edgesync_ros.eval.stats`).
+download kB per camera-hour, each with paired 95 % intervals against EdgeSync (:mod:`edgesync_ros.eval.stats`), and
+the recurring recovery time as a multiple of EdgeSync's (:func:`recovery_ratio`).
 """
 
 from __future__ import annotations
@@ -187,6 +188,18 @@ def add_recovery(results: Sequence[dict[str, Any]], cfg: RecoveryConfig | None =
     return out
 
 
+def recovery_ratio(runs: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]],
+                   metric: str = "recovery_recurring_s") -> stats.Interval:
+    """Return the mean over paired seeds of ``run / reference`` recovery time, with its 95 % t-interval.
+
+    How many times EdgeSync's recovery an addition needs (below 1: faster); seeds where the reference recovered in
+    0 s are left out. No shared seed: an empty interval.
+    """
+    a, b = stats.scores_by_seed(runs, metric), stats.scores_by_seed(reference, metric)
+    ratios = [a[s] / b[s] for s in sorted(set(a) & set(b)) if b[s] > 0 and not math.isnan(a[s] / b[s])]
+    return stats.t_interval(ratios)
+
+
 def _mean(runs: Sequence[Mapping[str, Any]], key: str) -> dict[str, float]:
     return report.mean_spread([float(r[key]) for r in runs if r.get(key) is not None])
 
@@ -226,6 +239,7 @@ def recurring_section(results: Sequence[dict[str, Any]], keys: Sequence[str], me
                 except stats.UnpairedRunsError:
                     continue
                 entry[m] = d.to_dict()
+            entry["recovery_ratio_recurring"] = recovery_ratio(row["runs"], ref["runs"]).to_dict()
             diffs[key] = entry
     return {"meta": {**meta, "recovery": cfg.to_dict()}, "rows": rows, "differences": diffs,
             "table": render(rows, diffs, cfg)}  # fmt: skip
@@ -242,6 +256,18 @@ def _diff_cell(d: Mapping[str, Any] | None, scale: float, digits: int) -> str:
     iv = stats.Interval(mean, low, high, int(d.get("n", 0)))
     txt = iv.text(scale, digits)
     return f"{txt} — {stats.NO_DIFFERENCE}" if iv.spans_zero else txt
+
+
+def _ratio_cell(d: Mapping[str, Any] | None) -> str:
+    """A ratio with its interval; the verdict is about 1 (as fast as EdgeSync), not 0."""
+    if not d or d.get("mean") is None:
+        return "—"
+    mean, low, high = (float("nan") if d.get(k) is None else float(d[k]) for k in ("mean", "low", "high"))
+    iv = stats.Interval(mean, low, high, int(d.get("n", 0)))
+    if not iv.defined:
+        return f"{mean:.2f} ({iv.n} seed{'s' if iv.n != 1 else ''}, no interval)"
+    txt = f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+    return f"{txt} — {stats.NO_DIFFERENCE}" if low <= 1.0 <= high else txt
 
 
 def render(rows: Mapping[str, Any], diffs: Mapping[str, Any], cfg: RecoveryConfig) -> str:
@@ -263,11 +289,12 @@ def render(rows: Mapping[str, Any], diffs: Mapping[str, Any], cfg: RecoveryConfi
         rec = f"{_cell(s['recovered_recurring'], 100.0, 0)} / {_cell(s['recovered_first'], 100.0, 0)}"
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {rec} | {_cell(s['local_switches'], 1.0, 1)} |")
     if diffs:
-        units = " | ".join(f"Δ {t} ({u})" for _, t, _, _, u, _ in METRICS)
+        units = " | ".join(f"Δ {t} ({u})" for _, t, _, _, u, _ in METRICS) + " | recovery, recurring: × EdgeSync's"
         lines += ["", f"**Paired differences**: each method − EdgeSync, seed by seed (mean [95 % t-interval]; "
                   f"\"{stats.NO_DIFFERENCE}\" where the interval contains 0)", "",
-                  f"| comparison | {units} |", "|---|" + "---:|" * len(METRICS)]  # fmt: skip
+                  f"| comparison | {units} |", "|---|" + "---:|" * (len(METRICS) + 1)]  # fmt: skip
         for d in diffs.values():
             cells = [_diff_cell(d.get(m), scale, digits) for m, _, scale, digits, _, _ in METRICS]
+            cells.append(_ratio_cell(d.get("recovery_ratio_recurring")))
             lines.append(f"| {d['name']} − {d['reference']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

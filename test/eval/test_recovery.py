@@ -108,6 +108,10 @@ def test_the_section_gives_paired_intervals_and_says_when_they_span_zero():
     assert d["recovery_recurring_s"]["mean"] < 0 and not d["recovery_recurring_s"]["spans_zero"]
     assert d["accuracy"]["spans_zero"]  # +0.0 points on average, spread both ways
     assert d["download_kb_per_camera_hour"]["mean"] == pytest.approx(0.0)
+    # Recurring recovery: 5 s against EdgeSync's 10 s on every seed -> half the time, an interval of one point.
+    assert d["recovery_ratio_recurring"]["mean"] == pytest.approx(0.5) and not d["recovery_ratio_recurring"][
+        "spans_zero"]
+    assert "0.50 [0.50, 0.50]" in sec["table"]
     table = sec["table"]
     assert "EdgeSync + zoo + cache − EdgeSync" in table and stats.NO_DIFFERENCE in table
     assert "Causal upper bound" in table and "recovery, recurring" in table and "download kB / camera-hour" in table
