@@ -239,7 +239,9 @@ def recurring_section(results: Sequence[dict[str, Any]], keys: Sequence[str], me
                 except stats.UnpairedRunsError:
                     continue
                 entry[m] = d.to_dict()
-            entry["recovery_ratio_recurring"] = recovery_ratio(row["runs"], ref["runs"]).to_dict()
+            ratio = recovery_ratio(row["runs"], ref["runs"])
+            entry["recovery_ratio_recurring"] = {**ratio.to_dict(),
+                                                 "spans_one": not ratio.defined or ratio.low <= 1.0 <= ratio.high}
             diffs[key] = entry
     return {"meta": {**meta, "recovery": cfg.to_dict()}, "rows": rows, "differences": diffs,
             "table": render(rows, diffs, cfg)}  # fmt: skip

@@ -110,7 +110,7 @@ def test_the_section_gives_paired_intervals_and_says_when_they_span_zero():
     assert d["download_kb_per_camera_hour"]["mean"] == pytest.approx(0.0)
     # Recurring recovery: 5 s against EdgeSync's 10 s on every seed -> half the time, an interval of one point.
     assert d["recovery_ratio_recurring"]["mean"] == pytest.approx(0.5) and not d["recovery_ratio_recurring"][
-        "spans_zero"]
+        "spans_one"]
     assert "0.50 [0.50, 0.50]" in sec["table"]
     table = sec["table"]
     assert "EdgeSync + zoo + cache − EdgeSync" in table and stats.NO_DIFFERENCE in table
