@@ -1,0 +1,366 @@
+"""One model and one inference thread for several cameras: their frames batched into one backbone pass.
+
+An :class:`EdgeNode <edgesync_ros.ros.edge_node.EdgeNode>` per camera keeps everything of its own (window, filter,
+uploads, predictions, overlay, diagnostics); what it would run on its own inference thread it hands to a
+:class:`CameraLane` of a :class:`SharedInference` instead. The shared thread takes the oldest waiting frame of every
+camera that has one, runs the backbone **once** on all of them (frames of equal input size concatenated), then each
+camera's head on its rows, and gives each camera its probabilities back on that thread (the node then publishes as
+it always does).
+
+Heads (``head_sharing``): ``per_camera`` gives every camera a head of its own over the one backbone
+(:meth:`EdgeModel.with_own_head <edgesync_ros.models.edge.EdgeModel.with_own_head>`; only the head's tensors are
+copied), updated in place by that camera's own head updates; ``shared`` runs one head for all cameras, so one head
+update changes every camera's outputs. Each head has one
+:class:`~edgesync_ros.core.head_codec.HeadApplier`; the first camera to attach to a head creates it (the head's
+*leader*), the others use it.
+
+The model is loaded when the first camera attaches (its node's configure) and freed, with the thread, when the last
+one detaches (cleanup), so the lifecycle of the single-camera node carries over: configure loads, cleanup frees.
+Heavy torch work of every camera (head updates, rollbacks) runs on the shared thread between two batches
+(:meth:`CameraLane.call`), so the process keeps one OpenMP pool (edgesync_ros/models/threads.py).
+
+Why a lane per camera and not a queue of frames: a camera faster than inference must only displace its *own* oldest
+frame (its ``inference_queue_size``), never another camera's, and each camera's drops are counted where it can see
+them. Why one thread: a batched pass is what makes several cameras cheaper than several models, and a single thread
+is what keeps one OpenMP pool.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from edgesync_ros.core.config import HeadSharing
+from edgesync_ros.core.errors import ConfigError, EdgeSyncError
+from edgesync_ros.core.head_codec import HeadApplier
+from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.models.threads import intra_op_threads, set_thread_intra_op_threads
+from edgesync_ros.ros.worker import DroppingWorker
+
+R = TypeVar("R")
+
+#: Key of the one head every camera uses in ``shared`` mode.
+SHARED_HEAD = "shared"
+
+
+class Batched(Protocol):
+    """What a lane carries: anything with a preprocessed ``batch`` (rows of one camera frame)."""
+
+    @property
+    def batch(self) -> torch.Tensor:
+        """The frame's preprocessed rows (whole frame: 1 row; region mode: one per box)."""
+        ...
+
+
+T = TypeVar("T", bound=Batched)
+
+#: ``deliver(item, probabilities, head_version, inference_seconds)``: a camera's result, on the shared thread.
+Deliver = Callable[[Any, npt.NDArray[np.float32], int, float], None]
+
+
+@dataclasses.dataclass
+class _Head:
+    """One head in use: the model that runs it, its applier (set by the leader) and the lanes that use it."""
+
+    model: EdgeModel
+    leader: CameraLane[Any]
+    lanes: list[CameraLane[Any]]
+    applier: HeadApplier | None = None
+    traced: bool = False
+
+
+class CameraLane(Generic[T]):
+    """One camera's place in a :class:`SharedInference`: its own bounded queue, its head, its results.
+
+    The interface of :class:`~edgesync_ros.ros.worker.DroppingWorker` that the edge node uses (``submit``, ``call``,
+    ``wait_idle``, ``pending``, ``close``), so the node treats a lane as its inference worker.
+    """
+
+    def __init__(self, engine: SharedInference, name: str, capacity: int, deliver: Deliver,
+                 on_error: Callable[[BaseException], None], reject: Callable[[str], None]) -> None:
+        """Make a lane of ``engine`` for camera ``name`` with at most ``capacity`` waiting frames."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.engine = engine
+        self.name = name
+        self.capacity = capacity
+        self.deliver = deliver
+        self.on_error = on_error
+        self.reject = reject
+        self.items: collections.deque[T] = collections.deque()
+        self.in_hand = 0  # frames of this lane in the batch being run
+        self.dropped = 0
+        self.handled = 0
+        self.closed = False
+        self.head: _Head | None = None
+        # listener(event, data): what the camera speaking for a shared head tells the others (edge_node's events)
+        self.listeners: list[Callable[[str, Any], None]] = []
+
+    # -- the head -------------------------------------------------------------------------------------------------
+    @property
+    def model(self) -> EdgeModel:
+        """The model this camera's predictions come from (its own head, or the shared one)."""
+        if self.head is None:
+            raise RuntimeError(f"camera {self.name}: lane detached")
+        return self.head.model
+
+    @property
+    def leader(self) -> bool:
+        """Whether this lane created its head: its node creates the head's applier and speaks for it."""
+        return self.head is not None and self.head.leader is self
+
+    @property
+    def applier(self) -> HeadApplier | None:
+        """The head's applier (None until the leader set it)."""
+        return None if self.head is None else self.head.applier
+
+    def set_applier(self, applier: HeadApplier) -> None:
+        """Give the head its applier (the leader does, once it restored the saved head)."""
+        if self.head is None or self.head.leader is not self:
+            raise RuntimeError(f"camera {self.name}: only the head's leader sets its applier")
+        self.head.applier = applier
+
+    def peers(self) -> list[CameraLane[Any]]:
+        """The other lanes that use this lane's head (shared mode), in attach order."""
+        return [] if self.head is None else [lane for lane in self.head.lanes if lane is not self]
+
+    # -- the worker interface ---------------------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Frames of this camera waiting for the shared thread."""
+        with self.engine.cond:
+            return len(self.items)
+
+    def submit(self, item: T) -> bool:
+        """Queue a frame; False when this camera's oldest waiting frame was dropped for it (or when closed)."""
+        return self.engine.submit(self, item)
+
+    def call(self, fn: Callable[[], R], timeout: float) -> R:
+        """Run ``fn()`` on the shared thread between two batches; as :meth:`DroppingWorker.call`."""
+        return self.engine.call(fn, timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until none of this camera's frames waits or runs (at most ``timeout`` s); return whether idle."""
+        with self.engine.cond:
+            return self.engine.cond.wait_for(lambda: not self.items and not self.in_hand, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Drop this camera's waiting frames, let its frames in hand finish, detach (the last lane frees the model)."""
+        self.engine.detach(self, timeout)
+
+
+class SharedInference:
+    """One :class:`EdgeModel` and one inference thread serving several cameras (see the module docstring)."""
+
+    def __init__(self, head_sharing: HeadSharing = "per_camera") -> None:
+        """Serve cameras with a head each (``per_camera``) or one head for all (``shared``)."""
+        if head_sharing not in ("per_camera", "shared"):
+            raise ConfigError(f"head_sharing must be per_camera or shared, got {head_sharing!r}")
+        self.head_sharing: HeadSharing = head_sharing
+        self.cond = threading.Condition()
+        self.lanes: list[CameraLane[Any]] = []
+        self.heads: dict[str, _Head] = {}
+        self.model: EdgeModel | None = None
+        self.model_config: EdgeModelConfig | None = None
+        self.loads = 0  # models loaded over this object's life: one per configure-to-cleanup span
+        self.batches = 0  # backbone passes run
+        self.batch_sizes: collections.Counter[int] = collections.Counter()  # cameras per backbone pass
+        self._worker: DroppingWorker[None] | None = None
+        self._torch_threads = 1
+        self._warmup = True
+
+    # -- attach / detach -----------------------------------------------------------------------------------------------
+    def attach(self, name: str, config: EdgeModelConfig, torch_threads: int, capacity: int, deliver: Deliver,
+               on_error: Callable[[BaseException], None], reject: Callable[[str], None]) -> CameraLane[Any]:
+        """Add camera ``name``; load the model (and start the thread) if it is the first. Return its lane.
+
+        Raises ConfigError when ``name`` is attached already or ``config`` is another model than the one loaded
+        (every camera of a process runs the one model), WeightsError/ConfigError from loading the model.
+        """
+        with self.cond:
+            if any(lane.name == name for lane in self.lanes):
+                raise ConfigError(f"camera {name!r} is attached to the shared model already")
+            if self.model is None:
+                self._load(config, torch_threads)
+            elif dataclasses.replace(config, warmup=True) != dataclasses.replace(self.model_config_or_fail(),
+                                                                                 warmup=True):
+                raise ConfigError(f"camera {name!r} asks for another model than the one its process shares "
+                                  f"({config} vs {self.model_config}); every camera of a process runs one model")
+            lane: CameraLane[Any] = CameraLane(self, name, capacity, deliver, on_error, reject)
+            key = SHARED_HEAD if self.head_sharing == "shared" else name
+            head = self.heads.get(key)
+            if head is None:
+                model = self.model_or_fail()
+                head = _Head(model if self.head_sharing == "shared" else model.with_own_head(), lane, [])
+                self.heads[key] = head
+            head.lanes.append(lane)
+            lane.head = head
+            self.lanes.append(lane)
+            return lane
+
+    def model_or_fail(self) -> EdgeModel:
+        """The loaded model; RuntimeError when no camera is attached."""
+        if self.model is None:
+            raise RuntimeError("no camera attached: the shared model is not loaded")
+        return self.model
+
+    def model_config_or_fail(self) -> EdgeModelConfig:
+        """The loaded model's config; RuntimeError when no camera is attached."""
+        if self.model_config is None:
+            raise RuntimeError("no camera attached: the shared model is not loaded")
+        return self.model_config
+
+    def _load(self, config: EdgeModelConfig, torch_threads: int) -> None:
+        # Load without a worker pool on this (executor) thread; trace and warm up on the inference thread.
+        with intra_op_threads(1):
+            self.model = EdgeModel(dataclasses.replace(config, warmup=False))
+        self.model_config = config
+        self.loads += 1
+        self._torch_threads = torch_threads
+        self._warmup = config.warmup
+        self._worker = DroppingWorker("edgesync-inference-shared", self._run_batch, 1, self._failed,
+                                      on_start=self._start)
+
+    def detach(self, lane: CameraLane[Any], timeout: float) -> None:
+        """Remove ``lane`` (its waiting frames dropped, its frames in hand finished); free the model after the last."""
+        with self.cond:
+            if lane.closed:
+                return
+            lane.closed = True
+            lane.items.clear()
+            self.cond.wait_for(lambda: not lane.in_hand, timeout)
+            self.lanes.remove(lane)
+            head = lane.head
+            if head is not None:
+                head.lanes.remove(lane)
+                if not head.lanes:
+                    self.heads = {k: h for k, h in self.heads.items() if h is not head}
+            lane.head = None
+            last = not self.lanes
+            worker = self._worker if last else None
+            if last:
+                self._worker = None
+        if worker is not None:
+            worker.close(timeout)
+            on_gpu = self.model is not None and self.model.device.type == "cuda"
+            with self.cond:
+                self.model = None
+                self.model_config = None
+            if on_gpu:
+                torch.cuda.empty_cache()  # give the memory back to the device, not only to torch's cache
+
+    # -- the thread ----------------------------------------------------------------------------------------------------
+    def submit(self, lane: CameraLane[Any], item: Any) -> bool:
+        """Queue ``item`` on ``lane`` (dropping the lane's oldest when full) and wake the thread."""
+        with self.cond:
+            if lane.closed or self._worker is None:
+                return False
+            dropped = len(lane.items) >= lane.capacity
+            if dropped:
+                lane.items.popleft()
+                lane.dropped += 1
+            lane.items.append(item)
+            worker = self._worker
+        worker.submit(None)  # a wake-up: one waits at most, since a batch takes every lane's frame anyway
+        return not dropped
+
+    def call(self, fn: Callable[[], R], timeout: float) -> R:
+        """Run ``fn()`` on the shared thread between two batches and return its result (see DroppingWorker.call)."""
+        worker = self._worker
+        if worker is None:
+            raise RuntimeError("the shared inference thread is closed")
+        return worker.call(fn, timeout)
+
+    def _start(self) -> None:
+        set_thread_intra_op_threads(self._torch_threads)
+        model = self.model_or_fail()
+        model.trace_for_inference()
+        model.trace_split()
+        if self._warmup:
+            model.warmup()
+
+    def _failed(self, exc: BaseException) -> None:
+        with self.cond:
+            lanes = list(self.lanes)
+        for lane in lanes:
+            lane.on_error(exc)
+
+    def _run_batch(self, _wake: None) -> None:
+        """Take the oldest waiting frame of every camera, classify them in one backbone pass, hand results back."""
+        with self.cond:
+            taken = [(lane, lane.items.popleft()) for lane in self.lanes if lane.items]
+            for lane, _ in taken:
+                lane.in_hand += 1
+        try:
+            if taken:
+                self._classify(taken)
+        finally:
+            with self.cond:
+                for lane, _ in taken:
+                    lane.in_hand -= 1
+                    lane.handled += 1
+                more = any(lane.items for lane in self.lanes)
+                worker = self._worker
+                self.cond.notify_all()
+            if more and worker is not None:
+                worker.submit(None)
+
+    def _classify(self, taken: Sequence[tuple[CameraLane[Any], Any]]) -> None:
+        groups: dict[tuple[Any, ...], list[tuple[CameraLane[Any], Any]]] = {}
+        for lane, item in taken:  # frames of one input size (and dtype) share a pass; region crops vs frames may not
+            groups.setdefault((tuple(item.batch.shape[1:]), item.batch.dtype), []).append((lane, item))
+        for group in groups.values():
+            t0 = time.perf_counter()
+            try:
+                results = self._forward(group)
+            except EdgeSyncError as exc:
+                for lane, _ in group:
+                    lane.reject(f"could not classify frame: {exc}")
+                continue
+            seconds = time.perf_counter() - t0
+            for (lane, item), (probs, version) in zip(group, results, strict=True):
+                lane.deliver(item, probs, version, seconds)
+
+    def _forward(self, group: Sequence[tuple[CameraLane[Any], Any]]) -> list[tuple[npt.NDArray[np.float32], int]]:
+        """Probabilities and head version per frame of ``group``: one backbone pass, then each camera's head.
+
+        In ``shared`` mode the whole model runs once on the batch (the head is the same for every row). Each head
+        runs under its applier's lock, so it never sees a half-applied update.
+        """
+        model = self.model_or_fail()
+        rows = [int(item.batch.shape[0]) for _, item in group]
+        batch = torch.cat([item.batch for _, item in group]) if len(group) > 1 else group[0][1].batch
+        self.batches += 1
+        self.batch_sizes[len(group)] += 1
+        heads = [lane.head for lane, _ in group]
+        if any(h is None or h.applier is None for h in heads):
+            raise EdgeSyncError("a camera's head has no applier yet")
+        if self.head_sharing == "shared":
+            applier = heads[0].applier  # type: ignore[union-attr]  # checked above
+            with applier.lock:  # type: ignore[union-attr]
+                probs = model.predict_tensor(batch)
+                version = applier.version  # type: ignore[union-attr]
+            return [(p, version) for p in np.split(probs, np.cumsum(rows)[:-1])]
+        for head in heads:
+            if head is not None and not head.traced:  # a head's first pass: trace it (on this thread, see _start)
+                head.model.trace_split(backbone=False)
+                head.traced = True
+        out = []
+        with torch.inference_mode():
+            features = model.backbone_features(batch)
+            start = 0
+            for head, n in zip(heads, rows, strict=True):
+                assert head is not None and head.applier is not None  # checked above
+                with head.applier.lock:
+                    probs = head.model.head_probabilities(features[start:start + n])
+                    out.append((probs, head.applier.version))
+                start += n
+        return out

@@ -1,0 +1,237 @@
+"""Several cameras, one process, one model, over real DDS: raw camera publishers -> edge_cameras -> per-camera outputs.
+
+Each camera's predictions arrive in its own namespace; frames of several cameras run in one batched backbone pass
+and come out as each camera's own model would classify them; a head update for one camera changes only that
+camera's outputs with per-camera heads, and every camera's with a shared head; the model is loaded once, by the
+first camera's configure, and freed by the last camera's cleanup.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from edgesync_ros.core import head_codec
+from edgesync_ros.core.config import CameraGroupConfig
+from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.msg import HeadUpdate, PredictionArray
+from edgesync_ros.ros import conversions as conv
+from edgesync_ros.ros import qos
+from edgesync_ros.ros.edge_cameras import EdgeCamerasNode, camera_ros_args
+from edgesync_ros.ros.edge_node import EdgeNode
+from edgesync_ros.ros.lifecycle import SUCCESS
+
+pytestmark = pytest.mark.ros
+
+DRIVER_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+CAMERAS = ("front", "rear")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class Rig:
+    """A camera group in its own namespace, a raw image publisher and a predictions subscriber per camera."""
+
+    def __init__(self, ros_context, spin, head_sharing: str, cameras: tuple[str, ...] = CAMERAS) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.ns = f"mc_{tag}"
+        self.group = EdgeCamerasNode(
+            context=ros_context, namespace=self.ns, camera_args=[], parameter_overrides=[
+                Parameter("cameras", value=list(cameras)), Parameter("head_sharing", value=head_sharing)],
+            camera_overrides=[Parameter("cloud_namespace", value=f"/nobody_{tag}"),
+                              Parameter("model.head", value="none"), Parameter("camera_qos", value="reliable")])
+        spin(self.group)
+        for camera in self.group.cameras:
+            spin(camera)
+        self.probe = spin(Node(f"probe_{tag}", context=ros_context))
+        self.pubs = {c: self.probe.create_publisher(Image, f"/{self.ns}/{c}/image", DRIVER_QOS) for c in cameras}
+        self.heads = {c: self.probe.create_publisher(HeadUpdate, f"/{self.ns}/{c}/head_update", qos.HEAD_UPDATE_QOS)
+                      for c in cameras}
+        self.preds: dict[str, list[PredictionArray]] = {c: [] for c in cameras}
+        self._lock = threading.Lock()
+        for c in cameras:
+            self.probe.create_subscription(PredictionArray, f"/{self.ns}/{c}/predictions",
+                                           lambda m, c=c: self._got(c, m), 50)
+        assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values()), 15)
+        self.stamp = 1_000
+
+    def _got(self, camera: str, msg: PredictionArray) -> None:
+        with self._lock:
+            self.preds[camera].append(msg)
+
+    def camera(self, name: str) -> EdgeNode:
+        return next(c for c in self.group.cameras if c.get_namespace() == f"/{self.ns}/{name}")
+
+    def publish(self, camera: str, frame: np.ndarray) -> int:
+        """Publish one frame stamped with a fresh stamp; return the stamp's key."""
+        self.stamp += 1
+        header = Header(frame_id=f"{camera}_optical")
+        header.stamp.sec = self.stamp
+        self.pubs[camera].publish(conv.bgr_to_image(frame, header))
+        return conv.stamp_key(header)
+
+    def answer(self, camera: str, key: int, timeout: float = 30.0) -> PredictionArray:
+        """The predictions of the frame with stamp ``key`` on ``camera``'s topic."""
+        def find() -> PredictionArray | None:
+            with self._lock:
+                return next((m for m in self.preds[camera] if conv.stamp_key(m.header) == key), None)
+
+        assert wait_for(lambda: find() is not None, timeout), f"no predictions on {camera} for stamp {key}"
+        found = find()
+        assert found is not None
+        return found
+
+    def round(self, frames: dict[str, np.ndarray]) -> dict[str, PredictionArray]:
+        """Publish one frame per camera while the shared thread is held, so they run as one batch; their answers."""
+        release = threading.Event()
+        lanes = [self.camera(c)._inference for c in frames]
+        holder = threading.Thread(target=lambda: lanes[0].call(lambda: release.wait(20), timeout=30), daemon=True)
+        holder.start()
+        time.sleep(0.2)
+        keys = {c: self.publish(c, f) for c, f in frames.items()}
+        try:
+            assert wait_for(lambda: all(lane.pending >= 1 for lane in lanes), 15), [x.pending for x in lanes]
+        finally:
+            release.set()
+        holder.join(30)
+        return {c: self.answer(c, k) for c, k in keys.items()}
+
+
+def probabilities(msg: PredictionArray) -> np.ndarray:
+    return np.array([list(p.probabilities) for p in msg.predictions], np.float32)
+
+
+def scene(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    frame = np.full((120, 160, 3), 60 + 40 * seed, np.uint8)
+    frame[20:90, 30:120] = rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    return frame
+
+
+def update_for(edge: EdgeNode, version: int, shift: float) -> HeadUpdate:
+    """A genuine head update for ``edge``: its head with the classifier's bias moved (changes every output)."""
+    state = {k: v.detach().float().cpu().clone() for k, v in edge.loaded_model().head_state().items()}
+    bias = next(k for k in state if k.startswith("classifier") and k.endswith("bias"))
+    state[bias] += torch.linspace(-shift, shift, state[bias].numel())
+    payload = head_codec.encode_head(state, edge.loaded_model().arch, edge.edge_id, version, edge.applier.version)
+    return conv.head_update_msg(payload)
+
+
+def test_each_camera_gets_its_own_predictions_from_one_batched_pass_of_one_model(ros_context, spin):
+    rig = Rig(ros_context, spin, "per_camera")
+    front, rear = rig.camera("front"), rig.camera("rear")
+    assert front.get_namespace() != rear.get_namespace()
+    assert (front.edge_id, rear.edge_id) == (f"{rig.ns}_front", f"{rig.ns}_rear")
+    inference = rig.group.inference
+    assert inference.loads == 1 and inference.model is not None
+    # One backbone in memory: every camera's model runs the very tensors of the one loaded model.
+    shared = {n: p.data_ptr() for n, p in inference.model.backbone.named_parameters()}
+    for cam in (front, rear):
+        assert {n: p.data_ptr() for n, p in cam.loaded_model().backbone.named_parameters()} == shared
+    # ... and a head of its own each.
+    assert front.loaded_model().head_state()["classifier.1.weight"].data_ptr() != \
+        rear.loaded_model().head_state()["classifier.1.weight"].data_ptr()
+
+    frames = {"front": scene(1), "rear": scene(2)}
+    before = inference.batch_sizes[2]
+    answers = rig.round(frames)
+    assert inference.batch_sizes[2] > before, dict(inference.batch_sizes)
+    for camera, msg in answers.items():
+        assert msg.header.frame_id == f"{camera}_optical"  # each camera's frame, on its own topic
+        own = rig.camera(camera)
+        expected = own.call_on_inference_thread(lambda own=own, camera=camera: own.loaded_model().predict(
+            frames[camera]))
+        np.testing.assert_allclose(probabilities(msg), expected, atol=1e-4)
+    assert front.counters["frames"] >= 1 and rear.counters["frames"] >= 1
+
+
+def test_a_per_camera_head_update_changes_only_that_camera(ros_context, spin):
+    rig = Rig(ros_context, spin, "per_camera")
+    front, rear = rig.camera("front"), rig.camera("rear")
+    frames = {"front": scene(3), "rear": scene(3)}  # the same picture on both cameras
+    first = rig.round(frames)
+    np.testing.assert_allclose(probabilities(first["front"]), probabilities(first["rear"]), atol=1e-5)
+    assert wait_for(lambda: rig.heads["front"].get_subscription_count() > 0, 10)
+    rig.heads["front"].publish(update_for(front, 1, 3.0))
+    assert wait_for(lambda: front.applier.version == 1, 20), front.last_rejection
+    second = rig.round(frames)
+    assert (second["front"].model_version, second["rear"].model_version) == (1, 0)
+    assert np.abs(probabilities(second["front"]) - probabilities(first["front"])).max() > 0.05
+    np.testing.assert_allclose(probabilities(second["rear"]), probabilities(first["rear"]), atol=1e-5)
+    assert rear.applier.version == 0 and rear.counters["applied_updates"] == 0
+
+
+def test_a_shared_head_update_changes_every_camera_and_the_group_is_one_robot(ros_context, spin):
+    rig = Rig(ros_context, spin, "shared")
+    front, rear = rig.camera("front"), rig.camera("rear")
+    assert front.edge_id == rear.edge_id == rig.ns  # the cloud sees one robot
+    assert front.applier is rear.applier and front.loaded_model() is rear.loaded_model()
+    # The first camera speaks for the group: only it takes head updates.
+    assert wait_for(lambda: rig.heads["front"].get_subscription_count() > 0, 10)
+    assert rig.heads["rear"].get_subscription_count() == 0
+    frames = {"front": scene(4), "rear": scene(5)}
+    first = rig.round(frames)
+    rig.heads["front"].publish(update_for(front, 1, 3.0))
+    assert wait_for(lambda: front.applier.version == 1, 20), front.last_rejection
+    second = rig.round(frames)
+    for camera in CAMERAS:
+        assert second[camera].model_version == 1
+        assert np.abs(probabilities(second[camera]) - probabilities(first[camera])).max() > 0.05, camera
+    assert rear.last_update_wall is not None  # the follower heard of the new head
+
+
+def test_the_first_configure_loads_the_one_model_and_the_last_cleanup_frees_it(ros_context, spin):
+    rig = Rig(ros_context, spin, "per_camera")
+    front, rear = rig.camera("front"), rig.camera("rear")
+    inference = rig.group.inference
+    for cam in (front, rear):
+        assert cam.trigger_deactivate() == SUCCESS and cam.lifecycle_state == "inactive"
+    assert front.trigger_cleanup() == SUCCESS
+    assert front.model is None and inference.model is not None  # rear still runs on it
+    assert rear.trigger_cleanup() == SUCCESS
+    assert rear.model is None and inference.model is None and not inference.lanes
+    for cam in (front, rear):
+        cam.autostart()
+    assert inference.loads == 2 and front.loaded_model().backbone is not None
+    answers = rig.round({"front": scene(6), "rear": scene(7)})
+    assert set(answers) == set(CAMERAS)
+
+
+def test_camera_group_config_is_checked():
+    assert CameraGroupConfig(cameras=("a", "b")).topics() == ("", "")
+    assert CameraGroupConfig(cameras=("a", "b"), camera_topics=("/x/image", "")).topics() == ("/x/image", "")
+    with pytest.raises(ConfigError, match="more than once"):
+        CameraGroupConfig(cameras=("a", "a"))
+    with pytest.raises(ConfigError, match="ROS name token"):
+        CameraGroupConfig(cameras=("front-left",))
+    with pytest.raises(ConfigError, match="2 entries for 3 cameras"):
+        CameraGroupConfig(cameras=("a", "b", "c"), camera_topics=("/x", "/y"))
+    with pytest.raises(ConfigError, match="head_sharing"):
+        CameraGroupConfig(head_sharing="some")  # type: ignore[arg-type]
+
+
+def test_cameras_take_the_process_arguments_but_not_its_name_or_namespace():
+    argv = ["edge_cameras", "--ros-args", "-r", "__ns:=/robot1", "-r", "__node:=group", "--params-file", "/p.yaml",
+            "-p", "cameras:=[a, b]", "-r", "edge_cameras:__ns:=/x", "-r", "/clock:=/sim_clock", "--log-level", "info",
+            "--", "other"]
+    assert camera_ros_args(argv) == ["--ros-args", "--params-file", "/p.yaml", "-p", "cameras:=[a, b]", "-r",
+                                     "/clock:=/sim_clock", "--log-level", "info"]
+    assert camera_ros_args(["edge_cameras"]) == []
