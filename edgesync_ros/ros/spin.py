@@ -59,8 +59,9 @@ def run_node(
     ends the spin early once true (a finite video or bag played to its end). SIGINT (once or twice) and SIGTERM end
     the spin; the node is destroyed (its workers stopped) before the context is shut down, so nothing publishes on
     a dead context. ``companions(node)`` names nodes the node created and owns (a camera group's cameras): they are
-    spun by the same executor and destroyed by the node's own ``destroy_node``. On the way out the garbage collector is frozen: torch leaves ~10^5 objects that a final
-    collection would walk for seconds, longer than ``ros2 launch`` waits after SIGINT before escalating to SIGTERM.
+    spun by the same executor and destroyed by the node's own ``destroy_node``. On the way out the garbage collector
+    is frozen: torch leaves ~10^5 objects that a final collection would walk for seconds, longer than ``ros2 launch``
+    waits after SIGINT before escalating to SIGTERM.
     """
     with stop_on_signals() as stop:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

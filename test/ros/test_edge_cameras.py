@@ -8,10 +8,15 @@ first camera's configure, and freed by the last camera's cleanup.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +38,8 @@ from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.ros.lifecycle import SUCCESS
 
 pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[2]
 
 DRIVER_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 CAMERAS = ("front", "rear")
@@ -235,3 +242,45 @@ def test_cameras_take_the_process_arguments_but_not_its_name_or_namespace():
     assert camera_ros_args(argv) == ["--ros-args", "--params-file", "/p.yaml", "-p", "cameras:=[a, b]", "-r",
                                      "/clock:=/sim_clock", "--log-level", "info"]
     assert camera_ros_args(["edge_cameras"]) == []
+
+
+def test_the_process_puts_each_camera_under_the_robot_namespace_and_ends_cleanly_on_two_sigints(
+        ros_context, spin, tmp_path):
+    # As `ros2 launch` starts it: the namespace as a global remap (which must not fold the cameras into one node),
+    # the shipped YAML as params file; a plain raw camera publisher per camera; then Ctrl-C as launch forwards it.
+    tag = uuid.uuid4().hex[:8]
+    ns = f"mcp_{tag}"
+    argv = [sys.executable, "-c", "import sys; from edgesync_ros.ros.edge_cameras import main; sys.exit(main())",
+            "--ros-args", "-r", f"__ns:=/{ns}", "--params-file", str(REPO / "config" / "edge.yaml"),
+            "-p", "cameras:=[front, rear]", "-p", "model.head:=none", "-p", "camera_qos:=reliable",
+            "-p", f"cloud_namespace:=/nobody_{tag}"]
+    env = dict(os.environ, ROS_LOG_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        probe = spin(Node(f"probe_{tag}", context=ros_context))
+        got: dict[str, list[PredictionArray]] = {c: [] for c in CAMERAS}
+        pubs = {c: probe.create_publisher(Image, f"/{ns}/{c}/image", DRIVER_QOS) for c in CAMERAS}
+        for c in CAMERAS:
+            probe.create_subscription(PredictionArray, f"/{ns}/{c}/predictions", got[c].append, 10)
+        deadline = time.monotonic() + 180
+        while not all(got.values()) and time.monotonic() < deadline and proc.poll() is None:
+            for c, pub in pubs.items():
+                pub.publish(conv.bgr_to_image(scene(1), Header(frame_id=f"{c}_optical")))
+            time.sleep(0.3)
+        assert all(got.values()), "".join(lines)[-3000:]
+        assert {m.header.frame_id for m in got["front"]} == {"front_optical"}
+        assert {m.header.frame_id for m in got["rear"]} == {"rear_optical"}
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+        reader.join(5)
+        text = "".join(lines)
+        assert rc == 0, text[-3000:]
+        for bad in ("Traceback", "terminate called", "context is invalid", "RCLError"):
+            assert bad not in text, text[-3000:]
+    finally:
+        proc.kill()

@@ -27,7 +27,7 @@ import yaml
 from ament_index_python.packages import get_package_prefix
 from rclpy.parameter import Parameter
 
-from edgesync_ros.ros import cloud_node, conversions, edge_node, smoke, video_source
+from edgesync_ros.ros import cloud_node, conversions, edge_cameras, edge_node, smoke, video_source
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -35,8 +35,11 @@ DECLARED = {
     "edge_node": {p.name for p in edge_node.PARAMS},
     "cloud_node": {p.name for p in cloud_node.PARAMS},
     "video_source": {p.name for p in video_source.PARAMS},
+    "edge_cameras": {p.name for p in edge_cameras.PARAMS},
     "smoke_node": set(),
 }
+#: What each node of an executable's process declares: edge_cameras runs an edge_node per camera besides itself.
+PROCESS_DECLARED = {**DECLARED, "edge_cameras": DECLARED["edge_cameras"] | DECLARED["edge_node"]}
 
 
 def _node_calls(path: Path) -> list[ast.Call]:
@@ -73,7 +76,8 @@ def test_inline_parameters_are_declared(path):
         for item in getattr(params, "elts", []):
             if isinstance(item, ast.Dict):
                 keys = {ast.literal_eval(k) for k in item.keys} - {"use_sim_time"}  # every rclpy node declares it
-                assert keys <= DECLARED[exe], f"{path.name}: {exe} does not declare {keys - DECLARED[exe]}"
+                declared = PROCESS_DECLARED[exe]
+                assert keys <= declared, f"{path.name}: {exe} does not declare {keys - declared}"
 
 
 class _Config:
@@ -153,7 +157,7 @@ def test_every_node_takes_use_sim_time_and_log_level(path):
 def test_managed_nodes_take_an_autostart_argument_that_defaults_to_active(path):
     # smoke.launch.py starts only the interface smoke node; every other launch file starts edge or cloud nodes.
     defaults, nodes = _evaluate(path, {})
-    managed = [n for n in nodes if n.kwargs["executable"] in ("edge_node", "cloud_node")]
+    managed = [n for n in nodes if n.kwargs["executable"] in ("edge_node", "cloud_node", "edge_cameras")]
     assert managed, f"{path.name} starts no edge or cloud node"
     assert defaults["autostart"] == "true"
     for node in managed:
