@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,8 @@ R = TypeVar("R")
 
 #: Key of the one head every camera uses in ``shared`` mode.
 SHARED_HEAD = "shared"
+#: Batches classified but not yet handed to their cameras; the inference thread waits when this many are waiting.
+DELIVERY_BACKLOG = 2
 
 
 class Batched(Protocol):
@@ -64,6 +67,28 @@ T = TypeVar("T", bound=Batched)
 
 #: ``deliver(item, probabilities, head_version, inference_seconds)``: a camera's result, on the shared thread.
 Deliver = Callable[[Any, npt.NDArray[np.float32], int, float], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Result:
+    """One camera's classified frame on its way to the camera's node."""
+
+    lane: CameraLane[Any]
+    item: Any
+    probs: npt.NDArray[np.float32]
+    version: int
+    seconds: float
+
+
+def _put(deliveries: queue.Queue[Any], value: Any, closing: Callable[[], bool]) -> bool:
+    """Put ``value`` on the bounded queue, waiting while it is full; give up (False) once ``closing()`` is true."""
+    while True:
+        try:
+            deliveries.put(value, timeout=0.2)
+            return True
+        except queue.Full:
+            if closing():
+                return False
 
 
 @dataclasses.dataclass
@@ -174,6 +199,8 @@ class SharedInference:
         self.batches = 0  # backbone passes run
         self.batch_sizes: collections.Counter[int] = collections.Counter()  # cameras per backbone pass
         self._worker: DroppingWorker[None] | None = None
+        self._deliveries: queue.Queue[list[_Result] | None] = queue.Queue(DELIVERY_BACKLOG)
+        self._delivery_thread: threading.Thread | None = None
         self._torch_threads = 1
         self._warmup = True
 
@@ -226,6 +253,10 @@ class SharedInference:
         self.loads += 1
         self._torch_threads = torch_threads
         self._warmup = config.warmup
+        self._deliveries = queue.Queue(DELIVERY_BACKLOG)
+        self._delivery_thread = threading.Thread(target=self._deliver_loop, args=(self._deliveries,),
+                                                 name="edgesync-delivery-shared", daemon=True)
+        self._delivery_thread.start()
         self._worker = DroppingWorker("edgesync-inference-shared", self._run_batch, 1, self._failed,
                                       on_start=self._start)
 
@@ -246,10 +277,17 @@ class SharedInference:
             lane.head = None
             last = not self.lanes
             worker = self._worker if last else None
+            delivery, deliveries = (self._delivery_thread, self._deliveries) if last else (None, None)
             if last:
                 self._worker = None
+                self._delivery_thread = None
         if worker is not None:
             worker.close(timeout)
+        if delivery is not None and deliveries is not None:
+            deadline = time.monotonic() + timeout
+            # After the last batch: the delivery thread ends there.
+            _put(deliveries, None, lambda: time.monotonic() > deadline)
+            delivery.join(timeout)
             on_gpu = self.model is not None and self.model.device.type == "cuda"
             with self.cond:
                 self.model = None
@@ -294,29 +332,58 @@ class SharedInference:
             lane.on_error(exc)
 
     def _run_batch(self, _wake: None) -> None:
-        """Take the oldest waiting frame of every camera, classify them in one backbone pass, hand results back."""
+        """Take the oldest waiting frame of every camera, classify them in one backbone pass, queue the results.
+
+        The delivery thread hands each camera its result (publishing, window, uploads) while this thread runs the
+        next pass; at most :data:`DELIVERY_BACKLOG` batches wait for it, so a slow subscriber slows inference
+        instead of piling up results.
+        """
         with self.cond:
             taken = [(lane, lane.items.popleft()) for lane in self.lanes if lane.items]
             for lane, _ in taken:
                 lane.in_hand += 1
+            deliveries = self._deliveries
+        results: list[_Result] = []
         try:
             if taken:
-                self._classify(taken)
+                results = self._classify(taken)
+                if results and not _put(deliveries, results, lambda: self._worker is None):
+                    results = []  # closing: nobody will publish them
         finally:
+            handed = {id(r.item) for r in results}
+            self._release([(lane, item) for lane, item in taken if id(item) not in handed])
             with self.cond:
-                for lane, _ in taken:
-                    lane.in_hand -= 1
-                    lane.handled += 1
                 more = any(lane.items for lane in self.lanes)
                 worker = self._worker
-                self.cond.notify_all()
             if more and worker is not None:
                 worker.submit(None)
 
-    def _classify(self, taken: Sequence[tuple[CameraLane[Any], Any]]) -> None:
+    def _release(self, done: Sequence[tuple[CameraLane[Any], Any]]) -> None:
+        """Mark frames as finished (delivered, rejected or dropped at closing): a detaching lane waits for this."""
+        with self.cond:
+            for lane, _ in done:
+                lane.in_hand -= 1
+                lane.handled += 1
+            self.cond.notify_all()
+
+    def _deliver_loop(self, deliveries: queue.Queue[list[_Result] | None]) -> None:
+        while True:
+            batch = deliveries.get()
+            if batch is None:
+                return
+            for result in batch:
+                try:
+                    result.lane.deliver(result.item, result.probs, result.version, result.seconds)
+                except Exception as exc:  # noqa: BLE001 -- a thread's boundary: report, go on with the next camera
+                    result.lane.on_error(exc)
+                finally:
+                    self._release([(result.lane, result.item)])
+
+    def _classify(self, taken: Sequence[tuple[CameraLane[Any], Any]]) -> list[_Result]:
         groups: dict[tuple[Any, ...], list[tuple[CameraLane[Any], Any]]] = {}
         for lane, item in taken:  # frames of one input size (and dtype) share a pass; region crops vs frames may not
             groups.setdefault((tuple(item.batch.shape[1:]), item.batch.dtype), []).append((lane, item))
+        out: list[_Result] = []
         for group in groups.values():
             t0 = time.perf_counter()
             try:
@@ -326,8 +393,9 @@ class SharedInference:
                     lane.reject(f"could not classify frame: {exc}")
                 continue
             seconds = time.perf_counter() - t0
-            for (lane, item), (probs, version) in zip(group, results, strict=True):
-                lane.deliver(item, probs, version, seconds)
+            out += [_Result(lane, item, probs, version, seconds)
+                    for (lane, item), (probs, version) in zip(group, results, strict=True)]
+        return out
 
     def _forward(self, group: Sequence[tuple[CameraLane[Any], Any]]) -> list[tuple[npt.NDArray[np.float32], int]]:
         """Probabilities and head version per frame of ``group``: one backbone pass, then each camera's head.
