@@ -32,7 +32,7 @@ from edgesync_ros.core.config import CameraGroupConfig
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.msg import HeadUpdate, PredictionArray
 from edgesync_ros.ros import conversions as conv
-from edgesync_ros.ros import qos
+from edgesync_ros.ros import qos, runner
 from edgesync_ros.ros.edge_cameras import EdgeCamerasNode, camera_ros_args
 from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.ros.lifecycle import SUCCESS
@@ -284,3 +284,13 @@ def test_the_process_puts_each_camera_under_the_robot_namespace_and_ends_cleanly
             assert bad not in text, text[-3000:]
     finally:
         proc.kill()
+
+
+def test_edgesync_run_with_a_shared_model_loads_one_model_for_every_robot():
+    plan = runner.FleetPlan(param_files=runner.param_files(), robots=2, cloud=False, duration=15.0,
+                            domain_id=int(os.environ["ROS_DOMAIN_ID"]), shared_model=True,
+                            sets={"video_source": {"fps": 5.0}})
+    result = runner.run_fleet(plan, threading.Event())
+    assert result.edge_models == 1
+    assert [r.edge_id for r in result.robots] == ["robot1", "robot2"]
+    assert all(r.frames > 0 for r in result.robots), result.robots
