@@ -332,7 +332,7 @@ class EdgeNode(ManagedNode):
         model = lane.model
         self.model = model
         self.class_names = list(model.classes)
-        if lane.leader:
+        if lane.leader and lane.applier is None:
             with intra_op_threads(1):
                 version, highest = self._restore_head()
                 lane.set_applier(HeadApplier(model.model, model.arch, self.edge_id, version=version,

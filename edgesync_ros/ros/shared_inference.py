@@ -12,7 +12,8 @@ Heads (``head_sharing``): ``per_camera`` gives every camera a head of its own ov
 copied), updated in place by that camera's own head updates; ``shared`` runs one head for all cameras, so one head
 update changes every camera's outputs. Each head has one
 :class:`~edgesync_ros.core.head_codec.HeadApplier`; the first camera to attach to a head creates it (the head's
-*leader*), the others use it.
+*leader*: it registers with the cloud and takes the head updates), the others use it. A head outlives its leader's
+cleanup while other cameras use it (its version and applier carry on); the next camera configured then leads it.
 
 The model is loaded when the first camera attaches (its node's configure) and freed, with the thread, when the last
 one detaches (cleanup), so the lifecycle of the single-camera node carries over: configure loads, cleanup frees.
@@ -148,9 +149,9 @@ class CameraLane(Generic[T]):
         return None if self.head is None else self.head.applier
 
     def set_applier(self, applier: HeadApplier) -> None:
-        """Give the head its applier (the leader does, once it restored the saved head)."""
-        if self.head is None or self.head.leader is not self:
-            raise RuntimeError(f"camera {self.name}: only the head's leader sets its applier")
+        """Give the head its applier (its leader does, once, after restoring the saved head)."""
+        if self.head is None or self.head.leader is not self or self.head.applier is not None:
+            raise RuntimeError(f"camera {self.name}: only the head's leader sets its applier, once")
         self.head.applier = applier
 
     def peers(self) -> list[CameraLane[Any]]:
@@ -228,6 +229,8 @@ class SharedInference:
                 model = self.model_or_fail()
                 head = _Head(model if self.head_sharing == "shared" else model.with_own_head(), lane, [])
                 self.heads[key] = head
+            elif head.leader.closed:
+                head.leader = lane  # its leader was cleaned up: the next camera configured speaks for the head
             head.lanes.append(lane)
             lane.head = head
             self.lanes.append(lane)

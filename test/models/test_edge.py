@@ -95,6 +95,31 @@ def test_cpu_inference_runs_a_trace_that_equals_eager_and_sees_in_place_head_upd
     np.testing.assert_allclose(model.predict_tensor(batch), eager_after, atol=1e-6)
 
 
+def test_a_model_with_its_own_head_shares_the_backbone_tensors_and_nothing_of_the_head(
+    vtest_frame: np.ndarray,
+) -> None:
+    base = EdgeModel(EdgeModelConfig(device="cpu"))
+    twin = base.with_own_head()
+    spec = heads.head_spec(base.arch)
+    ours = dict(base.model.named_parameters())
+    for name, tensor in twin.model.named_parameters():
+        assert (tensor is ours[name]) != spec.owns(name), name  # backbone: the same tensor; head: a copy
+    base.trace_split()
+    twin.trace_split(backbone=False)
+    regions = np.array([[345, 198, 384, 274], [0, 0, 200, 150]], np.float32)
+    batch = base.prepare(vtest_frame, regions)
+    before = base.predict_tensor(batch)
+    with torch.inference_mode():
+        features = base.backbone_features(batch)  # one backbone pass for both heads
+    np.testing.assert_allclose(base.head_probabilities(features), before, atol=1e-5)
+    np.testing.assert_allclose(twin.head_probabilities(features), before, atol=1e-5)
+    with torch.no_grad():  # an update of the twin's head, in place, as its HeadApplier does
+        twin.model.get_submodule("classifier.1").weight.mul_(-1.0)
+    assert not np.allclose(twin.head_probabilities(features), before, atol=1e-3)  # the trace sees the update
+    np.testing.assert_allclose(base.head_probabilities(features), before, atol=1e-5)
+    np.testing.assert_allclose(base.predict_tensor(batch), before, atol=1e-6)
+
+
 @pytest.mark.parametrize("rows", [1, 3, 8, 70])
 def test_bucketed_forward_equals_plain_forward(edge_model: EdgeModel, vtest_frame: np.ndarray, rows: int) -> None:
     """The CUDA path pads batches to 1, 2, 4, ... rows (chunks of 64); the padding must not change any row."""

@@ -203,6 +203,13 @@ def test_a_shared_head_update_changes_every_camera_and_the_group_is_one_robot(ro
         assert second[camera].model_version == 1
         assert np.abs(probabilities(second[camera]) - probabilities(first[camera])).max() > 0.05, camera
     assert rear.last_update_wall is not None  # the follower heard of the new head
+    # The leader cleaned up and configured again: the head (version, applier) carried on, and it leads it again.
+    assert front.trigger_deactivate() == SUCCESS and front.trigger_cleanup() == SUCCESS
+    assert rig.group.inference.model is not None and rear.applier.version == 1
+    front.autostart()
+    assert front.applier is rear.applier and front.applier.version == 1
+    assert wait_for(lambda: rig.heads["front"].get_subscription_count() > 0, 10)
+    assert rig.heads["rear"].get_subscription_count() == 0
 
 
 def test_the_first_configure_loads_the_one_model_and_the_last_cleanup_frees_it(ros_context, spin):
