@@ -902,7 +902,7 @@ class EdgeNode(ManagedNode):
             level, message = ((DiagnosticStatus.ERROR, f"model not loaded (lifecycle state {lifecycle})")
                               if self.model is None else (DiagnosticStatus.OK, f"{lifecycle}: not taking input"))
             self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
-                level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
+                level=level, name=self._status_name(), message=message, hardware_id=self.edge_id,
                 values=[KeyValue(key="lifecycle_state", value=lifecycle)])]))
             return
         age = -1.0 if self.last_update_wall is None else time.monotonic() - self.last_update_wall
@@ -938,8 +938,17 @@ class EdgeNode(ManagedNode):
             **{k: str(v) for k, v in sorted(self._counter_snapshot().items())},
         }
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
-            level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
+            level=level, name=self._status_name(), message=message, hardware_id=self.edge_id,
             values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
+
+    def _status_name(self) -> str:
+        """The diagnostics status name: ``edge_node: inference``, or ``<camera>/edge_node: inference`` in a group.
+
+        Cameras under a shared head share the robot's hardware id, so the name tells them apart.
+        """
+        if self._shared is None:
+            return f"{self.get_name()}: inference"
+        return f"{self.get_namespace().rsplit('/', 1)[-1]}/{self.get_name()}: inference"
 
     def _detections_silence(self, now: float) -> str | None:
         """Region mode: why nothing is classified while images arrive but no detections do; None otherwise.

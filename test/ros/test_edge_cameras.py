@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -57,14 +58,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 class Rig:
     """A camera group in its own namespace, a raw image publisher and a predictions subscriber per camera."""
 
-    def __init__(self, ros_context, spin, head_sharing: str, cameras: tuple[str, ...] = CAMERAS) -> None:
+    def __init__(self, ros_context, spin, head_sharing: str, cameras: tuple[str, ...] = CAMERAS,
+                 **camera_params: object) -> None:
         tag = uuid.uuid4().hex[:8]
         self.ns = f"mc_{tag}"
         self.group = EdgeCamerasNode(
             context=ros_context, namespace=self.ns, camera_args=[], parameter_overrides=[
                 Parameter("cameras", value=list(cameras)), Parameter("head_sharing", value=head_sharing)],
             camera_overrides=[Parameter("cloud_namespace", value=f"/nobody_{tag}"),
-                              Parameter("model.head", value="none"), Parameter("camera_qos", value="reliable")])
+                              Parameter("model.head", value="none"), Parameter("camera_qos", value="reliable"),
+                              *(Parameter(k, value=v) for k, v in camera_params.items())])
         spin(self.group)
         for camera in self.group.cameras:
             spin(camera)
@@ -210,6 +213,23 @@ def test_a_shared_head_update_changes_every_camera_and_the_group_is_one_robot(ro
     assert front.applier is rear.applier and front.applier.version == 1
     assert wait_for(lambda: rig.heads["front"].get_subscription_count() > 0, 10)
     assert rig.heads["rear"].get_subscription_count() == 0
+
+
+def test_each_camera_reports_its_own_diagnostics_and_a_silent_camera_warns(ros_context, spin):
+    rig = Rig(ros_context, spin, "shared", stale_input_s=1.5, status_period_s=0.3)
+    latest: dict[str, DiagnosticStatus] = {}
+    rig.probe.create_subscription(DiagnosticArray, "/diagnostics", lambda m: latest.update(
+        {s.name: s for s in m.status if s.hardware_id == rig.ns}), 50)
+    names = {c: f"{c}/edge_node: inference" for c in CAMERAS}
+
+    def front_streams_and_rear_is_silent() -> bool:
+        rig.publish("front", scene(8))
+        front, rear = latest.get(names["front"]), latest.get(names["rear"])
+        return (front is not None and rear is not None and front.level == DiagnosticStatus.OK
+                and rear.level == DiagnosticStatus.WARN)
+
+    assert wait_for(front_streams_and_rear_is_silent, 30), {k: (v.level, v.message) for k, v in latest.items()}
+    assert "no image on" in latest[names["rear"]].message and "/rear/image" in latest[names["rear"]].message
 
 
 def test_the_first_configure_loads_the_one_model_and_the_last_cleanup_frees_it(ros_context, spin):
