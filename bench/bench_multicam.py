@@ -131,16 +131,25 @@ def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_shari
                 lambda: bare_fps(model.inference_module, batches, n), timeout=600.0)
 
         bare(4)  # warm-up: TorchScript's profiling runs on the batch size
-        bare_rounds, node_rounds, ratios = [], [], []
+        bare_rounds, node_rounds, ratios, cpu_bare, cpu_node = [], [], [], [], []
         sizes_before = dict(engine.batch_sizes)
+        per_camera = count // n_cameras
         for _ in range(rounds):
-            b = bare(max(1, count // n_cameras))
-            answers = run_cameras(cams, feeds, count // n_cameras + in_flight)
+            c0 = time.process_time()
+            b = bare(max(1, per_camera))
+            c1 = time.process_time()
+            answers = run_cameras(cams, feeds, per_camera + in_flight)
+            c2 = time.process_time()
             n = aggregate_fps(answers, n_cameras * in_flight)
             bare_rounds.append(b)
             node_rounds.append(n)
             ratios.append(n / b)
+            # CPU time of this process per image (all threads, the driver's publishing included in the node pass):
+            # unlike images/s it barely moves when other processes load the machine.
+            cpu_bare.append(1000.0 * (c1 - c0) / (per_camera * n_cameras))
+            cpu_node.append(1000.0 * (c2 - c1) / ((per_camera + in_flight) * n_cameras))
         sizes = {k: v - sizes_before.get(k, 0) for k, v in sorted(engine.batch_sizes.items())}
+        full_passes = [ms for ms in engine.pass_ms]  # the last passes (bounded), nearly all of n_cameras frames
         passes = sum(sizes.values())
         return {
             "head_sharing": head_sharing,
@@ -151,6 +160,12 @@ def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_shari
             "ratios": [round(r, 3) for r in ratios],
             "bare_rounds": [round(x, 2) for x in bare_rounds],
             "node_rounds": [round(x, 2) for x in node_rounds],
+            # The inference thread's own time per pass (backbone + heads + softmax) against bare model(x) per batch:
+            # what remains of the gap is the thread waiting for frames or for the GIL between passes.
+            "node_pass_ms_median": round(statistics.median(full_passes), 2) if full_passes else None,
+            "bare_batch_ms": round(1000.0 * n_cameras / statistics.median(bare_rounds), 2),
+            "cpu_ms_per_image_bare": round(statistics.median(cpu_bare), 2),
+            "cpu_ms_per_image_node": round(statistics.median(cpu_node), 2),
             "cameras_per_backbone_pass": {str(k): v for k, v in sizes.items()},
             "mean_cameras_per_pass": round(sum(k * v for k, v in sizes.items()) / passes, 3) if passes else None,
             "models_loaded": engine.loads,

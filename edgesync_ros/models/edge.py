@@ -521,6 +521,49 @@ class EdgeModel:
             return self._forward(self.head, features).float().cpu()
 
 
+class HeadsOnOneBackbone(nn.Module):
+    """The backbone once on a batch, then each head on its own consecutive rows: ``[softmax probabilities]`` per head.
+
+    ``rows[i]`` is how many rows head ``i`` takes (0 = none this time; its output is then empty). Scripted by
+    :func:`script_heads`, the whole pass is one TorchScript call, so a CPU thread re-takes Python's GIL once per pass
+    instead of once per head (see :meth:`EdgeModel.trace_for_inference` for why that matters).
+    """
+
+    def __init__(self, backbone: nn.Module, heads: Sequence[nn.Module]) -> None:
+        """Run ``backbone`` and ``heads`` (shared, not copied)."""
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, x: torch.Tensor, rows: list[int]) -> list[torch.Tensor]:
+        """Probabilities per head, in head order, of the rows given to it."""
+        features = self.backbone(x)
+        out: list[torch.Tensor] = []
+        start = 0
+        i = 0
+        for head in self.heads:
+            n = rows[i]
+            if n > 0:
+                out.append(torch.softmax(head(features[start:start + n]), dim=1))
+            else:
+                out.append(features.new_zeros((0, 0)))
+            start += n
+            i += 1
+        return out
+
+
+def script_heads(backbone: nn.Module, heads: Sequence[nn.Module]) -> nn.Module:
+    """Return :class:`HeadsOnOneBackbone` over these modules, scripted (eager if scripting fails)."""
+    module = HeadsOnOneBackbone(backbone, heads).eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.script(module)
+    except Exception as exc:  # noqa: BLE001 -- an optimisation: fall back to eager mode, never fail
+        _LOG.warning("could not script the heads' pass, running it eagerly: %s", exc)
+        return module
+
+
 def _trace(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """Return ``model`` traced with TorchScript for inference, sharing its parameters; ``model`` if tracing fails."""
     try:

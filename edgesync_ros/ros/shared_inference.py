@@ -29,6 +29,7 @@ is what keeps one OpenMP pool.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -43,7 +44,7 @@ import torch
 from edgesync_ros.core.config import HeadSharing
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.core.head_codec import HeadApplier
-from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig, script_heads
 from edgesync_ros.models.threads import intra_op_threads, set_thread_intra_op_threads
 from edgesync_ros.ros.worker import DroppingWorker
 
@@ -199,6 +200,9 @@ class SharedInference:
         self.loads = 0  # models loaded over this object's life: one per configure-to-cleanup span
         self.batches = 0  # backbone passes run
         self.batch_sizes: collections.Counter[int] = collections.Counter()  # cameras per backbone pass
+        self.pass_ms: collections.deque[float] = collections.deque(maxlen=200)  # backbone + heads, per pass
+        self._scripted: Any = None  # CPU, per-camera heads: backbone + every head in one call, and for which heads
+        self._scripted_heads: list[_Head] = []
         self._worker: DroppingWorker[None] | None = None
         self._deliveries: queue.Queue[list[_Result] | None] = queue.Queue(DELIVERY_BACKLOG)
         self._delivery_thread: threading.Thread | None = None
@@ -295,6 +299,7 @@ class SharedInference:
             with self.cond:
                 self.model = None
                 self.model_config = None
+                self._scripted, self._scripted_heads = None, []
             if on_gpu:
                 torch.cuda.empty_cache()  # give the memory back to the device, not only to torch's cache
 
@@ -396,6 +401,7 @@ class SharedInference:
                     lane.reject(f"could not classify frame: {exc}")
                 continue
             seconds = time.perf_counter() - t0
+            self.pass_ms.append(seconds * 1000.0)
             out += [_Result(lane, item, probs, version, seconds)
                     for (lane, item), (probs, version) in zip(group, results, strict=True)]
         return out
@@ -407,31 +413,72 @@ class SharedInference:
         runs under its applier's lock, so it never sees a half-applied update.
         """
         model = self.model_or_fail()
-        rows = [int(item.batch.shape[0]) for _, item in group]
-        batch = torch.cat([item.batch for _, item in group]) if len(group) > 1 else group[0][1].batch
+        heads: list[_Head] = []
+        for lane, _ in group:
+            if lane.head is None or lane.head.applier is None:
+                raise EdgeSyncError(f"camera {lane.name}: its head has no applier yet")
+            heads.append(lane.head)
         self.batches += 1
         self.batch_sizes[len(group)] += 1
-        heads = [lane.head for lane, _ in group]
-        if any(h is None or h.applier is None for h in heads):
-            raise EdgeSyncError("a camera's head has no applier yet")
         if self.head_sharing == "shared":
-            applier = heads[0].applier  # type: ignore[union-attr]  # checked above
-            with applier.lock:  # type: ignore[union-attr]
+            applier = heads[0].applier
+            assert applier is not None  # checked above
+            rows = [int(item.batch.shape[0]) for _, item in group]
+            batch = torch.cat([item.batch for _, item in group]) if len(group) > 1 else group[0][1].batch
+            with applier.lock:
                 probs = model.predict_tensor(batch)
-                version = applier.version  # type: ignore[union-attr]
+                version = applier.version
             return [(p, version) for p in np.split(probs, np.cumsum(rows)[:-1])]
         for head in heads:
-            if head is not None and not head.traced:  # a head's first pass: trace it (on this thread, see _start)
+            if not head.traced:  # a head's first pass: trace it (on this thread, see _start)
                 head.model.trace_split(backbone=False)
                 head.traced = True
+        if model.device.type == "cpu":
+            return self._forward_scripted(model, group, heads)
         out = []
+        batch = torch.cat([item.batch for _, item in group]) if len(group) > 1 else group[0][1].batch
         with torch.inference_mode():
             features = model.backbone_features(batch)
             start = 0
-            for head, n in zip(heads, rows, strict=True):
-                assert head is not None and head.applier is not None  # checked above
+            for head, (_, item) in zip(heads, group, strict=True):
+                n = int(item.batch.shape[0])
+                assert head.applier is not None  # checked above
                 with head.applier.lock:
-                    probs = head.model.head_probabilities(features[start:start + n])
-                    out.append((probs, head.applier.version))
+                    out.append((head.model.head_probabilities(features[start:start + n]), head.applier.version))
                 start += n
         return out
+
+    def _forward_scripted(self, model: EdgeModel, group: Sequence[tuple[CameraLane[Any], Any]],
+                          heads: Sequence[_Head]) -> list[tuple[npt.NDArray[np.float32], int]]:
+        """CPU, per-camera heads: backbone and every head in one TorchScript call (models.edge.script_heads).
+
+        The scripted module covers every head in use, in a fixed order; it is rebuilt when cameras come or go.
+        """
+        with self.cond:
+            current = list(self.heads.values())
+        if [id(h) for h in self._scripted_heads] != [id(h) for h in current] or self._scripted is None:
+            for head in current:
+                if not head.traced:
+                    head.model.trace_split(backbone=False)
+                    head.traced = True
+            self._scripted = script_heads(model.inference_backbone, [h.model.inference_head for h in current])
+            self._scripted_heads = current
+        order = {id(h): i for i, h in enumerate(self._scripted_heads)}
+        if any(id(h) not in order for h in heads):
+            raise EdgeSyncError("a camera's head is not among the heads in use")
+        ranked = sorted(range(len(group)), key=lambda k: order[id(heads[k])])
+        rows = [0] * len(self._scripted_heads)
+        for k in ranked:
+            rows[order[id(heads[k])]] = int(group[k][1].batch.shape[0])
+        parts = [group[k][1].batch for k in ranked]
+        batch = torch.cat(parts) if len(parts) > 1 else parts[0]
+        with contextlib.ExitStack() as locks:
+            for k in ranked:  # the head order: one thread takes several locks, always in the same order
+                applier = heads[k].applier
+                assert applier is not None  # checked by the caller
+                locks.enter_context(applier.lock)
+            with torch.inference_mode():
+                probs = self._scripted(batch, rows)
+            versions = [heads[k].applier.version for k in range(len(group))]  # type: ignore[union-attr]
+        return [(probs[order[id(heads[k])]].numpy().astype(np.float32, copy=False), versions[k])
+                for k in range(len(group))]
