@@ -31,7 +31,7 @@ from std_msgs.msg import Header
 from edgesync_ros.core import head_codec
 from edgesync_ros.core.config import CameraGroupConfig
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.msg import HeadUpdate, PredictionArray
+from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos, runner
 from edgesync_ros.ros.edge_cameras import EdgeCamerasNode, camera_ros_args
@@ -213,6 +213,62 @@ def test_a_shared_head_update_changes_every_camera_and_the_group_is_one_robot(ro
     assert front.applier is rear.applier and front.applier.version == 1
     assert wait_for(lambda: rig.heads["front"].get_subscription_count() > 0, 10)
     assert rig.heads["rear"].get_subscription_count() == 0
+
+
+def test_region_mode_cameras_with_their_own_topics_share_a_pass_with_different_box_counts(ros_context, spin):
+    tag = uuid.uuid4().hex[:8]
+    front_topic = f"/drv_{tag}/front/image_raw"  # a driver's topic, remapped; rear keeps <camera>/image
+    group = spin(EdgeCamerasNode(
+        context=ros_context, namespace=f"mcr_{tag}", camera_args=[], parameter_overrides=[
+            Parameter("cameras", value=list(CAMERAS)), Parameter("camera_topics", value=[front_topic, ""])],
+        camera_overrides=[Parameter("cloud_namespace", value=f"/nobody_{tag}"), Parameter("model.head", value="none"),
+                          Parameter("camera_qos", value="reliable"), Parameter("input_mode", value="region")]))
+    for camera in group.cameras:
+        spin(camera)
+    probe = spin(Node(f"probe_{tag}", context=ros_context))
+    topics = {"front": front_topic, "rear": f"/mcr_{tag}/rear/image"}
+    boxes = {"front": np.array([[10, 10, 60, 60], [70, 20, 150, 110], [0, 0, 159, 119]], np.float32),
+             "rear": np.array([[30, 30, 90, 100]], np.float32)}
+    got: dict[str, list[PredictionArray]] = {c: [] for c in CAMERAS}
+    images = {c: probe.create_publisher(Image, topics[c], DRIVER_QOS) for c in CAMERAS}
+    regions = {c: probe.create_publisher(RegionArray, f"/mcr_{tag}/{c}/regions", qos.PREDICTIONS_QOS)
+               for c in CAMERAS}
+    for c in CAMERAS:
+        probe.create_subscription(PredictionArray, f"/mcr_{tag}/{c}/predictions", got[c].append, 10)
+    assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in [*images.values(), *regions.values()]), 15)
+    engine = group.inference
+
+    def publish(k: int) -> None:
+        for c in CAMERAS:
+            header = Header(frame_id=f"{c}_optical")
+            header.stamp.sec = k
+            msg = RegionArray(header=header)
+            msg.regions = [conv.box_to_roi(b) for b in boxes[c]]
+            regions[c].publish(msg)
+            images[c].publish(conv.bgr_to_image(scene(k % 3), header))
+
+    for k in range(1, 40):  # until both cameras answer (discovery, first pass)
+        if all(got.values()):
+            break
+        publish(k)
+        time.sleep(0.3)
+    assert all(got.values()), {c: len(v) for c, v in got.items()}
+    # One pass with both cameras' crops: hold the shared thread while both frames arrive.
+    release, before = threading.Event(), engine.batch_sizes[2]
+    lanes = [c._inference for c in group.cameras]
+    holder = threading.Thread(target=lambda: lanes[0].call(lambda: release.wait(20), timeout=30), daemon=True)
+    holder.start()
+    time.sleep(0.2)
+    publish(100)
+    try:
+        assert wait_for(lambda: all(lane.pending >= 1 for lane in lanes), 15), [x.pending for x in lanes]
+    finally:
+        release.set()
+    holder.join(30)
+    assert wait_for(lambda: all(conv.stamp_key(m.header) == 100 * 10**9 for m in (v[-1] for v in got.values())), 15)
+    assert engine.batch_sizes[2] > before, dict(engine.batch_sizes)
+    for c in CAMERAS:
+        assert {len(m.predictions) for m in got[c]} == {len(boxes[c])}, c
 
 
 def test_each_camera_reports_its_own_diagnostics_and_a_silent_camera_warns(ros_context, spin):
