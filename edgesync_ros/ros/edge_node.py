@@ -353,6 +353,8 @@ class EdgeNode(ManagedNode):
         """Shared head: tell the other cameras on it what happened (``head``, ``registered``, ``policy``)."""
         lane = getattr(self, "_inference", None)
         if isinstance(lane, CameraLane):
+            if event == "registered":
+                lane.set_head_registered(bool(data))
             for peer in lane.peers():
                 for listener in peer.listeners:
                     listener(event, data)
@@ -394,6 +396,8 @@ class EdgeNode(ManagedNode):
             self._register_delay = float(self.values["register_retry_s"])
             self._register_timer = self.create_timer(self._register_delay, self._try_register)
             self._inputs.append(self._register_timer)
+        elif isinstance(self._inference, CameraLane):
+            self.registered = self._inference.head_registered  # the camera speaking for the head may be already
         self.get_logger().info(f"active: classifying {self._camera_topic}"
                                + (f" in the boxes on {self._region_topics}" if self.region_mode else ""))
 

@@ -102,6 +102,7 @@ class _Head:
     lanes: list[CameraLane[Any]]
     applier: HeadApplier | None = None
     traced: bool = False
+    registered: bool = False  # whether the leader's node is registered with the cloud (a shared head's robot)
 
 
 class CameraLane(Generic[T]):
@@ -154,6 +155,16 @@ class CameraLane(Generic[T]):
         if self.head is None or self.head.leader is not self or self.head.applier is not None:
             raise RuntimeError(f"camera {self.name}: only the head's leader sets its applier, once")
         self.head.applier = applier
+
+    @property
+    def head_registered(self) -> bool:
+        """Whether the camera that speaks for this lane's head is registered with the cloud."""
+        return self.head is not None and self.head.registered
+
+    def set_head_registered(self, registered: bool) -> None:
+        """Record whether the head's leader is registered (what a camera attached later reads)."""
+        if self.head is not None:
+            self.head.registered = registered
 
     def peers(self) -> list[CameraLane[Any]]:
         """The other lanes that use this lane's head (shared mode), in attach order."""

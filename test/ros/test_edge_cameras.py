@@ -288,6 +288,33 @@ def test_each_camera_reports_its_own_diagnostics_and_a_silent_camera_warns(ros_c
     assert "no image on" in latest[names["rear"]].message and "/rear/image" in latest[names["rear"]].message
 
 
+def test_the_cloud_sees_a_robot_per_camera_or_one_robot_per_shared_head(ros_context, spin):
+    from edgesync_ros.ros.cloud_node import CloudNode
+
+    tag = uuid.uuid4().hex[:8]
+    cloud_ns = f"/cloud_{tag}"
+    cloud = spin(CloudNode(context=ros_context, parameter_overrides=[
+        Parameter("cloud_namespace", value=cloud_ns), Parameter("model.head", value="none")]))
+    groups = {}
+    for mode in ("per_camera", "shared"):
+        group = spin(EdgeCamerasNode(
+            context=ros_context, namespace=f"{mode}_{tag}", camera_args=[], parameter_overrides=[
+                Parameter("cameras", value=list(CAMERAS)), Parameter("head_sharing", value=mode)],
+            camera_overrides=[Parameter("cloud_namespace", value=cloud_ns), Parameter("model.head", value="none"),
+                              Parameter("register_retry_s", value=0.2)]))
+        for camera in group.cameras:
+            spin(camera)
+        groups[mode] = group
+    expected = {f"per_camera_{tag}_front", f"per_camera_{tag}_rear", f"shared_{tag}"}
+    assert wait_for(lambda: set(cloud.fleet.edges) == expected and all(
+        c.registered for g in groups.values() for c in g.cameras), 60), (set(cloud.fleet.edges), {
+            c.get_fully_qualified_name(): c.registered for g in groups.values() for c in g.cameras})
+    # The shared head's robot gets its heads on the first camera's topic; each per-camera robot on its own.
+    topics = {e: cloud.fleet.edges[e].head_topic for e in expected}
+    assert topics[f"shared_{tag}"] == f"/shared_{tag}/front/head_update"
+    assert topics[f"per_camera_{tag}_rear"] == f"/per_camera_{tag}/rear/head_update"
+
+
 def test_the_first_configure_loads_the_one_model_and_the_last_cleanup_frees_it(ros_context, spin):
     rig = Rig(ros_context, spin, "per_camera")
     front, rear = rig.camera("front"), rig.camera("rear")
