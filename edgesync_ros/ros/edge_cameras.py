@@ -104,7 +104,7 @@ class EdgeCamerasNode(Node):
             self._destroy_cameras()
             raise
         self.get_logger().info(
-            f"{len(self.cameras)} camera(s) on one {self.config.head_sharing} model: "
+            f"{len(self.cameras)} camera(s) on one model, head_sharing {self.config.head_sharing}: "
             + ", ".join(c.get_fully_qualified_name() for c in self.cameras))
 
     def _destroy_cameras(self) -> None:
