@@ -4,8 +4,8 @@ An :class:`EdgeNode <edgesync_ros.ros.edge_node.EdgeNode>` per camera keeps ever
 uploads, predictions, overlay, diagnostics); what it would run on its own inference thread it hands to a
 :class:`CameraLane` of a :class:`SharedInference` instead. The shared thread takes the oldest waiting frame of every
 camera that has one, runs the backbone **once** on all of them (frames of equal input size concatenated), then each
-camera's head on its rows, and gives each camera its probabilities back on that thread (the node then publishes as
-it always does).
+camera's head on its rows; a delivery thread gives each camera its probabilities (the node then publishes as it always
+does) while the next pass runs.
 
 Heads (``head_sharing``): ``per_camera`` gives every camera a head of its own over the one backbone
 (:meth:`EdgeModel.with_own_head <edgesync_ros.models.edge.EdgeModel.with_own_head>`; only the head's tensors are
