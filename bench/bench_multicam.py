@@ -24,7 +24,7 @@ Bare and node passes alternate ``--rounds`` times and the median ratio of adjace
 shared). Goal: ratio >= 0.9. Result: ``bench/results/multicam_images_per_s_ratio.json`` (per-camera heads, the
 headline) and ``multicam_images_per_s_ratio_shared.json``.
 
-Run: ``source env.sh && python bench/bench_multicam.py`` (~3 min on a 2-core CPU).
+Run: ``source env.sh && python bench/bench_multicam.py`` (~4 min on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def main() -> int:
     parser.add_argument("--cameras", type=int, default=4, help="cameras in the process")
     parser.add_argument("--frames", type=int, default=64, help="distinct bikes.mp4 frames")
     parser.add_argument("--count", type=int, default=160, help="images per pass, all cameras together")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/node passes per head mode")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating bare/node passes per head mode")
     parser.add_argument("--in-flight", type=int, default=2, help="frames outstanding per camera (>= 1)")
     parser.add_argument("--modes", nargs="*", choices=("per_camera", "shared"), default=["per_camera", "shared"])
     args = parser.parse_args()
