@@ -3,14 +3,16 @@
 The real :class:`~edgesync_ros.ros.edge_cameras.EdgeCamerasNode` with ``--cameras`` (default 4) camera nodes, built
 from the checkout's ``config/edge.yaml`` (whole-frame mode on raw ``sensor_msgs/Image``, as shipped; camera QoS
 reliable so the driver never loses a frame), in a private rclpy ``Context`` on this run's own ROS domain, spun by one
-``MultiThreadedExecutor`` (as ``edge_cameras``' main does). One driver node plays every camera, each as
+executor (as ``edge_cameras``' main does). One driver node plays every camera, each as
 ``bench_nodes.Camera`` does for one: ``--in-flight`` frames outstanding per camera, the next published when a
 ``PredictionArray`` comes back, so every camera is fed exactly as fast as the process consumes. Each camera shows other
 bikes.mp4 frames (its own offset into the clip). Stamps are 30 fps apart, so each camera's 2 Hz sampler puts 1 frame
 in 15 into its window, as on a vehicle.
 
-Measured, per head mode (``per_camera``, the default: backbone once, then each camera's head; ``shared``: the whole
-model once on the batch):
+Measured for each of :data:`RUNS`: ``edge_cameras``' own executor (``EXECUTOR_THREADS``) with either head mode
+(``per_camera``, the default: backbone and every camera's head in one scripted call; ``shared``: the whole model once
+on the batch), and per-camera heads on a single-threaded executor, as ``bench_nodes.py`` measures the single-camera
+node:
 
 * **node**: aggregate predictions/s over all cameras (steady state: the first answers, which fill the pipeline, are
   left out), through subscribe -> convert -> preprocess -> one batched backbone pass -> heads -> ``PredictionArray``
@@ -21,8 +23,8 @@ model once on the batch):
   between batches, so thread, OpenMP pool and thread count are the node's.
 
 Bare and node passes alternate ``--rounds`` times and the median ratio of adjacent pairs is reported (the host is
-shared). Goal: ratio >= 0.9. Result: ``bench/results/multicam_images_per_s_ratio.json`` (per-camera heads, the
-headline) and ``multicam_images_per_s_ratio_shared.json``.
+shared). Goal: ratio >= 0.9. Results: ``bench/results/multicam_images_per_s_ratio.json`` (per-camera heads, the
+deployment's executor: the headline), ``..._shared.json`` and ``..._1_executor_thread.json``.
 
 Run: ``source env.sh && python bench/bench_multicam.py`` (~4 min on a 2-core CPU).
 """
@@ -63,10 +65,16 @@ from bench.bench_nodes import (  # noqa: E402
 )
 from bench.common import load_average, write_result  # noqa: E402
 from edgesync_ros.models.preprocessing import preprocess  # noqa: E402
-from edgesync_ros.ros.edge_cameras import EdgeCamerasNode  # noqa: E402
+from edgesync_ros.ros.edge_cameras import EXECUTOR_THREADS, EdgeCamerasNode  # noqa: E402
 
 GOAL = 0.9  # aggregate images/s >= 0.9x bare batched model(x)
-EXECUTOR_THREADS = 4  # as edge_cameras' main()
+#: (head sharing, executor threads, result name): edge_cameras' main with either head mode, and per-camera heads on
+#: one executor thread, as bench_nodes.py measures the single-camera node.
+RUNS = (
+    ("per_camera", EXECUTOR_THREADS, "multicam_images_per_s_ratio"),
+    ("shared", EXECUTOR_THREADS, "multicam_images_per_s_ratio_shared"),
+    ("per_camera", 1, "multicam_images_per_s_ratio_1_executor_thread"),
+)
 
 
 def aggregate_fps(per_camera: Sequence[Sequence[float]], skip: int) -> float:
@@ -99,7 +107,7 @@ def run_cameras(cameras: Sequence[Camera], feeds: Sequence[Sequence[CameraFrame]
 
 
 def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_sharing: str, n_cameras: int,
-               count: int, rounds: int, in_flight: int) -> dict[str, Any]:
+               count: int, rounds: int, in_flight: int, executor_threads: int = EXECUTOR_THREADS) -> dict[str, Any]:
     """Alternate bare batched model(x) and node passes for one head mode; return fps per round and the ratios."""
     ns = f"mc_{head_sharing}_{rig.tag}"
     names = [f"cam{i}" for i in range(n_cameras)]
@@ -109,7 +117,7 @@ def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_shari
         camera_overrides=[Parameter("cloud_namespace", value=f"/none_{rig.tag}"),
                           Parameter("camera_qos", value="reliable"), Parameter("input_mode", value="frame"),
                           Parameter("image_transport", value="raw")])
-    executor = rig.spin([group, *group.cameras], threads=EXECUTOR_THREADS)
+    executor = rig.spin([group, *group.cameras], threads=executor_threads)
     try:
         cams = [Camera(driver, f"{ns}/{name}", compressed=False, in_flight=in_flight, frame_period_s=1.0 / CAMERA_FPS)
                 for name in names]
@@ -153,6 +161,7 @@ def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_shari
         passes = sum(sizes.values())
         return {
             "head_sharing": head_sharing,
+            "executor_threads": executor_threads,
             "cameras": n_cameras,
             "ratio": statistics.median(ratios),
             "bare_images_per_s": statistics.median(bare_rounds),
@@ -184,7 +193,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=160, help="images per pass, all cameras together")
     parser.add_argument("--rounds", type=int, default=5, help="alternating bare/node passes per head mode")
     parser.add_argument("--in-flight", type=int, default=2, help="frames outstanding per camera (>= 1)")
-    parser.add_argument("--modes", nargs="*", choices=("per_camera", "shared"), default=["per_camera", "shared"])
+    parser.add_argument("--only", nargs="*", choices=[name for *_, name in RUNS], default=None,
+                        help="results to measure (default: all, in one run)")
     args = parser.parse_args()
     t0 = time.monotonic()
     frames = raw_camera_frames(bikes_frames(args.frames, stride=max(1, 250 // args.frames)),
@@ -194,15 +204,15 @@ def main() -> int:
     rig.spin([driver], threads=2)
     load_start = load_average()
     try:
-        results = {m: bench_mode(rig, driver, frames, m, args.cameras, args.count, args.rounds, args.in_flight)
-                   for m in args.modes}
+        results = {name: bench_mode(rig, driver, frames, mode, args.cameras, args.count, args.rounds, args.in_flight,
+                                    threads) for mode, threads, name in RUNS if not args.only or name in args.only}
     finally:
         rig.close()
     common = {"load_start": load_start, "load_end": load_average(), "torch_threads_default": torch.get_num_threads(),
-              "in_flight_per_camera": args.in_flight, "input": "bikes.mp4 640x272 whole frames, raw Image",
+              "in_flight_per_camera": args.in_flight,
+              "input": "bikes.mp4 640x272 whole frames, raw Image",
               "baseline_unit": f"images/s of the traced model(x) on batches of {args.cameras} frames"}
-    for mode, res in results.items():
-        name = "multicam_images_per_s_ratio" + ("" if mode == "per_camera" else f"_{mode}")
+    for name, res in results.items():
         write_result(name, res["ratio"], "x", f">= {GOAL:g}x bare batched model(x) at the same batch composition",
                      res["ratio"] >= GOAL, baseline=res["bare_images_per_s"], ratio=res["ratio"],
                      node_images_per_s=round(res["node_images_per_s"], 2), detail=res, **common)

@@ -41,6 +41,11 @@ PARAMS: tuple[Param, ...] = config_params(CameraGroupConfig(), (
              read_only=True),
 ))
 
+#: Executor threads of the process: a head update (which waits for the shared inference thread) runs on one while the
+#: cameras' callbacks go on on the other. More threads cost CPU in rclpy's executor (bench/bench_multicam.py measured
+#: 4 threads at ~36 ms CPU per image against ~30 with 2 on a 2-core host), which the inference thread then lacks.
+EXECUTOR_THREADS = 2
+
 #: Remaps that rename or move a node: the process's own apply to this node, never to its cameras.
 _NODE_REMAPS = ("__ns", "__node", "__name")
 
@@ -123,6 +128,5 @@ def main(args: list[str] | None = None) -> None:
     import sys
 
     argv = list(sys.argv if args is None else args)
-    # One executor thread per camera's inputs plus head updates and services, as edge_node has for one camera.
-    run_node(lambda: EdgeCamerasNode(camera_args=camera_ros_args(argv)), argv, num_threads=4,
+    run_node(lambda: EdgeCamerasNode(camera_args=camera_ros_args(argv)), argv, num_threads=EXECUTOR_THREADS,
              companions=lambda group: group.cameras)
