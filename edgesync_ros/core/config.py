@@ -40,6 +40,7 @@ CloudBackend = Literal["inline", "ray"]
 UpdateDtype = Literal["float16", "float32"]
 TeacherKind = Literal["nanodet", "torchvision", "onnx_classifier"]
 SourceRegions = Literal["none", "teacher"]
+HeadSharing = Literal["per_camera", "shared"]
 Optimizer = Literal["sgd", "adam"]
 Stopping = Literal["val_loss", "val_accuracy", "fixed_epochs"]
 
@@ -624,6 +625,44 @@ class EdgeNodeConfig(ConfigSection):
         self._check_fields()
         if self.sample_rate_hz <= 0.0:
             raise ConfigError(f"EdgeNodeConfig.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraGroupConfig(ConfigSection):
+    """Every parameter of ``edge_cameras``: several cameras of one robot served by one process and one model.
+
+    ``cameras`` names the cameras; each gets an ``edge_node`` in the namespace ``<group namespace>/<camera>`` (its
+    topics, window, uploads and diagnostics there). ``camera_topics`` optionally names each camera's image topic
+    (one entry per camera, in order; an empty entry, or the single default ``[""]``, keeps ``<camera>/image``).
+    ``head_sharing``: ``per_camera`` gives each camera a head of its own, trained by the cloud as a robot of its
+    own (edge id ``<group id>_<camera>``); ``shared`` runs one head for every camera, and the cloud sees the group
+    as one robot (edge id ``<group id>``) fed by all its cameras.
+    """
+
+    cameras: tuple[str, ...] = ("camera",)
+    camera_topics: tuple[str, ...] = ("",)
+    head_sharing: HeadSharing = "per_camera"
+
+    def __post_init__(self) -> None:
+        """Check the names (ROS name tokens, distinct, at least one) and that the topics match the cameras."""
+        self._check_fields()
+        n = "CameraGroupConfig"
+        if not self.cameras:
+            raise ConfigError(f"{n}.cameras must name at least one camera")
+        for camera in self.cameras:
+            if not camera or not camera[0].isalpha() or not all(c.isalnum() or c == "_" for c in camera):
+                raise ConfigError(f"{n}.cameras: {camera!r} is not a ROS name token (a letter, then letters, "
+                                  f"digits or '_')")
+        twice = sorted({c for c in self.cameras if self.cameras.count(c) > 1})
+        if twice:
+            raise ConfigError(f"{n}.cameras names {', '.join(twice)} more than once")
+        if self.camera_topics != ("",) and len(self.camera_topics) != len(self.cameras):
+            raise ConfigError(f"{n}.camera_topics has {len(self.camera_topics)} entries for {len(self.cameras)} "
+                              f"cameras: give one per camera (empty = <camera>/image) or leave it [\"\"]")
+
+    def topics(self) -> tuple[str, ...]:
+        """Each camera's image topic remap, in camera order ("" = the node's own ``image``)."""
+        return self.camera_topics if self.camera_topics != ("",) else tuple("" for _ in self.cameras)
 
 
 @dataclasses.dataclass(frozen=True)
