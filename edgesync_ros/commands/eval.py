@@ -6,6 +6,7 @@ Usage::
     edgesync eval --tables I,II,III --figures 1,5   # more sections (merged into the same report)
     edgesync eval --stream paper --cost-profile paper   # Table I under the paper's time regime, 7 cameras
     edgesync eval --quick                           # first 5 minutes of the stream, 1 seed: a smoke run
+    edgesync eval --stream recurring --tables R --cost-profile paper   # recurring drift: zoo, cache, grouping
     edgesync eval --stream my.yaml                  # a spec of your own over your own videos
     edgesync eval --bag my_bag --image-topic /front_camera/image_raw   # a bag recorded on your robot
 
@@ -52,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_recorded_arguments(parser)
     parser.add_argument("--seeds", type=int, default=5,
                         help="seeds per method (mean ± std and paired 95 %% intervals over them; default 5)")
-    parser.add_argument("--tables", default="I", help="comma list of I, II, III (default I); '' for none")
+    parser.add_argument("--tables", default="I",
+                        help="comma list of I, II, III, R (R: recurring drift, zoo/cache/grouping against EdgeSync; "
+                             "default I); '' for none")
     parser.add_argument("--figures", default="", help="comma list of 1, 3, 4, 5 (default none)")
     parser.add_argument("--out", default="docs/results", help="report directory (default docs/results)")
     parser.add_argument("--cost-profile", default="calibrated",

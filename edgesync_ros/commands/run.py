@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expect-updates", action="store_true",
                         help="exit 1 unless every robot applied at least one head update")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for this process")
+    parser.add_argument("--shared-model", action="store_true",
+                        help="all edge nodes classify on one model, their frames batched into one pass (each keeps "
+                             "its own head); default: a model per edge, as on separate robots")
     parser.add_argument("--bag", default=None,
                         help="live evaluation: replay this stream bag, or a bag recorded by any tool (turned into a "
                              "stream bag labelled by the teacher first), or the stream spec of this name (e.g. "
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     plan = runner.FleetPlan(
         param_files=files, robots=args.robots, cloud=not args.no_cloud, source=not args.no_source, sets=sets,
         bag=bag, rate=args.rate, start_offset=args.start_offset, duration=duration, domain_id=args.domain_id,
+        shared_model=args.shared_model,
     )
     # Signals only end the run (the nodes stop in order); one arriving while the result prints is ignored.
     with stop_on_signals() as stop:

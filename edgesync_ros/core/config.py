@@ -40,6 +40,7 @@ CloudBackend = Literal["inline", "ray"]
 UpdateDtype = Literal["float16", "float32"]
 TeacherKind = Literal["nanodet", "torchvision", "onnx_classifier"]
 SourceRegions = Literal["none", "teacher"]
+HeadSharing = Literal["per_camera", "shared"]
 Optimizer = Literal["sgd", "adam"]
 Stopping = Literal["val_loss", "val_accuracy", "fixed_epochs"]
 
@@ -500,24 +501,27 @@ class ZooConfig(ConfigSection):
 class HeadCacheConfig(ConfigSection):
     """The robot's cache of applied heads (``head_cache.*``; :mod:`edgesync_ros.core.head_cache`).
 
-    ``size`` heads are kept (0: off, the paper's robot). A cached head is switched to locally when, for
-    ``confirm_windows`` windows in a row, the window's pooled features are closer to that head's served windows by
-    ``feature_margin`` (cosine distance) and its mean normalised entropy is lower by ``entropy_margin``. A head's
-    statistics are running means over its last ``memory`` served windows.
+    With ``enabled``, the last ``size`` applied heads are kept (``enabled: false``: the paper's robot, which keeps
+    none). A cached head is switched to locally when, for ``confirm_windows`` windows in a row, the window's pooled
+    features are closer to that head's served windows by ``feature_margin`` (cosine distance) and its mean normalised
+    entropy is lower by ``entropy_margin``. A head's statistics are running means over its last ``memory`` served
+    windows. A head whose local switch the cloud vetoed is not switched to again for ``veto_hold_windows`` windows.
     """
 
-    size: int = 0
+    enabled: bool = False
+    size: int = 4
     feature_margin: float = 0.05
     entropy_margin: float = 0.05
     confirm_windows: int = 2
     memory: int = 20
+    veto_hold_windows: int = 10
 
     def __post_init__(self) -> None:
         """Check the bounds."""
         self._check_fields()
         n = type(self).__name__
-        if self.size < 0 or self.confirm_windows < 1 or self.memory < 1:
-            raise ConfigError(f"{n}: size must be >= 0, confirm_windows and memory >= 1")
+        if self.size < 1 or self.confirm_windows < 1 or self.memory < 1 or self.veto_hold_windows < 0:
+            raise ConfigError(f"{n}: size, confirm_windows and memory must be >= 1 and veto_hold_windows >= 0")
         if not 0.0 <= self.feature_margin <= 2.0 or not 0.0 <= self.entropy_margin <= 1.0:
             raise ConfigError(f"{n}: feature_margin must be in [0, 2] and entropy_margin in [0, 1]")
 
@@ -621,6 +625,44 @@ class EdgeNodeConfig(ConfigSection):
         self._check_fields()
         if self.sample_rate_hz <= 0.0:
             raise ConfigError(f"EdgeNodeConfig.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraGroupConfig(ConfigSection):
+    """Every parameter of ``edge_cameras``: several cameras of one robot served by one process and one model.
+
+    ``cameras`` names the cameras; each gets an ``edge_node`` in the namespace ``<group namespace>/<camera>`` (its
+    topics, window, uploads and diagnostics there). ``camera_topics`` optionally names each camera's image topic
+    (one entry per camera, in order; an empty entry, or the single default ``[""]``, keeps ``<camera>/image``).
+    ``head_sharing``: ``per_camera`` gives each camera a head of its own, trained by the cloud as a robot of its
+    own (edge id ``<group id>_<camera>``); ``shared`` runs one head for every camera, and the cloud sees the group
+    as one robot (edge id ``<group id>``) fed by all its cameras.
+    """
+
+    cameras: tuple[str, ...] = ("camera",)
+    camera_topics: tuple[str, ...] = ("",)
+    head_sharing: HeadSharing = "per_camera"
+
+    def __post_init__(self) -> None:
+        """Check the names (ROS name tokens, distinct, at least one) and that the topics match the cameras."""
+        self._check_fields()
+        n = "CameraGroupConfig"
+        if not self.cameras:
+            raise ConfigError(f"{n}.cameras must name at least one camera")
+        for camera in self.cameras:
+            if not camera or not camera[0].isalpha() or not all(c.isalnum() or c == "_" for c in camera):
+                raise ConfigError(f"{n}.cameras: {camera!r} is not a ROS name token (a letter, then letters, "
+                                  f"digits or '_')")
+        twice = sorted({c for c in self.cameras if self.cameras.count(c) > 1})
+        if twice:
+            raise ConfigError(f"{n}.cameras names {', '.join(twice)} more than once")
+        if self.camera_topics != ("",) and len(self.camera_topics) != len(self.cameras):
+            raise ConfigError(f"{n}.camera_topics has {len(self.camera_topics)} entries for {len(self.cameras)} "
+                              f"cameras: give one per camera (empty = <camera>/image) or leave it [\"\"]")
+
+    def topics(self) -> tuple[str, ...]:
+        """Each camera's image topic remap, in camera order ("" = the node's own ``image``)."""
+        return self.camera_topics if self.camera_topics != ("",) else tuple("" for _ in self.cameras)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -789,6 +831,33 @@ class ScoringConfig(ConfigSection):
         block = _check_int(n, "repeat_block_frames", self.repeat_block_frames)
         if block < 1:
             raise ConfigError(f"{n}.repeat_block_frames must be >= 1, got {block}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryConfig(ConfigSection):
+    """How the offline evaluation measures recovery after a condition change (:mod:`edgesync_ros.eval.recovery`).
+
+    Accuracy is counted in bins of ``bin_s`` stream seconds and read through a trailing window of ``window_s``
+    seconds that never reaches back before the change. A method has recovered at the first window end, with at least
+    ``min_samples`` scored samples in its window, from which its accuracy stays within ``margin`` of the causal upper
+    bound's on the same samples for ``hold_s`` seconds (or until the segment ends): a ramping condition that has not
+    yet hurt the old head does not count as a recovery.
+    """
+
+    bin_s: float = 1.0
+    window_s: float = 30.0
+    margin: float = 0.05
+    hold_s: float = 30.0
+    min_samples: int = 20
+
+    def __post_init__(self) -> None:
+        """Validate positive times, a margin in [0, 1] and a positive sample floor."""
+        self._check_fields()
+        n = type(self).__name__
+        if not (self.bin_s > 0.0 and self.window_s >= self.bin_s and self.hold_s >= 0.0):
+            raise ConfigError(f"{n}: bin_s must be > 0, window_s >= bin_s and hold_s >= 0")
+        if not 0.0 <= self.margin <= 1.0 or self.min_samples < 1:
+            raise ConfigError(f"{n}: margin must be in [0, 1] and min_samples >= 1")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,12 @@ one head pass per cached head) and :meth:`HeadCache.propose` switches to a cache
 ``confirm_windows`` windows in a row, the window looks clearly more like that head's recorded scenes than like the
 current head's (cosine distance smaller by ``feature_margin``) *and* that head is clearly surer on it (mean
 normalised entropy lower by ``entropy_margin``). Requiring both keeps the rule from chasing an over-confident head on
-a scene it never saw. The cloud hears of every switch and may veto it (the robot then returns to the head it left).
+a scene it never saw.
+
+The cloud hears of every switch (the next batch carries the robot's head version) and checks it on that batch's
+labels: :func:`vetoes` is the update gate turned around -- the head the robot left is scored as if it were a
+candidate update, and if it beats the switched-to head by the gate's margin the switch is vetoed and the robot
+rolls back (:meth:`HeadCache.rolled_back`), not trying the vetoed head again for ``veto_hold_windows`` windows.
 Pure: statistics come in as arrays; no model code.
 """
 
@@ -67,6 +72,16 @@ class Proposal:
     current_entropy: float
 
 
+def vetoes(switched_accuracy: float, previous_accuracy: float, margin: float) -> bool:
+    """Return whether the cloud rolls a local switch back: the head left behind beats the switched-to head.
+
+    The update gate's rule (:func:`~edgesync_ros.core.training.passes_gate`) with the previous head as the
+    candidate: strictly better on the labelled window and by at least ``margin``. One rule for node and simulator.
+    """
+    gain = float(previous_accuracy) - float(switched_accuracy)
+    return gain > 0.0 and gain >= float(margin)
+
+
 class HeadCache:
     """The last ``cfg.size`` applied heads with their served-window statistics (see the module docstring)."""
 
@@ -76,7 +91,10 @@ class HeadCache:
         self._heads: collections.OrderedDict[int, CachedHead] = collections.OrderedDict()
         self.current: int | None = None
         self._streak: tuple[int, int] | None = None  # (candidate version, consecutive windows it won)
+        self._hold: dict[int, int] = {}  # vetoed version -> windows it may not be switched to
+        self.last_switch: tuple[int, int] | None = None  # (from, to) of the newest local switch, until settled
         self.switches = 0
+        self.vetoes = 0
 
     def __len__(self) -> int:
         """Return how many heads are cached."""
@@ -99,7 +117,8 @@ class HeadCache:
 
         ``state`` is copied (detached CPU clones), so later in-place updates of the live model leave it unchanged.
         """
-        if self.cfg.size == 0:
+        self.last_switch = None
+        if not self.cfg.enabled:
             self.current = int(version)
             return
         if version in self._heads:
@@ -117,6 +136,7 @@ class HeadCache:
 
         The head's statistics are running means over the windows it served (at most the last ``cfg.memory``).
         """
+        self._hold = {v: n - 1 for v, n in self._hold.items() if n > 1}
         head = self._heads.get(self.current) if self.current is not None else None
         if head is None:
             return
@@ -144,7 +164,7 @@ class HeadCache:
         cur_e = normalised_entropy(probabilities_by_version[self.current])
         best: Proposal | None = None
         for v, head in self._heads.items():
-            if v == self.current or head.feature_mean is None or v not in probabilities_by_version:
+            if v == self.current or head.feature_mean is None or v not in probabilities_by_version or v in self._hold:
                 continue
             d = _cosine_distance(f, head.feature_mean)
             e = normalised_entropy(probabilities_by_version[v])
@@ -161,3 +181,38 @@ class HeadCache:
         self._streak = None
         self.switches += 1
         return best
+
+    def switch(self, proposal: Proposal) -> CachedHead:
+        """Make the proposed cached head the current one (a local switch); return it, to be applied in place.
+
+        The head left behind is remembered (:attr:`last_switch`) until the cloud's verdict, a new head or another
+        switch settles it.
+        """
+        head = self._heads[proposal.version]
+        previous = self.current
+        self._heads.move_to_end(proposal.version)
+        self.current = proposal.version
+        self._streak = None
+        self.last_switch = None if previous is None else (previous, proposal.version)
+        return head
+
+    def rolled_back(self, vetoed: int, to: int) -> CachedHead | None:
+        """The cloud vetoed the switch to ``vetoed``: serve ``to`` again, hold ``vetoed`` back; return ``to``'s head.
+
+        ``None`` (nothing changes) when the robot no longer serves ``vetoed`` -- a newer head or switch came first --
+        or ``to`` has left the cache.
+        """
+        if self.current != vetoed or to not in self._heads:
+            return None
+        if self.cfg.veto_hold_windows > 0:
+            self._hold[vetoed] = int(self.cfg.veto_hold_windows)
+        self._heads.move_to_end(to)
+        self.current = to
+        self._streak = None
+        self.last_switch = None
+        self.vetoes += 1
+        return self._heads[to]
+
+    def held_back(self) -> list[int]:
+        """Versions a veto keeps from being switched to now."""
+        return sorted(self._hold)

@@ -75,6 +75,15 @@ Bounds:
 * **Causal upper bound** -- EdgeSync with a free cloud (zero upload, labelling, training and download time),
   k = 1 and ground-truth labels: the best a causal learner with this head and Algorithm 2 can do on the stream.
 
+Beyond the paper (:class:`EdgeSyncBeyond`, for recurring drift; ``docs/recurring-drift.md``):
+
+* **EdgeSync + zoo** -- every trained head kept in the cloud's head zoo; a stored head that beats the camera's
+  current one on a labelled window is sent at once.
+* **EdgeSync + zoo + cache** -- also the on-robot head cache: each camera switches back to one of its last applied
+  heads on its own unlabelled statistics, at no cloud cost; the cloud can veto a switch (a rollback).
+* **EdgeSync + grouping**, **+ zoo + grouping**, **+ zoo + cache + grouping** -- cameras whose labelled windows look
+  alike train together and share the head.
+
 Every learning method also has a **robust teacher** variant (``*_robust``): labels are the clean-view ground
 truth instead of the deployed teacher's labels on the corrupted frame, standing in for the paper's far stronger
 ResNeXt101 teacher (labelling costs are unchanged).
@@ -102,6 +111,7 @@ from edgesync_ros.core.config import (
     EdgeNodeConfig,
     FilterConfig,
     GroupingConfig,
+    HeadCacheConfig,
     TrainConfig,
     UrgencyConfig,
     ZooConfig,
@@ -112,11 +122,12 @@ from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.filtering import keep_count
 from edgesync_ros.core.fleet import Fleet
 from edgesync_ros.core.grouping import FleetGrouping
+from edgesync_ros.core.head_cache import HeadCache, vetoes
 from edgesync_ros.core.hpo import Segment, online_profile
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
 from edgesync_ros.core.window import SampleWindow, WindowFrame
-from edgesync_ros.core.zoo import HeadZoo, signature
+from edgesync_ros.core.zoo import HeadZoo, pooled, signature
 from edgesync_ros.eval.simulator import Job, Simulation, Upload, Window
 
 _NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
@@ -263,6 +274,14 @@ class BaseMethod:
     def next_wake(self, sim: Simulation, now: float) -> float | None:
         """No timers."""
         return None
+
+    def local_switch(self, sim: Simulation, window: Window) -> int | None:
+        """No head cache on the robot: never switch locally."""
+        return None
+
+    def on_applied(self, sim: Simulation, camera: str, version: int, state: Mapping[str, Tensor] | None,
+                   now: float) -> None:
+        """Nothing to track on the robot."""
 
     def train_config(self, settings: EvalSettings, sim: Simulation, count: int, **overrides: Any) -> TrainConfig:
         """Return h with a seed derived from the run's seed and the training's index (reproducible, distinct)."""
@@ -896,27 +915,109 @@ class EdgeSyncBeyond(EdgeSync):
     camera's head scored below ``1 - margin``, the shortlist is scored on the window (modelled cost, one worker
     step, charged even when nothing wins) and the best stored head is sent when it beats the current head by the
     margin. ``grouping``: cameras grouped by :class:`~edgesync_ros.core.grouping.FleetGrouping`; the picked camera's
-    idle group members train along on the pooled samples and receive the head right after it.
+    idle group members train along on the pooled samples and receive the head right after it. ``cache``: each
+    camera keeps its last applied heads in a :class:`~edgesync_ros.core.head_cache.HeadCache` and, at each window's
+    end, scores them on the window's samples (on the robot: no cloud time, no bytes) and switches locally when the
+    policy proposes it. The first batch labelled after a switch tells the cloud, which scores the head the camera
+    left and the one it switched to on that batch's labels (modelled cost, charged like a zoo check) and rolls the
+    switch back when :func:`~edgesync_ros.core.head_cache.vetoes` says so (a small rollback request, no tensors).
     """
 
     def __init__(self, settings: EvalSettings, options: EdgeSyncOptions | None = None, name: str = "EdgeSync",
-                 label_source: str = "teacher", zoo: bool = False, grouping: bool = False) -> None:
-        """EdgeSync's settings plus which additions run (their parameters: the cloud's defaults, enabled)."""
+                 label_source: str = "teacher", zoo: bool = False, grouping: bool = False,
+                 cache: bool = False) -> None:  # fmt: skip
+        """EdgeSync's settings plus which additions run (their parameters: the nodes' defaults, enabled)."""
         super().__init__(settings, options, name, label_source)
         self.zoo_cfg = ZooConfig(enabled=zoo)
         self.grouping_cfg = GroupingConfig(enabled=grouping)
+        self.cache_cfg = HeadCacheConfig(enabled=cache)
 
     def setup(self, sim: Simulation) -> None:
-        """EdgeSync's setup, an empty zoo in a private temporary directory, every camera alone."""
+        """EdgeSync's setup, an empty zoo in a private temporary directory, every camera alone, caches holding v0."""
         super().setup(sim)
         self._zoo_dir = tempfile.TemporaryDirectory(prefix="edgesync-sim-zoo-")
         self.zoo = HeadZoo(self._zoo_dir.name, self.zoo_cfg) if self.zoo_cfg.enabled else None
         self.grouping = FleetGrouping(self.grouping_cfg)
         self.pending: collections.deque[Job] = collections.deque()
         self.held: dict[str, int] = {}
+        self.caches = {c: HeadCache(self.cache_cfg) for c in sim.camera_names}
+        for cache in self.caches.values():
+            cache.applied(0, sim.start_state)
+        self.reported: dict[str, tuple[int, int, float]] = {}  # camera -> (from, to, when) of a local switch
+        self.vetoing: dict[str, tuple[int, int]] = {}  # camera -> (vetoed, back to) of a rollback on its way
+
+    # -- the robot's side of the head cache ------------------------------------------------------------------
+    def local_switch(self, sim: Simulation, window: Window) -> int | None:
+        """Score the cached heads on the window, record the serving head's statistics, switch when proposed."""
+        if not self.cache_cfg.enabled:
+            return None
+        cache = self.caches[window.camera]
+        if cache.current is None or cache.current not in cache:
+            return None
+        fmean = pooled(sim.features(window.camera, window.samples)).mean(axis=0)
+        probs = {v: sim.predict_with(cache.get(v).state, window.camera, window.samples) for v in cache.versions()}
+        proposal = cache.propose(fmean, probs)
+        cache.observe(fmean, probs[cache.current])  # this window was served by the current head
+        if proposal is None:
+            return None
+        previous = cache.current
+        cache.switch(proposal)
+        self.reported[window.camera] = (previous, proposal.version, window.end_s)
+        return proposal.version
+
+    def on_applied(self, sim: Simulation, camera: str, version: int, state: Mapping[str, Tensor] | None,
+                   now: float) -> None:
+        """A head arrived: cache it; a rollback arrived: return to the head left behind and hold the vetoed one."""
+        if state is None:
+            return
+        veto = self.vetoing.pop(camera, None)
+        cache = self.caches[camera]
+        if veto is not None and veto[1] == version and cache.rolled_back(veto[0], version) is not None:
+            return
+        self.reported.pop(camera, None)  # a new head settles any switch the cloud has not checked yet
+        cache.applied(version, state)
+
+    # -- the cloud's side ------------------------------------------------------------------------------------
+    def _check_switch(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], feats: Tensor) -> bool:
+        """The first batch after a local switch: score both heads on its labels, veto when the left one wins.
+
+        Returns whether a check was queued (its cost is charged as a cloud job, vetoed or not).
+        """
+        rep = self.reported.get(upload.camera)
+        if rep is None or upload.created_s <= rep[2]:
+            return False
+        del self.reported[upload.camera]
+        left, switched, _ = rep
+        cache = self.caches[upload.camera]
+        if left not in cache or switched not in cache:
+            return False
+        states = (cache.get(switched).state, cache.get(left).state)
+        self.heads[upload.camera] = states[0]  # the robot's head now: trainings continue from it
+        self.held.pop(upload.camera, None)
+        target = torch.as_tensor(labels, dtype=torch.long)
+
+        def score(clock: Callable[[], float]) -> list[float]:
+            out = []
+            for st in states:
+                head = sim.load_state(st)
+                head.eval()
+                with torch.no_grad():
+                    out.append(float((head(feats).argmax(dim=1) == target).float().mean()))
+            return out
+
+        (acc_switched, acc_left), secs = sim.metered(score)
+        info = {"switch_check": True, "switched_accuracy": acc_switched, "previous_accuracy": acc_left}
+        if vetoes(acc_switched, acc_left, self.settings.min_improvement):
+            self.heads[upload.camera] = states[1]
+            self.vetoing[upload.camera] = (switched, left)
+            self.pending.append(Job(upload.camera, rollback=(switched, left), train_s=secs,
+                                    info={**info, "veto": True}))
+        else:
+            self.pending.append(Job(upload.camera, train_s=secs, info=info))
+        return True
 
     def on_labelled(self, sim: Simulation, upload: Upload, labels: npt.NDArray[np.int64], now: float) -> None:
-        """EdgeSync's bank and store, then the grouping signature and, when it may help, a zoo check."""
+        """EdgeSync's bank and store, the grouping signature, a check of a local switch, else maybe a zoo check."""
         super().on_labelled(sim, upload, labels, now)
         if labels.size == 0:
             return
@@ -925,6 +1026,8 @@ class EdgeSyncBeyond(EdgeSync):
         if self.grouping_cfg.enabled:
             self.grouping.observe(upload.camera, sig)
             self.grouping.regroup()
+        if self.cache_cfg.enabled and self._check_switch(sim, upload, labels, feats):
+            return
         current = float(np.mean(upload.predicted == labels))
         zoo = self.zoo
         if zoo is None or not len(zoo) or current > 1.0 - self.zoo_cfg.margin or upload.camera in sim.training_now \
@@ -998,10 +1101,11 @@ def _edgesync(name: str, **opts: Any) -> Callable[[EvalSettings, str, Mapping[st
     return make
 
 
-def _beyond(name: str, zoo: bool = False, grouping: bool = False
+def _beyond(name: str, zoo: bool = False, grouping: bool = False, cache: bool = False
             ) -> Callable[[EvalSettings, str, Mapping[str, Any]], BaseMethod]:
     def make(settings: EvalSettings, labels: str, overrides: Mapping[str, Any]) -> BaseMethod:
-        return EdgeSyncBeyond(settings, EdgeSyncOptions(**overrides), name, labels, zoo=zoo, grouping=grouping)
+        return EdgeSyncBeyond(settings, EdgeSyncOptions(**overrides), name, labels, zoo=zoo, grouping=grouping,
+                              cache=cache)  # fmt: skip
 
     return make
 
@@ -1018,6 +1122,8 @@ _FACTORIES: dict[str, Callable[[EvalSettings, str, Mapping[str, Any]], BaseMetho
     "edgesync_zoo": _beyond("EdgeSync + zoo", zoo=True),
     "edgesync_grouping": _beyond("EdgeSync + grouping", grouping=True),
     "edgesync_zoo_grouping": _beyond("EdgeSync + zoo + grouping", zoo=True, grouping=True),
+    "edgesync_zoo_cache": _beyond("EdgeSync + zoo + cache", zoo=True, cache=True),
+    "edgesync_zoo_cache_grouping": _beyond("EdgeSync + zoo + cache + grouping", zoo=True, cache=True, grouping=True),
     "edgesync_replay": _edgesync("EdgeSync+replay", replay_per_class=40),
     # The paper's ablations (§IV-B5), each removing one more component.
     "edgesync_f": _edgesync("EdgeSync/F", selection="all"),
@@ -1051,6 +1157,10 @@ COMPONENT_ABLATIONS: tuple[str, ...] = ("edgesync_no_timeliness", "edgesync_no_e
 TABLE_III: tuple[str, ...] = ("edgesync", *PAPER_ABLATIONS, *COMPONENT_ABLATIONS)
 #: Methods Table I compares EdgeSync with (paired differences): every baseline and reference it beats or not.
 BASELINES: tuple[str, ...] = ("constant", "recent_majority", "no_adaptation", "one_time", "ams", "ams_warm", "ekya")
+#: The recurring-drift comparison's rows: EdgeSync and its additions, each paired with EdgeSync; recovery times are
+#: measured against the causal upper bound's run of the same seed (run alongside, shown as a reference).
+RECURRING: tuple[str, ...] = ("edgesync", "edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
+                              "edgesync_zoo_cache_grouping")  # fmt: skip
 #: Methods whose labels are fixed (no teacher labels, or the ground truth already): no robust-teacher variant.
 _NO_LABELS = ("constant", "no_adaptation", "static_head", "upper_bound")
 

@@ -602,6 +602,11 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
     if rep.get("table_ii"):
         sec = rep["table_ii"]
         out += ["## Table II — time per update cycle", "", _section_meta(sec), "", table_ii(sec["rows"]), ""]
+    for key in profile_keys(rep, "recurring"):
+        sec = rep[key]
+        profile = sec.get("meta", {}).get("cost_profile", "?")
+        out += [f"## Table R — recurring drift: zoo, on-robot cache, grouping (cost profile `{profile}`)", "",
+                _section_meta(sec), "", sec.get("table", ""), ""]  # fmt: skip
     for key, title in (("fig1", "Fig. 1 — accuracy over time"), ("fig3", "Fig. 3 — accuracy vs cameras"),
                        ("fig4", "Fig. 4 — offline vs online HPO"), ("fig5", "Fig. 5 — upload fraction k")):  # fmt: skip
         sec = rep.get(key)

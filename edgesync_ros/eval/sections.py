@@ -5,6 +5,8 @@
 * Table II: the update-cycle components of the Table I runs (runs Table I).
 * Table III: EdgeSync, the paper's ablations /F, /TF, /STF and the project's component ablations (EdgeSync's runs
   are shared with Table I).
+* Table R (recurring drift): EdgeSync, + zoo, + zoo + cache, + grouping and all three, with the causal upper bound
+  the recovery times are measured against (:mod:`edgesync_ros.eval.recovery`; runs shared with Table I).
 
 Tables I and III carry paired differences (EdgeSync − each other row, seed by seed, 95 % t-intervals;
 :func:`~edgesync_ros.eval.report.differences`).
@@ -29,14 +31,14 @@ from typing import Any
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.data.recorded import RecordedStream
 from edgesync_ros.data.stream import CameraSpec, StreamSpec
-from edgesync_ros.eval import report
+from edgesync_ros.eval import recovery, report
 from edgesync_ros.eval.cost import CostProfile, calibrated_path, resolve_cost_profile
 from edgesync_ros.eval.features import load_stream_features, teacher_agreement
-from edgesync_ros.eval.methods import TABLE_I, TABLE_I_ROBUST, TABLE_III, EvalSettings
+from edgesync_ros.eval.methods import RECURRING, TABLE_I, TABLE_I_ROBUST, TABLE_III, EvalSettings
 from edgesync_ros.eval.tasks import Context, Task, edge_model, run_tasks
 from edgesync_ros.models.teacher import NanoDetTeacher
 
-TABLES = ("I", "II", "III")
+TABLES = ("I", "II", "III", "R")
 FIGURES = ("1", "3", "4", "5")
 FIG1_METHODS = ("no_adaptation", "one_time", "ams", "ekya", "edgesync", "edgesync_replay", "static_head", "upper_bound",
                 "edgesync_robust")  # fmt: skip
@@ -236,6 +238,9 @@ def run_sections(ev: Evaluation, request: Request) -> dict[str, Any]:
         sections["table_iii"] = table_iii_section(ev, results)
         # Kept per cost profile too, as Table I is: the ablations' effects under each profile stay in the report.
         sections[f"table_iii@{ev.cost.name}"] = sections["table_iii"]
+    if "R" in request.tables:
+        sections["recurring"] = recurring_section(ev, results)
+        sections[f"recurring@{ev.cost.name}"] = sections["recurring"]  # one per cost profile, as Tables I and III
     if "5" in request.figures:
         sections["fig5"] = _fig5(*_fixed_100s(ev, "upload_fraction", FIG5_K, "k", "Fig. 5"))
     if "4" in request.figures:
@@ -306,6 +311,17 @@ def table_iii_section(ev: Evaluation, results: Sequence[Mapping[str, Any]]) -> d
             "notes": ABLATION_NOTE}  # fmt: skip
 
 
+def recurring_section(ev: Evaluation, results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Run the recurring-drift comparison and the upper bound (reusing any of ``results``); return Table R."""
+    keys = [*RECURRING, recovery.UPPER]
+    have = [dict(r) for r in results if r["key"] in keys]
+    todo = [Task(ev.contexts[s], k, s) for k in keys for s in ev.seeds if not any(
+        r["key"] == k and r["seed"] == s for r in have)]  # fmt: skip
+    more, wall = ev.run(todo, "Recurring drift")
+    return recovery.recurring_section([*have, *more], RECURRING,
+                                      ev.meta({"wall_s": wall, "runs_s": runs_s([*have, *more])}))
+
+
 def _rows(results: Sequence[Mapping[str, Any]], keys: Sequence[str], n_cams: int, keep_timeline: bool = False
           ) -> dict[str, Any]:  # fmt: skip
     """Return one row per method key: its runs (slimmed), their summary and update components."""
@@ -316,7 +332,7 @@ def _rows(results: Sequence[Mapping[str, Any]], keys: Sequence[str], n_cams: int
             continue
         slim = []
         for r in sorted(runs, key=lambda r: r["seed"]):
-            s = {k: v for k, v in r.items() if k not in ("timeline", "updates")}
+            s = {k: v for k, v in r.items() if k not in ("timeline", "updates", "recovery")}
             s["n_updates"] = len(r.get("updates", []))
             if keep_timeline and r["seed"] == min(x["seed"] for x in runs):
                 s["timeline"] = r["timeline"]

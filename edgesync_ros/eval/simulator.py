@@ -12,6 +12,9 @@ A batch travels to the cloud (upload time = bytes / uplink), waits in the cloud'
 Training costs stream time, the head travels back (download time = bytes / downlink), and only then does the
 camera switch to it. **An update is active only after every cost on its path has elapsed in stream time**, so a
 slow update costs accuracy for as long as it is late; an update landing after the stream ends changes nothing.
+At a window's end a method may also switch the camera back to a head it served before, on the robot
+(:meth:`Method.local_switch`: the on-robot head cache; no cloud or network time, no bytes), and the cloud may send a
+rollback request instead of a head (``Job.rollback``), which acts only if the camera still serves the head it undoes.
 
 The cloud has :attr:`Simulation.workers` workers (1, as the cloud node's inline backend; more, as its Ray backend),
 each running Algorithm 2's loop exactly as the node does (:class:`~edgesync_ros.core.cycle.CloudCycle`): label every
@@ -59,7 +62,7 @@ from tqdm import tqdm
 
 from edgesync_ros.core import head_codec, heads
 from edgesync_ros.core.backpressure import UploadGovernor, window_stretch
-from edgesync_ros.core.config import BackpressureConfig, ScoringConfig, TrainConfig
+from edgesync_ros.core.config import BackpressureConfig, RecoveryConfig, ScoringConfig, TrainConfig
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.intake import FairQueue
@@ -73,6 +76,7 @@ from edgesync_ros.models.edge import EdgeModel
 _BATCH_OVERHEAD_BYTES = 96  # SampleBatch header, edge id, version, window size, k, sequence lengths
 _FRAME_OVERHEAD_BYTES = 48  # CompressedImage header, frame id, format string, data length
 _UPDATE_OVERHEAD_BYTES = 160  # HeadUpdate header, edge id, architecture, versions, digest, scalars
+_ROLLBACK_BYTES = 64  # a Rollback request: header and the version to return to
 
 
 #: The causal upper bound's cloud and network: every step of an update costs nothing.
@@ -124,6 +128,8 @@ class Job:
 
     ``state``: a new head for ``camera`` (``None``: nothing is sent). ``constant``: a constant class to predict
     instead of a head (the no-model reference). ``payload_bytes``: what travels back (default: a head update).
+    ``rollback``: ``(from_version, to_version)``, a veto of a local switch: the camera returns to a head it held
+    before (a rollback request, no tensors) if it still serves ``from_version`` when the request arrives.
     """
 
     camera: str
@@ -133,11 +139,12 @@ class Job:
     train_s: float = 0.0
     payload_bytes: int | None = None
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rollback: tuple[int, int] | None = None
 
     @property
     def sends(self) -> bool:
         """Return whether the job produces something the edge will switch to."""
-        return self.state is not None or self.constant is not None
+        return self.state is not None or self.constant is not None or self.rollback is not None
 
 
 class Method(Protocol):
@@ -151,6 +158,7 @@ class Method(Protocol):
     the run's training count; an engine run counts its own). ``paced``: whether the method's robots follow the
     cloud's backpressure (their k scaled by ``Window.upload_scale``). A method with a true ``free_cloud``
     attribute runs with :data:`FREE_CLOUD` costs whatever the simulation's profile (the causal upper bound).
+    Versions are the engine's: 0 is the starting head, each head a job sends gets the next number.
     """
 
     name: str
@@ -188,6 +196,18 @@ class Method(Protocol):
         """Return when the cloud should ask :meth:`next_job` again without new data (timers), or ``None``."""
         ...
 
+    def local_switch(self, sim: Simulation, window: Window) -> int | None:
+        """At a window's end, on the robot: return a version the camera served before to switch to now, or ``None``.
+
+        A local switch costs no cloud or network time and no bytes; it takes effect from the next frame.
+        """
+        ...
+
+    def on_applied(self, sim: Simulation, camera: str, version: int, state: Mapping[str, Tensor] | None,
+                   now: float) -> None:
+        """The camera serves ``version`` from ``now`` on (an update or a rollback arrived; ``state``: its head)."""
+        ...
+
 
 # ------------------------------------------------------------------------------------------------------------
 # Results
@@ -202,6 +222,7 @@ class CameraRun:
     download_bytes: int = 0
     uploads: int = 0
     updates: int = 0
+    local_switches: int = 0
 
 
 @dataclasses.dataclass
@@ -219,15 +240,22 @@ class RunResult:
     label_source: str = "teacher"
 
     def metrics(
-        self, cams: Mapping[str, CameraFeatures], bin_s: float = 30.0, scoring: ScoringConfig | None = None
+        self, cams: Mapping[str, CameraFeatures], bin_s: float = 30.0, scoring: ScoringConfig | None = None,
+        recovery: RecoveryConfig | None = None,
     ) -> dict[str, Any]:
         """Return the headline scores, the further views, per-camera/-condition scores, bandwidth and a timeline.
 
         The headline (``accuracy``, ``balanced_accuracy``, per camera, per condition, timeline) compares every
         prediction on fresh footage with the labels the method trains on (:mod:`edgesync_ros.eval.scoring`);
         ``views`` holds the same predictions against the deployed teacher and the clean view, and the repeats
-        (predictions on footage the camera showed before) scored on their own.
+        (predictions on footage the camera showed before) scored on their own. ``recovery`` holds, per camera, the
+        headline's correct and scored counts in fine bins and the condition changes, for
+        :mod:`edgesync_ros.eval.recovery` to pair with the upper bound's run; ``train_s_per_camera_hour`` and
+        ``download_bytes_per_camera_hour`` are the cloud's training (and profiling) seconds and the bytes sent
+        down, per hour of one camera's stream.
         """
+        rcfg = recovery or RecoveryConfig()
+        fine: dict[str, Any] = {}
         ref_all, pred_all, clean_all, teacher_all, fresh_all = [], [], [], [], []
         per_cam: dict[str, Any] = {}
         per_cond: dict[str, list[npt.NDArray[np.bool_]]] = {}
@@ -261,6 +289,16 @@ class RunResult:
             tot = np.bincount(bins, minlength=nb)[:nb]
             cor = np.bincount(bins, weights=ok[fresh].astype(np.float64), minlength=nb)[:nb]
             timeline[name] = {"bin_s": bin_s, "correct": cor.tolist(), "total": tot.tolist()}
+            fb = np.floor(cf.sample_stamp_s()[fresh] / rcfg.bin_s).astype(np.int64)
+            nf = int(math.ceil(cf.duration_s / rcfg.bin_s))
+            fcor = np.bincount(fb, weights=ok[fresh].astype(np.float64), minlength=nf)[:nf]
+            fine[name] = {
+                "bin_s": rcfg.bin_s,
+                "correct": np.rint(fcor).astype(np.int64).tolist(),
+                "total": np.bincount(fb, minlength=nf)[:nf].tolist(),
+                "segments": [{"condition": str(g["condition"]), "start_s": float(g["start_s"]),
+                              "end_s": float(g["end_s"])} for g in cf.segments],
+            }
 
         def cat(parts: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
             return np.concatenate(parts) if parts else np.zeros(0, dtype)
@@ -269,6 +307,8 @@ class RunResult:
         clean, teacher, fresh = cat(clean_all, np.int64), cat(teacher_all, np.int64), cat(fresh_all, np.bool_)
         headline = scoring_rule.score(ref[fresh], pred[fresh])
         n_cam = max(len(self.cameras), 1)
+        camera_hours = max(n_cam * self.duration_s / 3600.0, 1e-12)
+        cloud_s = float(self.counters.get("train_s", 0.0)) + float(self.counters.get("profile_s", 0.0))
         return {
             "method": self.method,
             "seed": self.seed,
@@ -288,7 +328,11 @@ class RunResult:
             "download_kbps": sum(c["download_kbps"] for c in per_cam.values()) / n_cam,
             "per_camera": per_cam,
             "per_condition": {k: float(np.concatenate(v).mean()) for k, v in sorted(per_cond.items())},
+            "train_s_per_camera_hour": cloud_s / camera_hours,
+            "download_bytes_per_camera_hour": sum(c.download_bytes for c in self.cameras.values()) / camera_hours,
+            "local_switches": sum(c.local_switches for c in self.cameras.values()),
             "timeline": timeline,
+            "recovery": fine,
             "updates": self.updates,
             "counters": self.counters,
             "wall_s": self.wall_s,
@@ -583,7 +627,8 @@ class _Engine:
         self.last_batch: dict[str, Upload] = {}
         self.counters = {"trainings": 0.0, "dropped_batches": 0.0, "cloud_busy_s": 0.0, "labelled_samples": 0.0,
                          "profile_s": 0.0, "train_s": 0.0, "label_s": 0.0, "uploaded_bytes": 0.0,
-                         "dropped_bytes": 0.0, "pacing_changes": 0.0}  # fmt: skip
+                         "dropped_bytes": 0.0, "pacing_changes": 0.0, "local_switches": 0.0, "rollbacks": 0.0,
+                         "stale_rollbacks": 0.0}  # fmt: skip
 
     def push(self, t: float, kind: int, payload: Any) -> None:
         self.seq += 1
@@ -621,6 +666,12 @@ class _Engine:
         samples = np.concatenate([np.arange(cf.offsets[f], cf.offsets[f + 1]) for f in frames]).astype(np.int64)
         counts = (cf.offsets[frames + 1] - cf.offsets[frames]).astype(np.int64)
         window = Window(name, j, end_s, frames, samples, cam.probs[samples], counts, scale)
+        to = self.method.local_switch(self.sim, window)
+        if to is not None and to != cam.active:
+            # On the robot: from the next frame on, a head it held before; no cloud, no network.
+            cam.active = int(to)
+            cam.run.local_switches += 1
+            self.counters["local_switches"] += 1
         pos = self.method.select(self.sim, window)
         if pos is None or len(pos) == 0:
             return
@@ -644,9 +695,17 @@ class _Engine:
         name, version, record = payload
         self.advance(name, t, inclusive=False)
         cam = self.cams[name]
+        expected = record.get("rollback_from")
+        if expected is not None and cam.active != expected:
+            record["active_s"] = None  # the camera moved on before the rollback arrived: nothing to undo
+            self.counters["stale_rollbacks"] += 1
+            return
         cam.active = version
         cam.run.updates += 1
         record["active_s"] = t
+        if expected is not None:
+            self.counters["rollbacks"] += 1
+        self.method.on_applied(self.sim, name, version, self.states[version] if version >= 0 else None, t)
 
     # -- cloud --------------------------------------------------------------------------------------------------
     def arrive(self, t: float, up: Upload) -> None:
@@ -747,13 +806,16 @@ class _Engine:
                 wait_s=start - last.label_end_s,
             )
         if job.sends:
-            nbytes = self.sim.head_payload_bytes if job.payload_bytes is None else int(job.payload_bytes)
+            default = _ROLLBACK_BYTES if job.rollback is not None else self.sim.head_payload_bytes
+            nbytes = default if job.payload_bytes is None else int(job.payload_bytes)
             down = self.sim.cost.download_s(nbytes)
             cam = self.cams[job.camera]
             cam.run.download_bytes += nbytes
             record["download_s"] = down
             record["bytes"] = nbytes
-            if job.state is not None:
+            if job.rollback is not None:
+                record["rollback_from"], version = int(job.rollback[0]), int(job.rollback[1])
+            elif job.state is not None:
                 self.states.append(job.state)
                 version = len(self.states) - 1
             else:

@@ -26,7 +26,9 @@ The model is in eval mode and takes one warm-up call at construction so the firs
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -314,6 +316,9 @@ class EdgeModel:
         self.backbone, self.head = heads.split_model(self.model, cfg.arch)
         # What predict runs: the model itself, or its TorchScript trace after trace_for_inference() (see there).
         self.inference_module: nn.Module = self.model
+        # What a batched multi-camera pass runs (backbone once, then each camera's head): see trace_split().
+        self.inference_backbone: nn.Module = self.backbone
+        self.inference_head: nn.Module = self.head
         if cfg.warmup:
             self.warmup()
 
@@ -408,6 +413,58 @@ class EdgeModel:
             size = self.preprocess_config.region_size
             self.inference_module = _trace(self.model, torch.zeros(1, 3, size, size, dtype=self.dtype))
 
+    def trace_split(self, backbone: bool = True) -> None:
+        """On the CPU, run :meth:`backbone_features` and :meth:`head_probabilities` as TorchScript traces (CUDA: no-op).
+
+        The same reason as :meth:`trace_for_inference` (no GIL between operators); the traces share the parameters,
+        so a head applied in place reaches them. ``backbone=False`` traces the head only: a model made by
+        :meth:`with_own_head` shares the backbone (and its trace) of the model it came from.
+        """
+        if self.device.type != "cpu":
+            return
+        size = self.preprocess_config.region_size
+        example = torch.zeros(1, 3, size, size, dtype=self.dtype)
+        if backbone:
+            self.inference_backbone = _trace(self.backbone, example)
+        with torch.inference_mode():
+            features = self.backbone(example)
+        self.inference_head = _trace(self.head, features.clone())
+
+    def with_own_head(self) -> EdgeModel:
+        """Return a model that shares this one's backbone tensors (no copy) and has a head of its own.
+
+        The new head starts as a copy of this head; updating either head in place leaves the other untouched,
+        while both run the one backbone in memory (several cameras, one backbone, a head per camera). The new model
+        shares this one's backbone modules, including a traced backbone (:meth:`trace_split`), and runs its own head
+        eagerly until its :meth:`trace_split` is called with ``backbone=False``.
+        """
+        spec = heads.head_spec(self.arch)
+        named = itertools.chain(self.model.named_parameters(), self.model.named_buffers())
+        shared = {id(t): t for name, t in named if not spec.owns(name)}
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model, memo=dict(shared))
+        twin.backbone, twin.head = heads.split_model(twin.model, self.arch)
+        twin.inference_backbone = self.inference_backbone  # the same tensors: share the module (and its trace)
+        twin.inference_head = twin.head
+        twin.inference_module = twin.model
+        return twin
+
+    def backbone_features(self, batch: torch.Tensor) -> torch.Tensor:
+        """Run the (inference) backbone on a preprocessed batch; return the features on the model's device.
+
+        Callers hand slices of the result to :meth:`head_probabilities`, of this model or of one made by
+        :meth:`with_own_head`; call both inside ``torch.inference_mode()``.
+        """
+        return self._forward(self.inference_backbone, batch)
+
+    def head_probabilities(self, features: torch.Tensor) -> npt.NDArray[np.float32]:
+        """Return softmax probabilities ``[N, C]`` of this model's head on backbone features (any device)."""
+        if features.shape[0] == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        with torch.inference_mode():
+            logits = self._forward(self.inference_head, features).float().cpu()
+        return torch.softmax(logits, dim=1).numpy().astype(np.float32, copy=False)
+
     def logits_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         """Return float32 CPU logits ``[N, C]`` for a preprocessed batch (float NCHW, or :meth:`prepare`'s output)."""
         if batch.shape[0] == 0:
@@ -462,6 +519,49 @@ class EdgeModel:
             return torch.zeros(0, len(self.classes))
         with torch.inference_mode():
             return self._forward(self.head, features).float().cpu()
+
+
+class HeadsOnOneBackbone(nn.Module):
+    """The backbone once on a batch, then each head on its own consecutive rows: ``[softmax probabilities]`` per head.
+
+    ``rows[i]`` is how many rows head ``i`` takes (0 = none this time; its output is then empty). Scripted by
+    :func:`script_heads`, the whole pass is one TorchScript call, so a CPU thread re-takes Python's GIL once per pass
+    instead of once per head (see :meth:`EdgeModel.trace_for_inference` for why that matters).
+    """
+
+    def __init__(self, backbone: nn.Module, heads: Sequence[nn.Module]) -> None:
+        """Run ``backbone`` and ``heads`` (shared, not copied)."""
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, x: torch.Tensor, rows: list[int]) -> list[torch.Tensor]:
+        """Probabilities per head, in head order, of the rows given to it."""
+        features = self.backbone(x)
+        out: list[torch.Tensor] = []
+        start = 0
+        i = 0
+        for head in self.heads:
+            n = rows[i]
+            if n > 0:
+                out.append(torch.softmax(head(features[start:start + n]), dim=1))
+            else:
+                out.append(features.new_zeros((0, 0)))
+            start += n
+            i += 1
+        return out
+
+
+def script_heads(backbone: nn.Module, heads: Sequence[nn.Module]) -> nn.Module:
+    """Return :class:`HeadsOnOneBackbone` over these modules, scripted (eager if scripting fails)."""
+    module = HeadsOnOneBackbone(backbone, heads).eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.script(module)
+    except Exception as exc:  # noqa: BLE001 -- an optimisation: fall back to eager mode, never fail
+        _LOG.warning("could not script the heads' pass, running it eagerly: %s", exc)
+        return module
 
 
 def _trace(model: nn.Module, example: torch.Tensor) -> nn.Module:

@@ -65,6 +65,7 @@ from edgesync_ros.ros.fleet_key import load_fleet_key
 from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all, install_validator
 from edgesync_ros.ros.rejections import RejectionLog
+from edgesync_ros.ros.shared_inference import CameraLane, SharedInference
 from edgesync_ros.ros.spin import run_node
 from edgesync_ros.ros.worker import DroppingWorker
 from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPolicy
@@ -186,8 +187,18 @@ class EdgeNode(ManagedNode):
     memory). ``autostart`` (default true) runs configure and activate in the constructor.
     """
 
-    def __init__(self, node_name: str = "edge_node", **kwargs: Any) -> None:
+    #: The inference worker: a thread of this node's own, or its camera's lane of a shared model.
+    _inference: DroppingWorker[_Pending] | CameraLane[_Pending]
+
+    def __init__(self, node_name: str = "edge_node", *, inference: SharedInference | None = None,
+                 **kwargs: Any) -> None:
+        """Declare the parameters and, with ``autostart``, configure and activate.
+
+        ``inference``: classify on a model and thread shared with other cameras of this process
+        (:mod:`edgesync_ros.ros.shared_inference`) instead of a model and thread of this node's own.
+        """
         super().__init__(node_name, **kwargs)
+        self._shared = inference
         self.values = declare_all(self, PARAMS)
         self.region_mode = self.values["input_mode"] == "region"
         self.config = node_config(self.values)
@@ -259,24 +270,28 @@ class EdgeNode(ManagedNode):
     def configure_node(self) -> None:
         """Load the model (and the saved head), start the inference and upload threads, create outputs/services."""
         model_cfg = EdgeModelConfig.from_mapping(self.config.model.edge_model_mapping())
-        # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
-        # worker pool and warm it up there.
-        with intra_op_threads(1):
-            model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
-            self.model = model
-            self.class_names = list(model.classes)
-            version, highest = self._restore_head()
-            self.applier = HeadApplier(model.model, model.arch, self.edge_id, version=version,
-                                       key=self.fleet_key, highest_version=highest)
+        if self._shared is not None:
+            model = self._attach_shared(model_cfg)
+        else:
+            # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
+            # worker pool and warm it up there.
+            with intra_op_threads(1):
+                model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
+                self.model = model
+                self.class_names = list(model.classes)
+                version, highest = self._restore_head()
+                self.applier = HeadApplier(model.model, model.arch, self.edge_id, version=version,
+                                           key=self.fleet_key, highest_version=highest)
         if not self.has_parameter("class_names"):
             # The class list as a parameter: where VisionInfo.database_location points (never set from a file).
             self.declare_parameter("class_names", self.class_names, ParameterDescriptor(
                 description="The model's classes, in the order of every probability vector (read only; "
                             "vision_msgs class_id i is class_names[i]).", read_only=True), ignore_override=True)
         self._warmup = model_cfg.warmup
-        self._inference: DroppingWorker[_Pending] = DroppingWorker(
-            f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
-            lambda exc: self._worker_failed("inference", exc), on_start=self._start_inference_thread)
+        if self._shared is None:
+            self._inference = DroppingWorker(
+                f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
+                lambda exc: self._worker_failed("inference", exc), on_start=self._start_inference_thread)
         self._uploads: DroppingWorker[tuple[Any, int]] = DroppingWorker(
             f"edgesync-upload-{self.edge_id}", lambda job: self._upload(*job), 2,
             lambda exc: self._worker_failed("upload", exc))
@@ -303,6 +318,60 @@ class EdgeNode(ManagedNode):
             f"{self.values['sample_rate_hz']} Hz, k={self.filter_cfg.upload_fraction}"
         )
 
+    def _attach_shared(self, model_cfg: EdgeModelConfig) -> EdgeModel:
+        """Take a lane of the shared model (loaded by the first camera); the head's leader makes its applier.
+
+        In ``shared`` head mode every camera uses the leader's applier, so one version counter guards the one head.
+        """
+        assert self._shared is not None
+        lane: CameraLane[_Pending] = self._shared.attach(
+            self.get_fully_qualified_name(), model_cfg, self.torch_threads, int(self.values["inference_queue_size"]),
+            self._classified, lambda exc: self._worker_failed("inference", exc),
+            lambda reason: self._reject("image", reason))
+        self._inference = lane
+        model = lane.model
+        self.model = model
+        self.class_names = list(model.classes)
+        if lane.leader and lane.applier is None:
+            with intra_op_threads(1):
+                version, highest = self._restore_head()
+                lane.set_applier(HeadApplier(model.model, model.arch, self.edge_id, version=version,
+                                             key=self.fleet_key, highest_version=highest))
+        applier = lane.applier
+        if applier is None:
+            raise ModelNotLoadedError(f"edge {self.edge_id!r}: the shared head has no applier yet")
+        self.applier = applier
+        lane.listeners.append(self._on_peer_event)
+        return model
+
+    def _speaks_for_head(self) -> bool:
+        """Whether this node registers with the cloud and takes head updates (not a follower of a shared head)."""
+        lane = getattr(self, "_inference", None)
+        return not isinstance(lane, CameraLane) or lane.leader
+
+    def _tell_peers(self, event: str, data: Any) -> None:
+        """Shared head: tell the other cameras on it what happened (``head``, ``registered``, ``policy``)."""
+        lane = getattr(self, "_inference", None)
+        if isinstance(lane, CameraLane):
+            if event == "registered":
+                lane.set_head_registered(bool(data))
+            for peer in lane.peers():
+                for listener in peer.listeners:
+                    listener(event, data)
+
+    def _on_peer_event(self, event: str, data: Any) -> None:
+        """The camera that speaks for the shared head changed it, registered, or got a new upload policy."""
+        if event == "head":
+            self.last_update_wall = time.monotonic()
+            self._applied_digest = b""
+            self._publish_vision_info()
+            self.get_logger().info(f"shared head now v{self.applier.version} ({data})")
+        elif event == "registered":
+            self.registered = bool(data)
+        elif event == "policy":
+            k, window, source = data
+            self._apply_policy(k, window, source)
+
     def activate_node(self) -> None:
         """Subscribe the camera (and the detector in region mode) and the head updates; start registering."""
         camera_qos = qos.CAMERA_QOS_BY_NAME[self.values["camera_qos"]]
@@ -320,12 +389,15 @@ class EdgeNode(ManagedNode):
                 self._inputs.append(self.create_subscription(
                     conv.VISION_MSGS.Detection2DArray, "input_detections", self._on_detections, qos.PREDICTIONS_QOS,
                     callback_group=group))
-        self._inputs.append(self.create_subscription(HeadUpdate, "head_update", self._on_head_update,
-                                                     qos.HEAD_UPDATE_QOS, callback_group=self._update_group))
         self._started = time.monotonic()
-        self._register_delay = float(self.values["register_retry_s"])
-        self._register_timer = self.create_timer(self._register_delay, self._try_register)
-        self._inputs.append(self._register_timer)
+        if self._speaks_for_head():
+            self._inputs.append(self.create_subscription(HeadUpdate, "head_update", self._on_head_update,
+                                                         qos.HEAD_UPDATE_QOS, callback_group=self._update_group))
+            self._register_delay = float(self.values["register_retry_s"])
+            self._register_timer = self.create_timer(self._register_delay, self._try_register)
+            self._inputs.append(self._register_timer)
+        elif isinstance(self._inference, CameraLane):
+            self.registered = self._inference.head_registered  # the camera speaking for the head may be already
         self.get_logger().info(f"active: classifying {self._camera_topic}"
                                + (f" in the boxes on {self._region_topics}" if self.region_mode else ""))
 
@@ -342,7 +414,9 @@ class EdgeNode(ManagedNode):
         if self._register_future is not None:
             self.register_client.remove_pending_request(self._register_future)
             self._register_future = None
-        self.registered = False
+        if self._speaks_for_head():
+            self.registered = False
+            self._tell_peers("registered", False)
         inference = getattr(self, "_inference", None)
         if inference is not None:
             inference.wait_idle(INFERENCE_CALL_TIMEOUT_S)
@@ -539,7 +613,6 @@ class EdgeNode(ManagedNode):
                 and self._uploads.wait_idle(max(0.0, deadline - time.monotonic())))
 
     def _classify(self, item: _Pending) -> None:
-        header, frame, boxes = item.header, item.frame, item.boxes
         t0 = time.perf_counter()
         try:
             with self.applier.lock:  # never run a forward pass while a head update is being copied in
@@ -548,7 +621,12 @@ class EdgeNode(ManagedNode):
         except EdgeSyncError as exc:
             self._reject("image", f"could not classify frame: {exc}")
             return
-        self._infer_ms.append((time.perf_counter() - t0) * 1000.0)
+        self._classified(item, probs, version, time.perf_counter() - t0)
+
+    def _classified(self, item: _Pending, probs: npt.NDArray[np.float32], version: int, seconds: float) -> None:
+        """Publish a classified frame and offer it to the window (on the inference thread, own or shared)."""
+        header, frame, boxes = item.header, item.frame, item.boxes
+        self._infer_ms.append(seconds * 1000.0)
         self._frame_times.append(time.monotonic())
         self._count("frames")
         entropy = adaptability(probs).astype(np.float32)
@@ -657,6 +735,7 @@ class EdgeNode(ManagedNode):
         self._applied_digest = digest
         self._count("applied_updates")
         self._publish_vision_info()
+        self._tell_peers("head", f"applied by {self.get_fully_qualified_name()}")
         self.get_logger().info(
             f"applied head v{msg.version} (base v{msg.base_version}, val acc {msg.validation_accuracy:.3f}, "
             f"{sum(len(t.data) for t in msg.tensors)} bytes)"
@@ -715,6 +794,7 @@ class EdgeNode(ManagedNode):
         if response.success:
             self._count("rollbacks")
             self._publish_vision_info()
+            self._tell_peers("head", f"rolled back by {self.get_fully_qualified_name()}")
             self.get_logger().warning(
                 f"rolled back head v{current} -> v{self.applier.version} on request; versions up to "
                 f"v{self.applier.highest_version} will not be applied again, only a newer one from the cloud")
@@ -757,6 +837,7 @@ class EdgeNode(ManagedNode):
                                       throttle_duration_sec=10.0)
             return
         self.registered = True
+        self._tell_peers("registered", True)
         self._register_timer.cancel()
         self.get_logger().info(f"registered with the cloud: {response.message}")
         self._apply_policy(float(response.upload_fraction), int(response.window_size), source="cloud")
@@ -792,6 +873,9 @@ class EdgeNode(ManagedNode):
             self._reject("request", f"upload policy from the {source} (k={upload_fraction:g}, window={window_size}) "
                                     f"refused: {result.reason}")
             return result.reason or "refused"
+        if self._speaks_for_head():  # a shared head's cameras upload as one robot: one policy for all of them
+            via = f"{source} via {self.get_fully_qualified_name()}"
+            self._tell_peers("policy", (upload_fraction, window_size, via))
         return None
 
     def _on_set_upload_policy(self, request: SetUploadPolicy.Request,
@@ -822,7 +906,7 @@ class EdgeNode(ManagedNode):
             level, message = ((DiagnosticStatus.ERROR, f"model not loaded (lifecycle state {lifecycle})")
                               if self.model is None else (DiagnosticStatus.OK, f"{lifecycle}: not taking input"))
             self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
-                level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
+                level=level, name=self._status_name(), message=message, hardware_id=self.edge_id,
                 values=[KeyValue(key="lifecycle_state", value=lifecycle)])]))
             return
         age = -1.0 if self.last_update_wall is None else time.monotonic() - self.last_update_wall
@@ -858,8 +942,17 @@ class EdgeNode(ManagedNode):
             **{k: str(v) for k, v in sorted(self._counter_snapshot().items())},
         }
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=now), status=[DiagnosticStatus(
-            level=level, name=f"{self.get_name()}: inference", message=message, hardware_id=self.edge_id,
+            level=level, name=self._status_name(), message=message, hardware_id=self.edge_id,
             values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
+
+    def _status_name(self) -> str:
+        """The diagnostics status name: ``edge_node: inference``, or ``<camera>/edge_node: inference`` in a group.
+
+        Cameras under a shared head share the robot's hardware id, so the name tells them apart.
+        """
+        if self._shared is None:
+            return f"{self.get_name()}: inference"
+        return f"{self.get_namespace().rsplit('/', 1)[-1]}/{self.get_name()}: inference"
 
     def _detections_silence(self, now: float) -> str | None:
         """Region mode: why nothing is classified while images arrive but no detections do; None otherwise.

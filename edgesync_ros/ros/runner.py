@@ -39,6 +39,7 @@ from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.ros.evaluator_node import EvaluatorNode
 from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.replay_node import ReplayNode
+from edgesync_ros.ros.shared_inference import SharedInference
 from edgesync_ros.ros.spin import stop_on_signals
 from edgesync_ros.ros.video_source import VideoSourceNode
 
@@ -80,6 +81,9 @@ class FleetPlan:
     ``sets``: :func:`parse_sets` overrides. ``bag``: a stream bag for the live evaluation (its cameras replace the
     ``robots``). ``rate``/``start_offset``: replay speed and skipped stream seconds. ``duration``: seconds to run
     (0 = until the replay ends, or Ctrl-C). ``domain_id``: ``ROS_DOMAIN_ID`` of this process (``None`` = inherited).
+    ``shared_model``: every edge node classifies on one model and inference thread, their frames batched into one
+    backbone pass, each keeping its own head, namespace and robot id (:mod:`edgesync_ros.ros.shared_inference`);
+    off, each edge loads a model of its own, as the separate computer it stands in for would.
     """
 
     param_files: tuple[Path, ...]
@@ -92,6 +96,7 @@ class FleetPlan:
     start_offset: float = 0.0
     duration: float = 0.0
     domain_id: int | None = None
+    shared_model: bool = False
 
     def __post_init__(self) -> None:
         """Reject a negative robot count."""
@@ -118,7 +123,8 @@ class FleetResult:
     """What a :func:`run_fleet` run did, as plain data.
 
     ``cloud_counters`` is ``None`` without a cloud node; ``evaluation`` is the evaluator node's summary with a bag
-    (:meth:`edgesync_ros.ros.evaluator_node.EvaluatorNode.summary`), else ``None``.
+    (:meth:`edgesync_ros.ros.evaluator_node.EvaluatorNode.summary`), else ``None``. ``edge_models`` counts the edge
+    models loaded (one with ``shared_model``).
     """
 
     elapsed_s: float
@@ -126,6 +132,7 @@ class FleetResult:
     robots: tuple[RobotResult, ...]
     cloud_counters: dict[str, int] | None
     evaluation: dict[str, Any] | None
+    edge_models: int = 0
 
     def robots_without_update(self) -> list[str]:
         """Return the edge ids that never applied a head update."""
@@ -141,6 +148,7 @@ class _Fleet:
     cloud: CloudNode | None = None
     evaluator: EvaluatorNode | None = None
     replay: ReplayNode | None = None
+    inference: SharedInference | None = None  # the edges' one model, with FleetPlan.shared_model
 
     def add_edge(self, edge: EdgeNode) -> None:
         self.nodes.append(edge)
@@ -157,9 +165,10 @@ def _add_bag_nodes(fleet: _Fleet, plan: FleetPlan, bag: Path, context: Context, 
     cameras = list(bags.stream_description(bag)["cameras"])
     for ns in cameras:
         # The bag carries JPEG frames and the upstream detector's regions: region mode, compressed input.
-        fleet.add_edge(EdgeNode(context=context, namespace=ns, cli_args=cli_args, parameter_overrides=[
-            Parameter("input_mode", value="region"), Parameter("image_transport", value="compressed"),
-            *_overrides(plan.sets, ns, "edge_node")]))
+        fleet.add_edge(EdgeNode(
+            context=context, namespace=ns, cli_args=cli_args, inference=fleet.inference, parameter_overrides=[
+                Parameter("input_mode", value="region"), Parameter("image_transport", value="compressed"),
+                *_overrides(plan.sets, ns, "edge_node")]))
     fleet.evaluator = EvaluatorNode(context=context, parameter_overrides=[Parameter("cameras", value=list(cameras))])
     fleet.nodes.append(fleet.evaluator)
     fleet.replay = ReplayNode(context=context, parameter_overrides=[
@@ -176,7 +185,7 @@ def _add_robot_nodes(fleet: _Fleet, plan: FleetPlan, context: Context, cli_args:
     """One edge node per robot namespace ``robot1..robotN``, each with its camera stand-in unless ``source`` is off."""
     for i in range(1, plan.robots + 1):
         ns = f"robot{i}"
-        edge = EdgeNode(context=context, namespace=ns, cli_args=cli_args,
+        edge = EdgeNode(context=context, namespace=ns, cli_args=cli_args, inference=fleet.inference,
                         parameter_overrides=_overrides(plan.sets, ns, "edge_node"))
         fleet.add_edge(edge)
         if plan.source:
@@ -197,6 +206,8 @@ def _build(fleet: _Fleet, plan: FleetPlan, context: Context) -> None:
     parameter file only matters where a lifecycle manager is present, and there is none in this process.
     """
     cli_args = ["--ros-args"] + [a for f in plan.param_files for a in ("--params-file", str(f))]
+    if plan.shared_model:
+        fleet.inference = SharedInference("per_camera")
     if plan.cloud:
         fleet.cloud = CloudNode(context=context, cli_args=cli_args,
                                 parameter_overrides=_overrides(plan.sets, "", "cloud_node"))
@@ -237,7 +248,8 @@ def _result(fleet: _Fleet, elapsed: float) -> FleetResult:
     )
     cloud = dict(sorted(fleet.cloud.counters.items())) if fleet.cloud is not None else None
     evaluation = fleet.evaluator.summary() if fleet.evaluator is not None else None
-    return FleetResult(elapsed, fleet.cloud is not None, robots, cloud, evaluation)
+    models = fleet.inference.loads if fleet.inference is not None else len(fleet.edges)
+    return FleetResult(elapsed, fleet.cloud is not None, robots, cloud, evaluation, models)
 
 
 def _shut_down(fleet: _Fleet, executor: MultiThreadedExecutor, spinner: threading.Thread | None,

@@ -6,7 +6,7 @@ import contextlib
 import gc
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import rclpy
@@ -51,14 +51,17 @@ def run_node(
     args: list[str] | None = None,
     num_threads: int = 1,
     done: Callable[[N], bool] | None = None,
+    companions: Callable[[N], Sequence[Node]] | None = None,
 ) -> None:
     """Create the node with ``factory`` after ``rclpy.init(args)``, spin it, and shut down cleanly.
 
     ``num_threads > 1`` spins a ``MultiThreadedExecutor`` (callback groups then run in parallel). ``done(node)``
     ends the spin early once true (a finite video or bag played to its end). SIGINT (once or twice) and SIGTERM end
     the spin; the node is destroyed (its workers stopped) before the context is shut down, so nothing publishes on
-    a dead context. On the way out the garbage collector is frozen: torch leaves ~10^5 objects that a final
-    collection would walk for seconds, longer than ``ros2 launch`` waits after SIGINT before escalating to SIGTERM.
+    a dead context. ``companions(node)`` names nodes the node created and owns (a camera group's cameras): they are
+    spun by the same executor and destroyed by the node's own ``destroy_node``. On the way out the garbage collector
+    is frozen: torch leaves ~10^5 objects that a final collection would walk for seconds, longer than ``ros2 launch``
+    waits after SIGINT before escalating to SIGTERM.
     """
     with stop_on_signals() as stop:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -68,6 +71,8 @@ def run_node(
             node = factory()
             executor = MultiThreadedExecutor(num_threads=num_threads) if num_threads > 1 else SingleThreadedExecutor()
             executor.add_node(node)
+            for companion in companions(node) if companions is not None else ():
+                executor.add_node(companion)
             while rclpy.ok() and not stop.is_set() and not (done is not None and done(node)):
                 executor.spin_once(timeout_sec=POLL_S)
         except (KeyboardInterrupt, ExternalShutdownException):

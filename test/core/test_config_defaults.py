@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from edgesync_ros.core.config import (
+    CameraGroupConfig,
     CloudNodeConfig,
     ConfigSection,
     EdgeNodeConfig,
@@ -25,6 +26,7 @@ from edgesync_ros.core.config import (
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 SHIPPED = [
     ("edge.yaml", "edge_node", EdgeNodeConfig),
+    ("edge.yaml", "edge_cameras", CameraGroupConfig),
     ("cloud.yaml", "cloud_node", CloudNodeConfig),
     ("video_source.yaml", "video_source", VideoSourceConfig),
 ]
@@ -52,7 +54,7 @@ def yaml_disagreements(path: Path, node: str, cls: type[ConfigSection]) -> list[
     return problems
 
 
-@pytest.mark.parametrize(("file", "node", "cls"), SHIPPED, ids=[s[0] for s in SHIPPED])
+@pytest.mark.parametrize(("file", "node", "cls"), SHIPPED, ids=[f"{s[0]}-{s[1]}" for s in SHIPPED])
 def test_shipped_yaml_repeats_the_dataclass_defaults(file: str, node: str, cls: type[ConfigSection]) -> None:
     assert yaml_disagreements(CONFIG / file, node, cls) == []
 

@@ -8,7 +8,7 @@ import torch
 
 from edgesync_ros.core.config import HeadCacheConfig
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.core.head_cache import HeadCache, normalised_entropy
+from edgesync_ros.core.head_cache import HeadCache, normalised_entropy, vetoes
 
 DAY, NIGHT = np.array([1.0, 0.0, 0.2, 0.0]), np.array([0.0, 1.0, 0.0, 0.3])
 SURE = np.tile([0.94, 0.02, 0.02, 0.02], (8, 1))
@@ -32,7 +32,7 @@ def test_normalised_entropy_spans_certain_to_uniform():
 
 
 def test_the_cache_keeps_the_last_heads_as_copies():
-    cache = HeadCache(HeadCacheConfig(size=2))
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=2))
     live = _state(1.0)
     cache.applied(1, live)
     live["w"].fill_(9.0)  # the live model changes in place later
@@ -43,7 +43,7 @@ def test_the_cache_keeps_the_last_heads_as_copies():
 
 
 def test_a_returning_scene_switches_back_after_confirmed_windows_only():
-    cache = HeadCache(HeadCacheConfig(size=3, confirm_windows=2))
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=3, confirm_windows=2))
     _served(cache, 1, DAY, SURE)  # the day head served day scenes confidently
     _served(cache, 2, NIGHT, SURE)  # then the night head, night scenes
     probs = {1: SURE, 2: UNSURE}  # day is back: the night head is unsure, the day head sure
@@ -54,16 +54,16 @@ def test_a_returning_scene_switches_back_after_confirmed_windows_only():
 
 
 def test_no_switch_without_both_kinds_of_evidence():
-    cache = HeadCache(HeadCacheConfig(size=3, confirm_windows=1))
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=3, confirm_windows=1))
     _served(cache, 1, DAY, SURE)
     _served(cache, 2, NIGHT, SURE)
     assert cache.propose(DAY, {1: UNSURE, 2: SURE}) is None  # looks like day, but the day head is not surer
     assert cache.propose(NIGHT, {1: SURE, 2: UNSURE}) is None  # surer, but the scene is the current head's
-    assert HeadCache(HeadCacheConfig(size=0)).propose(DAY, {1: SURE}) is None
+    assert HeadCache(HeadCacheConfig()).propose(DAY, {1: SURE}) is None  # off: the paper's robot
 
 
 def test_a_broken_streak_starts_over():
-    cache = HeadCache(HeadCacheConfig(size=3, confirm_windows=2))
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=3, confirm_windows=2))
     _served(cache, 1, DAY, SURE)
     _served(cache, 2, NIGHT, SURE)
     assert cache.propose(DAY, {1: SURE, 2: UNSURE}) is None
@@ -76,3 +76,39 @@ def test_head_cache_config_is_validated():
         HeadCacheConfig(confirm_windows=0)
     with pytest.raises(ConfigError, match="entropy_margin"):
         HeadCacheConfig(entropy_margin=2.0)
+
+
+def test_the_cloud_vetoes_as_the_update_gate_decides():
+    assert vetoes(0.60, 0.70, 0.05)  # the head left behind is better by the margin
+    assert not vetoes(0.68, 0.70, 0.05)  # better, but by less than the margin
+    assert not vetoes(0.70, 0.70, 0.0)  # equal is not better, even with no margin
+    assert vetoes(0.69, 0.70, 0.0)
+
+
+def test_a_vetoed_switch_rolls_back_and_is_held_back():
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=3, confirm_windows=1, veto_hold_windows=2))
+    _served(cache, 1, DAY, SURE)
+    _served(cache, 2, NIGHT, SURE)
+    got = cache.propose(DAY, {1: SURE, 2: UNSURE})
+    assert got is not None and got.version == 1
+    head = cache.switch(got)
+    assert head.version == 1 and cache.current == 1 and cache.last_switch == (2, 1)
+    back = cache.rolled_back(vetoed=1, to=2)
+    assert back is not None and back.version == 2 and cache.current == 2 and cache.vetoes == 1
+    assert cache.held_back() == [1] and cache.last_switch is None
+    assert cache.propose(DAY, {1: SURE, 2: UNSURE}) is None  # held back, however good it looks
+    cache.observe(NIGHT, SURE)
+    cache.observe(NIGHT, SURE)  # two windows later the hold is over
+    assert cache.held_back() == []
+    assert cache.propose(DAY, {1: SURE, 2: UNSURE}) is not None
+
+
+def test_a_late_veto_changes_nothing():
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=3, confirm_windows=1))
+    _served(cache, 1, DAY, SURE)
+    _served(cache, 2, NIGHT, SURE)
+    got = cache.propose(DAY, {1: SURE, 2: UNSURE})
+    assert got is not None
+    cache.switch(got)
+    cache.applied(3, _state(3.0))  # a new head from the cloud arrived before the verdict
+    assert cache.rolled_back(vetoed=1, to=2) is None and cache.current == 3 and cache.vetoes == 0

@@ -161,6 +161,29 @@ def test_paper_spec_gives_seven_cameras_their_own_footage_and_drift():
     assert len(seen) == 250 + 600 + 1199 + 681 + 1260
 
 
+def test_recurring_spec_brings_conditions_back_on_fresh_footage():
+    from edgesync_ros.eval.recovery import condition_changes
+
+    spec = st.load_spec("recurring")
+    assert len(spec.cameras) == 3 and spec.distinct_frames
+    plan = st.plan_stream(spec)
+    assert st.shared_frames(plan) == []
+    seen: set[tuple[str, int]] = set()
+    for cam in spec.cameras:
+        sched = plan.schedules[cam.name]
+        assert len(sched.frames) == round(cam.duration_s * spec.fps)
+        for f in sched.frames:
+            key = (plan.spec.clip(f.clip).source, f.source_frame)
+            assert key not in seen  # never a replayed or shared source frame
+            seen.add(key)
+        segs = [{"condition": g.condition, "start_s": g.start_s, "end_s": g.end_s} for g in sched.segments]
+        changes = condition_changes(segs)
+        assert sum(c.recurring for c in changes) >= 2 * sum(not c.recurring for c in changes) > 0
+        assert {c.condition for c in changes if c.recurring} == {"clean", "night", "snow"}  # each comes back
+    # One sky: every camera has the same days.
+    assert len({tuple((g.condition, g.start_s) for g in plan.schedules[c.name].segments) for c in spec.cameras}) == 1
+
+
 def _distinct(**cams):
     spec = mini_spec(duration_s=10)
     spec["scenes"]["distinct_frames"] = True

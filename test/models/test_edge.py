@@ -23,6 +23,7 @@ from edgesync_ros.models.edge import (
     forward_in_buckets,
     imagenet_categories,
     imagenet_model,
+    script_heads,
 )
 from edgesync_ros.models.preprocessing import crop_and_resize, normalize_tensor, preprocess
 from edgesync_ros.models.pretrain import balanced_accuracy
@@ -93,6 +94,58 @@ def test_cpu_inference_runs_a_trace_that_equals_eager_and_sees_in_place_head_upd
         eager_after = torch.softmax(model.model(batch), dim=1).numpy()
     assert not np.allclose(eager_after, eager, atol=1e-3)
     np.testing.assert_allclose(model.predict_tensor(batch), eager_after, atol=1e-6)
+
+
+def test_a_model_with_its_own_head_shares_the_backbone_tensors_and_nothing_of_the_head(
+    vtest_frame: np.ndarray,
+) -> None:
+    base = EdgeModel(EdgeModelConfig(device="cpu"))
+    twin = base.with_own_head()
+    spec = heads.head_spec(base.arch)
+    ours = dict(base.model.named_parameters())
+    for name, tensor in twin.model.named_parameters():
+        assert (tensor is ours[name]) != spec.owns(name), name  # backbone: the same tensor; head: a copy
+    base.trace_split()
+    twin.trace_split(backbone=False)
+    regions = np.array([[345, 198, 384, 274], [0, 0, 200, 150]], np.float32)
+    batch = base.prepare(vtest_frame, regions)
+    before = base.predict_tensor(batch)
+    with torch.inference_mode():
+        features = base.backbone_features(batch)  # one backbone pass for both heads
+    np.testing.assert_allclose(base.head_probabilities(features), before, atol=1e-5)
+    np.testing.assert_allclose(twin.head_probabilities(features), before, atol=1e-5)
+    with torch.no_grad():  # an update of the twin's head, in place, as its HeadApplier does
+        twin.model.get_submodule("classifier.1").weight.mul_(-1.0)
+    assert not np.allclose(twin.head_probabilities(features), before, atol=1e-3)  # the trace sees the update
+    np.testing.assert_allclose(base.head_probabilities(features), before, atol=1e-5)
+    np.testing.assert_allclose(base.predict_tensor(batch), before, atol=1e-6)
+
+
+def test_one_scripted_call_runs_the_backbone_once_and_each_head_on_its_rows(vtest_frame: np.ndarray) -> None:
+    base = EdgeModel(EdgeModelConfig(device="cpu"))
+    twins = [base.with_own_head() for _ in range(3)]
+    base.trace_split()
+    for twin in twins:
+        twin.trace_split(backbone=False)
+    with torch.no_grad():  # three different heads
+        for i, twin in enumerate(twins):
+            twin.model.get_submodule("classifier.1").bias.add_(float(i))
+    heads_pass = script_heads(base.inference_backbone, [t.inference_head for t in twins])
+    assert isinstance(heads_pass, torch.jit.ScriptModule)
+    a = base.prepare(vtest_frame, np.array([[345, 198, 384, 274], [0, 0, 200, 150]], np.float32))
+    b = base.prepare(vtest_frame, np.array([[588, 158, 620, 235]], np.float32))
+    with torch.inference_mode():
+        out = heads_pass(torch.cat([a, b]), [2, 0, 1])  # the middle camera sent nothing this time
+    assert [tuple(o.shape) for o in out] == [(2, 7), (0, 0), (1, 7)]
+    np.testing.assert_allclose(out[0].numpy(), twins[0].predict_tensor(a), atol=1e-5)
+    np.testing.assert_allclose(out[2].numpy(), twins[2].predict_tensor(b), atol=1e-5)
+    with torch.no_grad():  # an in-place update of one head reaches the scripted pass
+        twins[2].model.get_submodule("classifier.1").weight.mul_(-1.0)
+    with torch.inference_mode():
+        after = heads_pass(torch.cat([a, b]), [2, 0, 1])
+    np.testing.assert_allclose(after[0].numpy(), out[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(after[2].numpy(), twins[2].predict_tensor(b), atol=1e-5)
+    assert not np.allclose(after[2].numpy(), out[2].numpy(), atol=1e-3)
 
 
 @pytest.mark.parametrize("rows", [1, 3, 8, 70])

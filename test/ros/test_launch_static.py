@@ -5,8 +5,8 @@ Each ``launch/*.launch.py`` is parsed with ``ast``: every ``Node(...)`` must nam
 node declares; every remapped name must be a topic the node really subscribes or publishes. Each file is also run
 against stand-ins of ``launch``/``launch_ros``: every node gets ``use_sim_time`` and ``log_level``, and the edge, cloud
 and fleet files set ``ROS_DISCOVERY_SERVER`` from a ``discovery_server`` argument before any node starts. Where
-``launch_ros`` is installed, the fleet demo and ``edge.launch.py`` on a plain raw camera also run under the real
-launch system.
+``launch_ros`` is installed, the fleet demo, ``edge.launch.py`` on a plain raw camera and ``edge_cameras.launch.py``
+with two raw cameras also run under the real launch system.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import yaml
 from ament_index_python.packages import get_package_prefix
 from rclpy.parameter import Parameter
 
-from edgesync_ros.ros import cloud_node, conversions, edge_node, smoke, video_source
+from edgesync_ros.ros import cloud_node, conversions, edge_cameras, edge_node, smoke, video_source
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -35,8 +35,11 @@ DECLARED = {
     "edge_node": {p.name for p in edge_node.PARAMS},
     "cloud_node": {p.name for p in cloud_node.PARAMS},
     "video_source": {p.name for p in video_source.PARAMS},
+    "edge_cameras": {p.name for p in edge_cameras.PARAMS},
     "smoke_node": set(),
 }
+#: What each node of an executable's process declares: edge_cameras runs an edge_node per camera besides itself.
+PROCESS_DECLARED = {**DECLARED, "edge_cameras": DECLARED["edge_cameras"] | DECLARED["edge_node"]}
 
 
 def _node_calls(path: Path) -> list[ast.Call]:
@@ -73,7 +76,8 @@ def test_inline_parameters_are_declared(path):
         for item in getattr(params, "elts", []):
             if isinstance(item, ast.Dict):
                 keys = {ast.literal_eval(k) for k in item.keys} - {"use_sim_time"}  # every rclpy node declares it
-                assert keys <= DECLARED[exe], f"{path.name}: {exe} does not declare {keys - DECLARED[exe]}"
+                declared = PROCESS_DECLARED[exe]
+                assert keys <= declared, f"{path.name}: {exe} does not declare {keys - declared}"
 
 
 class _Config:
@@ -153,7 +157,7 @@ def test_every_node_takes_use_sim_time_and_log_level(path):
 def test_managed_nodes_take_an_autostart_argument_that_defaults_to_active(path):
     # smoke.launch.py starts only the interface smoke node; every other launch file starts edge or cloud nodes.
     defaults, nodes = _evaluate(path, {})
-    managed = [n for n in nodes if n.kwargs["executable"] in ("edge_node", "cloud_node")]
+    managed = [n for n in nodes if n.kwargs["executable"] in ("edge_node", "cloud_node", "edge_cameras")]
     assert managed, f"{path.name} starts no edge or cloud node"
     assert defaults["autostart"] == "true"
     for node in managed:
@@ -385,5 +389,82 @@ def test_edge_launch_classifies_a_plain_raw_camera_under_the_real_launch_system(
             proc.kill()
             out, _ = proc.communicate()
     assert proc.returncode == 0, out[-4000:]
+    for bad in ("Traceback", "terminate called", "context is invalid", "process has died"):
+        assert bad not in out, out[-4000:]
+
+
+CAMERAS_RUNNER = """
+import sys
+import launch
+from launch.actions import IncludeLaunchDescription, Shutdown, TimerAction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from ament_index_python.packages import get_package_share_directory
+
+group = get_package_share_directory("edgesync_ros") + "/launch/edge_cameras.launch.py"
+ld = launch.LaunchDescription([
+    IncludeLaunchDescription(PythonLaunchDescriptionSource(group), launch_arguments={
+        "namespace": sys.argv[1], "cameras": "[front, rear]",
+        "camera_topics": f"[/{sys.argv[1]}_drv/front/image_raw, /{sys.argv[1]}_drv/rear/image_raw]"}.items()),
+    TimerAction(period=240.0, actions=[Shutdown(reason="time limit")]),
+])
+service = launch.LaunchService()
+service.include_launch_description(ld)
+sys.exit(service.run())
+"""
+
+
+def test_edge_cameras_launch_serves_two_raw_cameras_in_their_namespaces_under_the_real_launch_system(
+        ros_context, tmp_path):
+    # The namespace comes as launch's global `__ns` remap and the parameters as a `/**` file: each camera node must
+    # still land in <namespace>/<camera>, take its own camera topic, and end cleanly on launch's Ctrl-C.
+    pytest.importorskip("launch_ros")
+    pytest.importorskip("launch")
+    import threading
+
+    import numpy as np
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from edgesync_ros.msg import PredictionArray
+
+    ns = f"cameras_{os.getpid()}"
+    proc = subprocess.Popen([sys.executable, "-c", CAMERAS_RUNNER, ns], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, ROS_LOG_DIR=str(tmp_path)))
+    driver = Node(f"driver_{os.getpid()}", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(driver)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    cameras = ("front", "rear")
+    try:
+        qos_profile = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        pubs = {c: driver.create_publisher(Image, f"/{ns}_drv/{c}/image_raw", qos_profile) for c in cameras}
+        got: dict[str, list[PredictionArray]] = {c: [] for c in cameras}
+        for c in cameras:
+            driver.create_subscription(PredictionArray, f"/{ns}/{c}/predictions", got[c].append, 10)
+        frame = np.full((120, 160, 3), 90, np.uint8)
+        deadline = time.monotonic() + 180
+        while not all(len(v) >= 2 for v in got.values()) and time.monotonic() < deadline and proc.poll() is None:
+            for c, pub in pubs.items():
+                pub.publish(conversions.bgr_to_image(frame, Header(stamp=driver.get_clock().now().to_msg(),
+                                                                   frame_id=f"{c}_optical")))
+            time.sleep(0.2)
+        assert all(len(v) >= 2 for v in got.values()), f"not every camera classified (exit {proc.poll()})"
+        for c in cameras:
+            assert {m.header.frame_id for m in got[c]} == {f"{c}_optical"}
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        driver.destroy_node()
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert proc.returncode == 0, out[-4000:]
+    assert "2 camera(s) on one model" in out, out[-4000:]
     for bad in ("Traceback", "terminate called", "context is invalid", "process has died"):
         assert bad not in out, out[-4000:]
