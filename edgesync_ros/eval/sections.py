@@ -377,6 +377,7 @@ def fig3_section(ev: Evaluation, counts: Sequence[int], duration_s: float | None
                       f"cams={n}")
                  for n in counts for m in FIG3_METHODS for s in ev.fig_seeds]  # fmt: skip
         res, wall = ev.run(tasks, "Fig. 3")
+        res = [{**r, "tag": t.tag} for t, r in zip(tasks, res, strict=True)]  # Table I's runs come back untagged
         m3 = ev.meta({"wall_s": wall, "runs_s": runs_s(res)}, seeds=ev.fig_seeds)
         return _fig3(res, counts, m3)
     # One derived stream of at least FIG3_POOL cameras, so every choice of counts shares its bag and features;
