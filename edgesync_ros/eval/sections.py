@@ -373,22 +373,25 @@ def fig3_section(ev: Evaluation, counts: Sequence[int], duration_s: float | None
     counts = sorted(counts)
     own = ev.contexts[0].cameras or ()
     if duration_s is None and max(counts) <= len(own) and all(s in ev.contexts for s in ev.fig_seeds):
-        tasks = [Task(dataclasses.replace(ev.contexts[s], cameras=(ev.contexts[s].cameras or ())[:n]), m, s, (),
-                      f"cams={n}")
-                 for n in counts for m in FIG3_METHODS for s in ev.fig_seeds]  # fmt: skip
-        res, wall = ev.run(tasks, "Fig. 3")
-        res = [{**r, "tag": t.tag} for t, r in zip(tasks, res, strict=True)]  # Table I's runs come back untagged
-        m3 = ev.meta({"wall_s": wall, "runs_s": runs_s(res)}, seeds=ev.fig_seeds)
-        return _fig3(res, counts, m3)
-    # One derived stream of at least FIG3_POOL cameras, so every choice of counts shares its bag and features;
-    # only the cameras the largest count uses are extracted.
-    big = derived_spec(ev.spec, max(max(counts), FIG3_POOL), 600.0 if duration_s is None else duration_s)
-    names = tuple(c.name for c in big.cameras)[: max(counts)]
-    load_stream_features(big, unit=ev.unit, cameras=names, progress=ev.progress)
-    tasks = [Task(Context(big, ev.unit, names[:n], None), m, s, (), f"cams={n}")
-             for n in counts for m in FIG3_METHODS for s in ev.fig_seeds]  # fmt: skip
+        def context(n: int, seed: int) -> Context:
+            return dataclasses.replace(ev.contexts[seed], cameras=(ev.contexts[seed].cameras or ())[:n])
+
+        meta_ctx = None
+    else:
+        # One derived stream of at least FIG3_POOL cameras, so every choice of counts shares its bag and features;
+        # only the cameras the largest count uses are extracted.
+        big = derived_spec(ev.spec, max(max(counts), FIG3_POOL), 600.0 if duration_s is None else duration_s)
+        names = tuple(c.name for c in big.cameras)[: max(counts)]
+        load_stream_features(big, unit=ev.unit, cameras=names, progress=ev.progress)
+
+        def context(n: int, seed: int) -> Context:
+            return Context(big, ev.unit, names[:n], None)
+
+        meta_ctx = Context(big, ev.unit, names, None)
+    tasks = [Task(context(n, s), m, s, (), f"cams={n}") for n in counts for m in FIG3_METHODS for s in ev.fig_seeds]
     res, wall = ev.run(tasks, "Fig. 3")
-    m3 = ev.meta({"wall_s": wall, "runs_s": runs_s(res)}, ctx=Context(big, ev.unit, names, None), seeds=ev.fig_seeds)
+    res = [{**r, "tag": t.tag} for t, r in zip(tasks, res, strict=True)]  # Table I's runs come back untagged
+    m3 = ev.meta({"wall_s": wall, "runs_s": runs_s(res)}, ctx=meta_ctx, seeds=ev.fig_seeds)
     return _fig3(res, counts, m3)
 
 

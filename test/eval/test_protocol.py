@@ -65,3 +65,17 @@ def test_tables_i_and_iii_are_reported_under_both_profiles(tmp_path) -> None:  #
     assert "## Table III — ablations (cost profile `paper_v100`)" in md
     assert "Table III, cost profile `paper_v100`: EdgeSync − EdgeSync/F" in md
     assert "**Table I, clean view**" in md and "**Repeats**" in md and "cloud busy %" in md
+
+
+def test_fig3_runs_on_the_streams_own_cameras_when_it_has_enough(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edgesync_ros.cli import main
+
+    out = tmp_path / "report"
+    args = ["eval", "--stream", "tiny", "--seeds", "1", "--duration", "40", "--tables", "", "--figures", "3",
+            "--fig3-cameras", "1", "--out", str(out), "--jobs", "1", "--no-cache", "--no-progress",
+            "--cost-profile", "paper"]  # fmt: skip
+    assert main(args) == 0
+    fig3 = json.loads((out / "eval.json").read_text())["fig3"]
+    assert fig3["counts"] == [1]
+    assert fig3["meta"]["stream"] == "tiny"  # the tables' own stream, not a derived one
+    assert {"edgesync", "ams", "ekya"} == set(fig3["series"])
