@@ -41,10 +41,10 @@ PARAMS: tuple[Param, ...] = config_params(CameraGroupConfig(), (
              read_only=True),
 ))
 
-#: Executor threads of the process: a head update (which waits for the shared inference thread) runs on one while the
-#: cameras' callbacks go on on the other. More threads cost CPU in rclpy's executor (bench/bench_multicam.py measured
-#: 4 threads at ~36 ms CPU per image against ~30 with 2 on a 2-core host), which the inference thread then lacks.
-EXECUTOR_THREADS = 2
+#: Executor threads of the process. One is enough: nothing the cameras' callbacks run waits for the shared inference
+#: thread (a head update is queued on it, not awaited), and every extra thread costs CPU in rclpy's executor that the
+#: inference thread then lacks (bench/bench_multicam.py: 0.92x bare model(x) on one thread against 0.85x on two).
+EXECUTOR_THREADS = 1
 
 #: Remaps that rename or move a node: the process's own apply to this node, never to its cameras.
 _NODE_REMAPS = ("__ns", "__node", "__name")

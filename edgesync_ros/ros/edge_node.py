@@ -30,6 +30,7 @@ Services:
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import threading
 import time
@@ -705,32 +706,81 @@ class EdgeNode(ManagedNode):
 
     # -- head updates ------------------------------------------------------------------------------------------
     def _on_head_update(self, msg: HeadUpdate) -> None:
-        self.apply_update(msg)
+        # Queued, not awaited: the executor goes on with the cameras while the inference thread applies it between
+        # two passes, so a single-threaded executor never stalls on an update.
+        self._post_update(msg)
 
-    def apply_update(self, msg: HeadUpdate) -> bool:
-        """Validate and apply a head update in place; log and count a rejection. Returns whether it applied.
+    def apply_update(self, msg: HeadUpdate, timeout: float = INFERENCE_CALL_TIMEOUT_S) -> bool:
+        """Validate and apply a head update in place and wait for the outcome; return whether it applied.
 
-        What the update claims (addressing, version, tensor names, shapes, sizes) is checked first, on this thread,
-        before its data is copied or hashed; a rejected update leaves nothing behind but its reason.
+        The same path as an update arriving on the topic (:meth:`_post_update`), then a wait of at most ``timeout`` s
+        for the inference thread: an update that has not applied by then counts as ``update_timeouts`` and reports
+        False (it still applies when the thread reaches it, or is dropped if the node closes first).
         """
-        digest = bytes(np.asarray(msg.digest, np.uint8).tobytes())
-        if msg.version == self.applier.version and digest == self._applied_digest:
-            return False  # the head we already run, offered again (a restarted cloud re-publishes it): nothing to do
-        def apply() -> None:
-            self.applier.apply(conv.head_payload(msg))
-            self._save_head()
-
+        future = self._post_update(msg)
         try:
-            self.applier.check_claims(conv.head_update_claims(msg))
-            self.call_on_inference_thread(apply)
-        except UpdateRejectedError as exc:
-            self.last_rejection = f"v{msg.version} from {msg.edge_id[:64]!r}: {exc}"
-            self._reject("update", self.last_rejection)
-            return False
-        except (TimeoutError, RuntimeError) as exc:  # inference thread stuck or closed: the model is unchanged
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
             self._count("update_timeouts")
+            self.get_logger().error(f"head update v{msg.version} not applied within {timeout:g} s",
+                                    throttle_duration_sec=2.0)
+            return False
+        except RuntimeError as exc:  # the inference thread closed before it ran: the model is unchanged
             self.get_logger().error(f"head update v{msg.version} not applied: {exc}", throttle_duration_sec=2.0)
             return False
+
+    def _post_update(self, msg: HeadUpdate) -> concurrent.futures.Future[bool]:
+        """Check an update's claims here, queue its application on the inference thread; return the outcome's future.
+
+        What the update claims (addressing, version, tensor names, shapes, sizes) is checked first, on this thread,
+        before its data is copied or hashed; a rejected update leaves nothing behind but its reason. The copy into
+        the model, the saved head and the bookkeeping (counters, VisionInfo, shared-head peers, the log line) run
+        on the inference thread between two forward passes. The future's result says whether it applied.
+        """
+        digest = bytes(np.asarray(msg.digest, np.uint8).tobytes())
+        outcome: concurrent.futures.Future[bool] = concurrent.futures.Future()
+
+        def settled(applied: bool) -> concurrent.futures.Future[bool]:
+            outcome.set_result(applied)
+            return outcome
+
+        def already_running() -> bool:  # the head we run, offered again (a restarted cloud re-publishes it)
+            return msg.version == self.applier.version and digest == self._applied_digest
+
+        if already_running():
+            return settled(False)
+        try:
+            self.applier.check_claims(conv.head_update_claims(msg))
+        except UpdateRejectedError as exc:
+            self._update_rejected(msg, exc)
+            return settled(False)
+
+        def apply() -> bool:
+            if already_running():
+                return False
+            try:
+                self.applier.apply(conv.head_payload(msg))
+                self._save_head()
+            except UpdateRejectedError as exc:
+                self._update_rejected(msg, exc)
+                return False
+            except Exception as exc:  # noqa: BLE001 -- the update's boundary: the model is unchanged, say why
+                self.get_logger().error(f"head update v{msg.version} not applied: {exc}", throttle_duration_sec=2.0)
+                return False
+            self._update_applied(msg, digest)
+            return True
+
+        try:
+            return self._inference.post(apply)
+        except RuntimeError as exc:  # the inference thread is closed (the node is being cleaned up)
+            self.get_logger().error(f"head update v{msg.version} not applied: {exc}", throttle_duration_sec=2.0)
+            return settled(False)
+
+    def _update_rejected(self, msg: HeadUpdate, exc: UpdateRejectedError) -> None:
+        self.last_rejection = f"v{msg.version} from {msg.edge_id[:64]!r}: {exc}"
+        self._reject("update", self.last_rejection)
+
+    def _update_applied(self, msg: HeadUpdate, digest: bytes) -> None:
         self.last_update_wall = time.monotonic()
         self._applied_digest = digest
         self._count("applied_updates")
@@ -740,7 +790,6 @@ class EdgeNode(ManagedNode):
             f"applied head v{msg.version} (base v{msg.base_version}, val acc {msg.validation_accuracy:.3f}, "
             f"{sum(len(t.data) for t in msg.tensors)} bytes)"
         )
-        return True
 
     def _save_head(self) -> None:
         """Persist the head now in use, its version and the newest version ever applied (atomic).
@@ -850,7 +899,7 @@ class EdgeNode(ManagedNode):
         if response is None or not response.available or response.update.version <= self.applier.version:
             return
         if self.applier.accepts_version(response.update.version):
-            self.apply_update(response.update)
+            self._post_update(response.update)
         else:
             self.get_logger().info(
                 f"the cloud's latest head v{response.update.version} was rolled back here (newest applied: "
@@ -1014,6 +1063,7 @@ class EdgeNode(ManagedNode):
 
 def main(args: list[str] | None = None) -> None:
     """Run one edge node (``ros2 run edgesync_ros edge_node``)."""
-    # Three executor threads: camera callbacks, a head update or rollback (which waits for the inference thread) and
-    # services/timers each have one, so none waits behind another; inference and uploads have threads of their own.
+    # Three executor threads: camera callbacks, a rollback (which waits for the inference thread) and services/timers
+    # each have one, so none waits behind another; inference and uploads have threads of their own, and a head
+    # update is queued on the inference thread rather than awaited.
     run_node(EdgeNode, args, num_threads=3)

@@ -29,6 +29,7 @@ is what keeps one OpenMP pool.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import queue
@@ -109,7 +110,7 @@ class CameraLane(Generic[T]):
     """One camera's place in a :class:`SharedInference`: its own bounded queue, its head, its results.
 
     The interface of :class:`~edgesync_ros.ros.worker.DroppingWorker` that the edge node uses (``submit``, ``call``,
-    ``wait_idle``, ``pending``, ``close``), so the node treats a lane as its inference worker.
+    ``post``, ``wait_idle``, ``pending``, ``close``), so the node treats a lane as its inference worker.
     """
 
     def __init__(self, engine: SharedInference, name: str, capacity: int, deliver: Deliver,
@@ -184,6 +185,10 @@ class CameraLane(Generic[T]):
     def call(self, fn: Callable[[], R], timeout: float) -> R:
         """Run ``fn()`` on the shared thread between two batches; as :meth:`DroppingWorker.call`."""
         return self.engine.call(fn, timeout)
+
+    def post(self, fn: Callable[[], R]) -> concurrent.futures.Future[R]:
+        """Queue ``fn()`` on the shared thread between two batches without waiting; as :meth:`DroppingWorker.post`."""
+        return self.engine.post(fn)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until none of this camera's frames waits or runs (at most ``timeout`` s); return whether idle."""
@@ -335,6 +340,13 @@ class SharedInference:
         if worker is None:
             raise RuntimeError("the shared inference thread is closed")
         return worker.call(fn, timeout)
+
+    def post(self, fn: Callable[[], R]) -> concurrent.futures.Future[R]:
+        """Queue ``fn()`` on the shared thread between two batches; return its future at once (DroppingWorker.post)."""
+        worker = self._worker
+        if worker is None:
+            raise RuntimeError("the shared inference thread is closed")
+        return worker.post(fn)
 
     def _start(self) -> None:
         set_thread_intra_op_threads(self._torch_threads)

@@ -6,8 +6,9 @@ overwrites the oldest waiting frame (a latest-frame "mailbox", counted as a drop
 The same class carries window uploads (JPEG encoding) off the inference thread.
 
 :meth:`DroppingWorker.call` runs a function on the worker thread *between* items, ahead of any waiting item and
-never dropped, and returns its result (or raises its exception) in the caller. The edge node sends all heavy torch
-work there (head updates, rollbacks) so that the process keeps a single OpenMP thread pool.
+never dropped, and returns its result (or raises its exception) in the caller; :meth:`DroppingWorker.post` queues
+the same without waiting and returns a future. The edge node sends all heavy torch work there (head updates,
+rollbacks) so that the process keeps a single OpenMP thread pool.
 
 Nothing an item or a call received outlives it: the worker forgets each item once handled, and an exception handed
 back to a caller carries its traceback's line numbers but not the frames' local variables, so a rejected 200 MB
@@ -87,12 +88,7 @@ class DroppingWorker(Generic[T]):
         """
         if threading.current_thread() is self._thread:
             return fn()
-        future: concurrent.futures.Future[R] = concurrent.futures.Future()
-        with self._cond:
-            if self._closed:
-                raise RuntimeError(f"{self._thread.name} is closed")
-            self._calls.append((fn, future))
-            self._cond.notify_all()
+        future = self.post(fn)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -103,6 +99,21 @@ class DroppingWorker(Generic[T]):
             # A raised exception's traceback holds this frame, and this frame the future that holds the exception:
             # drop the future so that no reference cycle keeps the call's data alive until a full collection.
             del future
+
+    def post(self, fn: Callable[[], R]) -> concurrent.futures.Future[R]:
+        """Queue ``fn()`` to run on the worker thread before the next waiting item; return its future at once.
+
+        What :meth:`call` waits for, for a caller that must not wait (an executor callback): the future holds
+        ``fn``'s result or exception, and fails with RuntimeError if the worker closes before it runs. Raises
+        RuntimeError when the worker is already closed.
+        """
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"{self._thread.name} is closed")
+            self._calls.append((fn, future))
+            self._cond.notify_all()
+        return future
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is waiting or being handled, at most ``timeout`` seconds; return whether idle."""

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -187,6 +188,49 @@ def test_a_per_camera_head_update_changes_only_that_camera(ros_context, spin):
     assert np.abs(probabilities(second["front"]) - probabilities(first["front"])).max() > 0.05
     np.testing.assert_allclose(probabilities(second["rear"]), probabilities(first["rear"]), atol=1e-5)
     assert rear.applier.version == 0 and rear.counters["applied_updates"] == 0
+
+
+def test_a_head_update_waiting_for_the_busy_inference_thread_does_not_hold_up_the_cameras(ros_context):
+    # edge_cameras spins one executor thread: an update is queued on the shared inference thread, not awaited, so
+    # while that thread is busy the executor goes on taking the cameras' frames; the update applies when it is free.
+    executor = SingleThreadedExecutor(context=ros_context)
+    nodes: list[Node] = []
+
+    def spin_one_thread(node: Node) -> Node:
+        nodes.append(node)
+        executor.add_node(node)
+        return node
+
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    release = threading.Event()
+    try:
+        rig = Rig(ros_context, spin_one_thread, "per_camera")
+        front, rear = rig.camera("front"), rig.camera("rear")
+        assert wait_for(lambda: rig.heads["front"].get_subscription_count() > 0, 10)
+        busy = threading.Event()
+        holder = threading.Thread(target=lambda: front.call_on_inference_thread(
+            lambda: (busy.set(), release.wait(60)), timeout=90), daemon=True)
+        holder.start()
+        assert busy.wait(15)
+        rig.heads["front"].publish(update_for(front, 1, 3.0))
+        queued = rig.group.inference._worker._calls  # the update, waiting behind the busy thread
+        assert wait_for(lambda: len(queued) >= 1, 15), "the head update never reached the inference thread"
+        key = rig.publish("rear", scene(8))
+        # Well within the 10 s a blocking update would hold the one executor thread for.
+        assert wait_for(lambda: rear._inference.pending >= 1, 5), "the executor stalled behind the head update"
+        assert front.applier.version == 0  # not applied while the thread is busy
+        release.set()
+        holder.join(30)
+        assert wait_for(lambda: front.applier.version == 1, 20), front.last_rejection
+        assert front.counters["applied_updates"] == 1 and front.counters["update_timeouts"] == 0
+        assert rig.answer("rear", key).model_version == 0
+    finally:
+        release.set()
+        executor.shutdown(timeout_sec=5.0)
+        for node in nodes:
+            node.destroy_node()
+        thread.join(5)
 
 
 def test_a_shared_head_update_changes_every_camera_and_the_group_is_one_robot(ros_context, spin):

@@ -610,9 +610,11 @@ def test_the_cloud_times_everything_on_the_node_clock_under_sim_time(harness):
         record, _ = cloud.fleet.register("r1", cloud.replica.arch, list(cloud.replica.classes), "/r1/head_update", 0)
         record.last_update_s = cloud.now_s()
         wall0 = time.monotonic()
-        time.sleep(1.5)
+        time.sleep(3.0)
         age, wall = cloud.edge_status("r1").last_update_age_s, time.monotonic() - wall0
-        assert age == pytest.approx(2.0 * wall, rel=0.2)  # an age in node seconds, not wall seconds
+        # An age in node seconds (2x wall), not wall seconds (1x); a loaded host delivers /clock late, so the
+        # bounds leave room for the clock the node last received to trail the published one by a few tenths.
+        assert 1.5 * wall < age < 2.5 * wall, f"age {age:.2f} node s after {wall:.2f} wall s"
         assert wait_for(lambda: abs(cloud._clock_rate() - 2.0) < 0.3, 10)  # what a training's time limit scales by
     finally:
         stop.set()
