@@ -99,7 +99,7 @@ UPLOAD_KBPS_GOAL = 178.0  # paper: upload per camera at 2 fps sampling
 FRAME_PERIOD_S = 0.5  # 2 fps stream: the paper's sampling rate, so every frame is a window frame
 CAMERA_FPS = 30.0  # throughput's stamps: a vehicle camera's rate (bench_soak's too); the 2 Hz sampler takes 1 in 15
 CONFIG_DIR = REPO / "config"
-EDGE_EXECUTOR_THREADS = 1  # as edge_node's main(): inference runs on the node's own thread, not the executor
+EDGE_EXECUTOR_THREADS = 1  # inference runs on the node's own thread, not the executor's (edge_node's main spins 3)
 DEFAULT_TORCH_THREADS = torch.get_num_threads()  # torch's default here (OMP_NUM_THREADS, else the core count)
 
 

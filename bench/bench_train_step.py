@@ -11,7 +11,8 @@ is bounded by that training. Per sample pass the head needs two GEMMs however it
 * those two GEMMs alone at the same shapes (the floor: every other operator free);
 
 and projects the warm Table I benchmark onto the floor: each method's wall time from the last ``eval_table_i_warm_s``
-result × (GEMM time / step time at its batch size), packed perfectly on the benchmark's workers. Result
+result × (GEMM time / step time at its batch size), packed perfectly on the benchmark's workers. ``bench_eval.py``
+runs the same measurement in its own run and compares its warm time with the floor there (goal: within 1.5×). Result
 ``eval_table_i_warm_gemm_floor_s`` (a report, not a goal): the warm Table I time if the two GEMMs were the only work.
 The warm goal (<= 120 s on 2 cores) is reachable only if this floor is well below 120 s: everything else --
 BatchNorm, ReLU6, pooling, dropout, the classifier, the optimiser, validation, the simulator -- must fit in the
@@ -29,6 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -69,13 +71,11 @@ def gemm_ms_per_sample(batch: int, positions: int, cin: int, cout: int, reps: in
     return 1000.0 * (time.perf_counter() - t0) / (reps * batch)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=1000, help="training set size")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3, help="timings per batch size (the median is kept)")
-    args = parser.parse_args()
+def measure_fractions(samples: int = 1000, epochs: int = 4, repeats: int = 3) -> dict[int, dict[str, float]]:
+    """Per batch size the methods use (10: AMS; 16: the HPO's h): ``train_head`` and GEMM ms per sample, and ratio.
 
+    On one torch thread (as each simulation worker runs); the median of ``repeats`` timings each.
+    """
     torch.set_num_threads(1)
     model = EdgeModel(EdgeModelConfig(device="cpu", warmup=False))
     head = model.head
@@ -83,38 +83,57 @@ def main() -> int:
     cin = int(spec.feature_channels)
     side = math.ceil(model.preprocess_config.region_size / 32)  # MobileNetV2's stride: a 128-px crop -> 4x4
     gen = torch.Generator().manual_seed(0)
-    feats = torch.randn(args.samples, cin, side, side, generator=gen)
-    labels = torch.randint(0, len(model.classes), (args.samples,), generator=gen)
+    feats = torch.randn(samples, cin, side, side, generator=gen)
+    labels = torch.randint(0, len(model.classes), (samples,), generator=gen)
     cout = int(head.get_submodule(spec.head_input)[0].out_channels)
-
-    rows = {}
+    rows: dict[int, dict[str, float]] = {}
     for batch in (10, 16):
-        step = statistics.median(step_ms_per_sample(head, feats, labels, batch, args.epochs)
-                                 for _ in range(args.repeats))  # fmt: skip
-        gemm = statistics.median(gemm_ms_per_sample(batch, side * side, cin, cout, 300) for _ in range(args.repeats))
+        step = statistics.median(step_ms_per_sample(head, feats, labels, batch, epochs) for _ in range(repeats))
+        gemm = statistics.median(gemm_ms_per_sample(batch, side * side, cin, cout, 300) for _ in range(repeats))
         rows[batch] = {"train_head_ms_per_sample": round(step, 4), "gemm_ms_per_sample": round(gemm, 4),
                        "gemm_fraction": round(gemm / step, 3),
                        "gemm_gflops": round(4 * side * side * cin * cout / (gemm * 1e6), 1)}  # fmt: skip
         print(f"# batch {batch}: {rows[batch]}", flush=True)
+    return rows
 
+
+def project_floor(method_wall_s: dict[str, float], rows: dict[int, dict[str, float]], jobs: int) -> tuple[float, float]:
+    """Return ``(floor_s, floor_core_s)``: warm Table I's time if each method ran only its GEMMs, packed on ``jobs``.
+
+    Each method's wall time × (GEMM / step) at its batch size (AMS 10, every other method 16); the packed time is the
+    larger of the total over ``jobs`` workers and the longest single method.
+    """
+    scaled = {k: s * rows[10 if k.startswith("ams") else 16]["gemm_fraction"] for k, s in method_wall_s.items()}
+    core = sum(scaled.values())
+    return max(core / jobs, max(scaled.values(), default=0.0)), core
+
+
+def write_floor(rows: dict[int, dict[str, float]], warm: dict[str, Any]) -> float:
+    """Write ``eval_table_i_warm_gemm_floor_s`` for the warm run ``warm`` (its result document); return the floor."""
+    per_method = warm["method_wall_s"]
+    floor_s, floor_core_s = project_floor(per_method, rows, int(warm["jobs"]))
+    write_result(
+        "eval_table_i_warm_gemm_floor_s", floor_s, "s",
+        f"report: the warm Table I's floor; its <= {WARM_GOAL_S:g} s goal needs this well below it",
+        True, warm_goal_s=WARM_GOAL_S, warm_goal_reachable_at_floor=floor_s < WARM_GOAL_S,
+        warm_measured_s=warm["value"], warm_method_wall_s=per_method,
+        floor_core_s=round(floor_core_s, 1), jobs=warm["jobs"], per_batch=rows, torch_threads=1,
+        note="warm Table I if the head's two GEMMs per sample pass were all the work (every other operator, "
+             "the optimiser and the simulator free), packed perfectly on the benchmark's worker processes",
+    )  # fmt: skip
+    return floor_s
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1000, help="training set size")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3, help="timings per batch size (the median is kept)")
+    args = parser.parse_args()
+    rows = measure_fractions(args.samples, args.epochs, args.repeats)
     warm_path = RESULTS_DIR / "eval_table_i_warm_s.json"
-    warm = json.loads(warm_path.read_text(encoding="utf-8")) if warm_path.exists() else None
-    # AMS trains with batches of 10, everything else with h's 16: weigh each method's time by its batch size.
-    fraction = {b: r["gemm_fraction"] for b, r in rows.items()}
-    if warm is not None:
-        per_method = warm["method_wall_s"]
-        floor_core_s = sum(s * fraction[10 if k.startswith("ams") else 16] for k, s in per_method.items())
-        floor_s = max(floor_core_s / int(warm["jobs"]), max(
-            s * fraction[10 if k.startswith("ams") else 16] for k, s in per_method.items()))
-        write_result(
-            "eval_table_i_warm_gemm_floor_s", floor_s, "s",
-            f"report: the warm Table I's floor; its <= {WARM_GOAL_S:g} s goal needs this well below it",
-            True, warm_goal_s=WARM_GOAL_S, warm_goal_reachable_at_floor=floor_s < WARM_GOAL_S,
-            warm_measured_s=warm["value"], warm_method_wall_s=per_method,
-            floor_core_s=round(floor_core_s, 1), jobs=warm["jobs"], per_batch=rows, torch_threads=1,
-            note="warm Table I if the head's two GEMMs per sample pass were all the work (every other operator, "
-                 "the optimiser and the simulator free), packed perfectly on the benchmark's worker processes",
-        )  # fmt: skip
+    if warm_path.exists():
+        write_floor(rows, json.loads(warm_path.read_text(encoding="utf-8")))
     else:
         print(json.dumps({"per_batch": rows, "note": "no eval_table_i_warm_s result to project"}))
     return 0
