@@ -619,6 +619,7 @@ class EdgeNodeConfig(ConfigSection):
     model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
     fleet_key_file: str = ""
     state_dir: str = ""
+    head_cache: HeadCacheConfig = dataclasses.field(default_factory=HeadCacheConfig)
 
     def __post_init__(self) -> None:
         """Check the field types and that the sample rate is positive (its inverse is the sample interval)."""
@@ -691,6 +692,7 @@ class CloudNodeConfig(ConfigSection):
     backpressure: BackpressureConfig = dataclasses.field(default_factory=BackpressureConfig)
     zoo: ZooConfig = dataclasses.field(default_factory=ZooConfig)
     grouping: GroupingConfig = dataclasses.field(default_factory=GroupingConfig)
+    head_history: int = 8
     min_improvement: float = 0.0
     update_dtype: UpdateDtype = "float16"
     bank: BankConfig = dataclasses.field(default_factory=BankConfig)

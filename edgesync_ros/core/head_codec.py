@@ -526,6 +526,36 @@ class HeadApplier:
             for name, target in self._targets.items():
                 _copy_serial_(target, tensors[name])
 
+    def restore(self, state: Mapping[str, Tensor], version: int) -> None:
+        """Serve a head this robot applied before, from its own head cache, under that head's version, in place.
+
+        Local, so no payload or digest: ``state`` must hold exactly the head's tensors (names and shapes) with finite
+        values, and ``version`` must be one this robot has applied (at most :attr:`highest_version`). The head
+        serving now becomes the previous one (:meth:`rollback` returns to it); :attr:`highest_version` stays, so
+        the cloud's next update is still only a newer one. Raises the :meth:`check_claims` errors, StaleVersionError
+        or NonFiniteTensorError, with the model unchanged.
+        """
+        _check_version("version", version)
+        if version > self._highest:
+            raise StaleVersionError(f"v{version} was never applied here (newest v{self._highest}): only a head this "
+                                    f"robot served before can be restored")
+        self._check_names(list(state))
+        for name, t in state.items():
+            if tuple(t.shape) != tuple(self._targets[name].shape):
+                raise ShapeMismatchError(f"tensor {name!r} has shape {_shape(tuple(t.shape))}, the model needs "
+                                         f"{tuple(self._targets[name].shape)}")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise NonFiniteTensorError(f"tensor {name!r} holds NaN or infinity")
+        with self.lock:
+            snapshot = {name: _clone_serial(t) for name, t in self._targets.items()}
+            try:
+                self._copy_in(state)
+            except Exception:
+                self._copy_in(snapshot)
+                raise
+            self._previous = (snapshot, self._version)
+            self._version = int(version)
+
     def rollback(self) -> int:
         """Restore the head and version from before the last :meth:`apply`; return the restored version.
 

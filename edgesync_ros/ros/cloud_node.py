@@ -61,6 +61,7 @@ from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.core.fleet import EdgeRecord, Fleet
 from edgesync_ros.core.grouping import FleetGrouping
+from edgesync_ros.core.head_cache import vetoes
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
@@ -76,7 +77,7 @@ from edgesync_ros.ros.fleet_key import load_fleet_key
 from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all, install_validator
 from edgesync_ros.ros.spin import run_node
-from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, RequestRetrain, SetUploadPolicy
+from edgesync_ros.srv import GetFleetStatus, GetLatestHead, RegisterEdge, RequestRetrain, Rollback, SetUploadPolicy
 
 PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("cloud_namespace", "Namespace of this node's services and of the fleet's samples topic.",
@@ -151,6 +152,9 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("grouping.min_windows", "Labelled windows a robot needs before it can join a group.", 1, 10000,
              read_only=True),
     ParamDoc("grouping.memory", "Windows a robot's running signature averages over.", 1, 10000, read_only=True),
+    ParamDoc("head_history", "Heads sent to each robot kept in memory (this run only), so a robot's local switch "
+             "back to one of them (its head cache) is checked on the next labels and vetoed when the head it left "
+             "wins by the update gate; 0 = switches go unchecked.", 0, 1000, read_only=True),
     ParamDoc("min_improvement", "Update gate: validation accuracy the new head must gain over the current head "
              "on the held-out samples (0 = any improvement).", 0.0, 1.0),
     ParamDoc("update_dtype", "Wire dtype of head tensors (float16 halves the bytes)."),
@@ -229,13 +233,14 @@ class _InFlight:
 
 @dataclasses.dataclass
 class _ZooCheck:
-    """Zoo candidates waiting to be scored on a robot's newest labelled window."""
+    """Heads waiting to be scored on a robot's newest labelled window: zoo candidates, or a local switch's two."""
 
     edge_id: str
     ids: list[int]
     request: ScoreRequest
     current_accuracy: float
     base_version: int
+    switch: tuple[int, int] | None = None  # a robot's local switch (left, switched to): heads = [switched to, left]
 
 
 def _batch_bytes(msg: SampleBatch) -> int:
@@ -277,6 +282,7 @@ class CloudNode(ManagedNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS_QOS)
         self.head_pubs: dict[str, Publisher] = {}
         self.policy_clients: dict[str, Any] = {}
+        self.rollback_clients: dict[str, Any] = {}
         self._lock = threading.RLock()  # guards fleet/heads/latest between the worker and service callbacks
         # Fair across robots: an overloaded cloud still labels every robot's batches in turn (core.intake).
         self._queue: FairQueue[str, SampleBatch] = FairQueue(int(self.values["queue_size"]))
@@ -334,6 +340,8 @@ class CloudNode(ManagedNode):
             # With backend: ray every worker actor loads its own teacher; the node needs none.
             self.teacher = load_teacher(teacher_config(cfg.teacher)) if cfg.backend == "inline" else None
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
+        # The last head_history heads each robot was sent, by version: a robot's local switch is checked with them.
+        self.sent_heads: dict[str, collections.OrderedDict[int, dict[str, torch.Tensor]]] = {}
         self.latest: dict[str, HeadUpdate] = {}
         self._generation = 0
         if self.state_dir is not None:
@@ -390,11 +398,12 @@ class CloudNode(ManagedNode):
             self.zoo = None
         for pub in self.head_pubs.values():
             self.destroy_publisher(pub)
-        for client in self.policy_clients.values():
+        for client in (*self.policy_clients.values(), *self.rollback_clients.values()):
             self.destroy_client(client)
-        self.head_pubs, self.policy_clients = {}, {}
+        self.head_pubs, self.policy_clients, self.rollback_clients = {}, {}, {}
         on_gpu = hasattr(self, "replica") and self.replica.device.type == "cuda"
-        for name in ("backend", "teacher", "replica", "initial_head", "fleet", "heads", "latest", "_cycles"):
+        for name in ("backend", "teacher", "replica", "initial_head", "fleet", "heads", "sent_heads", "latest",
+                     "_cycles"):
             if hasattr(self, name):
                 delattr(self, name)
         self._queue = FairQueue(int(self.values["queue_size"]))
@@ -446,6 +455,7 @@ class CloudNode(ManagedNode):
                     self.head_pubs[request.edge_id] = self.create_publisher(HeadUpdate, request.head_topic,
                                                                             qos.HEAD_UPDATE_QOS)
                     self.heads.setdefault(request.edge_id, self.initial_head)
+                    self._remember_head(request.edge_id, record.version, self.heads[request.edge_id])
                 if created:
                     self._save(record)
         except EdgeSyncError as exc:
@@ -713,7 +723,9 @@ class CloudNode(ManagedNode):
             assert job.msg is not None
             self._queue.put_back(job.edge_id, job.msg)
         elif job.kind == "score":
-            pass  # nothing to redo: the robot's next window is checked again
+            if job.check is not None and job.check.switch is not None:
+                self._zoo_checks.appendleft(job.check)  # a local switch is reported once: check it again
+            # a zoo check needs no redo: the robot's next window is checked again
         else:
             self._abort_training(job)
         self.get_logger().warning(f"{job.edge_id}: {job.kind} lost with its worker ({exc}); it will be redone",
@@ -742,6 +754,10 @@ class CloudNode(ManagedNode):
             self.grouping.observe(batch.edge_id, signature(out.features, len(self.replica.classes), labels=out.labels))
             with self._lock:
                 self.grouping.regroup()
+        assert job.msg is not None
+        if job.msg.switched_locally and out.labels.size:
+            self._check_switch(batch.edge_id, out, int(job.msg.switched_from_version), int(job.msg.model_version))
+            return  # this window judges the switch; the zoo looks at the next one
         if self.zoo is not None and len(self.zoo) and out.labels.size:
             self._check_zoo(batch.edge_id, out, predicted)
 
@@ -767,10 +783,86 @@ class CloudNode(ManagedNode):
                                    [self.zoo.load(h) for h in ids])
             self._zoo_checks.append(_ZooCheck(edge_id, ids, request, current, base_version))
 
+    def _remember_head(self, edge_id: str, version: int, state: dict[str, torch.Tensor]) -> None:
+        """Keep ``state`` as ``edge_id``'s head ``version`` (its last ``head_history`` heads; call under the lock)."""
+        keep = int(self.values["head_history"])
+        history = self.sent_heads.setdefault(edge_id, collections.OrderedDict())
+        history[int(version)] = state
+        history.move_to_end(int(version))
+        while len(history) > keep:
+            history.popitem(last=False)
+
+    def _check_switch(self, edge_id: str, out: Labelled, left: int, switched: int) -> None:
+        """Queue the scoring of a robot's local switch (core.head_cache): the head it serves against the one it left.
+
+        Both are scored on this batch's teacher labels; :meth:`_scored` vetoes the switch when the head left behind
+        wins as an update would pass the gate. A switch to or from a head this cloud no longer holds goes unchecked.
+        """
+        self.counters["local_switches_reported"] += 1
+        with self._lock:
+            history = self.sent_heads.get(edge_id, {})
+            heads = [history.get(switched), history.get(left)]
+            base_version = self.fleet.get(edge_id).version
+            if heads[0] is not None:
+                self.heads[edge_id] = heads[0]  # the robot's head now: its next training starts from it
+        if heads[0] is None or heads[1] is None:
+            self.counters["switch_checks_skipped"] += 1
+            self.get_logger().info(f"{edge_id}: local switch v{left} -> v{switched} not checked: the cloud no longer "
+                                   f"holds both heads (head_history {self.values['head_history']})",
+                                   throttle_duration_sec=5.0)
+            return
+        request = ScoreRequest(edge_id, out.features, torch.from_numpy(np.asarray(out.labels, np.int64)),
+                               [heads[0], heads[1]])
+        self._zoo_checks.append(_ZooCheck(edge_id, [], request, -1.0, base_version, switch=(left, switched)))
+
+    def _switch_scored(self, check: _ZooCheck, scores: list[float]) -> None:
+        """Confirm a robot's local switch, or veto it: ask the robot to roll back to the head it left."""
+        assert check.switch is not None
+        left, switched = check.switch
+        acc_switched, acc_left = scores
+        if not vetoes(acc_switched, acc_left, float(self.values["min_improvement"])):
+            self.counters["switches_confirmed"] += 1
+            self.get_logger().info(f"{check.edge_id}: local switch v{left} -> v{switched} confirmed (window acc "
+                                   f"{acc_switched:.3f} vs {acc_left:.3f} for v{left})")
+            return
+        with self._lock:
+            ns = self.fleet.get(check.edge_id).head_topic.rsplit("/", 1)[0]
+            left_head = self.sent_heads.get(check.edge_id, {}).get(left)
+        client = self.rollback_clients.get(check.edge_id)
+        if client is None:
+            client = self.create_client(Rollback, f"{ns}/rollback", callback_group=self._service_group)
+            self.rollback_clients[check.edge_id] = client
+        if not client.service_is_ready():
+            self.counters["switch_vetoes_undelivered"] += 1
+            self.get_logger().warning(f"{check.edge_id}: local switch v{left} -> v{switched} vetoed, but {ns}/rollback "
+                                      f"is not available", throttle_duration_sec=5.0)
+            return
+        self.counters["switch_vetoes_sent"] += 1
+        self.get_logger().info(f"{check.edge_id}: local switch v{left} -> v{switched} vetoed (window acc "
+                               f"{acc_switched:.3f} vs {acc_left:.3f} for v{left}): rolling it back")
+        future = client.call_async(Rollback.Request(to_version=left, veto=True, vetoed_version=switched))
+
+        def done(f: Any) -> None:
+            reply = f.result() if f.exception() is None else None
+            if reply is not None and reply.success:
+                with self._lock:
+                    if left_head is not None:
+                        self.heads[check.edge_id] = left_head  # trainings continue from the head it went back to
+                return
+            self.counters["switch_vetoes_refused"] += 1
+            self.get_logger().info(f"{check.edge_id}: veto of v{switched} not applied: "
+                                   f"{reply.message if reply is not None else f.exception()}")
+
+        future.add_done_callback(done)
+
     def _scored(self, job: _InFlight, scores: list[float]) -> None:
         """Send the best stored head when it beats the robot's current head by the margin and nothing raced it."""
         check = job.check
-        assert check is not None and self.zoo is not None
+        assert check is not None
+        if check.switch is not None:
+            self._switch_scored(check, scores)
+            return
+        assert self.zoo is not None
         seconds = time.perf_counter() - job.started
         self.zoo_selection_ms.append(1000.0 * seconds)
         best = int(np.argmax(scores)) if scores else -1
@@ -845,6 +937,7 @@ class CloudNode(ManagedNode):
         sent = conv.head_update_msg(payload, Header(stamp=self.get_clock().now().to_msg()))  # robot: edge_id
         with self._lock:
             self.heads[edge_id] = state
+            self._remember_head(edge_id, sent.version, state)
             self.latest[edge_id] = sent
             publisher = self.head_pubs[edge_id]
             # Persist the new version before anyone can see it: a crash after this point can skip a version

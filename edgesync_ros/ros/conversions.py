@@ -325,18 +325,22 @@ def sample_batch(
     samples: Sequence[dict[str, Any]],
     jpeg_quality: int = 85,
     on_unencodable: Callable[[str], None] | None = None,
+    switched_from: int | None = None,
 ) -> SampleBatch:
     """Build a ``SampleBatch`` with each frame once, as JPEG.
 
     ``samples`` are dicts with the ``Sample`` field values: ``frame_index``, ``box`` (xyxy), ``predicted_class``,
     ``probabilities``, ``adaptability``, ``timeliness``, ``quality``. A frame that cannot be encoded raises
     :class:`InvalidImageError`; with ``on_unencodable`` it is left out instead, with its samples only, and the
-    callback gets the reason (the other frames' samples are still uploaded).
+    callback gets the reason (the other frames' samples are still uploaded). ``switched_from``: the version the
+    robot left when it switched to ``model_version`` from its own head cache since its previous batch.
     """
     msg = SampleBatch(
         header=header,
         edge_id=edge_id,
         model_version=int(model_version),
+        switched_locally=switched_from is not None,
+        switched_from_version=int(switched_from or 0),
         window_size=int(window_size),
         upload_fraction=float(upload_fraction),
     )

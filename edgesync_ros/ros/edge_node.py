@@ -53,10 +53,18 @@ from std_msgs.msg import Header
 
 from edgesync_ros.core import persist
 from edgesync_ros.core.config import EdgeNodeConfig, FilterConfig
-from edgesync_ros.core.errors import ConfigError, EdgeSyncError, ModelNotLoadedError, UpdateRejectedError
+from edgesync_ros.core.errors import (
+    ConfigError,
+    EdgeSyncError,
+    ModelNotLoadedError,
+    RollbackUnavailableError,
+    UpdateRejectedError,
+)
 from edgesync_ros.core.filtering import adaptability
+from edgesync_ros.core.head_cache import HeadCache, Proposal
 from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
+from edgesync_ros.core.zoo import pooled
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
 from edgesync_ros.models.threads import intra_op_threads, set_thread_intra_op_threads
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
@@ -131,6 +139,19 @@ PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
              "accepted (empty = SHA-256 digest only, with a warning). The key is never logged.", read_only=True),
     ParamDoc("state_dir", "Directory where the last applied head and its version persist, so a restarted robot "
              "predicts as before until the cloud answers; empty = start from model.head each time.", read_only=True),
+    ParamDoc("head_cache.enabled", "Keep the last applied heads and switch back to one without the cloud when the "
+             "scene matches it clearly better (reported to the cloud, which may roll it back). Needs a camera with its "
+             "own inference thread (edge_node, not edge_cameras).", read_only=True),
+    ParamDoc("head_cache.size", "Heads the cache keeps (the oldest applied leaves first).", 1, 64, read_only=True),
+    ParamDoc("head_cache.feature_margin", "Cosine distance of the window's pooled features by which a cached head's "
+             "served scenes must be closer than the current head's.", 0.0, 2.0, read_only=True),
+    ParamDoc("head_cache.entropy_margin", "Mean normalised prediction entropy by which a cached head must be surer "
+             "than the current head on the window.", 0.0, 1.0, read_only=True),
+    ParamDoc("head_cache.confirm_windows", "Windows in a row a cached head must win before the switch.", 1, 1000,
+             read_only=True),
+    ParamDoc("head_cache.memory", "Served windows a head's statistics average over.", 1, 100000, read_only=True),
+    ParamDoc("head_cache.veto_hold_windows", "Windows a head the cloud vetoed is not switched to again.", 0, 100000,
+             read_only=True),
 ))
 
 R = TypeVar("R")
@@ -215,6 +236,13 @@ class EdgeNode(ManagedNode):
         self._applied_digest = b""
         self.window = SampleWindow(int(self.values["window_size"]), 1.0 / float(self.values["sample_rate_hz"]))
         self._window_lock = threading.Lock()
+        # The on-robot head cache (core.head_cache; configure makes it when head_cache.enabled). Touched only on the
+        # inference thread: the window's features and probabilities, and the local switch the next batch reports.
+        self.head_cache: HeadCache | None = None
+        self._cache_scorer: EdgeModel | None = None
+        self._cache_frames: list[tuple[torch.Tensor, npt.NDArray[np.float32], int]] = []
+        self._switch_report: tuple[int, int] | None = None  # (left, switched to) until a batch carries it
+        self._cache_summary = ""  # the cache's versions for diagnostics, written on the inference thread
         install_validator(self, PARAMS, lambda: self.values, node_config)
         self.add_post_set_parameters_callback(self._params_changed)
         self.cloud = self.values["cloud_namespace"].rstrip("/")
@@ -283,6 +311,7 @@ class EdgeNode(ManagedNode):
                 version, highest = self._restore_head()
                 self.applier = HeadApplier(model.model, model.arch, self.edge_id, version=version,
                                            key=self.fleet_key, highest_version=highest)
+        self._make_head_cache(model)
         if not self.has_parameter("class_names"):
             # The class list as a parameter: where VisionInfo.database_location points (never set from a file).
             self.declare_parameter("class_names", self.class_names, ParameterDescriptor(
@@ -293,7 +322,7 @@ class EdgeNode(ManagedNode):
             self._inference = DroppingWorker(
                 f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
                 lambda exc: self._worker_failed("inference", exc), on_start=self._start_inference_thread)
-        self._uploads: DroppingWorker[tuple[Any, int]] = DroppingWorker(
+        self._uploads: DroppingWorker[tuple[Any, int, int | None]] = DroppingWorker(
             f"edgesync-upload-{self.edge_id}", lambda job: self._upload(*job), 2,
             lambda exc: self._worker_failed("upload", exc))
         self.pred_pub = self.create_publisher(PredictionArray, "predictions", qos.PREDICTIONS_QOS)
@@ -344,6 +373,27 @@ class EdgeNode(ManagedNode):
         self.applier = applier
         lane.listeners.append(self._on_peer_event)
         return model
+
+    def _make_head_cache(self, model: EdgeModel) -> None:
+        """With ``head_cache.enabled``: the cache, holding the head loaded now, and a scratch head to score it with."""
+        cfg = self.config.head_cache
+        if not cfg.enabled:
+            return
+        if self._shared is not None:
+            raise ConfigError("head_cache.enabled needs a camera with its own inference thread (edge_node); "
+                              "edge_cameras' shared passes do not keep the window's features")
+        self.head_cache = HeadCache(cfg)
+        self.head_cache.applied(self.applier.version, model.head_state())
+        self._cache_scorer = model.with_own_head()  # shares the backbone: one more head in memory, nothing else
+        self._cache_changed()
+
+    def _cache_changed(self) -> None:
+        """Refresh the diagnostics' view of the cache (a string: the status timer never iterates the cache)."""
+        cache = self.head_cache
+        if cache is not None:
+            held = cache.held_back()
+            self._cache_summary = " ".join(f"v{v}" for v in cache.versions()) + (
+                f" (held back: {' '.join(f'v{v}' for v in held)})" if held else "")
 
     def _speaks_for_head(self) -> bool:
         """Whether this node registers with the cloud and takes head updates (not a follower of a shared head)."""
@@ -445,6 +495,7 @@ class EdgeNode(ManagedNode):
                 delattr(self, name)
         on_gpu = self.model is not None and self.model.device.type == "cuda"
         self.model = None
+        self.head_cache, self._cache_scorer, self._cache_frames, self._switch_report = None, None, [], None
         if hasattr(self, "applier"):
             del self.applier
         if on_gpu:
@@ -594,6 +645,8 @@ class EdgeNode(ManagedNode):
     def _start_inference_thread(self) -> None:
         set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
         self.loaded_model().trace_for_inference()
+        if self.head_cache is not None:
+            self.loaded_model().trace_split()  # the cache needs the backbone's features: backbone and head apart
         if self._warmup:
             self.loaded_model().warmup()
 
@@ -615,17 +668,28 @@ class EdgeNode(ManagedNode):
 
     def _classify(self, item: _Pending) -> None:
         t0 = time.perf_counter()
+        features: torch.Tensor | None = None
         try:
             with self.applier.lock:  # never run a forward pass while a head update is being copied in
-                probs = self.loaded_model().predict_tensor(item.batch)
+                model = self.loaded_model()
+                if self.head_cache is None:
+                    probs = model.predict_tensor(item.batch)
+                else:  # the same pass in two steps: the cache scores its heads on the window's features
+                    with torch.inference_mode():
+                        features = model.backbone_features(item.batch)
+                    probs = model.head_probabilities(features)
                 version = self.applier.version
         except EdgeSyncError as exc:
             self._reject("image", f"could not classify frame: {exc}")
             return
-        self._classified(item, probs, version, time.perf_counter() - t0)
+        self._classified(item, probs, version, time.perf_counter() - t0, features)
 
-    def _classified(self, item: _Pending, probs: npt.NDArray[np.float32], version: int, seconds: float) -> None:
-        """Publish a classified frame and offer it to the window (on the inference thread, own or shared)."""
+    def _classified(self, item: _Pending, probs: npt.NDArray[np.float32], version: int, seconds: float,
+                    features: torch.Tensor | None = None) -> None:
+        """Publish a classified frame and offer it to the window (on the inference thread, own or shared).
+
+        ``features``: the frame's backbone features, kept for the head cache while the frame is in the window.
+        """
         header, frame, boxes = item.header, item.frame, item.boxes
         self._infer_ms.append(seconds * 1000.0)
         self._frame_times.append(time.monotonic())
@@ -638,10 +702,71 @@ class EdgeNode(ManagedNode):
         self._latency_ms.append((time.perf_counter() - item.received) * 1000.0)
         self._publish_overlay(header, frame, boxes, probs, version)
         with self._window_lock:
-            self.window.offer(WindowFrame(conv.stamp_seconds(header), frame, boxes, probs, header))
+            taken = self.window.offer(WindowFrame(conv.stamp_seconds(header), frame, boxes, probs, header))
+            if taken and features is not None:
+                self._cache_frames.append((features, probs, version))
+                del self._cache_frames[:-self.window.window_size]  # the window keeps its newest frames too
             selection = self.window.drain(self.filter_cfg) if self.window.full else None
-        if selection is not None and selection.samples and not self._uploads.submit((selection, version)):
-            self._count("dropped_batches")  # uploads fell two windows behind: the oldest selection is stale
+            served, self._cache_frames = (self._cache_frames, []) if selection is not None else ([], self._cache_frames)
+        if selection is not None and selection.samples:
+            report = self._switch_report if self._switch_report is not None and self._switch_report[1] == version \
+                else None
+            if self._uploads.submit((selection, version, None if report is None else report[0])):
+                if report is not None:
+                    self._switch_report = None  # told: this batch carries it
+            else:
+                self._count("dropped_batches")  # uploads fell two windows behind: the oldest selection is stale
+        if served and self.head_cache is not None:
+            self._cache_window(served)
+
+    # -- on-robot head cache (core.head_cache) -----------------------------------------------------------------
+    def _cache_window(self, served: list[tuple[torch.Tensor, npt.NDArray[np.float32], int]]) -> None:
+        """At a window's end (inference thread): score the cached heads on it, record it, switch when proposed.
+
+        Only the frames the current head classified count (an update mid-window leaves the rest out); each cached
+        head with statistics of its own is scored on their features, the current head's probabilities are the ones
+        it published. No labels, no cloud.
+        """
+        cache, scorer = self.head_cache, self._cache_scorer
+        if cache is None or scorer is None or cache.current is None:
+            return
+        current = cache.current
+        rows = [(f, p) for f, p, v in served if v == current]
+        if not rows:
+            return
+        with torch.inference_mode():
+            features = torch.cat([f for f, _ in rows])
+            fmean = pooled(features).mean(axis=0)
+            probs = {current: np.concatenate([p for _, p in rows])}
+            for v in cache.versions():
+                if v != current and cache.get(v).feature_mean is not None:  # only a head with statistics can win
+                    scorer.load_head_state(cache.get(v).state, f"cached head v{v}")
+                    probs[v] = scorer.head_probabilities(features)
+        proposal = cache.propose(fmean, probs)
+        cache.observe(fmean, probs[current])
+        if proposal is not None:
+            self._switch_to_cached(proposal)
+        self._cache_changed()
+
+    def _switch_to_cached(self, proposal: Proposal) -> None:
+        """Serve the proposed cached head in place (inference thread); the next batch tells the cloud."""
+        assert self.head_cache is not None
+        left = self.applier.version
+        try:
+            self.applier.restore(self.head_cache.get(proposal.version).state, proposal.version)
+            self._save_head()
+        except EdgeSyncError as exc:
+            self._reject("update", f"local switch to cached head v{proposal.version} not made: {exc}")
+            return
+        self.head_cache.switch(proposal)
+        self._switch_report = (left, proposal.version)
+        self._applied_digest = b""
+        self._count("local_switches")
+        self._publish_vision_info()
+        self.get_logger().info(
+            f"switched locally to cached head v{proposal.version} (from v{left}): scene distance "
+            f"{proposal.feature_distance:.3f} vs {proposal.current_feature_distance:.3f}, entropy "
+            f"{proposal.entropy:.3f} vs {proposal.current_entropy:.3f}; the cloud checks it on the next batch")
 
     def _publish_overlay(self, header: Header, frame: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float32],
                          probs: npt.NDArray[np.float32], version: int) -> None:
@@ -671,8 +796,11 @@ class EdgeNode(ManagedNode):
                     (255, 255, 255), 1, cv2.LINE_AA)
         return out
 
-    def _upload(self, selection: Any, version: int) -> None:
-        """Encode and publish a window's selection; a frame that cannot be encoded loses only its own samples."""
+    def _upload(self, selection: Any, version: int, switched_from: int | None = None) -> None:
+        """Encode and publish a window's selection; a frame that cannot be encoded loses only its own samples.
+
+        ``switched_from``: the head the robot left in a local switch to ``version`` (the batch reports it).
+        """
         max_w = int(self.values["upload_max_width"])
         frames = []
         scales = []
@@ -696,7 +824,8 @@ class EdgeNode(ManagedNode):
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=frames[-1][0].frame_id if frames else "")
         msg = conv.sample_batch(header, self.edge_id, version, self.window.window_size,
                                 self.filter_cfg.upload_fraction, frames, samples, int(self.values["jpeg_quality"]),
-                                on_unencodable=lambda reason: self._reject("upload", reason))
+                                on_unencodable=lambda reason: self._reject("upload", reason),
+                                switched_from=switched_from)
         if not msg.samples:
             return
         self.samples_pub.publish(msg)
@@ -783,6 +912,10 @@ class EdgeNode(ManagedNode):
     def _update_applied(self, msg: HeadUpdate, digest: bytes) -> None:
         self.last_update_wall = time.monotonic()
         self._applied_digest = digest
+        if self.head_cache is not None:
+            self.head_cache.applied(msg.version, self.loaded_model().head_state())
+            self._switch_report = None  # a head from the cloud settles any switch it has not checked
+            self._cache_changed()
         self._count("applied_updates")
         self._publish_vision_info()
         self._tell_peers("head", f"applied by {self.get_fully_qualified_name()}")
@@ -823,29 +956,52 @@ class EdgeNode(ManagedNode):
         return version, highest
 
     def _on_rollback(self, request: Rollback.Request, response: Rollback.Response) -> Rollback.Response:
-        previous, current = self.applier.previous_version, self.applier.version
-        if request.to_version not in (0, previous):
-            response.success = False
-            response.message = f"only the previous head (v{previous}) is kept; asked for v{request.to_version}"
-        else:
-            def rollback() -> None:
-                self.applier.rollback()
-                self._save_head()
+        """Restore the previous head, a cached one, or (a cloud's veto) the head a local switch left; see Rollback.srv.
 
-            try:
-                self.call_on_inference_thread(rollback)
-                self._applied_digest = b""
-                response.success = True
-                response.message = f"rolled back to v{self.applier.version}"
-            except (EdgeSyncError, TimeoutError, RuntimeError) as exc:
-                response.success = False
-                response.message = str(exc)
+        Decided and done on the inference thread, so no update or local switch can slip in between the check and
+        the copy.
+        """
+        current, to = self.applier.version, int(request.to_version)
+
+        def rollback() -> None:
+            cache, serving, previous = self.head_cache, self.applier.version, self.applier.previous_version
+            if request.veto:
+                if cache is None or cache.last_switch != (to, request.vetoed_version) or to not in cache:
+                    raise RollbackUnavailableError(
+                        f"veto of the local switch v{to} -> v{request.vetoed_version}: not this robot's unsettled "
+                        f"switch (it serves v{serving})")
+                self.applier.restore(cache.get(to).state, to)
+                cache.rolled_back(request.vetoed_version, to)
+                self._count("switch_vetoes")
+            elif to == 0 or to == previous:
+                self.applier.rollback()
+                if cache is not None:
+                    cache.applied(self.applier.version, self.loaded_model().head_state())
+            elif cache is not None and to in cache and to != serving:
+                self.applier.restore(cache.get(to).state, to)
+                cache.applied(to, self.loaded_model().head_state())
+            else:
+                held = f" or a cached one ({', '.join(f'v{v}' for v in cache.versions())})" if cache else ""
+                raise RollbackUnavailableError(f"only the previous head (v{previous}){held} can be restored")
+            self._switch_report = None
+            self._cache_changed()
+            self._save_head()
+
+        try:
+            self.call_on_inference_thread(rollback)
+            self._applied_digest = b""
+            response.success = True
+            response.message = f"rolled back to v{self.applier.version}"
+        except (EdgeSyncError, TimeoutError, RuntimeError) as exc:
+            response.success = False
+            response.message = str(exc)
         if response.success:
             self._count("rollbacks")
             self._publish_vision_info()
             self._tell_peers("head", f"rolled back by {self.get_fully_qualified_name()}")
+            why = f"the cloud vetoed the local switch to v{request.vetoed_version}" if request.veto else "on request"
             self.get_logger().warning(
-                f"rolled back head v{current} -> v{self.applier.version} on request; versions up to "
+                f"rolled back head v{current} -> v{self.applier.version} ({why}); versions up to "
                 f"v{self.applier.highest_version} will not be applied again, only a newer one from the cloud")
         else:
             self._reject("request", f"rollback to v{request.to_version}: {response.message}")
@@ -961,7 +1117,10 @@ class EdgeNode(ManagedNode):
         age = -1.0 if self.last_update_wall is None else time.monotonic() - self.last_update_wall
         fps = self.fps()
         # rolled_back: the head in use is older than one applied before; only a newer version will be applied.
-        state = ("rolled_back" if self.applier.version < self.applier.highest_version
+        # cached_head: the robot switched to a head of its own cache (core.head_cache) and serves it.
+        cache = self.head_cache
+        state = ("cached_head" if cache is not None and cache.last_switch is not None
+                 else "rolled_back" if self.applier.version < self.applier.highest_version
                  else "running" if self.registered else "waiting_for_cloud")
         self.status_pub.publish(EdgeStatus(
             header=Header(stamp=now), edge_id=self.edge_id,  # a status has no TF frame
@@ -987,6 +1146,7 @@ class EdgeNode(ManagedNode):
             "buffered_samples": str(self.window.buffered_samples),
             "registered": str(self.registered),
             "last_rejection": self.last_rejection,
+            **({"head_cache": self._cache_summary} if self.head_cache is not None else {}),
             **self._input_safety_values(),
             **{k: str(v) for k, v in sorted(self._counter_snapshot().items())},
         }

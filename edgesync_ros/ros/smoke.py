@@ -104,6 +104,8 @@ def example_messages(tensor_bytes: int = 1_200_000) -> dict[str, Any]:
             header=_header(),
             edge_id="robot1",
             model_version=2,
+            switched_locally=True,
+            switched_from_version=3,
             window_size=60,
             upload_fraction=0.75,
             frames=[frame, CompressedImage(header=_header(frame="camera2"), format="jpeg", data=b"\xff\xd8\xff")],
@@ -151,7 +153,7 @@ def example_requests() -> dict[str, Any]:
         "RequestRetrain": es_srv.RequestRetrain.Request(edge_id="robot1"),
         "SetUploadPolicy": es_srv.SetUploadPolicy.Request(upload_fraction=0.5, window_size=30),
         "GetLatestHead": es_srv.GetLatestHead.Request(edge_id="robot1", have_version=1),
-        "Rollback": es_srv.Rollback.Request(to_version=2),
+        "Rollback": es_srv.Rollback.Request(to_version=2, veto=True, vetoed_version=3),
     }
 
 

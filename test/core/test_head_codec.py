@@ -289,6 +289,32 @@ def test_rollback_restores_previous_tensors_and_version_exactly(edge, trained):
         assert torch.equal(v, original[k]), k
 
 
+def test_restore_serves_an_older_head_in_place_and_keeps_the_newest_version(edge, trained):
+    v0 = {k: v.detach().clone() for k, v in head_state(edge, ARCH).items()}
+    applier = HeadApplier(edge, ARCH, "cam1", version=0)
+    applier.apply(encode_head(trained, ARCH, "cam1", version=1, base_version=0))
+    v1 = {k: v.clone() for k, v in head_state(edge, ARCH).items()}
+    applier.restore(v0, 0)  # a local switch back to the head this robot served first
+    assert (applier.version, applier.highest_version, applier.previous_version) == (0, 1, 1)
+    for k, v in head_state(edge, ARCH).items():
+        assert torch.equal(v, v0[k]), k
+    with pytest.raises(errors.StaleVersionError, match="not newer than v1"):  # v1 again only by restore or rollback
+        applier.apply(encode_head(trained, ARCH, "cam1", version=1, base_version=0))
+    with pytest.raises(errors.StaleVersionError, match="never applied here"):
+        applier.restore(v1, 2)
+    with pytest.raises(errors.MissingTensorError):
+        applier.restore({k: v for k, v in list(v1.items())[1:]}, 1)
+    bad = {k: v.clone() for k, v in v1.items()}
+    next(t for t in bad.values() if t.is_floating_point()).view(-1)[0] = float("nan")
+    with pytest.raises(errors.NonFiniteTensorError):
+        applier.restore(bad, 1)
+    for k, v in head_state(edge, ARCH).items():  # refused restores left the model alone
+        assert torch.equal(v, v0[k]), k
+    assert applier.rollback() == 1  # the rollback undoes the switch
+    for k, v in head_state(edge, ARCH).items():
+        assert torch.equal(v, v1[k]), k
+
+
 def test_apply_waits_for_the_lock(edge, trained):
     applier = HeadApplier(edge, ARCH, "cam1")
     payload = encode_head(trained, ARCH, "cam1", version=1, base_version=0)

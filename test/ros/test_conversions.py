@@ -131,6 +131,14 @@ def test_sample_batch_round_trip():
     assert abs(float(decoded.frames[1].mean()) - 160) < 3
 
 
+def test_a_batch_says_which_head_a_local_switch_left():
+    plain = _batch()
+    assert not plain.switched_locally
+    frames = [(Header(frame_id="a"), np.full((40, 60, 3), 80, np.uint8))]
+    switched = conv.sample_batch(Header(), "robot1", 0, 20, 0.7, frames, [], switched_from=3)
+    assert switched.switched_locally and (switched.model_version, switched.switched_from_version) == (0, 3)
+
+
 @pytest.mark.parametrize(
     "mutate, match",
     [

@@ -643,31 +643,38 @@ def test_a_cloud_that_cannot_keep_up_paces_the_robot_with_a_smaller_k_and_a_long
     assert cloud.counters["pacing_changes"] >= 1
 
 
-def test_a_stored_head_that_fits_the_window_is_sent_from_the_zoo_at_once(harness, frames, frame_regions, tmp_path):
-    # The zoo already holds a head trained on these frames' teacher labels (another robot met this condition);
-    # a robot whose current head gets the window wrong receives it after one labelled window, with no training.
+def _zoo_holding_a_head_for(frames, index: np.ndarray, boxes: np.ndarray, zoo_dir):
+    """A zoo with one head trained on these samples' teacher labels (another robot met this condition); the labels."""
     from edgesync_ros.backend.base import LabelRequest, TrainRequest
     from edgesync_ros.backend.inline import run_labelling, run_training
     from edgesync_ros.core.config import TeacherSettings, TrainConfig, ZooConfig
     from edgesync_ros.core.zoo import HeadZoo, signature
     from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
     from edgesync_ros.models.teacher import load_teacher
-    from edgesync_ros.msg import HeadUpdate
     from edgesync_ros.ros.cloud_node import teacher_config
 
-    pairs = [(i, box) for i, boxes in enumerate(frame_regions) for box in boxes[:3]]
-    index = np.array([i for i, _ in pairs], np.int64)
-    boxes = np.array([b for _, b in pairs], np.float32).reshape(-1, 4)
     replica = EdgeModel(EdgeModelConfig.from_mapping({"head": None, "half": False, "warmup": False}))
     labelled = run_labelling(load_teacher(teacher_config(TeacherSettings())), replica,
                              LabelRequest("other", list(frames), index, boxes))
     trained = run_training(replica, TrainRequest("other", replica.head_state(), labelled.features,
                                                  torch.from_numpy(labelled.labels), TrainConfig(max_epochs=30)))
-    zoo = HeadZoo(tmp_path / "zoo", ZooConfig(enabled=True))
+    zoo = HeadZoo(zoo_dir, ZooConfig(enabled=True))
     head = {k: v for k, v in trained.result.state_dict.items() if k in replica.head_state()}  # as the cloud keeps
     zoo.add(head, signature(labelled.features, 7, labels=labelled.labels), "other", 3,
             trained.result.val_accuracy, now_s=0.0)
     zoo.close()
+    return labelled
+
+
+def test_a_stored_head_that_fits_the_window_is_sent_from_the_zoo_at_once(harness, frames, frame_regions, tmp_path):
+    # The zoo already holds a head trained on these frames' teacher labels (another robot met this condition);
+    # a robot whose current head gets the window wrong receives it after one labelled window, with no training.
+    from edgesync_ros.msg import HeadUpdate
+
+    pairs = [(i, box) for i, boxes in enumerate(frame_regions) for box in boxes[:3]]
+    index = np.array([i for i, _ in pairs], np.int64)
+    boxes = np.array([b for _, b in pairs], np.float32).reshape(-1, 4)
+    labelled = _zoo_holding_a_head_for(frames, index, boxes, tmp_path / "zoo")
 
     cloud = harness.cloud(state_dir=str(tmp_path), min_new_samples=100_000, **{"zoo.enabled": True})
     ns = f"r{harness.tag}"
@@ -736,3 +743,138 @@ def test_robots_that_see_alike_are_trained_as_one_group(harness, frames, frame_r
     assert heads[a][-1].version == 1 and heads[b][-1].version == 1
     status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
     assert all("trains with group" in e.state for e in status.edges if e.edge_id in (a, b))
+
+
+# --- on-robot head cache (core.head_cache), live --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_scenes() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A freeway by day and a darkened city street: two conditions a robot drives between."""
+    freeway = _frames_of(assets.dashcam_video("project_video02"), 20, 12)
+    street = [np.clip(f.astype(np.float32) * 0.5, 0, 255).astype(np.uint8)
+              for f in _frames_of(assets.bikes_video(), 8, 12)]
+    return freeway, street
+
+
+def _shipped_head() -> dict[str, torch.Tensor]:
+    from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
+
+    model = EdgeModel(EdgeModelConfig.from_mapping({"head": "default", "half": False, "warmup": False}))
+    return {k: v.detach().float().cpu().clone() for k, v in model.head_state().items()}
+
+
+def _scaled_classifier(state: dict[str, torch.Tensor], scale: float, shift_class: int | None = None,
+                       shift: float = 0.0) -> dict[str, torch.Tensor]:
+    """The head with its classifier's logits scaled (< 1: less sure, same argmax) and one class's bias raised."""
+    out = {k: v.clone() for k, v in state.items()}
+    weight, bias = (k for k in sorted(out) if k.startswith("classifier") and out[k].dim() in (1, 2)
+                    and out[k].shape[0] == 7)
+    for k in (weight, bias):
+        out[k] = out[k] * scale
+    if shift_class is not None:
+        out[bias] = out[bias].clone()
+        out[bias][shift_class] += shift
+    return out
+
+
+def _update(edge: EdgeNode, state: dict[str, torch.Tensor], version: int) -> HeadUpdate:
+    return conv.head_update_msg(head_codec.encode_head(state, edge.model.arch, edge.edge_id, version,
+                                                       edge.applier.version))
+
+
+def _show(camera: Camera, frames: list[np.ndarray], windows: int, edge: EdgeNode, window: int = 4) -> None:
+    """Show ``frames`` for ``windows`` whole windows, one frame at a time, each classified before the next."""
+    camera.frames, camera.i = frames, camera.i + (-camera.i % len(frames))
+    for _ in range(windows * window):
+        before = edge.counters["frames"]
+        camera.step()
+        assert wait_for(lambda before=before: edge.counters["frames"] > before, 30), dict(edge.counters)
+
+
+def test_a_cached_head_is_switched_back_to_locally_with_the_cloud_absent(harness, two_scenes):
+    # v0 (the shipped head) serves the freeway; v1, a head unsure of everything, arrives and serves the dark street.
+    # Back on the freeway, the robot's cache switches to v0 by itself: no cloud is running.
+    freeway, street = two_scenes
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, cloud_namespace="/nobody_there", **{"model.head": "default", "head_cache.enabled": True})
+    batches: list[SampleBatch] = []
+    harness.client.create_subscription(SampleBatch, "/nobody_there/samples", batches.append, qos.SAMPLES_QOS)
+    statuses: list[EdgeStatus] = []
+    harness.client.create_subscription(EdgeStatus, f"/{ns}/status", statuses.append, qos.STATUS_QOS)
+    camera = Camera(harness, ns, freeway)
+    v0 = head_snapshot(edge)
+    _show(camera, freeway, 2, edge)
+    assert edge.apply_update(_update(edge, _scaled_classifier(_shipped_head(), 0.1), 1)), edge.last_rejection
+    _show(camera, street, 3, edge)
+    assert edge.applier.version == 1 and edge.counters["local_switches"] == 0, "switched away on the street"
+    for _ in range(4):
+        _show(camera, freeway, 1, edge)
+        if edge.counters["local_switches"]:
+            break
+    assert edge.counters["local_switches"] == 1, f"no local switch back on the freeway: {edge._cache_summary}"
+    assert edge.applier.version == 0 and edge.applier.highest_version == 1
+    for k, v in edge.model.head_state().items():
+        assert torch.equal(v, v0[k]), f"{k} is not the cached v0 head's"
+    assert wait_for(lambda: any(s.state == "cached_head" for s in statuses[-5:]), 10)
+    # The robot's next batch tells the cloud (whoever listens) which head it left.
+    _show(camera, freeway, 1, edge)
+    assert wait_for(lambda: any(b.switched_locally for b in batches), 10), [b.model_version for b in batches]
+    told = next(b for b in batches if b.switched_locally)
+    assert (told.model_version, told.switched_from_version) == (0, 1)
+    assert not any(b.switched_locally for b in batches if b is not told)
+
+
+def test_the_cloud_vetoes_a_local_switch_that_its_labels_say_is_worse(harness, two_scenes, tmp_path):
+    # v0 is sure but wrong (it calls everything one class); v1 is the shipped head made unsure. Back on the
+    # freeway the robot's cache prefers sure v0; the cloud scores both on the teacher's labels of that batch, v1
+    # wins, and the robot is rolled back to v1 and holds v0 back.
+    freeway, street = two_scenes
+    wrong_class = 5
+    head_file = tmp_path / "sure_but_wrong.pt"
+    torch.save(_scaled_classifier(_shipped_head(), 1.0, wrong_class, 20.0), head_file)
+    cloud = harness.cloud(min_new_samples=1_000_000, **{"model.head": str(head_file)})
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, **{"model.head": str(head_file), "head_cache.enabled": True})
+    assert wait_for(lambda: edge.registered, 20)
+    camera = Camera(harness, ns, freeway)
+    _show(camera, freeway, 2, edge)
+    cloud._publish_head(edge.edge_id, _scaled_classifier(_shipped_head(), 0.2), 0, 0.0, 0, 0.0, "a test's head",
+                        trained=False)
+    assert wait_for(lambda: edge.applier.version == 1, 20), edge.last_rejection
+    _show(camera, street, 3, edge)
+    for _ in range(4):
+        _show(camera, freeway, 1, edge)
+        if edge.counters["local_switches"]:
+            break
+    assert edge.counters["local_switches"] == 1, f"no local switch: {edge._cache_summary}"
+    for _ in range(6):  # the batch carrying the switch is labelled and the check scored
+        if wait_for(lambda: edge.counters["switch_vetoes"] >= 1, 10):
+            break
+        _show(camera, freeway, 1, edge)
+    assert edge.counters["switch_vetoes"] == 1, (dict(cloud.counters), dict(edge.counters))
+    assert cloud.counters["switch_vetoes_sent"] == 1 and cloud.counters["switches_confirmed"] == 0
+    assert edge.applier.version == 1
+    assert edge.head_cache is not None and edge.head_cache.held_back() == [0]
+    _show(camera, freeway, 3, edge)  # v0 is held back: no switch to it again for a while
+    assert edge.counters["local_switches"] == 1 and edge.applier.version == 1
+
+
+def test_a_robot_meeting_a_known_condition_gets_the_zoo_head_after_one_window(harness, two_scenes, tmp_path):
+    # Another robot's head for the freeway is in the zoo. This robot's own head is sure but wrong there: after its
+    # first window on the freeway is labelled, the cloud sends the stored head (no training) and the robot applies it.
+    freeway, _ = two_scenes
+    h, w = freeway[0].shape[:2]
+    _zoo_holding_a_head_for(freeway, np.arange(len(freeway), dtype=np.int64),
+                            np.tile(np.array([[0, 0, w, h]], np.float32), (len(freeway), 1)), tmp_path / "zoo")
+    head_file = tmp_path / "sure_but_wrong.pt"
+    torch.save(_scaled_classifier(_shipped_head(), 1.0, 5, 20.0), head_file)
+    cloud = harness.cloud(state_dir=str(tmp_path), min_new_samples=1_000_000,
+                          **{"zoo.enabled": True, "model.head": str(head_file)})
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, **{"model.head": str(head_file)})
+    assert wait_for(lambda: edge.registered, 20)
+    _show(Camera(harness, ns, freeway), freeway, 1, edge)  # one window, then the camera stops
+    assert wait_for(lambda: edge.applier.version == 1, 120), (dict(cloud.counters), edge.last_rejection)
+    assert cloud.counters["batches"] == 1 and cloud.counters["zoo_heads_sent"] == 1
+    assert cloud.fleet.get(edge.edge_id).trainings == 0
