@@ -452,8 +452,7 @@ class CloudNode(ManagedNode):
                                                       list(request.class_names), request.head_topic,
                                                       int(request.model_version))
                 if created or request.edge_id not in self.head_pubs:
-                    self.head_pubs[request.edge_id] = self.create_publisher(HeadUpdate, request.head_topic,
-                                                                            qos.HEAD_UPDATE_QOS)
+                    self._connect_robot(request.edge_id, request.head_topic)
                     self.heads.setdefault(request.edge_id, self.initial_head)
                     self._remember_head(request.edge_id, record.version, self.heads[request.edge_id])
                 if created:
@@ -470,6 +469,12 @@ class CloudNode(ManagedNode):
         if created:
             self.get_logger().info(f"registered {request.edge_id!r}, heads to {request.head_topic}")
         return response
+
+    def _connect_robot(self, edge_id: str, head_topic: str) -> None:
+        """Create the robot's head publisher and its rollback client (here, not on the dispatcher thread's veto)."""
+        self.head_pubs[edge_id] = self.create_publisher(HeadUpdate, head_topic, qos.HEAD_UPDATE_QOS)
+        self.rollback_clients[edge_id] = self.create_client(Rollback, f"{head_topic.rsplit('/', 1)[0]}/rollback",
+                                                            callback_group=self._service_group)
 
     def edge_status(self, edge_id: str) -> EdgeStatus:
         """The fleet's view of one robot as an ``EdgeStatus`` message."""
@@ -828,11 +833,8 @@ class CloudNode(ManagedNode):
         with self._lock:
             ns = self.fleet.get(check.edge_id).head_topic.rsplit("/", 1)[0]
             left_head = self.sent_heads.get(check.edge_id, {}).get(left)
-        client = self.rollback_clients.get(check.edge_id)
-        if client is None:
-            client = self.create_client(Rollback, f"{ns}/rollback", callback_group=self._service_group)
-            self.rollback_clients[check.edge_id] = client
-        if not client.service_is_ready():
+            client = self.rollback_clients.get(check.edge_id)
+        if client is None or not client.service_is_ready():
             self.counters["switch_vetoes_undelivered"] += 1
             self.get_logger().warning(f"{check.edge_id}: local switch v{left} -> v{switched} vetoed, but {ns}/rollback "
                                       f"is not available", throttle_duration_sec=5.0)
@@ -1001,7 +1003,8 @@ class CloudNode(ManagedNode):
             self.fleet.restore(record)
             self.heads[record.edge_id] = head or self.initial_head
             self._forced.extend(doc.get("forced", []))
-            self.head_pubs[record.edge_id] = self.create_publisher(HeadUpdate, record.head_topic, qos.HEAD_UPDATE_QOS)
+            self._connect_robot(record.edge_id, record.head_topic)
+            self._remember_head(record.edge_id, record.version, self.heads[record.edge_id])
             if "latest_update" in tensors:
                 msg = deserialize_message(tensors["latest_update"].numpy().tobytes(), HeadUpdate)
                 self.latest[record.edge_id] = msg
