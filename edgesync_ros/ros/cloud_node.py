@@ -805,7 +805,7 @@ class CloudNode(ManagedNode):
         """
         self.counters["local_switches_reported"] += 1
         with self._lock:
-            history = self.sent_heads.get(edge_id, {})
+            history = self.sent_heads.get(edge_id, collections.OrderedDict())
             heads = [history.get(switched), history.get(left)]
             base_version = self.fleet.get(edge_id).version
             if heads[0] is not None:
@@ -832,7 +832,7 @@ class CloudNode(ManagedNode):
             return
         with self._lock:
             ns = self.fleet.get(check.edge_id).head_topic.rsplit("/", 1)[0]
-            left_head = self.sent_heads.get(check.edge_id, {}).get(left)
+            left_head = self.sent_heads.get(check.edge_id, collections.OrderedDict()).get(left)
             client = self.rollback_clients.get(check.edge_id)
         if client is None or not client.service_is_ready():
             self.counters["switch_vetoes_undelivered"] += 1

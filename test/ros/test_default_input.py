@@ -3,18 +3,18 @@ with no parameter set; region mode is opted into and says so when images arrive 
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import waiting
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
@@ -48,15 +48,7 @@ def frames() -> list[np.ndarray]:
     return out
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if every is not None:
-            every()
-        time.sleep(0.1)
-    return predicate()
+wait_for = functools.partial(waiting.wait_for, period=0.1)  # these tests' cameras step at 10 Hz
 
 
 def test_code_and_shipped_yaml_default_to_whole_frames_of_a_raw_camera():

@@ -6,12 +6,13 @@ model; ``autostart`` (the default) brings a node to active in its constructor.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import Callable
 
 import numpy as np
 import pytest
+import waiting
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
@@ -31,15 +32,7 @@ pytestmark = pytest.mark.ros
 DRIVER_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if every is not None:
-            every()
-        time.sleep(0.1)
-    return predicate()
+wait_for = functools.partial(waiting.wait_for, period=0.1)  # these tests' cameras step at 10 Hz
 
 
 class Lifecycle:

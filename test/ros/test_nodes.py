@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
+from waiting import wait_for
 
 from edgesync_ros import assets
 from edgesync_ros.backend import inline as inline_backend
@@ -110,15 +111,6 @@ def harness(ros_context) -> Iterator[Harness]:
     h.shutdown()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if every is not None:
-            every()
-        time.sleep(0.05)
-    return predicate()
 
 
 class Camera:

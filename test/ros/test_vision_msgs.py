@@ -8,13 +8,13 @@ built from its sources as this test's machine did).
 
 from __future__ import annotations
 
-import time
+import functools
 import uuid
-from collections.abc import Callable
 
 import cv2
 import numpy as np
 import pytest
+import waiting
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -45,15 +45,7 @@ def frame() -> np.ndarray:
     return cv2.resize(image, (320, 136), interpolation=cv2.INTER_AREA)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if every is not None:
-            every()
-        time.sleep(0.1)
-    return predicate()
+wait_for = functools.partial(waiting.wait_for, period=0.1)  # these tests' cameras step at 10 Hz
 
 
 def _detection_array(header: Header, boxes: np.ndarray, ids: list[str]) -> object:
