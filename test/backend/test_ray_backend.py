@@ -6,6 +6,7 @@ takes ~10 s. Faults are real: a worker actor's process is killed by pid (SIGKILL
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import waiting
 
 from edgesync_ros import assets
 from edgesync_ros.backend import LabelRequest, ScoreRequest, TrainRequest, WorkerLost
@@ -296,15 +298,7 @@ def test_the_cloud_node_on_ray_keeps_head_versions_consecutive_when_a_worker_is_
         pub.publish(conv.sample_batch(Header(), edge_id, versions[-1] if versions else 0, 4, 0.75, pairs, samples))
         step[0] += 1
 
-    def until(predicate: Callable[[], bool], timeout: float, every: Callable[[], None] | None = None) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            if every is not None:
-                every()
-            time.sleep(0.5)
-        return predicate()
+    until = functools.partial(waiting.wait_for, period=0.5)
 
     try:
         assert register.wait_for_service(timeout_sec=30.0)
