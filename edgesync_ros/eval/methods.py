@@ -271,6 +271,10 @@ class BaseMethod:
         """Train nothing."""
         return None
 
+    def side_job(self, sim: Simulation, now: float) -> Job | None:
+        """Nothing outside the cycle."""
+        return None
+
     def next_wake(self, sim: Simulation, now: float) -> float | None:
         """No timers."""
         return None
@@ -1065,10 +1069,12 @@ class EdgeSyncBeyond(EdgeSync):
             zoo.misses += 1
             self.pending.append(Job(upload.camera, train_s=secs, info={"zoo_miss": True}))  # the cost, no send
 
+    def side_job(self, sim: Simulation, now: float) -> Job | None:
+        """A waiting zoo or switch check, or a group member's head: before the cycle's step, as the node runs them."""
+        return self.pending.popleft() if self.pending else None
+
     def next_job(self, sim: Simulation, now: float) -> Job | None:
-        """A waiting zoo send or group member's head first; else EdgeSync's pick, with its idle group members."""
-        if self.pending:
-            return self.pending.popleft()
+        """EdgeSync's pick, with its idle group members (their heads go out as side jobs)."""
         cam = self.fleet.pick(now, exclude=sim.training_now)
         if cam is None:
             return None

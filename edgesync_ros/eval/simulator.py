@@ -19,7 +19,9 @@ rollback request instead of a head (``Job.rollback``), which acts only if the ca
 The cloud has :attr:`Simulation.workers` workers (1, as the cloud node's inline backend; more, as its Ray backend),
 each running Algorithm 2's loop exactly as the node does (:class:`~edgesync_ros.core.cycle.CloudCycle`): label every
 batch that was waiting when its round began, then give the method one chance to train (``next_job``, which picks
-among *all* ready cameras that are not in training), and repeat. Batches wait in the node's queue
+among *all* ready cameras that are not in training), and repeat. Work outside that loop (``side_job``: a zoo or
+switch check, a stored or group member's head to send) goes first on a free worker without taking the loop's training
+turn, as the node runs its zoo checks before its cycle's step. Batches wait in the node's queue
 (:class:`~edgesync_ros.core.intake.FairQueue`: :attr:`Simulation.queue_size` batches, fair across cameras, the
 overflow dropped). With backpressure on (:attr:`Simulation.backpressure`, for methods that honour it: ``paced``),
 the cloud scales each camera's k as the node does (:class:`~edgesync_ros.core.backpressure.UploadGovernor`); a new
@@ -190,6 +192,15 @@ class Method(Protocol):
 
     def next_job(self, sim: Simulation, now: float) -> Job | None:
         """Decide, with the cloud free at ``now``, whether to train something; do the training; return the job."""
+        ...
+
+    def side_job(self, sim: Simulation, now: float) -> Job | None:
+        """Return work the cloud does first, outside Algorithm 2's cycle (``None``: none waits).
+
+        A zoo or switch check, a stored or a group member's head to send. As the cloud node runs its zoo checks
+        before its cycle's next step, such work takes a free worker but never the cycle's training turn. Counted as
+        ``cloud_checks``, not as trainings; its cost is in ``train_s``.
+        """
         ...
 
     def next_wake(self, sim: Simulation, now: float) -> float | None:
@@ -628,7 +639,7 @@ class _Engine:
         self.counters = {"trainings": 0.0, "dropped_batches": 0.0, "cloud_busy_s": 0.0, "labelled_samples": 0.0,
                          "profile_s": 0.0, "train_s": 0.0, "label_s": 0.0, "uploaded_bytes": 0.0,
                          "dropped_bytes": 0.0, "pacing_changes": 0.0, "local_switches": 0.0, "rollbacks": 0.0,
-                         "stale_rollbacks": 0.0}  # fmt: skip
+                         "stale_rollbacks": 0.0, "cloud_checks": 0.0}  # fmt: skip
 
     def push(self, t: float, kind: int, payload: Any) -> None:
         self.seq += 1
@@ -735,6 +746,10 @@ class _Engine:
         self.idle.discard(w)
         cycle = self.cycles[w]
         while True:
+            side = self.method.side_job(self.sim, now) if now < self.end_s else None
+            if side is not None:  # first, and outside the cycle, as the node runs its zoo checks
+                self.start_job(w, now, side, "cloud_checks")
+                return
             if cycle.next(self.queue.qsize()) == "label":
                 got = self.queue.get_nowait()
                 if got is None:
@@ -755,13 +770,7 @@ class _Engine:
                 self.sim.training_now = frozenset(self.training.values())
                 job = self.method.next_job(self.sim, now)
             if job is not None:
-                cost = job.profile_s + job.train_s
-                self.training[w] = job.camera
-                self.counters["trainings"] += 1
-                self.counters["cloud_busy_s"] += cost
-                self.counters["profile_s"] += job.profile_s
-                self.counters["train_s"] += job.train_s
-                self.push(now + cost, _TRAINED, (w, now, job))
+                self.start_job(w, now, job, "trainings")
                 return
             if self.queue.qsize() == 0:
                 break
@@ -771,6 +780,16 @@ class _Engine:
                                                                         or self.wake_at <= now):  # fmt: skip
             self.wake_at = wake
             self.push(wake, _WAKE, None)
+
+    def start_job(self, w: int, now: float, job: Job, counter: str) -> None:
+        """Worker ``w`` runs ``job`` from ``now`` (its camera counts as training until it ends)."""
+        cost = job.profile_s + job.train_s
+        self.training[w] = job.camera
+        self.counters[counter] += 1
+        self.counters["cloud_busy_s"] += cost
+        self.counters["profile_s"] += job.profile_s
+        self.counters["train_s"] += job.train_s
+        self.push(now + cost, _TRAINED, (w, now, job))
 
     def on_labelled(self, t: float, w: int, up: Upload) -> None:
         labels = self.sim.labels(up.camera, up.samples, self.method.label_source)

@@ -132,7 +132,7 @@ def test_a_returning_day_switches_back_locally_and_the_cloud_vetoes_a_worse_head
     # The next labelled batch says class 0 everywhere: the head left behind (argmax 0) beats the day head (1).
     up = _upload(day, 30, float(day.stamp_s[34]))
     method.on_labelled(sim, up, np.zeros(up.samples.size, np.int64), float(day.stamp_s[34]))
-    job = method.next_job(sim, float(day.stamp_s[34]))
+    job = method.side_job(sim, float(day.stamp_s[34]))
     assert job is not None and job.rollback == (1, 2) and job.sends and job.state is None
     assert job.info["veto"] and job.info["previous_accuracy"] == 1.0 and job.info["switched_accuracy"] == 0.0
     assert job.train_s >= 0.0 and "cam0" not in method.reported
@@ -148,7 +148,7 @@ def test_the_cloud_keeps_a_switch_its_labels_confirm(cached):
     assert method.local_switch(sim, window(day, 25)) == 1
     up = _upload(day, 30, float(day.stamp_s[34]))
     method.on_labelled(sim, up, np.ones(up.samples.size, np.int64), float(day.stamp_s[34]))  # class 1: the day head
-    job = method.next_job(sim, float(day.stamp_s[34]))
+    job = method.side_job(sim, float(day.stamp_s[34]))
     assert job is not None and job.rollback is None and not job.sends and job.info["switch_check"]
     assert method.caches["cam0"].current == 1 and method.caches["cam0"].vetoes == 0
     # The cloud now trains from the robot's head, the one it switched to.

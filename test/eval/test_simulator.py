@@ -175,6 +175,35 @@ def test_the_cloud_drains_what_waits_before_it_trains(sim_factory, make_camera):
     assert run.counters["dropped_batches"] > 0  # 2 batches per 5 s against 1 labelled per 10 s: the queue overflows
 
 
+class Checked(Scripted):
+    """Scripted, plus a zero-cost check queued outside the cycle after every labelled batch (as a zoo check)."""
+
+    def setup(self, sim):
+        super().setup(sim)
+        self.checks: list[str] = []
+
+    def on_labelled(self, sim, upload, labels, now):
+        super().on_labelled(sim, upload, labels, now)
+        self.checks.append(upload.camera)
+
+    def side_job(self, sim, now):
+        return S.Job(self.checks.pop(0), info={"check": True}) if self.checks else None
+
+
+def test_work_outside_the_cycle_never_takes_its_training_turn(sim_factory, make_camera):
+    cams = [make_camera("cam0", n_frames=160, seed=1), make_camera("cam1", n_frames=160, seed=2)]
+    cost = dataclasses.replace(C.CostProfile("q", 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, latency_s=0.0), uplink_bps=1e18)
+    sim = sim_factory(cams, cost)
+    run = sim.run(Checked(10, [2], train_s=3.0))
+    trained = sorted((u for u in run.updates if not u.get("check")), key=lambda u: u["start_s"])
+    # As without the checks (the test above): a check after each labelled batch runs first and costs nothing here,
+    # and the round's training turn still goes to cam0 at 14.5 s and to cam1 at 67.5 s.
+    assert [(u["camera"], u["start_s"]) for u in trained[:2]] == [("cam0", pytest.approx(14.5)),
+                                                                    ("cam1", pytest.approx(67.5))]
+    checks = [u for u in run.updates if u.get("check")]
+    assert run.counters["cloud_checks"] == len(checks) > 0 and run.counters["trainings"] == len(trained)
+
+
 def test_training_is_timed_by_the_modelled_clock(sim_factory, make_camera):
     cam = make_camera()
     cost = C.CostProfile("m", 0.0, 0.0, train_s_per_sample=0.01, eval_s_per_sample=0.001,
