@@ -730,7 +730,7 @@ def test_robots_that_see_alike_are_trained_as_one_group(harness, frames, frame_r
     assert cloud.grouping.members(a) == sorted([a, b])
     pub.publish(_upload(a, frames, frame_regions))  # a is ready now: its group trains together
     assert wait_for(lambda: bool(heads[a]) and bool(heads[b]), 90), dict(cloud.counters)
-    assert cloud.counters["group_heads_sent"] == 1
+    assert wait_for(lambda: cloud.counters["group_heads_sent"] == 1, 10), dict(cloud.counters)  # counted after sending
     assert cloud.fleet.get(a).trainings == 1 and cloud.fleet.get(b).trainings == 1
     assert heads[a][-1].version == 1 and heads[b][-1].version == 1
     status = call(harness, GetFleetStatus, f"{harness.cloud_ns}/get_fleet_status", GetFleetStatus.Request())
