@@ -901,6 +901,7 @@ class CloudNode(ManagedNode):
             # Every trained head is kept, sent or not: a head the gate held back here may fit another window.
             self.zoo.add(state, job.signature, edge_id, base_version + 1, float(result.val_accuracy), self.now_s(),
                          tag="sent" if send else "gated")
+            self.counters["zoo_heads_stored"] += 1
         if send:
             sent = self._publish_head(
                 edge_id, state, base_version, float(result.val_accuracy), int(result.train_samples),

@@ -14,7 +14,13 @@ from edgesync_ros.data import bags
 pytestmark = pytest.mark.ros
 
 
-def test_tiny_stream_through_the_nodes_yields_accuracy_bandwidth_and_updates(tmp_path, capsys):
+#: Beyond the paper: the cloud's head zoo and grouping and every robot's head cache, all on (each is off by default).
+BEYOND = ["--set", "cloud_node.zoo.enabled=true", "--set", "cloud_node.grouping.enabled=true",
+          "--set", "edge_node.head_cache.enabled=true"]
+
+
+@pytest.mark.parametrize("extras", [[], BEYOND], ids=["edgesync", "zoo_grouping_cache"])
+def test_tiny_stream_through_the_nodes_yields_accuracy_bandwidth_and_updates(tmp_path, capsys, extras):
     bag = bags.make_stream_bag("tiny").path  # cached after the first build
     out = tmp_path / "live.json"
     parser = argparse.ArgumentParser()
@@ -28,11 +34,13 @@ def test_tiny_stream_through_the_nodes_yields_accuracy_bandwidth_and_updates(tmp
         # Queue frames rather than drop them when a slow host falls behind the replay: this test scores the
         # pipeline (accuracy, bandwidth, updates), not the latest-frame policy (tested in test_worker.py).
         "--set", "edge_node.inference_queue_size=50",
-        "--expect-updates",
+        "--expect-updates", *extras,
     ])
     assert run_command.run(args) == 0, capsys.readouterr().out[-3000:]
     printed = capsys.readouterr().out.rstrip().splitlines()
     assert printed[-2].startswith("fleet result: ") and "accuracy" in printed[-1], printed[-8:]
+    cloud_line = next(line for line in printed if line.startswith("cloud: "))
+    assert ("'zoo_heads_stored'" in cloud_line) == bool(extras), cloud_line  # every trained head kept in the zoo
     summary = json.loads(out.read_text())
     cameras = bags.stream_description(bag)["cameras"]
     assert set(summary["cameras"]) == set(cameras)
