@@ -511,15 +511,19 @@ class HeadApplier:
         with self.lock:
             # Re-check the version under the lock: another thread may have applied an update meanwhile.
             self._check_versions(payload.version, payload.base_version)
-            snapshot = {name: _clone_serial(t) for name, t in self._targets.items()}
-            try:
-                self._copy_in(decoded)
-            except Exception:
-                self._copy_in(snapshot)  # all or nothing, even if a copy fails half-way
-                raise
-            self._previous = (snapshot, self._version)
-            self._version = payload.version
+            self._swap_in(decoded, payload.version)
             self._highest = max(self._highest, payload.version)
+
+    def _swap_in(self, tensors: Mapping[str, Tensor], version: int) -> None:
+        """Copy ``tensors`` in, all or nothing, keeping the head they replace for :meth:`rollback` (under the lock)."""
+        snapshot = {name: _clone_serial(t) for name, t in self._targets.items()}
+        try:
+            self._copy_in(tensors)
+        except Exception:
+            self._copy_in(snapshot)  # all or nothing, even if a copy fails half-way
+            raise
+        self._previous = (snapshot, self._version)
+        self._version = int(version)
 
     def _copy_in(self, tensors: Mapping[str, Tensor]) -> None:
         with torch.no_grad():
@@ -547,14 +551,7 @@ class HeadApplier:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise NonFiniteTensorError(f"tensor {name!r} holds NaN or infinity")
         with self.lock:
-            snapshot = {name: _clone_serial(t) for name, t in self._targets.items()}
-            try:
-                self._copy_in(state)
-            except Exception:
-                self._copy_in(snapshot)
-                raise
-            self._previous = (snapshot, self._version)
-            self._version = int(version)
+            self._swap_in(state, version)
 
     def rollback(self) -> int:
         """Restore the head and version from before the last :meth:`apply`; return the restored version.

@@ -471,9 +471,15 @@ class CloudNode(ManagedNode):
         return response
 
     def _connect_robot(self, edge_id: str, head_topic: str) -> None:
-        """Create the robot's head publisher and its rollback client (here, not on the dispatcher thread's veto)."""
+        """Create what the cloud talks to a robot through: its head topic, and its policy and rollback services.
+
+        The services live in the robot's namespace, the one its head topic is in. Made here (registration, restore),
+        on the executor, not on the dispatcher thread that may need them.
+        """
+        ns = head_topic.rsplit("/", 1)[0]
         self.head_pubs[edge_id] = self.create_publisher(HeadUpdate, head_topic, qos.HEAD_UPDATE_QOS)
-        self.rollback_clients[edge_id] = self.create_client(Rollback, f"{head_topic.rsplit('/', 1)[0]}/rollback",
+        self.policy_clients[edge_id] = self.create_client(SetUploadPolicy, f"{ns}/set_upload_policy")
+        self.rollback_clients[edge_id] = self.create_client(Rollback, f"{ns}/rollback",
                                                             callback_group=self._service_group)
 
     def edge_status(self, edge_id: str) -> EdgeStatus:
@@ -556,13 +562,8 @@ class CloudNode(ManagedNode):
     def _push_paced(self) -> None:
         """Send each robot whose k changed its ``set_upload_policy`` request (async; retried until it is up)."""
         with self._lock:
-            targets = {e: self.fleet.edges[e].head_topic.rsplit("/", 1)[0] for e in self._policy_dirty
-                       if e in self.fleet.edges}
-        for edge_id, ns in targets.items():
-            client = self.policy_clients.get(edge_id)
-            if client is None:
-                client = self.create_client(SetUploadPolicy, f"{ns}/set_upload_policy")
-                self.policy_clients[edge_id] = client
+            targets = {e: self.policy_clients[e] for e in self._policy_dirty if e in self.policy_clients}
+        for edge_id, client in targets.items():
             if client.service_is_ready():
                 k, window = self.upload_policy(edge_id)
                 client.call_async(SetUploadPolicy.Request(upload_fraction=k, window_size=window))
@@ -831,13 +832,12 @@ class CloudNode(ManagedNode):
                                    f"{acc_switched:.3f} vs {acc_left:.3f} for v{left})")
             return
         with self._lock:
-            ns = self.fleet.get(check.edge_id).head_topic.rsplit("/", 1)[0]
             left_head = self.sent_heads.get(check.edge_id, collections.OrderedDict()).get(left)
-            client = self.rollback_clients.get(check.edge_id)
-        if client is None or not client.service_is_ready():
+            client = self.rollback_clients[check.edge_id]
+        if not client.service_is_ready():
             self.counters["switch_vetoes_undelivered"] += 1
-            self.get_logger().warning(f"{check.edge_id}: local switch v{left} -> v{switched} vetoed, but {ns}/rollback "
-                                      f"is not available", throttle_duration_sec=5.0)
+            self.get_logger().warning(f"{check.edge_id}: local switch v{left} -> v{switched} vetoed, but "
+                                      f"{client.srv_name} is not available", throttle_duration_sec=5.0)
             return
         self.counters["switch_vetoes_sent"] += 1
         self.get_logger().info(f"{check.edge_id}: local switch v{left} -> v{switched} vetoed (window acc "

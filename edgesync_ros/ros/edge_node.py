@@ -644,8 +644,9 @@ class EdgeNode(ManagedNode):
 
     def _start_inference_thread(self) -> None:
         set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
-        self.loaded_model().trace_for_inference()
-        if self.head_cache is not None:
+        if self.head_cache is None:
+            self.loaded_model().trace_for_inference()
+        else:
             self.loaded_model().trace_split()  # the cache needs the backbone's features: backbone and head apart
         if self._warmup:
             self.loaded_model().warmup()

@@ -759,9 +759,11 @@ def _shipped_head() -> dict[str, torch.Tensor]:
 def _scaled_classifier(state: dict[str, torch.Tensor], scale: float, shift_class: int | None = None,
                        shift: float = 0.0) -> dict[str, torch.Tensor]:
     """The head with its classifier's logits scaled (< 1: less sure, same argmax) and one class's bias raised."""
+    from edgesync_ros.core.heads import head_spec
+
     out = {k: v.clone() for k, v in state.items()}
-    weight, bias = (k for k in sorted(out) if k.startswith("classifier") and out[k].dim() in (1, 2)
-                    and out[k].shape[0] == 7)
+    linear = head_spec("mobilenet_v2").classifier
+    weight, bias = f"{linear}.weight", f"{linear}.bias"
     for k in (weight, bias):
         out[k] = out[k] * scale
     if shift_class is not None:
