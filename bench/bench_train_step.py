@@ -9,6 +9,9 @@ is bounded by that training. Per sample pass the head needs two GEMMs however it
 * ``train_head`` itself (the real edge head, SGD with momentum and weight decay, validation every epoch) at the
   batch sizes the methods use: 10 (AMS's code) and 16 (the HPO's h);
 * those two GEMMs alone at the same shapes (the floor: every other operator free);
+* the essential step: the GEMMs plus the kernels no formulation avoids (BatchNorm, ReLU6, pool, classifier, loss,
+  forward and backward), called by hand without autograd, optimiser or validation -- what eager PyTorch needs at
+  the least, so the GEMM floor's ratio can be read against it;
 
 and projects the warm Table I benchmark onto the floor: each method's wall time from the last ``eval_table_i_warm_s``
 result × (GEMM time / step time at its batch size), packed perfectly on the benchmark's workers. ``bench_eval.py``
@@ -71,8 +74,51 @@ def gemm_ms_per_sample(batch: int, positions: int, cin: int, cout: int, reps: in
     return 1000.0 * (time.perf_counter() - t0) / (reps * batch)
 
 
+def essential_ms_per_sample(batch: int, positions: int, cin: int, cout: int, classes: int, reps: int) -> float:
+    """Wall ms per sample of the least work one training step of this head can do in eager PyTorch.
+
+    The two GEMMs plus the operators no formulation avoids, as single native kernels called by hand (no autograd,
+    optimiser, dropout or validation): the batch's rows gathered, BatchNorm forward and backward, ReLU6 forward and
+    backward, the average pool and its gradient, the classifier and the loss gradient. Why: it tells how much of a
+    step beyond the GEMMs is memory traffic every step must pay, so a ratio to the GEMMs alone can be read.
+    """
+    gen = torch.Generator().manual_seed(1)
+    store = torch.randn(50 * batch, positions, cin, generator=gen)
+    w = torch.randn(cout, cin, generator=gen) * 0.05
+    gamma, beta = torch.ones(cout), torch.zeros(cout)
+    mean, var = torch.zeros(cout), torch.ones(cout)
+    cls_w, cls_b = torch.randn(classes, cout, generator=gen) * 0.01, torch.zeros(classes)
+    labels = torch.randint(0, classes, (batch,), generator=gen)
+    rows_n = batch * positions
+    pick = torch.arange(batch)
+
+    def step(i: int) -> None:
+        x = store[(torch.arange(batch) + i * batch) % store.shape[0]].view(rows_n, cin)
+        y = torch.mm(x, w.t())
+        z, save_mean, save_rstd = torch.native_batch_norm(y, gamma, beta, mean, var, True, 0.1, 1e-5)
+        z.clamp_(0.0, 6.0)
+        pooled = z.view(batch, positions, cout).mean(1)
+        prob = torch.softmax(torch.addmm(cls_b, pooled, cls_w.t()), 1)
+        prob[pick, labels] -= 1.0
+        g_logits = prob / batch
+        g_pooled = g_logits @ cls_w
+        torch.mm(g_logits.t(), pooled)
+        g_z = (g_pooled / positions).unsqueeze(1).expand(batch, positions, cout).reshape(rows_n, cout)
+        g_z = torch.ops.aten.hardtanh_backward(g_z, z, 0.0, 6.0)
+        g_y = torch.ops.aten.native_batch_norm_backward(g_z, y, gamma, mean, var, save_mean, save_rstd, True, 1e-5,
+                                                        [True, True, True])[0]  # fmt: skip
+        torch.mm(g_y.t(), x)
+
+    for i in range(20):
+        step(i)
+    t0 = time.perf_counter()
+    for i in range(reps):
+        step(i)
+    return 1000.0 * (time.perf_counter() - t0) / (reps * batch)
+
+
 def measure_fractions(samples: int = 1000, epochs: int = 4, repeats: int = 3) -> dict[int, dict[str, float]]:
-    """Per batch size the methods use (10: AMS; 16: the HPO's h): ``train_head`` and GEMM ms per sample, and ratio.
+    """Per batch size the methods use (10: AMS; 16: the HPO's h): ``train_head``, GEMM and essential-step ms per sample.
 
     On one torch thread (as each simulation worker runs); the median of ``repeats`` timings each.
     """
@@ -90,8 +136,11 @@ def measure_fractions(samples: int = 1000, epochs: int = 4, repeats: int = 3) ->
     for batch in (10, 16):
         step = statistics.median(step_ms_per_sample(head, feats, labels, batch, epochs) for _ in range(repeats))
         gemm = statistics.median(gemm_ms_per_sample(batch, side * side, cin, cout, 300) for _ in range(repeats))
+        least = statistics.median(essential_ms_per_sample(batch, side * side, cin, cout, len(model.classes), 300)
+                                  for _ in range(repeats))  # fmt: skip
         rows[batch] = {"train_head_ms_per_sample": round(step, 4), "gemm_ms_per_sample": round(gemm, 4),
-                       "gemm_fraction": round(gemm / step, 3),
+                       "gemm_fraction": round(gemm / step, 3), "essential_ms_per_sample": round(least, 4),
+                       "essential_over_gemm": round(least / gemm, 3),
                        "gemm_gflops": round(4 * side * side * cin * cout / (gemm * 1e6), 1)}  # fmt: skip
         print(f"# batch {batch}: {rows[batch]}", flush=True)
     return rows

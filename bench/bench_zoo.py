@@ -27,7 +27,7 @@ import torchvision  # noqa: E402
 
 from bench.common import load_average, parse_options, write_result  # noqa: E402
 from edgesync_ros.core.config import ZooConfig  # noqa: E402
-from edgesync_ros.core.heads import head_state, split_model  # noqa: E402
+from edgesync_ros.core.heads import head_accuracy, head_state, split_model  # noqa: E402
 from edgesync_ros.core.zoo import HeadZoo, signature  # noqa: E402
 
 OPTIONS = [
@@ -59,10 +59,13 @@ def run(args, side: int, name: str, mode: str) -> None:  # type: ignore[no-untyp
         return torch.from_numpy(np.maximum(x, 0.0).astype(np.float32))
 
     def evaluate_on(features: torch.Tensor, labels: torch.Tensor):  # type: ignore[no-untyped-def]
+        # As the cloud scores a candidate (backend.inline.run_scoring): features laid out once, the head loaded in
+        # place, then head_accuracy.
+        features = features.contiguous(memory_format=torch.channels_last)
+
         def evaluate(state: dict[str, torch.Tensor]) -> float:
             head.load_state_dict(state, strict=False)
-            with torch.inference_mode():
-                return float((head(features).argmax(dim=1) == labels).float().mean())
+            return head_accuracy(head, features, labels)
         return evaluate
 
     with tempfile.TemporaryDirectory() as tmp:

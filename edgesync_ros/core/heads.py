@@ -20,8 +20,9 @@ when BatchNorm runs with ``momentum=None`` (torchvision's models use a fixed mom
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -292,3 +293,39 @@ def num_classes(model: nn.Module, arch: str) -> int:
     spec = head_spec(arch)
     _check_layout(model, spec)
     return int(model.get_submodule(spec.classifier).out_features)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def as_pointwise_gemm(head: nn.Module) -> Iterator[None]:
+    """Within the block, run ``head`` (a :class:`SplitHead`) with :meth:`SplitHead.use_pointwise_gemm` on, then restore.
+
+    Any other module runs as it is. Why: scoring and simulated predictions on cached features want the fast form
+    while the model outside keeps ``head(backbone(x)) == model(x)`` bit for bit.
+    """
+    split = head if isinstance(head, SplitHead) and not head.pointwise_gemm else None
+    turned_on = split is not None and split.use_pointwise_gemm()
+    try:
+        yield
+    finally:
+        if turned_on and split is not None:
+            split.use_pointwise_gemm(False)
+
+
+def head_accuracy(head: nn.Module, features: Tensor, labels: Tensor) -> float:
+    """Fraction of ``features`` rows [N, C, h, w] whose top class under ``head`` equals ``labels`` [N].
+
+    Runs in eval mode without gradients (the head's mode is restored), the pointwise block as one GEMM
+    (:func:`as_pointwise_gemm`) on channels-last features: the zoo's and the cache check's scoring of a stored head
+    on a labelled window, in the cloud and the simulator alike. Lay ``features`` out channels-last once when scoring
+    several heads on them (here it is then a no-op).
+    """
+    if features.ndim == 4:
+        features = features.contiguous(memory_format=torch.channels_last)
+    was_training = head.training
+    head.eval()
+    try:
+        with torch.no_grad(), as_pointwise_gemm(head):
+            predicted = head(features).argmax(dim=1).cpu()
+    finally:
+        head.train(was_training)
+    return float((predicted == labels.cpu()).float().mean()) if labels.numel() else 0.0

@@ -376,6 +376,10 @@ def train_head(head: nn.Module, features: Tensor, labels: Tensor, cfg: TrainConf
         raise InvalidInputError(f"features must be floating point, got {features.dtype}")
     labels = _check_labels(labels, int(features.shape[0]))
     feats = features.detach()
+    if feats.ndim == 4:
+        # Channels-last once per call: a batch's positions are then rows of channels as they are, so the head's
+        # 1×1 block reads them as a view instead of copying every batch (same values, same bits).
+        feats = feats.contiguous(memory_format=torch.channels_last)
 
     def fetch(idx: Tensor) -> Tensor:
         return feats[idx.to(feats.device)]

@@ -123,6 +123,7 @@ from edgesync_ros.core.filtering import keep_count
 from edgesync_ros.core.fleet import Fleet
 from edgesync_ros.core.grouping import FleetGrouping
 from edgesync_ros.core.head_cache import HeadCache, vetoes
+from edgesync_ros.core.heads import head_accuracy
 from edgesync_ros.core.hpo import Segment, online_profile
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
@@ -1001,13 +1002,8 @@ class EdgeSyncBeyond(EdgeSync):
         target = torch.as_tensor(labels, dtype=torch.long)
 
         def score(clock: Callable[[], float]) -> list[float]:
-            out = []
-            for st in states:
-                head = sim.load_state(st)
-                head.eval()
-                with torch.no_grad():
-                    out.append(float((head(feats).argmax(dim=1) == target).float().mean()))
-            return out
+            x = feats.contiguous(memory_format=torch.channels_last) if feats.ndim == 4 else feats
+            return [head_accuracy(sim.load_state(st), x, target) for st in states]
 
         (acc_switched, acc_left), secs = sim.metered(score)
         info = {"switch_check": True, "switched_accuracy": acc_switched, "previous_accuracy": acc_left}
@@ -1044,13 +1040,8 @@ class EdgeSyncBeyond(EdgeSync):
         target = torch.as_tensor(labels, dtype=torch.long)
 
         def score(clock: Callable[[], float]) -> list[float]:
-            out = []
-            for h in ids:
-                head = sim.load_state(zoo.load(h))
-                head.eval()
-                with torch.no_grad():
-                    out.append(float((head(feats).argmax(dim=1) == target).float().mean()))
-            return out
+            x = feats.contiguous(memory_format=torch.channels_last) if feats.ndim == 4 else feats
+            return [head_accuracy(sim.load_state(zoo.load(h)), x, target) for h in ids]
 
         scores, secs = sim.metered(score)
         best = int(np.argmax(scores))

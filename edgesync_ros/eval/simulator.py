@@ -561,16 +561,10 @@ class Simulation:
         head.eval()
         parts = []
         # The head as one GEMM over all positions (the trainer's form too); the model itself is left as it was.
-        split = head if isinstance(head, heads.SplitHead) and not head.pointwise_gemm else None
-        gemm = split is not None and split.use_pointwise_gemm()
-        try:
-            with torch.inference_mode():
-                for i in range(0, samples.size, _EVAL_CHUNK):
-                    x = cf.features_float(samples[i : i + _EVAL_CHUNK])
-                    parts.append(torch.softmax(head(x).float(), dim=1).numpy())
-        finally:
-            if gemm and split is not None:
-                split.use_pointwise_gemm(False)
+        with torch.inference_mode(), heads.as_pointwise_gemm(head):
+            for i in range(0, samples.size, _EVAL_CHUNK):
+                x = cf.features_float(samples[i : i + _EVAL_CHUNK])
+                parts.append(torch.softmax(head(x).float(), dim=1).numpy())
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     # -- the run ------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.core.heads import HEAD_SPECS, head_spec, head_state, num_classes, split_model
+from edgesync_ros.core.heads import HEAD_SPECS, head_accuracy, head_spec, head_state, num_classes, split_model
 
 
 def make(arch: str, classes: int = 7) -> torch.nn.Module:
@@ -106,3 +106,19 @@ def test_the_pointwise_gemm_form_is_the_same_function_with_the_same_gradients_an
         torch.testing.assert_close(bufs[0][k].float(), bufs[1][k].float(), rtol=1e-4, atol=1e-6)
     heads[0].use_pointwise_gemm(False)
     assert not heads[0].pointwise_gemm
+
+
+def test_head_accuracy_scores_the_eager_heads_predictions_and_leaves_the_head_as_it_was() -> None:
+    model = torchvision.models.mobilenet_v2(weights=None, num_classes=5)
+    _, head = split_model(model, "mobilenet_v2")
+    gen = torch.Generator().manual_seed(3)
+    features = torch.randn(30, 320, 7, 7, generator=gen).relu()
+    model.eval()
+    with torch.no_grad():
+        predicted = head(features).argmax(dim=1)
+    labels = predicted.clone()
+    labels[:12] = (labels[:12] + 1) % 5  # 12 of 30 wrong
+    model.train()
+    assert head_accuracy(head, features, labels) == pytest.approx(18 / 30)
+    assert head.training and not head.pointwise_gemm  # mode and form restored
+    assert head_accuracy(head, features[:0], labels[:0]) == 0.0

@@ -239,6 +239,21 @@ def test_mobilenet_v2_head_trains_on_its_feature_shape(clock_factory):
     assert not unexpected
 
 
+def test_the_channels_last_feature_layout_trains_the_same_bits_as_batch_by_batch_copies(clock_factory):
+    # train_head lays the features out channels-last once; naive_train_head with an identity backbone hands the
+    # pointwise block contiguous batches, which it copies into rows each time. Same function, same bits.
+    model = torchvision.models.mobilenet_v2(weights=None, num_classes=3).eval()
+    _, head = split_model(model, "mobilenet_v2")
+    feats, labels = synthetic(n=60, channels=320, noise=0.5)
+    feats = feats.relu().contiguous()
+    cfg = TrainConfig(max_epochs=3, patience=5, lr=0.05, batch_size=8)
+    once = train_head(head, feats, labels, cfg, clock_factory())
+    copied = naive_train_head(nn.Identity(), head, feats, labels, cfg, clock_factory())
+    assert [h.val_loss for h in once.history] == [h.val_loss for h in copied.history]
+    for k, v in once.state_dict.items():
+        assert torch.equal(v, copied.state_dict[k]), k
+
+
 def _result(best_epoch: int, accuracies: list[float]) -> TrainResult:
     history = tuple(EpochRecord(i, 0.0, 0.0, a, 0.0) for i, a in enumerate(accuracies))
     best = accuracies[best_epoch] if accuracies else 0.5
