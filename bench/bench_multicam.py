@@ -16,7 +16,7 @@ on the batch), and per-camera heads on a two-threaded executor (the cost of an e
 * **node**: aggregate predictions/s over all cameras (steady state: the first answers, which fill the pipeline, are
   left out), through subscribe -> convert -> preprocess -> one batched backbone pass -> heads -> ``PredictionArray``
   per camera -> window/filter.
-* **bare**: images/s of ``EdgeModel.inference_module(x)`` (the TorchScript trace of the whole model on a CPU, what a
+* **bare**: images/s of ``EdgeModel.inference_module(x)`` (on a CPU the frozen backbone and the head trace, what a
   single-camera node runs) on batches of ``--cameras`` preprocessed frames, one per camera: the batch composition the
   node's thread runs (its histogram of cameras per backbone pass is reported). Run on the shared inference thread
   between batches, so thread, OpenMP pool and thread count are the node's.

@@ -18,7 +18,7 @@ Results (``bench/results/<name>.json``):
    ``edge_node_throughput_ratio_frame`` (whole-frame mode): frames/s through
    subscribe -> convert -> preprocess -> infer -> ``PredictionArray`` -> window/filter -> upload, divided by bare
    ``module(x)`` frames/s on the same preprocessed frames, where ``module`` is what the node's forward runs
-   (``EdgeModel.inference_module``: the TorchScript trace of the model on a CPU), run on the node's inference thread
+   (``EdgeModel.inference_module``: on a CPU the frozen backbone and the head trace), run on the node's inference thread
    with its ``torch_threads`` -- same module, thread and thread count, same process, same run. Bare and node passes
    alternate (``--rounds``) and the median ratio of adjacent pairs is reported, because other processes load this
    2-core machine unevenly. Goal >= 0.9x. Also reported per round: plain eager ``model.model(x)`` and the node's
@@ -31,8 +31,9 @@ Results (``bench/results/<name>.json``):
    cycle (in the paper edge and cloud are different machines; here they share the CPU). Per cycle, all on one wall
    clock (ROS time = system time here): *communication* = SampleBatch header stamp -> a probe subscriber receives it
    (the stamp is taken before the edge JPEG-encodes the frames, so encoding is included) + the cloud's head encoding
-   (``train_edge`` start -> the HeadUpdate's stamp, minus training) + HeadUpdate stamp -> the edge's
-   ``apply_update`` is called; *label* = the cloud's ``process_batch`` (decode, teacher, backbone features); *retrain* =
+   (the training handed to a worker -> the HeadUpdate's stamp, minus training) + HeadUpdate stamp -> the edge's
+   inference thread starts copying it in; *label* = the batch handed to a worker -> its labels stored (decode,
+   teacher, backbone features, collection by the cloud's dispatcher); *retrain* =
    ``HeadUpdate.train_seconds`` (``TrainResult.seconds``); *profiling/scheduling* = the ``fleet.pick`` call that
    chose the robot (the cloud runs no online profiling: its hyperparameters are fixed per run); *apply* = the
    edge's ``applier.apply``. ``other`` = end-to-end (batch stamp -> update applied) minus the five (the cloud's
@@ -40,10 +41,11 @@ Results (``bench/results/<name>.json``):
    the nodes are unmodified.
 3. ``update_bytes``: serialized ``HeadUpdate`` bytes as received (float16 default). Goal <= 1 MB.
 4. ``upload_kbps_per_camera``: serialized ``SampleBatch`` bytes per second of stream time with ``config/edge.yaml``
-   as shipped (region mode, compressed input, window 20, k 0.7, its ``jpeg_quality``), fed with real frames and
-   regions of the default stream bag (both cameras, chunks spread over the 30 min so every drift condition
-   weighs in; ``--stream bikes`` uses bikes.mp4 instead). Only ``camera_qos`` is changed (to reliable), which
-   cannot change what is uploaded. Goal <= 178 Kbps (the paper).
+   (window 20, k 0.7, its ``jpeg_quality``) in the paper's setting: region mode on compressed input, fed with real
+   frames and regions of the default stream bag (both cameras, chunks spread over the 30 min so every drift
+   condition weighs in; ``--stream bikes`` uses bikes.mp4 as raw images instead). Besides ``input_mode`` and
+   ``image_transport`` only ``camera_qos`` is changed (to reliable), which cannot change what is uploaded. Goal
+   <= 178 Kbps (the paper).
 
 Run: ``source env.sh && ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST python bench/bench_nodes.py`` (~2 min when the
 default stream bag is cached; a cold build adds ~3 min; ``--only throughput cycle upload`` picks parts). The ROS
@@ -460,8 +462,10 @@ class Timeline:
     def __init__(self, cloud: CloudNode, edge: EdgeNode, probe: Node, cloud_ns: str) -> None:
         """Install the hooks and the probe's raw subscriptions (arrival times and serialized bytes).
 
-        Wrapped: the cloud's ``process_batch``, ``fleet.pick`` and ``train_edge``; the edge's ``apply_update``,
-        ``applier.apply`` and ``_upload``.
+        Wrapped: the cloud's ``_labelled`` (a batch's labelling, from the dispatcher handing it to a worker to the
+        result's collection), ``fleet.pick``, ``_trained`` and ``_publish_head`` (a training, from the dispatcher
+        handing it to a worker to its head published); the edge's ``applier.apply`` (the copy into the
+        model), ``_update_applied`` (its bookkeeping) and ``_upload``.
         """
         self.lock = threading.Lock()
         self.batches_in: list[dict[str, Any]] = []  # probe arrivals of SampleBatch
@@ -471,16 +475,19 @@ class Timeline:
         self.trains: list[dict[str, Any]] = []
         self.applies: list[dict[str, Any]] = []
         self.uploads: list[dict[str, Any]] = []
-        self._wrap(
-            cloud,
-            "process_batch",
-            self._timed(self.labels, lambda a, r: {"stamp": conv.stamp_seconds(a[0].header), "samples": r}),
-        )
+        self.published: list[HeadUpdate] = []
+        self._wrap(cloud, "_labelled", self._finished(self.labels, lambda job: {
+            "stamp": conv.stamp_seconds(job.msg.header), "samples": len(job.batch.samples)}))
+        self._wrap(cloud, "_publish_head", self._timed(self.published, None, keep_result=True))
+        self._wrap(cloud, "_trained", self._finished(self.trains, lambda job: {
+            "sent": next((m for m in reversed(self.published) if m.edge_id == job.edge_id
+                          and int(m.version) == job.base_version + 1), None)}))
         self._wrap(cloud.fleet, "pick", self._timed(self.picks, lambda a, r: {"edge": r} if r else None))
-        self._wrap(cloud, "train_edge", self._timed(self.trains, lambda a, r: {"sent": r}))
-        self._wrap(edge, "apply_update", self._timed(self.applies, lambda a, r: {"msg": a[0], "ok": r}))
-        self.pure_apply: list[float] = []
-        self._wrap(edge.applier, "apply", self._timed(self.pure_apply, None))
+        # The copy into the model, then the node's bookkeeping of an applied update (both on the inference thread).
+        self.pure_apply: list[dict[str, Any]] = []
+        self._wrap(edge.applier, "apply", self._timed(self.pure_apply, lambda a, r: {}))
+        self._wrap(edge, "_update_applied", self._timed(self.applies, lambda a, r: {
+            "msg": a[0], "ok": True, "copy": self.pure_apply[-1] if self.pure_apply else None}))
         self._wrap(edge, "_upload", self._timed(self.uploads, lambda a, r: {}))
         # raw=True hands the callback the serialized bytes (rclpy's type hints do not model it).
         probe.create_subscription(SampleBatch, f"{cloud_ns}/samples", self._on_batch, qos.SAMPLES_QOS, raw=True)  # type: ignore[arg-type]
@@ -490,10 +497,35 @@ class Timeline:
     def _wrap(obj: Any, name: str, hook: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
         setattr(obj, name, hook(getattr(obj, name)))
 
-    def _timed(
-        self, sink: list[Any], record: Callable[[tuple[Any, ...], Any], dict[str, Any] | None] | None
+    def _finished(
+        self, sink: list[Any], record: Callable[[Any], dict[str, Any]]
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """A wrapper factory: time each call on the wall clock (the clock header stamps use) and log it."""
+        """A wrapper factory for the cloud's ``_labelled``/``_trained(job, outcome)``: log the job's whole span.
+
+        It started when the dispatcher handed it to a worker (``job.started``, on ``time.perf_counter``) and ends
+        when this call returns; both are logged on the wall clock (the clock header stamps use).
+        """
+
+        def hook(fn: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapped(job: Any, outcome: Any) -> Any:
+                result = fn(job, outcome)
+                t1, age = time.time(), time.perf_counter() - job.started
+                with self.lock:
+                    sink.append({"start": t1 - age, "end": t1, **record(job)})
+                return result
+
+            return wrapped
+
+        return hook
+
+    def _timed(
+        self, sink: list[Any], record: Callable[[tuple[Any, ...], Any], dict[str, Any] | None] | None,
+        keep_result: bool = False,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A wrapper factory: time each call on the wall clock (the clock header stamps use) and log it.
+
+        With no ``record``, the call's seconds are logged, or its result with ``keep_result``.
+        """
 
         def hook(fn: Callable[..., Any]) -> Callable[..., Any]:
             def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -502,7 +534,7 @@ class Timeline:
                 t1 = time.time()
                 if record is None:
                     with self.lock:
-                        sink.append(t1 - t0)
+                        sink.append(result if keep_result else t1 - t0)
                     return result
                 extra = record(args, result)
                 if extra is not None:
@@ -560,7 +592,7 @@ def cycle_breakdown(tl: Timeline, index: int) -> dict[str, Any]:
             "queue_wait_s": label["start"] - batch["recv"],
             "label_s": label["end"] - label["start"],
             "scheduling_s": pick["end"] - pick["start"],
-            "train_edge_wall_s": train["end"] - train["start"],
+            "train_wall_s": train["end"] - train["start"],
             "sent": sent is not None,
         }
         upload = next((u for u in tl.uploads if u["start"] <= batch["stamp"] <= u["end"] + 1e-3), None)
@@ -573,18 +605,18 @@ def cycle_breakdown(tl: Timeline, index: int) -> dict[str, Any]:
         apply = next(a for a in tl.applies if int(a["msg"].version) == version)
         retrain = float(sent.train_seconds)
         head_stamp = conv.stamp_seconds(sent.header)  # taken after encoding, just before publish
-        pure_apply = tl.pure_apply[tl.applies.index(apply)] if len(tl.pure_apply) > tl.applies.index(apply) else None
+        copy = apply["copy"] or apply  # the applier's call that copied it in, then the node's bookkeeping
     out.update(
         {
             "version": version,
             "applied": bool(apply["ok"]),
             "retrain_s": retrain,
-            # train_edge start -> the head's stamp, less the training itself: loading the start head, encoding, digest.
+            # training handed to a worker -> the head's stamp, less the training itself: collection, encoding, digest.
             "head_encode_s": max(0.0, head_stamp - train["start"] - retrain),
-            "head_transfer_s": apply["start"] - head_stamp,
+            "head_transfer_s": copy["start"] - head_stamp,
             "head_transfer_probe_s": head["recv"] - head_stamp,
-            "apply_s": pure_apply if pure_apply is not None else apply["end"] - apply["start"],
-            "apply_update_wall_s": apply["end"] - apply["start"],
+            "apply_s": copy["end"] - copy["start"],
+            "apply_update_wall_s": apply["end"] - copy["start"],
             "update_bytes": head["bytes"],
             "update_tensor_bytes": head["tensor_bytes"],
             "total_s": apply["end"] - batch["stamp"],
@@ -660,7 +692,8 @@ def bench_upload(
     """Feed ``frames`` once through an edge with the shipped config; count serialized SampleBatch bytes."""
     ns = f"up_{rig.tag}"
     cloud_ns = f"/up_{rig.tag}"
-    overrides: dict[str, Any] = {} if compressed else {"image_transport": "raw"}
+    # The paper's setting: regions of an upstream detector (the shipped default is whole frames).
+    overrides: dict[str, Any] = {"input_mode": "region", "image_transport": "compressed" if compressed else "raw"}
     edge = make_edge(rig, ns, cloud_ns, **overrides)
     window = int(edge.values["window_size"])
     batches: list[tuple[int, int, int, int]] = []

@@ -484,7 +484,7 @@ class SharedInference:
                 if not head.traced:
                     head.model.trace_split(backbone=False)
                     head.traced = True
-            self._scripted = script_heads(model.inference_backbone, [h.model.inference_head for h in current])
+            self._scripted = script_heads(model.backbone_trace, [h.model.inference_head for h in current])
             self._scripted_heads = current
         order = {id(h): i for i, h in enumerate(self._scripted_heads)}
         if any(id(h) not in order for h in heads):

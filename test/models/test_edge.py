@@ -75,13 +75,16 @@ def test_features_then_head_equals_predict(edge_model: EdgeModel, vtest_frame: n
     np.testing.assert_allclose(probs, edge_model.predict(vtest_frame, regions), atol=1e-5)
 
 
-def test_cpu_inference_runs_a_trace_that_equals_eager_and_sees_in_place_head_updates(
+def test_cpu_inference_runs_a_frozen_backbone_and_a_head_trace_that_equal_eager_and_see_in_place_head_updates(
     vtest_frame: np.ndarray,
 ) -> None:
     model = EdgeModel(EdgeModelConfig(device="cpu"))
     assert model.inference_module is model.model  # eager until the edge node asks for the trace
     model.trace_for_inference()
-    assert isinstance(model.inference_module, torch.jit.ScriptModule)
+    assert isinstance(model.inference_module, torch.jit.ScriptModule)  # one compiled call
+    # The backbone's 51 BatchNorms folded into its convolutions; only the head's, which stays live, is left.
+    assert str(model.backbone_trace.inlined_graph).count("aten::batch_norm") == 51
+    assert str(model.inference_module.graph).count("aten::batch_norm") == 1
     regions = np.array([[345, 198, 384, 274], [0, 0, 200, 150], [588, 158, 620, 235]], np.float32)
     batch = model.prepare(vtest_frame, regions)
     with torch.inference_mode():
@@ -130,8 +133,8 @@ def test_one_scripted_call_runs_the_backbone_once_and_each_head_on_its_rows(vtes
     with torch.no_grad():  # three different heads
         for i, twin in enumerate(twins):
             twin.model.get_submodule("classifier.1").bias.add_(float(i))
-    heads_pass = script_heads(base.inference_backbone, [t.inference_head for t in twins])
-    assert isinstance(heads_pass, torch.jit.ScriptModule)
+    heads_pass = script_heads(base.backbone_trace, [t.inference_head for t in twins])
+    assert isinstance(heads_pass, torch.jit.ScriptModule)  # the backbone and every head in one compiled call
     a = base.prepare(vtest_frame, np.array([[345, 198, 384, 274], [0, 0, 200, 150]], np.float32))
     b = base.prepare(vtest_frame, np.array([[588, 158, 620, 235]], np.float32))
     with torch.inference_mode():
