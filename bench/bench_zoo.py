@@ -27,7 +27,7 @@ import torchvision  # noqa: E402
 
 from bench.common import load_average, parse_options, write_result  # noqa: E402
 from edgesync_ros.core.config import ZooConfig  # noqa: E402
-from edgesync_ros.core.heads import head_accuracy, head_state, split_model  # noqa: E402
+from edgesync_ros.core.heads import as_rows, head_accuracy, head_state, split_model  # noqa: E402
 from edgesync_ros.core.zoo import HeadZoo, signature  # noqa: E402
 
 OPTIONS = [
@@ -61,7 +61,7 @@ def run(args, side: int, name: str, mode: str) -> None:  # type: ignore[no-untyp
     def evaluate_on(features: torch.Tensor, labels: torch.Tensor):  # type: ignore[no-untyped-def]
         # As the cloud scores a candidate (backend.inline.run_scoring): features laid out once, the head loaded in
         # place, then head_accuracy.
-        features = features.contiguous(memory_format=torch.channels_last)
+        features = as_rows(features)
 
         def evaluate(state: dict[str, torch.Tensor]) -> float:
             head.load_state_dict(state, strict=False)

@@ -12,10 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
 from edgesync_ros.backend.base import LabelRequest, ScoreRequest, TrainOutcome, TrainRequest, WorkerLost
-from edgesync_ros.core.heads import head_accuracy
+from edgesync_ros.core.heads import as_rows, head_accuracy
 from edgesync_ros.core.training import train_head
 from edgesync_ros.models.edge import EdgeModel
 from edgesync_ros.models.labelling import Labelled, label_uploads, warm_backbone
@@ -41,9 +39,7 @@ def run_scoring(replica: EdgeModel, request: ScoreRequest) -> list[float]:
 
     The replica's head is left holding the last candidate: every training loads its own starting head first.
     """
-    features = request.features.to(replica.device, replica.dtype)
-    if features.ndim == 4:
-        features = features.contiguous(memory_format=torch.channels_last)  # once for every candidate
+    features = as_rows(request.features.to(replica.device, replica.dtype))  # once for every candidate
     labels = request.labels.cpu().long()
     out = []
     for i, state in enumerate(request.heads):

@@ -311,16 +311,24 @@ def as_pointwise_gemm(head: nn.Module) -> Iterator[None]:
             split.use_pointwise_gemm(False)
 
 
+def as_rows(features: Tensor) -> Tensor:
+    """Return backbone features [N, C, h, w] laid out channels-last (a no-op when they are; other shapes as given).
+
+    Why: a pointwise block run as one GEMM (:meth:`SplitHead.use_pointwise_gemm`) reads every position as a row of
+    channels; in this layout a batch's rows are a view, not a copy. Same values, so the same results bit for bit.
+    """
+    return features.contiguous(memory_format=torch.channels_last) if features.ndim == 4 else features
+
+
 def head_accuracy(head: nn.Module, features: Tensor, labels: Tensor) -> float:
     """Fraction of ``features`` rows [N, C, h, w] whose top class under ``head`` equals ``labels`` [N].
 
     Runs in eval mode without gradients (the head's mode is restored), the pointwise block as one GEMM
     (:func:`as_pointwise_gemm`) on channels-last features: the zoo's and the cache check's scoring of a stored head
-    on a labelled window, in the cloud and the simulator alike. Lay ``features`` out channels-last once when scoring
-    several heads on them (here it is then a no-op).
+    on a labelled window, in the cloud and the simulator alike. Pass ``as_rows(features)`` when scoring several heads
+    on them, so the layout is made once.
     """
-    if features.ndim == 4:
-        features = features.contiguous(memory_format=torch.channels_last)
+    features = as_rows(features)
     was_training = head.training
     head.eval()
     try:

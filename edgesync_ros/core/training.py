@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from edgesync_ros.core.config import TrainConfig
 from edgesync_ros.core.errors import ConfigError, InsufficientDataError, InvalidInputError
-from edgesync_ros.core.heads import SplitHead
+from edgesync_ros.core.heads import SplitHead, as_rows
 
 StopReason = Literal["patience", "max_time", "max_epochs", "fixed_epochs"]
 Clock = Callable[[], float]
@@ -375,11 +375,7 @@ def train_head(head: nn.Module, features: Tensor, labels: Tensor, cfg: TrainConf
     if not features.dtype.is_floating_point:
         raise InvalidInputError(f"features must be floating point, got {features.dtype}")
     labels = _check_labels(labels, int(features.shape[0]))
-    feats = features.detach()
-    if feats.ndim == 4:
-        # Channels-last once per call: a batch's positions are then rows of channels as they are, so the head's
-        # 1×1 block reads them as a view instead of copying every batch (same values, same bits).
-        feats = feats.contiguous(memory_format=torch.channels_last)
+    feats = as_rows(features.detach())  # once per call, not a copy per batch
 
     def fetch(idx: Tensor) -> Tensor:
         return feats[idx.to(feats.device)]

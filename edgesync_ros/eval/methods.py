@@ -123,7 +123,7 @@ from edgesync_ros.core.filtering import keep_count
 from edgesync_ros.core.fleet import Fleet
 from edgesync_ros.core.grouping import FleetGrouping
 from edgesync_ros.core.head_cache import HeadCache, vetoes
-from edgesync_ros.core.heads import head_accuracy
+from edgesync_ros.core.heads import as_rows, head_accuracy
 from edgesync_ros.core.hpo import Segment, online_profile
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
@@ -1002,7 +1002,7 @@ class EdgeSyncBeyond(EdgeSync):
         target = torch.as_tensor(labels, dtype=torch.long)
 
         def score(clock: Callable[[], float]) -> list[float]:
-            x = feats.contiguous(memory_format=torch.channels_last) if feats.ndim == 4 else feats
+            x = as_rows(feats)
             return [head_accuracy(sim.load_state(st), x, target) for st in states]
 
         (acc_switched, acc_left), secs = sim.metered(score)
@@ -1040,7 +1040,7 @@ class EdgeSyncBeyond(EdgeSync):
         target = torch.as_tensor(labels, dtype=torch.long)
 
         def score(clock: Callable[[], float]) -> list[float]:
-            x = feats.contiguous(memory_format=torch.channels_last) if feats.ndim == 4 else feats
+            x = as_rows(feats)
             return [head_accuracy(sim.load_state(zoo.load(h)), x, target) for h in ids]
 
         scores, secs = sim.metered(score)

@@ -414,7 +414,7 @@ class EdgeModel:
         and head, never predict.
         """
         if self.device.type == "cpu":
-            self.trace_split()
+            self._trace_parts(backbone=True)
             self.inference_module = compile_pass(BackboneThenHead(self.backbone_trace, self.inference_head), "head")
 
     def trace_split(self, backbone: bool = True) -> None:
@@ -427,11 +427,16 @@ class EdgeModel:
         """
         if self.device.type != "cpu":
             return
+        self._trace_parts(backbone)
+        if backbone and self.inference_backbone is self.backbone:
+            self.inference_backbone = compile_pass(self.backbone_trace, None)
+
+    def _trace_parts(self, backbone: bool) -> None:
+        """Trace the backbone (once: ``backbone_trace``, when ``backbone``) and the head (``inference_head``)."""
         size = self.preprocess_config.region_size
         example = torch.zeros(1, 3, size, size, dtype=self.dtype)
         if backbone and not isinstance(self.backbone_trace, torch.jit.ScriptModule):
             self.backbone_trace = _trace(self.backbone, example)
-            self.inference_backbone = compile_pass(self.backbone_trace, None)
         with torch.inference_mode():
             features = self.backbone(example)
         self.inference_head = _trace(self.head, features.clone())

@@ -351,8 +351,7 @@ class SharedInference:
     def _start(self) -> None:
         set_thread_intra_op_threads(self._torch_threads)
         model = self.model_or_fail()
-        model.trace_for_inference()
-        model.trace_split()
+        model.trace_for_inference()  # also the backbone's trace and the head's, which script_heads builds on
         if self._warmup:
             model.warmup()
 
