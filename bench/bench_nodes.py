@@ -2,7 +2,7 @@
 
 Everything runs the real ``EdgeNode`` and ``CloudNode`` (``edgesync_ros.ros.edge_node`` / ``cloud_node``)
 built from the checkout's ``config/edge.yaml`` / ``config/cloud.yaml`` (plus the overrides named below) in a private
-rclpy ``Context`` on this run's own ROS domain, each node spun by its own ``MultiThreadedExecutor`` in a background
+rclpy ``Context`` on this run's own ROS domain, each node spun by its own executor (``ros.executor``) in a background
 thread (as ``edgesync run`` does; a node's executor stands in for its process). A driver node with its own executor
 plays the camera: it keeps ``--in-flight`` frames outstanding and publishes the next frame (and its ``RegionArray``)
 when a ``PredictionArray`` comes back, so the edge is fed exactly as fast as it consumes, over a reliable QoS, and
@@ -77,7 +77,7 @@ import numpy.typing as npt  # noqa: E402
 import rclpy  # noqa: E402
 import torch  # noqa: E402
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
+from rclpy.executors import Executor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
@@ -93,6 +93,7 @@ from edgesync_ros.ros import conversions as conv  # noqa: E402
 from edgesync_ros.ros import qos  # noqa: E402
 from edgesync_ros.ros.cloud_node import CloudNode  # noqa: E402
 from edgesync_ros.ros.edge_node import EdgeNode  # noqa: E402
+from edgesync_ros.ros.executor import make_executor  # noqa: E402
 
 THROUGHPUT_GOAL = 0.9  # edge node >= 0.9x bare model(x) on the same frames
 CYCLE_GOAL_S = 21.3  # paper Table II: total update cycle on a V100
@@ -124,12 +125,8 @@ class Rig:
         self._spun: list[tuple[Executor, threading.Thread, list[Node]]] = []
 
     def spin(self, nodes: Sequence[Node], threads: int = 1) -> Executor:
-        """Spin ``nodes`` in a new executor (multi-threaded when ``threads`` > 1) on a daemon thread."""
-        executor: Executor = (
-            MultiThreadedExecutor(num_threads=threads, context=self.context)
-            if threads > 1
-            else SingleThreadedExecutor(context=self.context)
-        )
+        """Spin ``nodes`` in a new executor (a pool when ``threads`` > 1, as the processes do) on a daemon thread."""
+        executor = make_executor(threads, self.context)
         for node in nodes:
             executor.add_node(node)
         thread = threading.Thread(target=executor.spin, daemon=True, name=f"bench-{nodes[0].get_name()}")

@@ -42,8 +42,7 @@ PARAMS: tuple[Param, ...] = config_params(CameraGroupConfig(), (
 ))
 
 #: Executor threads of the process. One is enough: nothing the cameras' callbacks run waits for the shared inference
-#: thread (a head update is queued on it, not awaited), and every extra thread costs CPU in rclpy's executor that the
-#: inference thread then lacks (bench/bench_multicam.py: 0.92x bare model(x) on one thread against 0.85x on two).
+#: thread (a head update is queued on it, not awaited); a second thread measured no better (bench/bench_multicam.py).
 EXECUTOR_THREADS = 1
 
 #: Remaps that rename or move a node: the process's own apply to this node, never to its cameras.

@@ -26,7 +26,7 @@ from typing import Any
 import rclpy
 import yaml
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
@@ -37,6 +37,7 @@ from edgesync_ros.data import bags
 from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.ros.evaluator_node import EvaluatorNode
+from edgesync_ros.ros.executor import PoolExecutor
 from edgesync_ros.ros.lifecycle import ManagedNode
 from edgesync_ros.ros.replay_node import ReplayNode
 from edgesync_ros.ros.shared_inference import SharedInference
@@ -252,7 +253,7 @@ def _result(fleet: _Fleet, elapsed: float) -> FleetResult:
     return FleetResult(elapsed, fleet.cloud is not None, robots, cloud, evaluation, models)
 
 
-def _shut_down(fleet: _Fleet, executor: MultiThreadedExecutor, spinner: threading.Thread | None,
+def _shut_down(fleet: _Fleet, executor: Executor, spinner: threading.Thread | None,
                context: Context) -> None:
     executor.shutdown(timeout_sec=5.0)
     if spinner is not None:
@@ -265,7 +266,7 @@ def _shut_down(fleet: _Fleet, executor: MultiThreadedExecutor, spinner: threadin
 
 
 def run_fleet(plan: FleetPlan, stop: threading.Event | None = None) -> FleetResult:
-    """Start the plan's nodes in one ``MultiThreadedExecutor`` of a fresh context, run them, return what they did.
+    """Run the plan's nodes in one pool executor (``ros.executor``) of a fresh context; return what they did.
 
     The run ends after the plan's duration, at the replay's end, or once ``stop`` is set; without ``stop``, SIGINT
     (once or twice, as ``ros2 launch`` sends it) and SIGTERM set one (:func:`~edgesync_ros.ros.spin.stop_on_signals`).
@@ -275,7 +276,7 @@ def run_fleet(plan: FleetPlan, stop: threading.Event | None = None) -> FleetResu
         context = Context()
         rclpy.init(context=context, domain_id=plan.domain_id, signal_handler_options=SignalHandlerOptions.NO)
         fleet = _Fleet()
-        executor = MultiThreadedExecutor(num_threads=4, context=context)
+        executor = PoolExecutor(4, context=context)
         spinner: threading.Thread | None = None
         try:
             _build(fleet, plan, context)

@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+
+from edgesync_ros.ros.executor import make_executor
 
 N = TypeVar("N", bound=Node)
 
@@ -55,7 +57,8 @@ def run_node(
 ) -> None:
     """Create the node with ``factory`` after ``rclpy.init(args)``, spin it, and shut down cleanly.
 
-    ``num_threads > 1`` spins a ``MultiThreadedExecutor`` (callback groups then run in parallel). ``done(node)``
+    ``num_threads > 1`` spins a :class:`~edgesync_ros.ros.executor.PoolExecutor` (callback groups then run in
+    parallel). ``done(node)``
     ends the spin early once true (a finite video or bag played to its end). SIGINT (once or twice) and SIGTERM end
     the spin; the node is destroyed (its workers stopped) before the context is shut down, so nothing publishes on
     a dead context. ``companions(node)`` names nodes the node created and owns (a camera group's cameras): they are
@@ -66,10 +69,10 @@ def run_node(
     with stop_on_signals() as stop:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = None
-        executor: SingleThreadedExecutor | MultiThreadedExecutor | None = None
+        executor: Executor | None = None
         try:
             node = factory()
-            executor = MultiThreadedExecutor(num_threads=num_threads) if num_threads > 1 else SingleThreadedExecutor()
+            executor = make_executor(num_threads)
             executor.add_node(node)
             for companion in companions(node) if companions is not None else ():
                 executor.add_node(companion)

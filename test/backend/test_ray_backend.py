@@ -252,7 +252,6 @@ def test_errors_of_the_work_itself_pass_through_and_close_fails_what_waits(clust
 def test_the_cloud_node_on_ray_keeps_head_versions_consecutive_when_a_worker_is_killed(cluster, ros_context, frames,
                                                                                        request_of):
     """A real cloud node (backend ray, no Ray retries: the node itself redoes lost work) and one robot over DDS."""
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -262,6 +261,7 @@ def test_the_cloud_node_on_ray_keeps_head_versions_consecutive_when_a_worker_is_
     from edgesync_ros.ros import conversions as conv
     from edgesync_ros.ros import qos
     from edgesync_ros.ros.cloud_node import CloudNode
+    from edgesync_ros.ros.executor import PoolExecutor
     from edgesync_ros.srv import GetFleetStatus, RegisterEdge
 
     tag = uuid.uuid4().hex[:8]
@@ -269,7 +269,7 @@ def test_the_cloud_node_on_ray_keeps_head_versions_consecutive_when_a_worker_is_
     params = {"cloud_namespace": cloud_ns, "window_size": 4, "upload_fraction": 0.75, "min_new_samples": 4,
               "train.max_epochs": 8, "train.max_train_seconds": 10.0, "model.head": "none",
               "diagnostics_period_s": 0.2, "backend": "ray", "ray.num_workers": 2, "ray.max_retries": 0}
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
+    executor = PoolExecutor(4, context=ros_context)
     cloud = CloudNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     robot = Node(f"robot_{tag}", context=ros_context)
     versions: list[int] = []

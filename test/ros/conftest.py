@@ -6,14 +6,15 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+
+from edgesync_ros.ros.executor import PoolExecutor
 
 
 @pytest.fixture
 def spin(ros_context) -> Iterator[Callable[[Node], Node]]:
-    """Add nodes to a MultiThreadedExecutor spinning in the background; all are destroyed afterwards."""
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
+    """Add nodes to a PoolExecutor (as the processes spin) in the background; all are destroyed afterwards."""
+    executor = PoolExecutor(4, context=ros_context)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     nodes: list[Node] = []

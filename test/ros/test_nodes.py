@@ -13,7 +13,6 @@ import pytest
 import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -29,6 +28,7 @@ from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
 from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
+from edgesync_ros.ros.executor import PoolExecutor
 from edgesync_ros.ros.video_source import VideoSourceNode, camera_frame_id
 from edgesync_ros.srv import GetFleetStatus, RequestRetrain, SetUploadPolicy
 
@@ -60,11 +60,11 @@ def frame_regions(frames) -> list[np.ndarray]:
 
 
 class Harness:
-    """Nodes in a private context, spun by a MultiThreadedExecutor in a background thread."""
+    """Nodes in a private context, spun by a PoolExecutor (as the processes are) in a background thread."""
 
     def __init__(self, context) -> None:
         self.context = context
-        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor = PoolExecutor(4, context=context)
         self.nodes: list[Node] = []
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
