@@ -501,11 +501,12 @@ class ZooConfig(ConfigSection):
 class HeadCacheConfig(ConfigSection):
     """The robot's cache of applied heads (``head_cache.*``; :mod:`edgesync_ros.core.head_cache`).
 
-    With ``enabled``, the last ``size`` applied heads are kept (``enabled: false``: the paper's robot, which keeps
-    none). A cached head is switched to locally when, for ``confirm_windows`` windows in a row, the window's pooled
-    features are closer to that head's served windows by ``feature_margin`` (cosine distance) and its mean normalised
-    entropy is lower by ``entropy_margin``. A head's statistics are running means over its last ``memory`` served
-    windows. A head whose local switch the cloud vetoed is not switched to again for ``veto_hold_windows`` windows.
+    With ``enabled``, up to ``size`` applied heads are kept, a full cache dropping the staler of its two most alike
+    scenes (``enabled: false``: the paper's robot, which keeps none). A cached head is switched to locally when, for
+    ``confirm_windows`` windows in a row, the window's pooled features are closer to that head's scenes by
+    ``feature_margin`` (cosine distance) and its mean normalised entropy is lower by ``entropy_margin``. A head's
+    scene is the window before it arrived, then a running mean over its last ``memory`` served windows. A head whose
+    local switch the cloud vetoed is not switched to again for ``veto_hold_windows`` windows.
     """
 
     enabled: bool = False

@@ -1,12 +1,20 @@
-"""On-robot head cache: the last K applied heads, and when to switch back to one without asking the cloud.
+"""On-robot head cache: up to K applied heads, one per kind of scene, and when to switch back to one locally.
 
 Beyond the paper. A robot that drives from day into night and back holds, a few updates later, a head for the night
 and had one for the day. When the day returns it need not wait for the cloud: the day head is still on board. The
-cache keeps the last ``size`` heads the robot applied, each with statistics the robot itself recorded *while that head
-was serving* — no labels needed:
+cache keeps up to ``size`` heads the robot applied, each with statistics the robot itself recorded -- no labels
+needed:
 
-* the mean of the window's globally pooled backbone features (what the scene looked like), and
+* the mean of the windows' globally pooled backbone features (what the scene looked like): seeded, when the head
+  arrives, with the last window the robot saw (the scenes the cloud trained it on), then a running mean over the
+  windows it serves, and
 * the mean normalised prediction entropy of the head on its windows (how sure it was).
+
+Which heads stay matters more than how many: the robot's updates come every few windows, so the last ``size`` heads
+would all belong to the newest scenes, and the head for a condition that returns after ``size`` updates (tonight's,
+when night comes back tomorrow) would be gone. So a full cache evicts for variety, not age: a head that never served
+and has no statistics goes first, then, of the two cached heads whose scenes are closest (cosine distance of their
+feature means), the one used longer ago -- never the serving head. One head per kind of scene stays on board.
 
 For each new window the robot scores every cached head on the window's samples (backbone features it computed anyway;
 one head pass per cached head) and :meth:`HeadCache.propose` switches to a cached head only when, for
@@ -83,7 +91,7 @@ def vetoes(switched_accuracy: float, previous_accuracy: float, margin: float) ->
 
 
 class HeadCache:
-    """The last ``cfg.size`` applied heads with their served-window statistics (see the module docstring)."""
+    """Up to ``cfg.size`` applied heads with their scene statistics, evicted for variety (see the module docstring)."""
 
     def __init__(self, cfg: HeadCacheConfig) -> None:
         """Start empty; :meth:`applied` adds heads."""
@@ -93,6 +101,7 @@ class HeadCache:
         self._streak: tuple[int, int] | None = None  # (candidate version, consecutive windows it won)
         self._hold: dict[int, int] = {}  # vetoed version -> windows it may not be switched to
         self.last_switch: tuple[int, int] | None = None  # (from, to) of the newest local switch, until settled
+        self._last_window: npt.NDArray[np.float64] | None = None  # the newest observed window's feature mean
         self.switches = 0
         self.vetoes = 0
 
@@ -113,9 +122,11 @@ class HeadCache:
         return self._heads[version]
 
     def applied(self, version: int, state: Mapping[str, Tensor]) -> None:
-        """Head ``version`` now serves (an update, a rollback or a local switch); cache it, evicting the oldest.
+        """Head ``version`` now serves (an update, a rollback or a local switch); cache it, evicting for variety.
 
-        ``state`` is copied (detached CPU clones), so later in-place updates of the live model leave it unchanged.
+        ``state`` is copied (detached CPU clones), so later in-place updates of the live model leave it unchanged. A
+        head new to the cache takes the newest observed window's feature mean as its scene (counted as one window),
+        so it can be compared with the cached heads from its first window on.
         """
         self.last_switch = None
         if not self.cfg.enabled:
@@ -125,11 +136,28 @@ class HeadCache:
             self._heads.move_to_end(version)
         else:
             copy = {k: v.detach().cpu().clone() for k, v in state.items()}
-            self._heads[int(version)] = CachedHead(int(version), copy)
-            while len(self._heads) > self.cfg.size:
-                self._heads.popitem(last=False)
+            seed = None if self._last_window is None else self._last_window.copy()
+            self._heads[int(version)] = CachedHead(int(version), copy, seed, None, 0 if seed is None else 1)
         self.current = int(version)
         self._streak = None
+        while len(self._heads) > self.cfg.size:
+            del self._heads[self._victim()]
+
+    def _victim(self) -> int:
+        """The head a full cache drops: the oldest without statistics, else the staler of the two closest scenes."""
+        others = [v for v in self._heads if v != self.current]  # least recently used first
+        for v in others:
+            if self._heads[v].feature_mean is None:
+                return v
+        seen = [v for v in self._heads if self._heads[v].feature_mean is not None]
+        best: tuple[float, int] | None = None
+        for i, a in enumerate(seen):
+            for b in seen[i + 1:]:  # a was used longer ago than b
+                d = _cosine_distance(self._heads[a].feature_mean, self._heads[b].feature_mean)  # type: ignore[arg-type]
+                victim = b if a == self.current else a
+                if best is None or d < best[0]:
+                    best = (d, victim)
+        return others[0] if best is None else best[1]
 
     def observe(self, feature_mean: npt.ArrayLike, probabilities: npt.ArrayLike) -> None:
         """Record one window served by the current head: its pooled-feature mean and the head's probabilities.
@@ -137,10 +165,11 @@ class HeadCache:
         The head's statistics are running means over the windows it served (at most the last ``cfg.memory``).
         """
         self._hold = {v: n - 1 for v, n in self._hold.items() if n > 1}
+        f = np.asarray(feature_mean, np.float64).reshape(-1)
+        self._last_window = f.copy()
         head = self._heads.get(self.current) if self.current is not None else None
         if head is None:
             return
-        f = np.asarray(feature_mean, np.float64).reshape(-1)
         e = normalised_entropy(probabilities)
         w = 1.0 / min(head.windows + 1, int(self.cfg.memory))
         head.feature_mean = f.copy() if head.feature_mean is None else (1 - w) * head.feature_mean + w * f

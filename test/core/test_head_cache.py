@@ -112,3 +112,36 @@ def test_a_late_veto_changes_nothing():
     cache.switch(got)
     cache.applied(3, _state(3.0))  # a new head from the cloud arrived before the verdict
     assert cache.rolled_back(vetoed=1, to=2) is None and cache.current == 3 and cache.vetoes == 0
+
+
+def test_a_new_head_takes_the_last_window_as_its_scene_so_the_next_window_can_switch():
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=3, confirm_windows=1))
+    _served(cache, 1, DAY, SURE)
+    _served(cache, 2, NIGHT, SURE, windows=1)  # the night window the cloud trained the night head on
+    cache.applied(3, _state(3.0))  # another night update, before it served a window
+    head = cache.get(3)
+    assert head.windows == 1 and head.feature_mean is not None and np.allclose(head.feature_mean, NIGHT)
+    got = cache.propose(DAY, {1: SURE, 2: UNSURE, 3: UNSURE})  # day is back at the new head's first window
+    assert got is not None and got.version == 1
+
+
+def test_a_full_cache_keeps_one_head_per_scene_and_never_drops_the_serving_head():
+    snow = np.array([0.0, 0.2, 1.0, 1.0])
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=3))
+    _served(cache, 1, DAY, SURE)
+    _served(cache, 2, NIGHT, SURE)
+    _served(cache, 3, NIGHT, SURE)  # the night again: a newer head for the same scene
+    assert cache.versions() == [1, 2, 3]
+    cache.observe(snow, SURE)  # snow falls; the snow head trained on this window arrives next
+    _served(cache, 4, snow, SURE)  # full: the staler of the two night heads goes, not the day's (the oldest)
+    assert cache.versions() == [1, 3, 4] and cache.current == 4
+    cache.applied(5, _state(5.0))  # seeded with snow like the serving head: the older snow head (4) goes
+    assert cache.versions() == [1, 3, 5] and cache.current == 5
+
+
+def test_a_full_cache_drops_a_head_without_statistics_first():
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=2))
+    cache.applied(1, _state(1.0))  # never served, nothing observed: no statistics
+    _served(cache, 2, DAY, SURE)
+    _served(cache, 3, NIGHT, SURE)
+    assert cache.versions() == [2, 3]
