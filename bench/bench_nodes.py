@@ -92,7 +92,7 @@ from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray, SampleBat
 from edgesync_ros.ros import conversions as conv  # noqa: E402
 from edgesync_ros.ros import qos  # noqa: E402
 from edgesync_ros.ros.cloud_node import CloudNode  # noqa: E402
-from edgesync_ros.ros.edge_node import EdgeNode  # noqa: E402
+from edgesync_ros.ros.edge_node import EXECUTOR_THREADS, EdgeNode  # noqa: E402
 from edgesync_ros.ros.executor import make_executor  # noqa: E402
 
 THROUGHPUT_GOAL = 0.9  # edge node >= 0.9x bare model(x) on the same frames
@@ -102,7 +102,6 @@ UPLOAD_KBPS_GOAL = 178.0  # paper: upload per camera at 2 fps sampling
 FRAME_PERIOD_S = 0.5  # 2 fps stream: the paper's sampling rate, so every frame is a window frame
 CAMERA_FPS = 30.0  # throughput's stamps: a vehicle camera's rate (bench_soak's too); the 2 Hz sampler takes 1 in 15
 CONFIG_DIR = REPO / "config"
-EDGE_EXECUTOR_THREADS = 1  # inference runs on the node's own thread, not the executor's (edge_node's main spins 3)
 DEFAULT_TORCH_THREADS = torch.get_num_threads()  # torch's default here (OMP_NUM_THREADS, else the core count)
 
 
@@ -371,7 +370,7 @@ def bench_throughput(
     """
     ns = f"thr_{mode}_{round(camera_fps)}_{rig.tag}"
     edge = make_edge(rig, ns, f"/none_{rig.tag}", input_mode=mode, image_transport="raw")
-    executor = rig.spin([edge], threads=EDGE_EXECUTOR_THREADS)
+    executor = rig.spin([edge], threads=EXECUTOR_THREADS)
     try:
         regions = mode == "region"
         camera = Camera(driver, ns, compressed=False, in_flight=in_flight, frame_period_s=1.0 / camera_fps)
@@ -641,7 +640,7 @@ def bench_update_cycle(
     window = int(edge.values["window_size"])
     tl = Timeline(cloud, edge, driver, cloud_ns)
     cloud_ex = rig.spin([cloud], threads=4)  # cloud_node's main() uses 4 threads
-    edge_ex = rig.spin([edge], threads=EDGE_EXECUTOR_THREADS)
+    edge_ex = rig.spin([edge], threads=EXECUTOR_THREADS)
     try:
         wait_for(lambda: edge.registered, 30, "the edge to register")
         camera = Camera(driver, ns, compressed=False, in_flight=in_flight)
@@ -702,7 +701,7 @@ def bench_upload(
             batches.append((len(raw), sum(len(f.data) for f in msg.frames), len(msg.frames), len(msg.samples)))
 
     sub = driver.create_subscription(SampleBatch, f"{cloud_ns}/samples", on_batch, qos.SAMPLES_QOS, raw=True)  # type: ignore[arg-type]
-    executor = rig.spin([edge], threads=EDGE_EXECUTOR_THREADS)
+    executor = rig.spin([edge], threads=EXECUTOR_THREADS)
     try:
         camera = Camera(driver, ns, compressed=compressed, in_flight=in_flight)
         wait_for(

@@ -161,6 +161,10 @@ RATE_HORIZON_S = 5.0  # a rate whose latest event is older than this reads 0 (th
 REGISTER_REPLY_TIMEOUT_S = 5.0  # a RegisterEdge call unanswered this long is sent again (the timer keeps ticking)
 INFERENCE_CALL_TIMEOUT_S = 10.0  # a head update or rollback waits at most this long for the inference thread
 DETECTIONS_WARN_PERIOD_S = 30.0  # region mode repeats "images but no detections" in the log at most this often
+#: Executor threads of the process: camera callbacks, a rollback (which waits for the inference thread) and
+#: services/timers each have one, so none waits behind another; inference and uploads have threads of their own, and
+#: a head update is queued on the inference thread rather than awaited.
+EXECUTOR_THREADS = 3
 
 #: Counter bumped for each rejected input class (see EdgeNode._reject); the first two names predate the classes.
 _REJECTION_COUNTERS = {"image": "rejected_images", "update": "rejected_updates", "request": "rejected_requests",
@@ -1224,7 +1228,4 @@ class EdgeNode(ManagedNode):
 
 def main(args: list[str] | None = None) -> None:
     """Run one edge node (``ros2 run edgesync_ros edge_node``)."""
-    # Three executor threads: camera callbacks, a rollback (which waits for the inference thread) and services/timers
-    # each have one, so none waits behind another; inference and uploads have threads of their own, and a head
-    # update is queued on the inference thread rather than awaited.
-    run_node(EdgeNode, args, num_threads=3)
+    run_node(EdgeNode, args, num_threads=EXECUTOR_THREADS)
