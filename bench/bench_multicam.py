@@ -3,15 +3,22 @@
 The real :class:`~edgesync_ros.ros.edge_cameras.EdgeCamerasNode` with ``--cameras`` (default 4) camera nodes, built
 from the checkout's ``config/edge.yaml`` (whole-frame mode on raw ``sensor_msgs/Image``, as shipped; camera QoS
 reliable so the driver never loses a frame), in a private rclpy ``Context`` on this run's own ROS domain, spun by one
-executor (as ``edge_cameras``' main does). One driver node plays every camera, each as
-``bench_nodes.Camera`` does for one: ``--in-flight`` frames outstanding per camera, the next published when a
-``PredictionArray`` comes back, so every camera is fed exactly as fast as the process consumes. Each camera shows other
-bikes.mp4 frames (its own offset into the clip). Stamps are 30 fps apart, so each camera's 2 Hz sampler puts 1 frame
-in 15 into its window, as on a vehicle.
+executor (as ``edge_cameras``' main does). A camera driver plays every camera, each as ``bench_nodes.Camera`` does for
+one: ``--in-flight`` frames outstanding per camera, the next published when a ``PredictionArray`` comes back, so every
+camera is fed exactly as fast as the process consumes. Each camera shows other bikes.mp4 frames (its own offset into
+the clip). Stamps are 30 fps apart, so each camera's 2 Hz sampler puts 1 frame in 15 into its window, as on a vehicle.
+
+The driver is a node of the measured process on an executor of its own, so every frame reaches the node at once
+through DDS's in-process delivery: the figure is the node's, not the transport's. One further run puts the driver in a
+process of its own (``--serve-cameras``: this file, driven over a pipe), as a robot's camera drivers are: there every
+522 KB frame crosses Fast DDS between processes, and a frame whose sample is lost waits for the writer's heartbeat
+to be repaired (reliable QoS, which the closed loop needs), so that run measures the transport too; its frame
+latencies (publish -> prediction back at the driver) are reported beside its ratio.
 
 Measured for each of :data:`RUNS`: ``edge_cameras``' own executor (``EXECUTOR_THREADS``) with either head mode
 (``per_camera``, the default: backbone and every camera's head in one scripted call; ``shared``: the whole model once
-on the batch), and per-camera heads on a two-threaded executor (the cost of an extra executor thread):
+on the batch), per-camera heads on a two-threaded executor (the cost of an extra executor thread), and per-camera
+heads with the driver in its own process:
 
 * **node**: aggregate predictions/s over all cameras (steady state: the first answers, which fill the pipeline, are
   left out), through subscribe -> convert -> preprocess -> one batched backbone pass -> heads -> ``PredictionArray``
@@ -23,16 +30,20 @@ on the batch), and per-camera heads on a two-threaded executor (the cost of an e
 
 Bare and node passes alternate ``--rounds`` times and the median ratio of adjacent pairs is reported (the host is
 shared). Goal: ratio >= 0.9. Results: ``bench/results/multicam_images_per_s_ratio.json`` (per-camera heads, the
-deployment's executor: the headline), ``..._shared.json`` and ``..._2_executor_threads.json``.
+deployment's executor: the headline), ``..._shared.json``, ``..._2_executor_threads.json`` and
+``..._driver_process.json``.
 
-Run: ``source env.sh && python bench/bench_multicam.py`` (~4 min on a 2-core CPU).
+Run: ``source env.sh && python bench/bench_multicam.py`` (~2 min on a 2-core CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import queue
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -67,13 +78,16 @@ from edgesync_ros.models.preprocessing import preprocess  # noqa: E402
 from edgesync_ros.ros.edge_cameras import EXECUTOR_THREADS, EdgeCamerasNode  # noqa: E402
 
 GOAL = 0.9  # aggregate images/s >= 0.9x bare batched model(x)
-#: (head sharing, executor threads, result name): edge_cameras' main with either head mode, and per-camera heads on
-#: two executor threads (what an extra executor thread costs the inference thread on this CPU).
+#: (head sharing, executor threads, driver in its own process, result name): edge_cameras' main with either head
+#: mode, per-camera heads on two executor threads (what an extra executor thread costs the inference thread on this
+#: CPU), and per-camera heads fed across processes.
 RUNS = (
-    ("per_camera", EXECUTOR_THREADS, "multicam_images_per_s_ratio"),
-    ("shared", EXECUTOR_THREADS, "multicam_images_per_s_ratio_shared"),
-    ("per_camera", 2, "multicam_images_per_s_ratio_2_executor_threads"),
+    ("per_camera", EXECUTOR_THREADS, False, "multicam_images_per_s_ratio"),
+    ("shared", EXECUTOR_THREADS, False, "multicam_images_per_s_ratio_shared"),
+    ("per_camera", 2, False, "multicam_images_per_s_ratio_2_executor_threads"),
+    ("per_camera", EXECUTOR_THREADS, True, "multicam_images_per_s_ratio_driver_process"),
 )
+DRIVER_TIMEOUT_S = 600.0  # one round of the driver process, or its start
 
 
 def aggregate_fps(per_camera: Sequence[Sequence[float]], skip: int) -> float:
@@ -84,6 +98,17 @@ def aggregate_fps(per_camera: Sequence[Sequence[float]], skip: int) -> float:
     return (len(times) - 1 - skip) / (times[-1] - times[skip])
 
 
+def bench_frames(count: int) -> list[CameraFrame]:
+    """``count`` distinct bikes.mp4 frames as raw ``Image`` messages, whole frames (no regions)."""
+    return raw_camera_frames(bikes_frames(count, stride=max(1, 250 // count)), [np.zeros((0, 4), np.float32)] * count)
+
+
+def camera_feeds(frames: Sequence[CameraFrame], n_cameras: int) -> list[list[CameraFrame]]:
+    """Each camera's frames: the same clip from its own offset, so no two cameras show the same frame at once."""
+    step = max(1, len(frames) // n_cameras)
+    return [list(frames[i * step:]) + list(frames[:i * step]) for i in range(n_cameras)]
+
+
 def run_cameras(cameras: Sequence[Camera], feeds: Sequence[Sequence[CameraFrame]], count: int) -> list[list[float]]:
     """Feed every camera ``count`` frames at once (a thread each); return each camera's answer times."""
     out: list[list[float]] = [[] for _ in cameras]
@@ -91,7 +116,7 @@ def run_cameras(cameras: Sequence[Camera], feeds: Sequence[Sequence[CameraFrame]
 
     def feed(i: int) -> None:
         try:
-            out[i] = cameras[i].run(feeds[i], count, regions=False, timeout=600.0)
+            out[i] = cameras[i].run(feeds[i], count, regions=False, timeout=DRIVER_TIMEOUT_S)
         except BaseException as exc:  # noqa: BLE001 -- re-raised on the main thread
             errors.append(exc)
 
@@ -105,8 +130,123 @@ def run_cameras(cameras: Sequence[Camera], feeds: Sequence[Sequence[CameraFrame]
     return out
 
 
-def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_sharing: str, n_cameras: int,
-               count: int, rounds: int, in_flight: int, executor_threads: int = EXECUTOR_THREADS) -> dict[str, Any]:
+def driver_cameras(node: Node, namespaces: Sequence[str], in_flight: int) -> list[Camera]:
+    """One :class:`Camera` per namespace on the driver ``node``, stamped at a vehicle camera's rate."""
+    return [Camera(node, ns, compressed=False, in_flight=in_flight, frame_period_s=1.0 / CAMERA_FPS)
+            for ns in namespaces]
+
+
+def cameras_matched(cameras: Sequence[Camera]) -> bool:
+    """Whether every camera's image topic has its subscriber (the node under test)."""
+    return all(c.image_pub.get_subscription_count() > 0 for c in cameras)
+
+
+class InProcessDriver:
+    """The camera driver as a node of the measured process, on its own two-threaded executor."""
+
+    def __init__(self, rig: Rig, namespaces: Sequence[str], feeds: Sequence[Sequence[CameraFrame]],
+                 in_flight: int) -> None:
+        """Create the driver node and its cameras and wait until the node under test subscribes to each."""
+        self._rig = rig
+        self._feeds = feeds
+        self._node = Node(f"bench_cameras_{rig.tag}", context=rig.context)
+        self._cameras = driver_cameras(self._node, namespaces, in_flight)
+        self._executor = rig.spin([self._node], threads=2)
+        wait_for(lambda: cameras_matched(self._cameras), 30, "camera subscriptions")
+
+    def run(self, count: int) -> tuple[list[list[float]], list[float], float | None]:
+        """Feed ``count`` frames per camera; return answer times, latencies (no separate CPU: it is the process's)."""
+        answers = run_cameras(self._cameras, self._feeds, count)
+        return answers, [x for c in self._cameras for x in c.latencies], None
+
+    def close(self) -> None:
+        """Stop the driver's executor and destroy its node."""
+        self._rig.stop(self._executor)
+
+
+class ProcessDriver:
+    """The camera driver in a process of its own (this file with ``--serve-cameras``), driven over its pipes.
+
+    Each request is one JSON line on its stdin; each reply one JSON line on its stdout. Every wait has
+    :data:`DRIVER_TIMEOUT_S`; a driver that dies or stalls raises ``RuntimeError`` with its stderr's tail.
+    """
+
+    def __init__(self, domain_id: int, namespaces: Sequence[str], frames: int, in_flight: int) -> None:
+        """Start the driver and wait until the node under test subscribes to every camera."""
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-cameras", *namespaces,
+               "--frames", str(frames), "--in-flight", str(in_flight)]
+        env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id)}
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str] = []
+        threading.Thread(target=self._pump, args=(self._proc.stdout, self._lines), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self._proc.stderr, None), daemon=True).start()
+        self._reply()  # {"ready": true}
+
+    def _pump(self, stream: Any, lines: queue.Queue[str | None] | None) -> None:
+        for line in stream:
+            if lines is not None:
+                lines.put(line)
+            else:
+                self._stderr = (self._stderr + [line])[-20:]
+        if lines is not None:
+            lines.put(None)
+
+    def _reply(self) -> dict[str, Any]:
+        try:
+            line = self._lines.get(timeout=DRIVER_TIMEOUT_S)
+        except queue.Empty:
+            line = None
+        if line is None:
+            self._proc.kill()
+            raise RuntimeError("camera driver process gave no answer:\n" + "".join(self._stderr))
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def run(self, count: int) -> tuple[list[list[float]], list[float], float | None]:
+        """Feed ``count`` frames per camera; return answer times, latencies and the driver's CPU seconds."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({"count": count}) + "\n")
+        self._proc.stdin.flush()
+        reply = self._reply()
+        return reply["answers"], reply["latencies"], float(reply["cpu_s"])
+
+    def close(self) -> None:
+        """Ask the driver to quit (closing its stdin); kill it if it has not within 10 s."""
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=10.0)
+
+
+def serve_cameras(namespaces: Sequence[str], frames: int, in_flight: int) -> int:
+    """The driver process: play one camera per namespace; answer each ``{"count": n}`` line with its answer times."""
+    feeds = camera_feeds(bench_frames(frames), len(namespaces))
+    rig = Rig(ros_domain_id())
+    node = Node(f"bench_cameras_{rig.tag}", context=rig.context)
+    cameras = driver_cameras(node, namespaces, in_flight)
+    rig.spin([node], threads=2)
+    try:
+        wait_for(lambda: cameras_matched(cameras), 30, "camera subscriptions")
+        print(json.dumps({"ready": True}), flush=True)
+        for line in sys.stdin:
+            c0 = time.process_time()
+            answers = run_cameras(cameras, feeds, int(json.loads(line)["count"]))
+            latencies = [x for c in cameras for x in c.latencies]
+            print(json.dumps({"answers": answers, "latencies": latencies, "cpu_s": time.process_time() - c0}),
+                  flush=True)
+    finally:
+        rig.close()
+    return 0
+
+
+def bench_mode(rig: Rig, frames: Sequence[CameraFrame], head_sharing: str, n_cameras: int, count: int, rounds: int,
+               in_flight: int, executor_threads: int = EXECUTOR_THREADS, driver_process: bool = False
+               ) -> dict[str, Any]:
     """Alternate bare batched model(x) and node passes for one head mode; return fps per round and the ratios."""
     ns = f"mc_{head_sharing}_{rig.tag}"
     names = [f"cam{i}" for i in range(n_cameras)]
@@ -117,19 +257,19 @@ def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_shari
                           Parameter("camera_qos", value="reliable"), Parameter("input_mode", value="frame"),
                           Parameter("image_transport", value="raw")])
     executor = rig.spin([group, *group.cameras], threads=executor_threads)
+    feeds = camera_feeds(frames, n_cameras)
+    namespaces = [f"{ns}/{name}" for name in names]
+    driver: InProcessDriver | ProcessDriver | None = None
     try:
-        cams = [Camera(driver, f"{ns}/{name}", compressed=False, in_flight=in_flight, frame_period_s=1.0 / CAMERA_FPS)
-                for name in names]
-        wait_for(lambda: all(c.image_pub.get_subscription_count() > 0 for c in cams), 30, "camera subscriptions")
-        step = max(1, len(frames) // n_cameras)
-        feeds = [list(frames[i * step:]) + list(frames[:i * step]) for i in range(n_cameras)]
+        driver = (ProcessDriver(ros_domain_id(), namespaces, len(frames), in_flight) if driver_process
+                  else InProcessDriver(rig, namespaces, feeds, in_flight))
         engine = group.inference
         model = engine.model_or_fail()
         cfg = model.preprocess_config
         # The node's batch composition: one frame of each camera per pass.
         batches = [torch.cat([preprocess(feeds[c][k].bgr, None, cfg) for c in range(n_cameras)])  # type: ignore[arg-type]
                    for k in range(min(len(f) for f in feeds))]
-        run_cameras(cams, feeds, 2 * in_flight + 8)  # warm-up: DDS matching, first allocations, head traces
+        driver.run(2 * in_flight + 8)  # warm-up: DDS matching, first allocations, head traces
         lane = group.cameras[0]
 
         def bare(n: int) -> float:
@@ -138,29 +278,34 @@ def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_shari
                 lambda: bare_fps(model.inference_module, batches, n), timeout=600.0)
 
         bare(4)  # warm-up: TorchScript's profiling runs on the batch size
-        bare_rounds, node_rounds, ratios, cpu_bare, cpu_node = [], [], [], [], []
+        bare_rounds, node_rounds, ratios, cpu_bare, cpu_node, cpu_driver = [], [], [], [], [], []
+        latencies: list[float] = []
         sizes_before = dict(engine.batch_sizes)
         per_camera = count // n_cameras
         for _ in range(rounds):
             c0 = time.process_time()
             b = bare(max(1, per_camera))
             c1 = time.process_time()
-            answers = run_cameras(cams, feeds, per_camera + in_flight)
+            answers, round_latencies, driver_cpu_s = driver.run(per_camera + in_flight)
+            latencies.extend(round_latencies)
             c2 = time.process_time()
             n = aggregate_fps(answers, n_cameras * in_flight)
             bare_rounds.append(b)
             node_rounds.append(n)
             ratios.append(n / b)
-            # CPU time of this process per image (all threads, the driver's publishing included in the node pass):
+            # CPU time of this process per image (all threads; the driver's publishing too when it runs here):
             # unlike images/s it barely moves when other processes load the machine.
             cpu_bare.append(1000.0 * (c1 - c0) / (per_camera * n_cameras))
             cpu_node.append(1000.0 * (c2 - c1) / ((per_camera + in_flight) * n_cameras))
+            if driver_cpu_s is not None:
+                cpu_driver.append(1000.0 * driver_cpu_s / ((per_camera + in_flight) * n_cameras))
         sizes = {k: v - sizes_before.get(k, 0) for k, v in sorted(engine.batch_sizes.items())}
         full_passes = [ms for ms in engine.pass_ms]  # the last passes (bounded), nearly all of n_cameras frames
         passes = sum(sizes.values())
         return {
             "head_sharing": head_sharing,
             "executor_threads": executor_threads,
+            "camera_driver": "own process" if driver_process else "in the measured process",
             "cameras": n_cameras,
             "ratio": statistics.median(ratios),
             "bare_images_per_s": statistics.median(bare_rounds),
@@ -170,10 +315,14 @@ def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_shari
             "node_rounds": [round(x, 2) for x in node_rounds],
             # The inference thread's own time per pass (backbone + heads + softmax) against bare model(x) per batch:
             # what remains of the gap is the thread waiting for frames or for the GIL between passes.
+            # publish -> prediction back at the driver, every frame of every round
+            "frame_latency_ms": {q: round(1000.0 * float(np.percentile(latencies, p)), 1)
+                                 for q, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))},
             "node_pass_ms_median": round(statistics.median(full_passes), 2) if full_passes else None,
             "bare_batch_ms": round(1000.0 * n_cameras / statistics.median(bare_rounds), 2),
             "cpu_ms_per_image_bare": round(statistics.median(cpu_bare), 2),
             "cpu_ms_per_image_node": round(statistics.median(cpu_node), 2),
+            "cpu_ms_per_image_driver_process": round(statistics.median(cpu_driver), 2) if cpu_driver else None,
             "cameras_per_backbone_pass": {str(k): v for k, v in sizes.items()},
             "mean_cameras_per_pass": round(sum(k * v for k, v in sizes.items()) / passes, 3) if passes else None,
             "models_loaded": engine.loads,
@@ -181,6 +330,8 @@ def bench_mode(rig: Rig, driver: Node, frames: Sequence[CameraFrame], head_shari
             "dropped_frames": sum(c.counters["dropped_frames"] for c in group.cameras),
         }
     finally:
+        if driver is not None:
+            driver.close()
         rig.stop(executor)
 
 
@@ -194,17 +345,19 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=2, help="frames outstanding per camera (>= 1)")
     parser.add_argument("--only", nargs="*", choices=[name for *_, name in RUNS], default=None,
                         help="results to measure (default: all, in one run)")
+    parser.add_argument("--serve-cameras", nargs="+", metavar="NAMESPACE", default=None,
+                        help="run as the camera driver process for these camera namespaces (used by the bench itself)")
     args = parser.parse_args()
+    if args.serve_cameras:
+        return serve_cameras(args.serve_cameras, args.frames, args.in_flight)
     t0 = time.monotonic()
-    frames = raw_camera_frames(bikes_frames(args.frames, stride=max(1, 250 // args.frames)),
-                               [np.zeros((0, 4), np.float32)] * args.frames)  # whole frames: no regions
+    frames = bench_frames(args.frames)
     rig = Rig(ros_domain_id())
-    driver = Node(f"bench_cameras_{rig.tag}", context=rig.context)
-    rig.spin([driver], threads=2)
     load_start = load_average()
     try:
-        results = {name: bench_mode(rig, driver, frames, mode, args.cameras, args.count, args.rounds, args.in_flight,
-                                    threads) for mode, threads, name in RUNS if not args.only or name in args.only}
+        results = {name: bench_mode(rig, frames, mode, args.cameras, args.count, args.rounds, args.in_flight,
+                                    threads, own_process)
+                   for mode, threads, own_process, name in RUNS if not args.only or name in args.only}
     finally:
         rig.close()
     common = {"load_start": load_start, "load_end": load_average(), "torch_threads_default": torch.get_num_threads(),

@@ -285,11 +285,12 @@ class Camera:
         self._done = threading.Event()
         self._seq = 0  # frames ever published: the stamp clock
         self._frames: Sequence[CameraFrame] = ()
-        self._outstanding: set[int] = set()
+        self._outstanding: dict[int, float] = {}  # stamp -> when it was published (monotonic)
         self._sent = 0
         self._target = 0
         self._use_regions = True
         self.received: list[float] = []
+        self.latencies: list[float] = []  # seconds from publishing a frame to its prediction's arrival
         self.predictions: list[PredictionArray] = []
 
     def run(self, frames: Sequence[CameraFrame], count: int, regions: bool, timeout: float = 120.0) -> list[float]:
@@ -297,7 +298,7 @@ class Camera:
         with self._lock:
             self._frames, self._sent, self._target, self._use_regions = frames, 0, count, regions
             self._outstanding.clear()
-            self.received, self.predictions = [], []
+            self.received, self.latencies, self.predictions = [], [], []
             self._done.clear()
             for _ in range(min(self.in_flight, count)):
                 self._publish_next()
@@ -311,7 +312,7 @@ class Camera:
         stamp_ns = 1_000_000_000_000 + int(self._seq * self.frame_period_s * 1e9)
         self._seq += 1
         self._sent += 1
-        self._outstanding.add(stamp_ns)
+        self._outstanding[stamp_ns] = time.monotonic()
         sec, nanosec = divmod(stamp_ns, 1_000_000_000)
         if self._use_regions and item.regions is not None:
             item.regions.header.stamp.sec, item.regions.header.stamp.nanosec = sec, nanosec
@@ -323,10 +324,11 @@ class Camera:
         now = time.monotonic()
         with self._lock:
             key = conv.stamp_key(msg.header)
-            if key not in self._outstanding:
+            sent = self._outstanding.pop(key, None)
+            if sent is None:
                 return  # a late answer to an earlier run
-            self._outstanding.discard(key)
             self.received.append(now)
+            self.latencies.append(now - sent)
             self.predictions.append(msg)
             if self._sent < self._target:
                 self._publish_next()
@@ -382,8 +384,11 @@ def bench_throughput(
             20,
             "edge subscriptions",
         )
-        cfg = edge.model.preprocess_config
-        device, dtype = edge.model.device, edge.model.dtype
+        model = edge.model
+        if model is None:
+            raise RuntimeError("the edge node under test has no model loaded (not configured)")
+        cfg = model.preprocess_config
+        device, dtype = model.device, model.dtype
         if any(f.bgr is None for f in frames):
             raise ValueError("throughput frames need their decoded pixels (raw_camera_frames)")
         inputs = [preprocess(f.bgr, f.boxes if regions else None, cfg).to(device, dtype) for f in frames]  # type: ignore[arg-type]
@@ -401,7 +406,7 @@ def bench_throughput(
 
             return edge.call_on_inference_thread(run, timeout=600.0)
 
-        infer, eager = edge.model.inference_module, edge.model.model
+        infer, eager = model.inference_module, model.model
         for module, threads in ((infer, None), (eager, DEFAULT_TORCH_THREADS), (infer, DEFAULT_TORCH_THREADS)):
             bare_on_edge(8, module, threads)  # warm-up: TorchScript's profiling runs, a thread pool's start
         bare, node, ratios, cpu_bare, cpu_node, eager_default, infer_default = [], [], [], [], [], [], []
