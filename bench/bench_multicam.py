@@ -39,6 +39,7 @@ Run: ``source env.sh && python bench/bench_multicam.py`` (~2 min on a 2-core CPU
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import queue
@@ -179,7 +180,7 @@ class ProcessDriver:
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, env=env)
         self._lines: queue.Queue[str | None] = queue.Queue()
-        self._stderr: list[str] = []
+        self._stderr: collections.deque[str] = collections.deque(maxlen=20)  # the tail, for errors
         threading.Thread(target=self._pump, args=(self._proc.stdout, self._lines), daemon=True).start()
         threading.Thread(target=self._pump, args=(self._proc.stderr, None), daemon=True).start()
         self._reply()  # {"ready": true}
@@ -189,7 +190,7 @@ class ProcessDriver:
             if lines is not None:
                 lines.put(line)
             else:
-                self._stderr = (self._stderr + [line])[-20:]
+                self._stderr.append(line)
         if lines is not None:
             lines.put(None)
 

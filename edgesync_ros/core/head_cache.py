@@ -165,8 +165,8 @@ class HeadCache:
         The head's statistics are running means over the windows it served (at most the last ``cfg.memory``).
         """
         self._hold = {v: n - 1 for v, n in self._hold.items() if n > 1}
-        f = np.asarray(feature_mean, np.float64).reshape(-1)
-        self._last_window = f.copy()
+        f = np.array(feature_mean, np.float64).reshape(-1)  # a copy: the caller's array may be reused
+        self._last_window = f
         head = self._heads.get(self.current) if self.current is not None else None
         if head is None:
             return
