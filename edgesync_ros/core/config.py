@@ -43,6 +43,7 @@ SourceRegions = Literal["none", "teacher"]
 HeadSharing = Literal["per_camera", "shared"]
 Optimizer = Literal["sgd", "adam"]
 Stopping = Literal["val_loss", "val_accuracy", "fixed_epochs"]
+GroupingSignature = Literal["drift", "content"]
 
 _C = TypeVar("_C", bound="ConfigSection")
 
@@ -531,17 +532,27 @@ class HeadCacheConfig(ConfigSection):
 class GroupingConfig(ConfigSection):
     """Fleet grouping (``grouping.*``; :mod:`edgesync_ros.core.grouping`).
 
-    Robots with at least ``min_windows`` labelled windows join a group within ``join_distance`` (signature distance,
-    class histograms weighted by ``hist_weight``) and leave it beyond ``leave_distance``; a robot's signature is a
-    running mean over its last ``memory`` windows. ``enabled: false`` trains every robot alone (EdgeSync).
+    ``signature`` says what makes robots alike. ``drift`` (default): how each robot's latest windows moved away from
+    its own usual scenes (pooled-feature mean of the last ``memory`` windows minus a running reference over its
+    last ``reference_memory`` windows), compared by cosine distance, so robots with different footage under the
+    same sky group. ``content``: what the robots see (running pooled-feature mean and class histogram, histograms
+    weighted by ``hist_weight``), for robots on the same streets. A robot with at least ``min_windows`` labelled
+    windows joins a group within ``join_distance`` and leaves it beyond ``leave_distance`` (in the chosen
+    signature's distance). ``shared_budget``: a group uploads and trains what one robot would (its members take
+    turns to upload a window, the pooled training set holds at most one store's worth); off, members upload as
+    alone and train on all their pooled samples. ``enabled: false`` trains every robot
+    alone (EdgeSync).
     """
 
     enabled: bool = False
-    join_distance: float = 0.05
-    leave_distance: float = 0.1
+    signature: GroupingSignature = "drift"
+    join_distance: float = 0.8
+    leave_distance: float = 1.0
     hist_weight: float = 1.0
     min_windows: int = 3
-    memory: int = 10
+    memory: int = 1
+    reference_memory: int = 30
+    shared_budget: bool = True
 
     def __post_init__(self) -> None:
         """Check the bounds and the hysteresis (leave beyond join)."""
@@ -550,8 +561,8 @@ class GroupingConfig(ConfigSection):
         if self.join_distance < 0.0 or self.leave_distance < self.join_distance:
             raise ConfigError(f"{n}: need 0 <= join_distance <= leave_distance, got {self.join_distance}, "
                               f"{self.leave_distance}")
-        if self.min_windows < 1 or self.memory < 1 or self.hist_weight < 0.0:
-            raise ConfigError(f"{n}: min_windows and memory must be >= 1 and hist_weight >= 0")
+        if self.min_windows < 1 or self.memory < 1 or self.reference_memory < 1 or self.hist_weight < 0.0:
+            raise ConfigError(f"{n}: min_windows, memory and reference_memory must be >= 1 and hist_weight >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -121,7 +121,7 @@ from edgesync_ros.core.config import (
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.filtering import keep_count
 from edgesync_ros.core.fleet import Fleet
-from edgesync_ros.core.grouping import FleetGrouping
+from edgesync_ros.core.grouping import FleetGrouping, pooled_training_set
 from edgesync_ros.core.head_cache import HeadCache, vetoes
 from edgesync_ros.core.heads import as_rows, head_accuracy
 from edgesync_ros.core.hpo import Segment, online_profile
@@ -257,6 +257,10 @@ class BaseMethod:
     def offline_predictions(self, sim: Simulation) -> dict[str, npt.NDArray[np.int64]] | None:
         """Replay through the engine (no offline answer)."""
         return None
+
+    def upload_turn(self, camera: str) -> tuple[int, int]:
+        """``(every, turn)``: the camera uploads the windows whose count modulo ``every`` is ``turn``; (1, 0): all."""
+        return 1, 0
 
     def setup(self, sim: Simulation) -> None:
         """Reset per-run state."""
@@ -666,7 +670,8 @@ class EdgeSyncOptions:
     ``online_trials``: profile h online with that many trials before every training (Fig. 4), the profiling time
     charged to the update. ``paced``: the robots follow the cloud's backpressure (a smaller k while the cloud is
     saturated), as the cloud node's robots do. ``free_cloud``: every cloud and network step costs nothing (the
-    causal upper bound).
+    causal upper bound). ``cloud_share``: the part of one cloud worker the cameras get (every compute cost divided
+    by it; 0.5 = half a worker, the load of twice as many robots on one).
     """
 
     selection: str = "filter"
@@ -682,6 +687,7 @@ class EdgeSyncOptions:
     online_trials: int = 0
     paced: bool = True
     free_cloud: bool = False
+    cloud_share: float = 1.0
 
     def __post_init__(self) -> None:
         """Reject unknown component settings (a misspelt option must not silently run EdgeSync)."""
@@ -693,6 +699,8 @@ class EdgeSyncOptions:
             raise ConfigError(f"EdgeSync fixed_epochs must be >= 1, got {self.fixed_epochs}")
         if self.update_period_s is not None and not self.update_period_s > 0:
             raise ConfigError(f"EdgeSync update_period_s must be > 0, got {self.update_period_s}")
+        if not 0.0 < self.cloud_share <= 1.0:
+            raise ConfigError(f"EdgeSync cloud_share must be in (0, 1], got {self.cloud_share}")
 
 
 def mean_window_s(sim: Simulation, window_frames: int) -> float:
@@ -744,6 +752,7 @@ class EdgeSync(BaseMethod):
         self.label_source = label_source
         self.paced = bool(o.paced)
         self.free_cloud = bool(o.free_cloud)
+        self.cloud_share = float(o.cloud_share)
         self.name = name + (" (robust teacher)" if label_source == "clean" and not o.free_cloud else "")
 
     def setup(self, sim: Simulation) -> None:
@@ -800,13 +809,17 @@ class EdgeSync(BaseMethod):
             return None
         return self._train_job(sim, cam, now)
 
-    def _train_job(self, sim: Simulation, cam: str, now: float, group: Sequence[str] = ()) -> Job:
-        """Algorithm 2 for ``cam`` on its store (+ replay, + the stores of its ``group`` members trained along)."""
+    def _train_job(self, sim: Simulation, cam: str, now: float, group: Sequence[str] = (),
+                   capacity: int | None = None) -> Job:  # fmt: skip
+        """Algorithm 2 for ``cam`` on its store (+ replay, + the stores of its ``group`` members trained along).
+
+        ``capacity``: at most that many pooled samples (a group's shared budget, :func:`pooled_training_set`).
+        """
         rec = self.fleet.get(cam)
         feats, labels = rec.training_set()
-        for member in group:
-            f, y = self.fleet.get(member).training_set()
-            feats, labels = torch.cat([feats, f]), torch.cat([labels, y])
+        if group:
+            feats, labels = pooled_training_set([(feats, labels), *(self.fleet.get(m).training_set() for m in group)],
+                                                capacity)
         replayed = 0
         if self.options.replay_per_class > 0:
             extra = [(f, y) for y, q in sorted(self.replay[cam].items()) for f in q]
@@ -1060,6 +1073,10 @@ class EdgeSyncBeyond(EdgeSync):
             zoo.misses += 1
             self.pending.append(Job(upload.camera, train_s=secs, info={"zoo_miss": True}))  # the cost, no send
 
+    def upload_turn(self, camera: str) -> tuple[int, int]:
+        """A grouped camera takes its turn in the group's uploads (:meth:`FleetGrouping.turn`)."""
+        return self.grouping.turn(camera)
+
     def side_job(self, sim: Simulation, now: float) -> Job | None:
         """A waiting zoo or switch check, or a group member's head: before the cycle's step, as the node runs them."""
         return self.pending.popleft() if self.pending else None
@@ -1071,7 +1088,8 @@ class EdgeSyncBeyond(EdgeSync):
             return None
         group = [m for m in self.grouping.members(cam) if m != cam and m not in sim.training_now
                  and self.fleet.get(m).labels]
-        job = self._train_job(sim, cam, now, group)
+        capacity = self.fleet.get(cam).store_capacity if self.grouping_cfg.shared_budget else None
+        job = self._train_job(sim, cam, now, group, capacity)
         job.info["group"] = list(group)
         if job.state is not None:
             for m in group:
@@ -1098,11 +1116,11 @@ def _edgesync(name: str, **opts: Any) -> Callable[[EvalSettings, str, Mapping[st
     return make
 
 
-def _beyond(name: str, zoo: bool = False, grouping: bool = False, cache: bool = False
+def _beyond(name: str, zoo: bool = False, grouping: bool = False, cache: bool = False, **opts: Any
             ) -> Callable[[EvalSettings, str, Mapping[str, Any]], BaseMethod]:
     def make(settings: EvalSettings, labels: str, overrides: Mapping[str, Any]) -> BaseMethod:
-        return EdgeSyncBeyond(settings, EdgeSyncOptions(**overrides), name, labels, zoo=zoo, grouping=grouping,
-                              cache=cache)  # fmt: skip
+        return EdgeSyncBeyond(settings, EdgeSyncOptions(**{**opts, **overrides}), name, labels, zoo=zoo,
+                              grouping=grouping, cache=cache)  # fmt: skip
 
     return make
 
@@ -1121,6 +1139,13 @@ _FACTORIES: dict[str, Callable[[EvalSettings, str, Mapping[str, Any]], BaseMetho
     "edgesync_zoo_grouping": _beyond("EdgeSync + zoo + grouping", zoo=True, grouping=True),
     "edgesync_zoo_cache": _beyond("EdgeSync + zoo + cache", zoo=True, cache=True),
     "edgesync_zoo_cache_grouping": _beyond("EdgeSync + zoo + cache + grouping", zoo=True, cache=True, grouping=True),
+    # Fleet capacity: the same cameras on half (a quarter of) a cloud worker, the load of twice (four times) as many
+    # robots on a whole one.
+    "edgesync_half_worker": _edgesync("EdgeSync, half a worker", cloud_share=0.5),
+    "edgesync_grouping_half_worker": _beyond("EdgeSync + grouping, half a worker", grouping=True, cloud_share=0.5),
+    "edgesync_quarter_worker": _edgesync("EdgeSync, a quarter of a worker", cloud_share=0.25),
+    "edgesync_grouping_quarter_worker": _beyond("EdgeSync + grouping, a quarter of a worker", grouping=True,
+                                                cloud_share=0.25),
     "edgesync_replay": _edgesync("EdgeSync+replay", replay_per_class=40),
     # The paper's ablations (§IV-B5), each removing one more component.
     "edgesync_f": _edgesync("EdgeSync/F", selection="all"),
@@ -1157,7 +1182,9 @@ BASELINES: tuple[str, ...] = ("constant", "recent_majority", "no_adaptation", "o
 #: The recurring-drift comparison's rows: EdgeSync and its additions, each paired with EdgeSync; recovery times are
 #: measured against the causal upper bound's run of the same seed (run alongside, shown as a reference).
 RECURRING: tuple[str, ...] = ("edgesync", "edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
-                              "edgesync_zoo_cache_grouping")  # fmt: skip
+                              "edgesync_zoo_cache_grouping", "edgesync_half_worker",
+                              "edgesync_grouping_half_worker", "edgesync_quarter_worker",
+                              "edgesync_grouping_quarter_worker")  # fmt: skip
 #: Methods whose labels are fixed (no teacher labels, or the ground truth already): no robust-teacher variant.
 _NO_LABELS = ("constant", "no_adaptation", "static_head", "upper_bound")
 

@@ -159,10 +159,15 @@ METRICS: tuple[tuple[str, str, float, int, str, str], ...] = (
     ("recovery_recurring_s", "recovery, recurring", 1.0, 1, "s", "s"),
     ("recovery_first_s", "recovery, first-time", 1.0, 1, "s", "s"),
     ("train_s_per_camera_hour", "training s / camera-hour", 1.0, 0, "s", ""),
+    ("cloud_s_per_camera_hour", "cloud s / camera-hour", 1.0, 0, "s", ""),
     ("download_kb_per_camera_hour", "download kB / camera-hour", 1.0, 0, "kB", ""),
 )
 UPPER = "upper_bound"
 REFERENCE = "edgesync"
+#: Further pairs (method, its reference) beside each method − EdgeSync: on part of a worker, what grouping does
+#: against EdgeSync under the same cloud.
+PAIRS: tuple[tuple[str, str], ...] = (("edgesync_grouping_half_worker", "edgesync_half_worker"),
+                                      ("edgesync_grouping_quarter_worker", "edgesync_quarter_worker"))
 
 
 def add_recovery(results: Sequence[dict[str, Any]], cfg: RecoveryConfig | None = None) -> list[dict[str, Any]]:
@@ -226,23 +231,24 @@ def recurring_section(results: Sequence[dict[str, Any]], keys: Sequence[str], me
             "runs": [{k: v for k, v in r.items() if k not in ("timeline", "updates", "recovery")} for r in mine],
         }  # fmt: skip
     diffs: dict[str, Any] = {}
-    ref = rows.get(REFERENCE)
-    if ref is not None:
-        for key, row in rows.items():
-            if key in (REFERENCE, UPPER):
+    pairs = [(key, REFERENCE, key) for key in rows if key not in (REFERENCE, UPPER)]
+    pairs += [(key, ref, f"{key}@{ref}") for key, ref in PAIRS]
+    for key, ref_key, label in pairs:
+        row, ref = rows.get(key), rows.get(ref_key)
+        if row is None or ref is None:
+            continue
+        entry: dict[str, Any] = {"name": row["name"], "reference": ref["name"]}
+        for m, *_ in METRICS:
+            try:
+                d = stats.paired_difference(stats.scores_by_seed(row["runs"], m),
+                                            stats.scores_by_seed(ref["runs"], m))  # fmt: skip
+            except stats.UnpairedRunsError:
                 continue
-            entry: dict[str, Any] = {"name": row["name"], "reference": ref["name"]}
-            for m, *_ in METRICS:
-                try:
-                    d = stats.paired_difference(stats.scores_by_seed(row["runs"], m),
-                                                stats.scores_by_seed(ref["runs"], m))  # fmt: skip
-                except stats.UnpairedRunsError:
-                    continue
-                entry[m] = d.to_dict()
-            ratio = recovery_ratio(row["runs"], ref["runs"])
-            entry["recovery_ratio_recurring"] = {**ratio.to_dict(),
-                                                 "spans_one": not ratio.defined or ratio.low <= 1.0 <= ratio.high}
-            diffs[key] = entry
+            entry[m] = d.to_dict()
+        ratio = recovery_ratio(row["runs"], ref["runs"])
+        entry["recovery_ratio_recurring"] = {**ratio.to_dict(),
+                                             "spans_one": not ratio.defined or ratio.low <= 1.0 <= ratio.high}
+        diffs[label] = entry
     return {"meta": {**meta, "recovery": cfg.to_dict()}, "rows": rows, "differences": diffs,
             "table": render(rows, diffs, cfg)}  # fmt: skip
 
@@ -291,8 +297,9 @@ def render(rows: Mapping[str, Any], diffs: Mapping[str, Any], cfg: RecoveryConfi
         rec = f"{_cell(s['recovered_recurring'], 100.0, 0)} / {_cell(s['recovered_first'], 100.0, 0)}"
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {rec} | {_cell(s['local_switches'], 1.0, 1)} |")
     if diffs:
-        units = " | ".join(f"Δ {t} ({u})" for _, t, _, _, u, _ in METRICS) + " | recovery, recurring: × EdgeSync's"
-        lines += ["", f"**Paired differences**: each method − EdgeSync, seed by seed (mean [95 % t-interval]; "
+        units = " | ".join(f"Δ {t} ({u})" for _, t, _, _, u, _ in METRICS) + " | recovery, recurring: × the reference's"
+        lines += ["", f"**Paired differences**: each method − EdgeSync (and grouping − EdgeSync on part of a worker), "
+                  f"seed by seed (mean [95 % t-interval]; "
                   f"\"{stats.NO_DIFFERENCE}\" where the interval contains 0)", "",
                   f"| comparison | {units} |", "|---|" + "---:|" * (len(METRICS) + 1)]  # fmt: skip
         for d in diffs.values():

@@ -67,6 +67,7 @@ from edgesync_ros.core.backpressure import UploadGovernor, window_stretch
 from edgesync_ros.core.config import BackpressureConfig, RecoveryConfig, ScoringConfig, TrainConfig
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError
+from edgesync_ros.core.grouping import takes_turn
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.training import TrainResult, train_head
 from edgesync_ros.eval import scoring as scoring_rule
@@ -159,7 +160,8 @@ class Method(Protocol):
     head (``None``: the starting head). ``trainings``: trainings done by :meth:`offline_predictions` (reported as
     the run's training count; an engine run counts its own). ``paced``: whether the method's robots follow the
     cloud's backpressure (their k scaled by ``Window.upload_scale``). A method with a true ``free_cloud``
-    attribute runs with :data:`FREE_CLOUD` costs whatever the simulation's profile (the causal upper bound).
+    attribute runs with :data:`FREE_CLOUD` costs whatever the simulation's profile (the causal upper bound); one
+    with a ``cloud_share`` below 1 runs with every compute cost divided by it (part of a worker).
     Versions are the engine's: 0 is the starting head, each head a job sends gets the next number.
     """
 
@@ -180,6 +182,14 @@ class Method(Protocol):
 
     def setup(self, sim: Simulation) -> None:
         """Prepare per-run state (called once per run, after the engine is ready)."""
+        ...
+
+    def upload_turn(self, camera: str) -> tuple[int, int]:
+        """Return ``(every, turn)``: the camera uploads the windows whose count modulo ``every`` is ``turn``.
+
+        (1, 0): every window. A grouped camera's turn in its group's shared budget
+        (:meth:`~edgesync_ros.core.grouping.FleetGrouping.turn`); the window still ends (a local switch is weighed).
+        """
         ...
 
     def select(self, sim: Simulation, window: Window) -> npt.NDArray[np.int64] | None:
@@ -249,6 +259,7 @@ class RunResult:
     counters: dict[str, float]
     wall_s: float
     label_source: str = "teacher"
+    cloud_share: float = 1.0  # the part of one worker the run had: its modelled cloud seconds are 1/share as long
 
     def metrics(
         self, cams: Mapping[str, CameraFeatures], bin_s: float = 30.0, scoring: ScoringConfig | None = None,
@@ -263,7 +274,8 @@ class RunResult:
         headline's correct and scored counts in fine bins and the condition changes, for
         :mod:`edgesync_ros.eval.recovery` to pair with the upper bound's run; ``train_s_per_camera_hour`` and
         ``download_bytes_per_camera_hour`` are the cloud's training (and profiling) seconds and the bytes sent
-        down, per hour of one camera's stream.
+        down, per hour of one camera's stream; ``cloud_s_per_camera_hour`` adds the labelling. Cloud seconds are
+        a whole worker's (a run on part of one, ``cloud_share``, is charged its share of its longer seconds).
         """
         rcfg = recovery or RecoveryConfig()
         fine: dict[str, Any] = {}
@@ -319,7 +331,8 @@ class RunResult:
         headline = scoring_rule.score(ref[fresh], pred[fresh])
         n_cam = max(len(self.cameras), 1)
         camera_hours = max(n_cam * self.duration_s / 3600.0, 1e-12)
-        cloud_s = float(self.counters.get("train_s", 0.0)) + float(self.counters.get("profile_s", 0.0))
+        work = self.cloud_share / camera_hours  # a whole worker's seconds per camera-hour
+        train_s = float(self.counters.get("train_s", 0.0)) + float(self.counters.get("profile_s", 0.0))
         return {
             "method": self.method,
             "seed": self.seed,
@@ -339,7 +352,9 @@ class RunResult:
             "download_kbps": sum(c["download_kbps"] for c in per_cam.values()) / n_cam,
             "per_camera": per_cam,
             "per_condition": {k: float(np.concatenate(v).mean()) for k, v in sorted(per_cond.items())},
-            "train_s_per_camera_hour": cloud_s / camera_hours,
+            "train_s_per_camera_hour": train_s * work,
+            "cloud_s_per_camera_hour": (train_s + float(self.counters.get("label_s", 0.0))) * work,
+            "cloud_share": self.cloud_share,
             "download_bytes_per_camera_hour": sum(c.download_bytes for c in self.cameras.values()) / camera_hours,
             "local_switches": sum(c.local_switches for c in self.cameras.values()),
             "timeline": timeline,
@@ -370,6 +385,7 @@ class _Cam:
     window_frames: list[npt.NDArray[np.int64]]
     run: CameraRun
     gathered: list[int] = dataclasses.field(default_factory=list)  # windows held for one upload (paced: stretched)
+    windows: int = 0  # uploads it could have made: a grouped camera's turns count them
 
 
 class Simulation:
@@ -569,13 +585,27 @@ class Simulation:
 
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self, method: Method) -> RunResult:
-        """Replay the stream with ``method``; return per-sample predictions, bandwidth and the update log."""
-        if getattr(method, "free_cloud", False) and self.cost is not FREE_CLOUD:
-            old = self._use_cost(FREE_CLOUD)
-            try:
-                return self.run(method)
-            finally:
-                self._use_cost(old)
+        """Replay the stream with ``method``; return per-sample predictions, bandwidth and the update log.
+
+        A method with ``free_cloud`` or a ``cloud_share`` below 1 runs under its own costs (:meth:`method_cost`).
+        """
+        cost = self.method_cost(method)
+        if cost is self.cost:
+            return self._run(method)
+        old = self._use_cost(cost)
+        try:
+            return self._run(method)
+        finally:
+            self._use_cost(old)
+
+    def method_cost(self, method: Method) -> CostProfile:
+        """The costs ``method`` runs under: :data:`FREE_CLOUD`, the profile over its ``cloud_share``, or the profile."""
+        if getattr(method, "free_cloud", False):
+            return FREE_CLOUD
+        share = float(getattr(method, "cloud_share", 1.0))
+        return self.cost if share == 1.0 else self.cost.scaled(1.0 / share, name=f"{self.cost.name}/{share:g}")
+
+    def _run(self, method: Method) -> RunResult:
         t_wall = time.perf_counter()
         preds = method.offline_predictions(self)
         if preds is not None:
@@ -677,6 +707,10 @@ class _Engine:
             cam.active = int(to)
             cam.run.local_switches += 1
             self.counters["local_switches"] += 1
+        every, turn = self.method.upload_turn(name)
+        cam.windows += 1
+        if not takes_turn(cam.windows - 1, every, turn):
+            return  # another member of its group uploads this time (a shared budget)
         pos = self.method.select(self.sim, window)
         if pos is None or len(pos) == 0:
             return
@@ -891,5 +925,6 @@ class _Engine:
             cam.run.version = cam.version.copy()
             cams_out[name] = cam.run
         return RunResult(self.method.name, sim.seed, sim.cost.name, sim.duration_s, cams_out, self.updates,
-                         dict(self.counters), time.perf_counter() - t_wall, self.method.label_source)  # fmt: skip
+                         dict(self.counters), time.perf_counter() - t_wall, self.method.label_source,
+                         float(getattr(self.method, "cloud_share", 1.0)))  # fmt: skip
 

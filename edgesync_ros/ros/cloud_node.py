@@ -60,7 +60,7 @@ from edgesync_ros.core.config import CloudNodeConfig, TeacherSettings, read_hype
 from edgesync_ros.core.cycle import CloudCycle
 from edgesync_ros.core.errors import ConfigError, EdgeSyncError
 from edgesync_ros.core.fleet import EdgeRecord, Fleet
-from edgesync_ros.core.grouping import FleetGrouping
+from edgesync_ros.core.grouping import FleetGrouping, pooled_training_set
 from edgesync_ros.core.head_cache import vetoes
 from edgesync_ros.core.intake import FairQueue
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, SchedulingPolicy, UrgencyPolicy
@@ -141,17 +141,24 @@ PARAMS: tuple[Param, ...] = config_params(CloudNodeConfig(), (
     ParamDoc("zoo.half", "Store zoo heads as float16.", read_only=True),
     ParamDoc("zoo.memory_heads", "Zoo heads kept in memory after loading (0: read from disk every time).", 0, 100000,
              read_only=True),
-    ParamDoc("grouping.enabled", "Train robots whose recent samples look alike as one group (one head on their pooled "
-             "samples, sent to every member).", read_only=True),
-    ParamDoc("grouping.join_distance", "Signature distance within which a robot joins a group.", 0.0, 3.0,
-             read_only=True),
-    ParamDoc("grouping.leave_distance", "Signature distance beyond which a member leaves its group (>= join).", 0.0,
+    ParamDoc("grouping.enabled", "Train robots that drift alike as one group (one head on their pooled samples, "
+             "sent to every member).", read_only=True),
+    ParamDoc("grouping.signature", "What makes robots alike: drift (how each moved away from its own usual "
+             "scenes; different footage, same sky) or content (what they see; the same streets).", read_only=True),
+    ParamDoc("grouping.join_distance", "Distance within which a robot joins a group (drift: 1 - cos of the drifts).",
+             0.0, 3.0, read_only=True),
+    ParamDoc("grouping.leave_distance", "Distance beyond which a member leaves its group (>= join).", 0.0,
              3.0, read_only=True),
-    ParamDoc("grouping.hist_weight", "Weight of the class-histogram distance in the grouping distance.", 0.0, 100.0,
+    ParamDoc("grouping.hist_weight", "Weight of the class-histogram distance in the content distance.", 0.0, 100.0,
              read_only=True),
     ParamDoc("grouping.min_windows", "Labelled windows a robot needs before it can join a group.", 1, 10000,
              read_only=True),
-    ParamDoc("grouping.memory", "Windows a robot's running signature averages over.", 1, 10000, read_only=True),
+    ParamDoc("grouping.memory", "Latest windows a robot's signature (content) or drift averages over.", 1, 10000,
+             read_only=True),
+    ParamDoc("grouping.reference_memory", "Windows a robot's drift reference (its usual scenes) averages over.", 1,
+             100000, read_only=True),
+    ParamDoc("grouping.shared_budget", "A group uploads and trains what one robot would (its members take turns "
+             "to upload a window; one store's worth of pooled samples).", read_only=True),
     ParamDoc("head_history", "Heads sent to each robot kept in memory (this run only), so a robot's local switch "
              "back to one of them (its head cache) is checked on the next labels and vetoed when the head it left "
              "wins by the update gate; 0 = switches go unchecked.", 0, 1000, read_only=True),
@@ -560,13 +567,16 @@ class CloudNode(ManagedNode):
         self._push_paced()
 
     def _push_paced(self) -> None:
-        """Send each robot whose k changed its ``set_upload_policy`` request (async; retried until it is up)."""
+        """Send each robot whose k, window or upload turn changed its ``set_upload_policy`` request (async; retried)."""
         with self._lock:
             targets = {e: self.policy_clients[e] for e in self._policy_dirty if e in self.policy_clients}
         for edge_id, client in targets.items():
             if client.service_is_ready():
                 k, window = self.upload_policy(edge_id)
-                client.call_async(SetUploadPolicy.Request(upload_fraction=k, window_size=window))
+                with self._lock:
+                    every, turn = self.grouping.turn(edge_id)  # a group's shared budget (core.grouping)
+                client.call_async(SetUploadPolicy.Request(upload_fraction=k, window_size=window, upload_every=every,
+                                                          upload_turn=turn))
                 with self._lock:
                     self._policy_dirty.discard(edge_id)
 
@@ -674,9 +684,9 @@ class CloudNode(ManagedNode):
                         and self.fleet.get(m).labels:
                     group[m] = self.fleet.begin_training(m).version
             if group:
-                sets = [self.fleet.get(m).training_set() for m in group]
-                features = torch.cat([features, *(f for f, _ in sets)])
-                labels = torch.cat([labels, *(y for _, y in sets)])
+                capacity = int(self.values["store_capacity"]) if self.grouping.cfg.shared_budget else None
+                features, labels = pooled_training_set(
+                    [(features, labels), *(self.fleet.get(m).training_set() for m in group)], capacity)
             request = TrainRequest(edge_id, self.heads.get(edge_id, self.initial_head), features, labels,
                                    self.train_cfg, self._clock_rate())
             base_version = record.version
@@ -759,7 +769,10 @@ class CloudNode(ManagedNode):
         if self.grouping.cfg.enabled and out.labels.size:
             self.grouping.observe(batch.edge_id, signature(out.features, len(self.replica.classes), labels=out.labels))
             with self._lock:
+                before = {r: self.grouping.turn(r) for r in self.fleet.edges}
                 self.grouping.regroup()
+                # A shared budget: a robot that joined or left a group is told its new upload turn.
+                self._policy_dirty.update(r for r, turn in before.items() if self.grouping.turn(r) != turn)
         assert job.msg is not None
         if job.msg.switched_locally and out.labels.size:
             self._check_switch(batch.edge_id, out, int(job.msg.switched_from_version), int(job.msg.model_version))

@@ -61,6 +61,7 @@ from edgesync_ros.core.errors import (
     UpdateRejectedError,
 )
 from edgesync_ros.core.filtering import adaptability
+from edgesync_ros.core.grouping import takes_turn
 from edgesync_ros.core.head_cache import HeadCache, Proposal
 from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
@@ -274,6 +275,9 @@ class EdgeNode(ManagedNode):
         self._pending_regions: collections.OrderedDict[int, tuple[npt.NDArray[np.float32], tuple[str, ...]]] = (
             collections.OrderedDict()
         )
+        # Turns in a group's shared upload budget (core.grouping): upload window n when n % every == turn.
+        self._upload_turn = (1, 0)
+        self._windows_ended = 0
         self.counters = collections.Counter[str]()
         self._counter_lock = threading.Lock()  # counters are bumped from the executor and both worker threads
         self._frame_times: collections.deque[float] = collections.deque(maxlen=60)  # classified (monotonic)
@@ -424,8 +428,8 @@ class EdgeNode(ManagedNode):
         elif event == "registered":
             self.registered = bool(data)
         elif event == "policy":
-            k, window, source = data
-            self._apply_policy(k, window, source)
+            k, window, turn, source = data
+            self._apply_policy(k, window, source, turn)
 
     def activate_node(self) -> None:
         """Subscribe the camera (and the detector in region mode) and the head updates; start registering."""
@@ -713,6 +717,11 @@ class EdgeNode(ManagedNode):
                 del self._cache_frames[:-self.window.window_size]  # the window keeps its newest frames too
             selection = self.window.drain(self.filter_cfg) if self.window.full else None
             served, self._cache_frames = (self._cache_frames, []) if selection is not None else ([], self._cache_frames)
+        if selection is not None:
+            self._windows_ended += 1
+            if not takes_turn(self._windows_ended - 1, *self._upload_turn):
+                self._count("windows_not_our_turn")  # another member of the robot's group uploads this one
+                selection = None
         if selection is not None and selection.samples:
             report = self._switch_report if self._switch_report is not None and self._switch_report[1] == version \
                 else None
@@ -1050,7 +1059,8 @@ class EdgeNode(ManagedNode):
         self._tell_peers("registered", True)
         self._register_timer.cancel()
         self.get_logger().info(f"registered with the cloud: {response.message}")
-        self._apply_policy(float(response.upload_fraction), int(response.window_size), source="cloud")
+        self._apply_policy(float(response.upload_fraction), int(response.window_size), source="cloud",
+                           turn=self._upload_turn)
         if self.latest_head_client.service_is_ready():
             req = GetLatestHead.Request(edge_id=self.edge_id, have_version=self.applier.version)
             self.latest_head_client.call_async(req).add_done_callback(self._on_latest_head)
@@ -1066,10 +1076,13 @@ class EdgeNode(ManagedNode):
                 f"the cloud's latest head v{response.update.version} was rolled back here (newest applied: "
                 f"v{self.applier.highest_version}); waiting for a newer one")
 
-    def _apply_policy(self, upload_fraction: float, window_size: int, source: str) -> str | None:
-        """Set k and the window size together or not at all (same validation as parameters); return an error or None.
+    def _apply_policy(self, upload_fraction: float, window_size: int, source: str,
+                      turn: tuple[int, int] = (1, 0)) -> str | None:  # fmt: skip
+        """Set k, the window size and the upload turn together or not at all; return an error or None.
 
-        Accepted changes are logged by :meth:`_params_changed`, refusals here, both naming ``source``.
+        k and the window are validated as parameters; ``turn`` is ``(every, turn)`` of a group's shared budget
+        (checked by the caller). Accepted changes are logged by :meth:`_params_changed`, refusals here, both
+        naming ``source``.
         """
         from rclpy.parameter import Parameter
 
@@ -1083,22 +1096,30 @@ class EdgeNode(ManagedNode):
             self._reject("request", f"upload policy from the {source} (k={upload_fraction:g}, window={window_size}) "
                                     f"refused: {result.reason}")
             return result.reason or "refused"
+        if turn != self._upload_turn:
+            self.get_logger().info(f"upload turn from the {source}: "
+                                   + ("every window" if turn[0] <= 1 else f"window {turn[1]} of every {turn[0]}"))
+            self._upload_turn = turn
         if self._speaks_for_head():  # a shared head's cameras upload as one robot: one policy for all of them
             via = f"{source} via {self.get_fully_qualified_name()}"
-            self._tell_peers("policy", (upload_fraction, window_size, via))
+            self._tell_peers("policy", (upload_fraction, window_size, turn, via))
         return None
 
     def _on_set_upload_policy(self, request: SetUploadPolicy.Request,
                               response: SetUploadPolicy.Response) -> SetUploadPolicy.Response:
         error = None
+        every, turn = max(int(request.upload_every), 1), int(request.upload_turn)
         try:
             filter_config({**self.values, "upload_fraction": float(request.upload_fraction),
                            "window_size": int(request.window_size)})
+            if turn >= every:
+                raise ConfigError(f"upload_turn must be below upload_every, got turn {turn} of {every}")
         except ConfigError as exc:
             error = str(exc)
             self._reject("request", f"upload policy from the service refused: {error}")
         if error is None:
-            error = self._apply_policy(float(request.upload_fraction), int(request.window_size), source="service")
+            error = self._apply_policy(float(request.upload_fraction), int(request.window_size), source="service",
+                                       turn=(every, turn))
         response.success = error is None
         response.message = "ok" if error is None else error
         return response
@@ -1150,6 +1171,8 @@ class EdgeNode(ManagedNode):
             "inference_queue": str(self._inference.pending),
             "buffered_samples": str(self.window.buffered_samples),
             "registered": str(self.registered),
+            "upload_turn": "every window" if self._upload_turn[0] <= 1 else
+                           f"{self._upload_turn[1]} of {self._upload_turn[0]}",  # a group's shared budget
             "last_rejection": self.last_rejection,
             **({"head_cache": self._cache_summary} if self.head_cache is not None else {}),
             **self._input_safety_values(),

@@ -381,6 +381,13 @@ def test_grouping_trains_alike_cameras_together_and_saves_trainings(settings, ma
     assert any(u.get("group") for u in trainings), "the cameras never trained as a group"
     assert any("group_of" in u and u["sent"] for u in grouped.updates)  # a member got the group's head
     assert len(trainings) <= len(alone.updates)  # a member trained along needs new samples before it trains again
+    # A shared budget: grouped, the cameras take turns to upload a window, so together they upload less.
+    assert sum(c.uploads for c in grouped.cameras.values()) < sum(c.uploads for c in alone.cameras.values())
+    # ... and train on one store's worth: with small stores, the pooled set is cut to one of them.
+    small = dataclasses.replace(settings, store_capacity=12)
+    capped = _run(cams, M.make_method("edgesync_grouping", small), zero_profile, edge_model)
+    pooled = [u["samples"] for u in capped.updates if u.get("group")]
+    assert pooled and max(pooled) == 12, pooled
     assert grouped_method.name == "EdgeSync + grouping"
 
 

@@ -155,7 +155,7 @@ def test_table_r_renders_from_the_command_line(tmp_path):
     from edgesync_ros import paths
     from edgesync_ros.cli import main
 
-    cfg = tmp_path / "config"  # the robot's files, with a short Algorithm 2 so the twelve runs take seconds
+    cfg = tmp_path / "config"  # the robot's files, with a short Algorithm 2 so the twenty runs take seconds
     cfg.mkdir()
     shutil.copy(paths.config_dir() / "edge.yaml", cfg / "edge.yaml")
     (cfg / "cloud.yaml").write_text("/**/cloud_node:\n  ros__parameters:\n    window_size: 10\n"
@@ -168,13 +168,25 @@ def test_table_r_renders_from_the_command_line(tmp_path):
     rep = json.loads((out / "eval.json").read_text())
     sec = rep["recurring"]
     assert set(sec["rows"]) == {"edgesync", "edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
-                                "edgesync_zoo_cache_grouping", "upper_bound"}  # fmt: skip
+                                "edgesync_zoo_cache_grouping", "edgesync_half_worker",
+                                "edgesync_grouping_half_worker", "edgesync_quarter_worker",
+                                "edgesync_grouping_quarter_worker", "upper_bound"}  # fmt: skip
     assert all(len(r["runs"]) == 2 for r in sec["rows"].values())
     # tiny's cam0: clean, night, fog -- two first-time changes, none recurring.
     run = sec["rows"]["edgesync"]["runs"][0]
     assert run["changes"] == {"recurring": 0, "first": 2} and len(run["recovery_events"]) == 2
     assert set(sec["differences"]) == {"edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
-                                       "edgesync_zoo_cache_grouping"}  # fmt: skip
+                                       "edgesync_zoo_cache_grouping", "edgesync_half_worker",
+                                       "edgesync_grouping_half_worker", "edgesync_quarter_worker",
+                                       "edgesync_grouping_quarter_worker",
+                                       "edgesync_grouping_half_worker@edgesync_half_worker",
+                                       "edgesync_grouping_quarter_worker@edgesync_quarter_worker"}  # fmt: skip
+    pair = sec["differences"]["edgesync_grouping_half_worker@edgesync_half_worker"]
+    assert pair["reference"] == "EdgeSync, half a worker" and "accuracy" in pair
+    # Half a worker: the same work takes twice the modelled seconds, charged as half of them (one whole worker's).
+    half = sec["rows"]["edgesync_half_worker"]["runs"][0]
+    assert half["cloud_share"] == 0.5 and half["cost_profile"] == "paper/0.5"
+    assert half["cloud_s_per_camera_hour"] >= half["train_s_per_camera_hour"] > 0.0
     md = (out / "eval.md").read_text()
     assert "Table R — recurring drift" in md and "EdgeSync + zoo + cache − EdgeSync" in md
     assert md.count("## Table R") == 1 and "cost profile `paper`)" in md and rep["recurring@paper"] == sec

@@ -294,6 +294,24 @@ def test_out_of_range_upload_policy_is_refused(harness):
     assert edge.filter_cfg.upload_fraction == 0.5 and edge.window.window_size == 8
 
 
+def test_a_grouped_robot_uploads_only_on_its_turn(harness, frames):
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, window_size=2)
+    bad = call(harness, SetUploadPolicy, f"/{ns}/set_upload_policy",
+               SetUploadPolicy.Request(upload_fraction=0.5, window_size=2, upload_every=2, upload_turn=2))
+    assert not bad.success and "upload_turn" in bad.message
+    ok = call(harness, SetUploadPolicy, f"/{ns}/set_upload_policy",
+              SetUploadPolicy.Request(upload_fraction=1.0, window_size=2, upload_every=2, upload_turn=1))
+    assert ok.success, ok.message
+    camera = Camera(harness, ns, frames)
+    # Every second window is another member's: skipped, the rest uploaded (the window still drains).
+    assert wait_for(lambda: edge.counters["windows_not_our_turn"] >= 3, 30, every=camera.step, period=0.1)
+    assert wait_for(lambda: edge.counters["batches"] >= 2, 10, every=camera.step, period=0.1)
+    skipped, sent = edge.counters["windows_not_our_turn"], edge.counters["batches"] + edge.counters["dropped_batches"]
+    assert abs(skipped - sent) <= 2, (skipped, sent)
+    assert len(edge.window) <= 2
+
+
 def test_edge_runs_without_cloud_and_registers_when_it_appears(harness, frames):
     ns = f"r{harness.tag}"
     edge = harness.edge(ns, window_size=6)
@@ -716,7 +734,8 @@ def _upload(ns: str, frames, frame_regions, predicted: int = 0) -> SampleBatch:
 
 def test_robots_that_see_alike_are_trained_as_one_group(harness, frames, frame_regions):
     cloud = harness.cloud(min_new_samples=int(1.5 * sum(min(3, len(b)) for b in frame_regions)),
-                          **{"grouping.enabled": True, "grouping.min_windows": 1})
+                          **{"grouping.enabled": True, "grouping.min_windows": 1, "grouping.signature": "content",
+                             "grouping.join_distance": 0.05, "grouping.leave_distance": 0.1})
     a, b = f"a{harness.tag}", f"b{harness.tag}"
     heads: dict[str, list[HeadUpdate]] = {a: [], b: []}
     for ns in (a, b):
@@ -728,6 +747,8 @@ def test_robots_that_see_alike_are_trained_as_one_group(harness, frames, frame_r
     pub.publish(_upload(b, frames, frame_regions))
     assert wait_for(lambda: cloud.counters["batches"] >= 2, 60), dict(cloud.counters)
     assert cloud.grouping.members(a) == sorted([a, b])
+    # A shared budget: the members take turns to upload a window, and each is told its turn.
+    assert [cloud.grouping.turn(ns) for ns in sorted([a, b])] == [(2, 0), (2, 1)]
     pub.publish(_upload(a, frames, frame_regions))  # a is ready now: its group trains together
     assert wait_for(lambda: bool(heads[a]) and bool(heads[b]), 90), dict(cloud.counters)
     assert wait_for(lambda: cloud.counters["group_heads_sent"] == 1, 10), dict(cloud.counters)  # counted after sending
