@@ -1139,13 +1139,16 @@ _FACTORIES: dict[str, Callable[[EvalSettings, str, Mapping[str, Any]], BaseMetho
     "edgesync_zoo_grouping": _beyond("EdgeSync + zoo + grouping", zoo=True, grouping=True),
     "edgesync_zoo_cache": _beyond("EdgeSync + zoo + cache", zoo=True, cache=True),
     "edgesync_zoo_cache_grouping": _beyond("EdgeSync + zoo + cache + grouping", zoo=True, cache=True, grouping=True),
-    # Fleet capacity: the same cameras on half (a quarter of) a cloud worker, the load of twice (four times) as many
-    # robots on a whole one.
+    # Fleet capacity: the same cameras on 1/2, 1/4, 1/8 of a cloud worker, the load of 2, 4, 8 times as many robots on
+    # a whole one.
     "edgesync_half_worker": _edgesync("EdgeSync, half a worker", cloud_share=0.5),
     "edgesync_grouping_half_worker": _beyond("EdgeSync + grouping, half a worker", grouping=True, cloud_share=0.5),
     "edgesync_quarter_worker": _edgesync("EdgeSync, a quarter of a worker", cloud_share=0.25),
     "edgesync_grouping_quarter_worker": _beyond("EdgeSync + grouping, a quarter of a worker", grouping=True,
                                                 cloud_share=0.25),
+    "edgesync_eighth_worker": _edgesync("EdgeSync, an eighth of a worker", cloud_share=0.125),
+    "edgesync_grouping_eighth_worker": _beyond("EdgeSync + grouping, an eighth of a worker", grouping=True,
+                                               cloud_share=0.125),
     "edgesync_replay": _edgesync("EdgeSync+replay", replay_per_class=40),
     # The paper's ablations (§IV-B5), each removing one more component.
     "edgesync_f": _edgesync("EdgeSync/F", selection="all"),
@@ -1184,7 +1187,8 @@ BASELINES: tuple[str, ...] = ("constant", "recent_majority", "no_adaptation", "o
 RECURRING: tuple[str, ...] = ("edgesync", "edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
                               "edgesync_zoo_cache_grouping", "edgesync_half_worker",
                               "edgesync_grouping_half_worker", "edgesync_quarter_worker",
-                              "edgesync_grouping_quarter_worker")  # fmt: skip
+                              "edgesync_grouping_quarter_worker", "edgesync_eighth_worker",
+                              "edgesync_grouping_eighth_worker")  # fmt: skip
 #: Methods whose labels are fixed (no teacher labels, or the ground truth already): no robust-teacher variant.
 _NO_LABELS = ("constant", "no_adaptation", "static_head", "upper_bound")
 

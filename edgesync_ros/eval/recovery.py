@@ -167,7 +167,8 @@ REFERENCE = "edgesync"
 #: Further pairs (method, its reference) beside each method − EdgeSync: on part of a worker, what grouping does
 #: against EdgeSync under the same cloud.
 PAIRS: tuple[tuple[str, str], ...] = (("edgesync_grouping_half_worker", "edgesync_half_worker"),
-                                      ("edgesync_grouping_quarter_worker", "edgesync_quarter_worker"))
+                                      ("edgesync_grouping_quarter_worker", "edgesync_quarter_worker"),
+                                      ("edgesync_grouping_eighth_worker", "edgesync_eighth_worker"))
 
 
 def add_recovery(results: Sequence[dict[str, Any]], cfg: RecoveryConfig | None = None) -> list[dict[str, Any]]:

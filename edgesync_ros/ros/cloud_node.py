@@ -473,6 +473,8 @@ class CloudNode(ManagedNode):
         response.accepted = True
         response.message = f"{'registered' if created else 're-registered'} {request.edge_id} (cloud v{record.version})"
         response.upload_fraction, response.window_size = self.upload_policy(request.edge_id)
+        with self._lock:  # a grouped robot that registers again (its restart, say) is told its turn at once
+            response.upload_every, response.upload_turn = self.grouping.turn(request.edge_id)
         if created:
             self.get_logger().info(f"registered {request.edge_id!r}, heads to {request.head_topic}")
         return response
@@ -488,6 +490,9 @@ class CloudNode(ManagedNode):
         self.policy_clients[edge_id] = self.create_client(SetUploadPolicy, f"{ns}/set_upload_policy")
         self.rollback_clients[edge_id] = self.create_client(Rollback, f"{ns}/rollback",
                                                             callback_group=self._service_group)
+        # Told its whole policy once it serves: a robot this cloud restored may hold a turn of a group that is gone.
+        with self._lock:
+            self._policy_dirty.add(edge_id)
 
     def edge_status(self, edge_id: str) -> EdgeStatus:
         """The fleet's view of one robot as an ``EdgeStatus`` message."""

@@ -1059,8 +1059,9 @@ class EdgeNode(ManagedNode):
         self._tell_peers("registered", True)
         self._register_timer.cancel()
         self.get_logger().info(f"registered with the cloud: {response.message}")
+        every = max(int(response.upload_every), 1)
         self._apply_policy(float(response.upload_fraction), int(response.window_size), source="cloud",
-                           turn=self._upload_turn)
+                           turn=(every, int(response.upload_turn) % every))
         if self.latest_head_client.service_is_ready():
             req = GetLatestHead.Request(edge_id=self.edge_id, have_version=self.applier.version)
             self.latest_head_client.call_async(req).add_done_callback(self._on_latest_head)

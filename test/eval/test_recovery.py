@@ -155,7 +155,7 @@ def test_table_r_renders_from_the_command_line(tmp_path):
     from edgesync_ros import paths
     from edgesync_ros.cli import main
 
-    cfg = tmp_path / "config"  # the robot's files, with a short Algorithm 2 so the twenty runs take seconds
+    cfg = tmp_path / "config"  # the robot's files, with a short Algorithm 2 so the twenty-four runs take seconds
     cfg.mkdir()
     shutil.copy(paths.config_dir() / "edge.yaml", cfg / "edge.yaml")
     (cfg / "cloud.yaml").write_text("/**/cloud_node:\n  ros__parameters:\n    window_size: 10\n"
@@ -170,7 +170,8 @@ def test_table_r_renders_from_the_command_line(tmp_path):
     assert set(sec["rows"]) == {"edgesync", "edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
                                 "edgesync_zoo_cache_grouping", "edgesync_half_worker",
                                 "edgesync_grouping_half_worker", "edgesync_quarter_worker",
-                                "edgesync_grouping_quarter_worker", "upper_bound"}  # fmt: skip
+                                "edgesync_grouping_quarter_worker", "edgesync_eighth_worker",
+                                "edgesync_grouping_eighth_worker", "upper_bound"}  # fmt: skip
     assert all(len(r["runs"]) == 2 for r in sec["rows"].values())
     # tiny's cam0: clean, night, fog -- two first-time changes, none recurring.
     run = sec["rows"]["edgesync"]["runs"][0]
@@ -178,9 +179,11 @@ def test_table_r_renders_from_the_command_line(tmp_path):
     assert set(sec["differences"]) == {"edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
                                        "edgesync_zoo_cache_grouping", "edgesync_half_worker",
                                        "edgesync_grouping_half_worker", "edgesync_quarter_worker",
-                                       "edgesync_grouping_quarter_worker",
+                                       "edgesync_grouping_quarter_worker", "edgesync_eighth_worker",
+                                       "edgesync_grouping_eighth_worker",
                                        "edgesync_grouping_half_worker@edgesync_half_worker",
-                                       "edgesync_grouping_quarter_worker@edgesync_quarter_worker"}  # fmt: skip
+                                       "edgesync_grouping_quarter_worker@edgesync_quarter_worker",
+                                       "edgesync_grouping_eighth_worker@edgesync_eighth_worker"}  # fmt: skip
     pair = sec["differences"]["edgesync_grouping_half_worker@edgesync_half_worker"]
     assert pair["reference"] == "EdgeSync, half a worker" and "accuracy" in pair
     # Half a worker: the same work takes twice the modelled seconds, charged as half of them (one whole worker's).

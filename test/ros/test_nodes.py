@@ -30,7 +30,7 @@ from edgesync_ros.ros.cloud_node import CloudNode
 from edgesync_ros.ros.edge_node import EdgeNode
 from edgesync_ros.ros.executor import PoolExecutor
 from edgesync_ros.ros.video_source import VideoSourceNode, camera_frame_id
-from edgesync_ros.srv import GetFleetStatus, RequestRetrain, SetUploadPolicy
+from edgesync_ros.srv import GetFleetStatus, RegisterEdge, RequestRetrain, SetUploadPolicy
 
 pytestmark = pytest.mark.ros
 
@@ -714,8 +714,6 @@ def test_a_stored_head_that_fits_the_window_is_sent_from_the_zoo_at_once(harness
 
 
 def _register(harness: Harness, cloud: CloudNode, ns: str) -> None:
-    from edgesync_ros.srv import RegisterEdge
-
     reply = call(harness, RegisterEdge, f"{harness.cloud_ns}/register_edge", RegisterEdge.Request(
         edge_id=ns, architecture="mobilenet_v2", class_names=list(cloud.replica.classes), model_version=0,
         head_topic=f"/{ns}/head_update"))
@@ -747,8 +745,13 @@ def test_robots_that_see_alike_are_trained_as_one_group(harness, frames, frame_r
     pub.publish(_upload(b, frames, frame_regions))
     assert wait_for(lambda: cloud.counters["batches"] >= 2, 60), dict(cloud.counters)
     assert cloud.grouping.members(a) == sorted([a, b])
-    # A shared budget: the members take turns to upload a window, and each is told its turn.
+    # A shared budget: the members take turns to upload a window, and each is told its turn (when it registers
+    # again too, after a restart of its own).
     assert [cloud.grouping.turn(ns) for ns in sorted([a, b])] == [(2, 0), (2, 1)]
+    again = call(harness, RegisterEdge, f"{harness.cloud_ns}/register_edge", RegisterEdge.Request(
+        edge_id=b, architecture="mobilenet_v2", class_names=list(cloud.replica.classes), model_version=0,
+        head_topic=f"/{b}/head_update"))
+    assert again.accepted and (again.upload_every, again.upload_turn) == cloud.grouping.turn(b)
     pub.publish(_upload(a, frames, frame_regions))  # a is ready now: its group trains together
     assert wait_for(lambda: bool(heads[a]) and bool(heads[b]), 90), dict(cloud.counters)
     assert wait_for(lambda: cloud.counters["group_heads_sent"] == 1, 10), dict(cloud.counters)  # counted after sending
