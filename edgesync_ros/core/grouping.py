@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from edgesync_ros.core.config import GroupingConfig
-from edgesync_ros.core.errors import StateError
+from edgesync_ros.core.errors import ConfigError, StateError
 from edgesync_ros.core.zoo import Signature, signature_distance
 
 
@@ -76,8 +76,8 @@ class FleetGrouping:
             s = self._robots[robot] = _Summary(sig.hist.astype(np.float32), mean.copy(), 1)
             s.recent = collections.deque([mean], maxlen=int(self.cfg.memory))
             return
-        s.recent.append(mean)
         if self.cfg.signature == "drift":
+            s.recent.append(mean)
             s.drift = (np.mean(list(s.recent), axis=0) - s.mean).astype(np.float32)
             w = 1.0 / min(s.windows + 1, int(self.cfg.reference_memory))
         else:
@@ -203,6 +203,18 @@ def pooled_training_set(sets: Sequence[tuple[Tensor, Tensor]], capacity: int | N
     feats = [f[f.shape[0] - t:] for (f, _), t in zip(sets, take, strict=True) if t > 0]
     labels = [y[y.shape[0] - t:] for (_, y), t in zip(sets, take, strict=True) if t > 0]
     return torch.cat(feats), torch.cat(labels)
+
+
+def checked_turn(every: int, turn: int) -> tuple[int, int]:
+    """Return the upload turn ``(every, turn)`` a robot is told, ``every`` 0 read as 1 (every window).
+
+    Raises :class:`~edgesync_ros.core.errors.ConfigError` when ``turn`` is not below ``every``: such a robot would
+    never upload.
+    """
+    every, turn = max(int(every), 1), int(turn)
+    if not 0 <= turn < every:
+        raise ConfigError(f"upload_turn must be in [0, upload_every), got turn {turn} of {every}")
+    return every, turn
 
 
 def takes_turn(window_count: int, every: int, turn: int) -> bool:

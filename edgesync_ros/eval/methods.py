@@ -1139,16 +1139,6 @@ _FACTORIES: dict[str, Callable[[EvalSettings, str, Mapping[str, Any]], BaseMetho
     "edgesync_zoo_grouping": _beyond("EdgeSync + zoo + grouping", zoo=True, grouping=True),
     "edgesync_zoo_cache": _beyond("EdgeSync + zoo + cache", zoo=True, cache=True),
     "edgesync_zoo_cache_grouping": _beyond("EdgeSync + zoo + cache + grouping", zoo=True, cache=True, grouping=True),
-    # Fleet capacity: the same cameras on 1/2, 1/4, 1/8 of a cloud worker, the load of 2, 4, 8 times as many robots on
-    # a whole one.
-    "edgesync_half_worker": _edgesync("EdgeSync, half a worker", cloud_share=0.5),
-    "edgesync_grouping_half_worker": _beyond("EdgeSync + grouping, half a worker", grouping=True, cloud_share=0.5),
-    "edgesync_quarter_worker": _edgesync("EdgeSync, a quarter of a worker", cloud_share=0.25),
-    "edgesync_grouping_quarter_worker": _beyond("EdgeSync + grouping, a quarter of a worker", grouping=True,
-                                                cloud_share=0.25),
-    "edgesync_eighth_worker": _edgesync("EdgeSync, an eighth of a worker", cloud_share=0.125),
-    "edgesync_grouping_eighth_worker": _beyond("EdgeSync + grouping, an eighth of a worker", grouping=True,
-                                               cloud_share=0.125),
     "edgesync_replay": _edgesync("EdgeSync+replay", replay_per_class=40),
     # The paper's ablations (§IV-B5), each removing one more component.
     "edgesync_f": _edgesync("EdgeSync/F", selection="all"),
@@ -1164,6 +1154,19 @@ _FACTORIES: dict[str, Callable[[EvalSettings, str, Mapping[str, Any]], BaseMetho
         s, EdgeSyncOptions(**{"selection": "all", "free_cloud": True, "paced": False, **o}),
         "Causal upper bound (EdgeSync, free cloud, k = 1, ground truth)", "clean"),
 }
+
+#: Fleet capacity: the same cameras on part of a cloud worker (key word, share, name), the load of 1/share times as
+#: many robots on a whole one; EdgeSync and EdgeSync + grouping each run on every part.
+CLOUD_SHARES: tuple[tuple[str, float, str], ...] = (("half", 0.5, "half a worker"),
+                                                    ("quarter", 0.25, "a quarter of a worker"),
+                                                    ("eighth", 0.125, "an eighth of a worker"))  # fmt: skip
+for _word, _share, _text in CLOUD_SHARES:
+    _FACTORIES[f"edgesync_{_word}_worker"] = _edgesync(f"EdgeSync, {_text}", cloud_share=_share)
+    _FACTORIES[f"edgesync_grouping_{_word}_worker"] = _beyond(f"EdgeSync + grouping, {_text}", grouping=True,
+                                                             cloud_share=_share)  # fmt: skip
+#: (grouping on part of a worker, EdgeSync on the same part): the pairs the recurring comparison adds.
+CAPACITY_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (f"edgesync_grouping_{w}_worker", f"edgesync_{w}_worker") for w, _, _ in CLOUD_SHARES)
 
 #: Method keys (add ``_robust`` to a learning method for the robust-teacher variant).
 METHOD_KEYS: tuple[str, ...] = tuple(_FACTORIES)
@@ -1185,10 +1188,8 @@ BASELINES: tuple[str, ...] = ("constant", "recent_majority", "no_adaptation", "o
 #: The recurring-drift comparison's rows: EdgeSync and its additions, each paired with EdgeSync; recovery times are
 #: measured against the causal upper bound's run of the same seed (run alongside, shown as a reference).
 RECURRING: tuple[str, ...] = ("edgesync", "edgesync_zoo", "edgesync_zoo_cache", "edgesync_grouping",
-                              "edgesync_zoo_cache_grouping", "edgesync_half_worker",
-                              "edgesync_grouping_half_worker", "edgesync_quarter_worker",
-                              "edgesync_grouping_quarter_worker", "edgesync_eighth_worker",
-                              "edgesync_grouping_eighth_worker")  # fmt: skip
+                              "edgesync_zoo_cache_grouping",
+                              *(key for pair in CAPACITY_PAIRS for key in reversed(pair)))  # fmt: skip
 #: Methods whose labels are fixed (no teacher labels, or the ground truth already): no robust-teacher variant.
 _NO_LABELS = ("constant", "no_adaptation", "static_head", "upper_bound")
 

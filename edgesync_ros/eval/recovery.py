@@ -33,6 +33,7 @@ import numpy.typing as npt
 from edgesync_ros.core.config import RecoveryConfig
 from edgesync_ros.core.errors import InvalidInputError
 from edgesync_ros.eval import report, stats
+from edgesync_ros.eval.methods import CAPACITY_PAIRS
 
 
 class UnmatchedRecoveryError(InvalidInputError):
@@ -166,9 +167,7 @@ UPPER = "upper_bound"
 REFERENCE = "edgesync"
 #: Further pairs (method, its reference) beside each method − EdgeSync: on part of a worker, what grouping does
 #: against EdgeSync under the same cloud.
-PAIRS: tuple[tuple[str, str], ...] = (("edgesync_grouping_half_worker", "edgesync_half_worker"),
-                                      ("edgesync_grouping_quarter_worker", "edgesync_quarter_worker"),
-                                      ("edgesync_grouping_eighth_worker", "edgesync_eighth_worker"))
+PAIRS: tuple[tuple[str, str], ...] = CAPACITY_PAIRS
 
 
 def add_recovery(results: Sequence[dict[str, Any]], cfg: RecoveryConfig | None = None) -> list[dict[str, Any]]:

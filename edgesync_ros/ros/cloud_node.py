@@ -472,9 +472,8 @@ class CloudNode(ManagedNode):
             return response
         response.accepted = True
         response.message = f"{'registered' if created else 're-registered'} {request.edge_id} (cloud v{record.version})"
-        response.upload_fraction, response.window_size = self.upload_policy(request.edge_id)
-        with self._lock:  # a grouped robot that registers again (its restart, say) is told its turn at once
-            response.upload_every, response.upload_turn = self.grouping.turn(request.edge_id)
+        for name, value in self.policy_fields(request.edge_id).items():  # a grouped robot is told its turn at once
+            setattr(response, name, value)
         if created:
             self.get_logger().info(f"registered {request.edge_id!r}, heads to {request.head_topic}")
         return response
@@ -561,6 +560,17 @@ class CloudNode(ManagedNode):
         return paced_policy(float(self.values["upload_fraction"]), int(self.values["window_size"]),
                             self.governor.scale(edge_id), self.governor.cfg)
 
+    def policy_fields(self, edge_id: str) -> dict[str, float | int]:
+        """Everything a robot is told about its uploads, as ``RegisterEdge``'s response and ``SetUploadPolicy`` name it.
+
+        k and the window (:meth:`upload_policy`) and the robot's turn in its group's shared budget
+        (``FleetGrouping.turn``); one place, so registration and later pushes never disagree.
+        """
+        k, window = self.upload_policy(edge_id)
+        with self._lock:
+            every, turn = self.grouping.turn(edge_id)
+        return {"upload_fraction": k, "window_size": window, "upload_every": every, "upload_turn": turn}
+
     def upload_fraction(self, edge_id: str) -> float:
         """The k this robot is told (:meth:`upload_policy`)."""
         return self.upload_policy(edge_id)[0]
@@ -577,11 +587,7 @@ class CloudNode(ManagedNode):
             targets = {e: self.policy_clients[e] for e in self._policy_dirty if e in self.policy_clients}
         for edge_id, client in targets.items():
             if client.service_is_ready():
-                k, window = self.upload_policy(edge_id)
-                with self._lock:
-                    every, turn = self.grouping.turn(edge_id)  # a group's shared budget (core.grouping)
-                client.call_async(SetUploadPolicy.Request(upload_fraction=k, window_size=window, upload_every=every,
-                                                          upload_turn=turn))
+                client.call_async(SetUploadPolicy.Request(**self.policy_fields(edge_id)))
                 with self._lock:
                     self._policy_dirty.discard(edge_id)
 

@@ -61,7 +61,7 @@ from edgesync_ros.core.errors import (
     UpdateRejectedError,
 )
 from edgesync_ros.core.filtering import adaptability
-from edgesync_ros.core.grouping import takes_turn
+from edgesync_ros.core.grouping import checked_turn, takes_turn
 from edgesync_ros.core.head_cache import HeadCache, Proposal
 from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
@@ -1059,9 +1059,12 @@ class EdgeNode(ManagedNode):
         self._tell_peers("registered", True)
         self._register_timer.cancel()
         self.get_logger().info(f"registered with the cloud: {response.message}")
-        every = max(int(response.upload_every), 1)
-        self._apply_policy(float(response.upload_fraction), int(response.window_size), source="cloud",
-                           turn=(every, int(response.upload_turn) % every))
+        try:
+            turn = checked_turn(response.upload_every, response.upload_turn)
+        except ConfigError as exc:
+            self._reject("request", f"upload turn from the cloud refused: {exc}")
+            turn = self._upload_turn
+        self._apply_policy(float(response.upload_fraction), int(response.window_size), source="cloud", turn=turn)
         if self.latest_head_client.service_is_ready():
             req = GetLatestHead.Request(edge_id=self.edge_id, have_version=self.applier.version)
             self.latest_head_client.call_async(req).add_done_callback(self._on_latest_head)
@@ -1109,18 +1112,17 @@ class EdgeNode(ManagedNode):
     def _on_set_upload_policy(self, request: SetUploadPolicy.Request,
                               response: SetUploadPolicy.Response) -> SetUploadPolicy.Response:
         error = None
-        every, turn = max(int(request.upload_every), 1), int(request.upload_turn)
+        turn = self._upload_turn
         try:
             filter_config({**self.values, "upload_fraction": float(request.upload_fraction),
                            "window_size": int(request.window_size)})
-            if turn >= every:
-                raise ConfigError(f"upload_turn must be below upload_every, got turn {turn} of {every}")
+            turn = checked_turn(request.upload_every, request.upload_turn)
         except ConfigError as exc:
             error = str(exc)
             self._reject("request", f"upload policy from the service refused: {error}")
         if error is None:
             error = self._apply_policy(float(request.upload_fraction), int(request.window_size), source="service",
-                                       turn=(every, turn))
+                                       turn=turn)
         response.success = error is None
         response.message = "ok" if error is None else error
         return response

@@ -9,7 +9,7 @@ import torch
 
 from edgesync_ros.core.config import GroupingConfig
 from edgesync_ros.core.errors import ConfigError, StateError
-from edgesync_ros.core.grouping import FleetGrouping, pooled_training_set, takes_turn
+from edgesync_ros.core.grouping import FleetGrouping, checked_turn, pooled_training_set, takes_turn
 from edgesync_ros.core.zoo import Signature
 
 HIST = np.array([0.5, 0.5, 0.0], np.float32)
@@ -138,6 +138,9 @@ def test_members_take_turns_so_a_group_uploads_one_robots_windows():
     uploads = [[w for w in range(9) if takes_turn(w, every, t)] for t in turns]
     assert uploads == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]  # each window count is one member's, once
     assert all(takes_turn(w, 1, 0) for w in range(5))  # alone: every window
+    assert checked_turn(0, 0) == (1, 0) and checked_turn(3, 2) == (3, 2)  # every 0 = every window
+    with pytest.raises(ConfigError, match="upload_turn"):
+        checked_turn(2, 2)  # a turn that never comes
 
 
 def _set(start: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
