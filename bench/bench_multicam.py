@@ -29,11 +29,18 @@ heads with the driver in its own process:
   between batches, so thread, OpenMP pool and thread count are the node's.
 
 Bare and node passes alternate ``--rounds`` times and the median ratio of adjacent pairs is reported (the host is
-shared). Goal: ratio >= 0.9. Results: ``bench/results/multicam_images_per_s_ratio.json`` (per-camera heads, the
-deployment's executor: the headline), ``..._shared.json``, ``..._2_executor_threads.json`` and
-``..._driver_process.json``.
+shared), with the order-statistic interval of that median (``bench.common.rounds_interval``: 96 % with the default 9
+rounds) and whether the goal lies below, inside or above it. Goal: ratio >= 0.9. Results:
+``bench/results/multicam_images_per_s_ratio.json`` (per-camera heads, the deployment's executor: the headline),
+``..._shared.json``, ``..._2_executor_threads.json``, ``..._driver_process.json`` and
+``..._driver_process_default_dds.json``.
 
-Run: ``source env.sh && python bench/bench_multicam.py`` (~2 min on a 2-core CPU).
+Fast DDS: both processes run with the package's profile (``config/fastdds_large_frames.xml``, what the launch files
+give their nodes) unless ``FASTDDS_DEFAULT_PROFILES_FILE`` is set already; the ``default_dds`` run starts the driver
+process without it, with Fast DDS's built-in 512 KiB shared-memory segment, as a camera driver started without the
+profile writes its frames.
+
+Run: ``source env.sh && python bench/bench_multicam.py`` (~4 min on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+#: The package's Fast DDS profile, as the launch files give it (set before any DDS participant of this process).
+DDS_PROFILE = str(Path(__file__).resolve().parent.parent / "config" / "fastdds_large_frames.xml")
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", DDS_PROFILE)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -74,19 +84,21 @@ from bench.bench_nodes import (  # noqa: E402
     ros_domain_id,
     wait_for,
 )
-from bench.common import load_average, write_result  # noqa: E402
+from bench.common import load_average, rounds_interval, write_result  # noqa: E402
 from edgesync_ros.models.preprocessing import preprocess  # noqa: E402
 from edgesync_ros.ros.edge_cameras import EXECUTOR_THREADS, EdgeCamerasNode  # noqa: E402
 
 GOAL = 0.9  # aggregate images/s >= 0.9x bare batched model(x)
-#: (head sharing, executor threads, driver in its own process, result name): edge_cameras' main with either head
-#: mode, per-camera heads on two executor threads (what an extra executor thread costs the inference thread on this
-#: CPU), and per-camera heads fed across processes.
+#: (head sharing, executor threads, driver process: None = in this process, else whether it has the package's Fast DDS
+#: profile, result name): edge_cameras' main with either head mode, per-camera heads on two executor threads (what an
+#: extra executor thread costs the inference thread on this CPU), and per-camera heads fed across processes by a
+#: driver with and without the profile.
 RUNS = (
-    ("per_camera", EXECUTOR_THREADS, False, "multicam_images_per_s_ratio"),
-    ("shared", EXECUTOR_THREADS, False, "multicam_images_per_s_ratio_shared"),
-    ("per_camera", 2, False, "multicam_images_per_s_ratio_2_executor_threads"),
+    ("per_camera", EXECUTOR_THREADS, None, "multicam_images_per_s_ratio"),
+    ("shared", EXECUTOR_THREADS, None, "multicam_images_per_s_ratio_shared"),
+    ("per_camera", 2, None, "multicam_images_per_s_ratio_2_executor_threads"),
     ("per_camera", EXECUTOR_THREADS, True, "multicam_images_per_s_ratio_driver_process"),
+    ("per_camera", EXECUTOR_THREADS, False, "multicam_images_per_s_ratio_driver_process_default_dds"),
 )
 DRIVER_TIMEOUT_S = 600.0  # one round of the driver process, or its start
 
@@ -172,10 +184,16 @@ class ProcessDriver:
     :data:`DRIVER_TIMEOUT_S`; a driver that dies or stalls raises ``RuntimeError`` with its stderr's tail.
     """
 
-    def __init__(self, domain_id: int, namespaces: Sequence[str], frames: int, in_flight: int) -> None:
-        """Start the driver and wait until the node under test subscribes to every camera."""
+    def __init__(self, domain_id: int, namespaces: Sequence[str], frames: int, in_flight: int,
+                 dds_profile: bool = True) -> None:
+        """Start the driver and wait until the node under test subscribes to every camera.
+
+        The driver gets this process's Fast DDS profile, or none when ``dds_profile`` is false.
+        """
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-cameras", *namespaces,
                "--frames", str(frames), "--in-flight", str(in_flight)]
+        if not dds_profile:
+            cmd.append("--default-dds")
         env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id)}
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, env=env)
@@ -224,8 +242,13 @@ class ProcessDriver:
             self._proc.wait(timeout=10.0)
 
 
-def serve_cameras(namespaces: Sequence[str], frames: int, in_flight: int) -> int:
-    """The driver process: play one camera per namespace; answer each ``{"count": n}`` line with its answer times."""
+def serve_cameras(namespaces: Sequence[str], frames: int, in_flight: int, default_dds: bool = False) -> int:
+    """The driver process: play one camera per namespace; answer each ``{"count": n}`` line with its answer times.
+
+    ``default_dds``: without any Fast DDS profile (dropped before this process's participant exists).
+    """
+    if default_dds:
+        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     feeds = camera_feeds(bench_frames(frames), len(namespaces))
     rig = Rig(ros_domain_id())
     node = Node(f"bench_cameras_{rig.tag}", context=rig.context)
@@ -246,7 +269,7 @@ def serve_cameras(namespaces: Sequence[str], frames: int, in_flight: int) -> int
 
 
 def bench_mode(rig: Rig, frames: Sequence[CameraFrame], head_sharing: str, n_cameras: int, count: int, rounds: int,
-               in_flight: int, executor_threads: int = EXECUTOR_THREADS, driver_process: bool = False
+               in_flight: int, executor_threads: int = EXECUTOR_THREADS, driver_process: bool | None = None
                ) -> dict[str, Any]:
     """Alternate bare batched model(x) and node passes for one head mode; return fps per round and the ratios."""
     ns = f"mc_{head_sharing}_{rig.tag}"
@@ -262,8 +285,8 @@ def bench_mode(rig: Rig, frames: Sequence[CameraFrame], head_sharing: str, n_cam
     namespaces = [f"{ns}/{name}" for name in names]
     driver: InProcessDriver | ProcessDriver | None = None
     try:
-        driver = (ProcessDriver(ros_domain_id(), namespaces, len(frames), in_flight) if driver_process
-                  else InProcessDriver(rig, namespaces, feeds, in_flight))
+        driver = (InProcessDriver(rig, namespaces, feeds, in_flight) if driver_process is None
+                  else ProcessDriver(ros_domain_id(), namespaces, len(frames), in_flight, dds_profile=driver_process))
         engine = group.inference
         model = engine.model_or_fail()
         cfg = model.preprocess_config
@@ -306,9 +329,12 @@ def bench_mode(rig: Rig, frames: Sequence[CameraFrame], head_sharing: str, n_cam
         return {
             "head_sharing": head_sharing,
             "executor_threads": executor_threads,
-            "camera_driver": "own process" if driver_process else "in the measured process",
+            "camera_driver": "in the measured process" if driver_process is None else "own process",
+            "driver_dds_profile": None if driver_process is None else (
+                os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] if driver_process else "Fast DDS built-in defaults"),
             "cameras": n_cameras,
             "ratio": statistics.median(ratios),
+            "interval": rounds_interval(ratios, GOAL),
             "bare_images_per_s": statistics.median(bare_rounds),
             "node_images_per_s": statistics.median(node_rounds),
             "ratios": [round(r, 3) for r in ratios],
@@ -342,15 +368,17 @@ def main() -> int:
     parser.add_argument("--cameras", type=int, default=4, help="cameras in the process")
     parser.add_argument("--frames", type=int, default=64, help="distinct bikes.mp4 frames")
     parser.add_argument("--count", type=int, default=160, help="images per pass, all cameras together")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating bare/node passes per head mode")
+    parser.add_argument("--rounds", type=int, default=9, help="alternating bare/node passes per head mode")
     parser.add_argument("--in-flight", type=int, default=2, help="frames outstanding per camera (>= 1)")
     parser.add_argument("--only", nargs="*", choices=[name for *_, name in RUNS], default=None,
                         help="results to measure (default: all, in one run)")
     parser.add_argument("--serve-cameras", nargs="+", metavar="NAMESPACE", default=None,
                         help="run as the camera driver process for these camera namespaces (used by the bench itself)")
+    parser.add_argument("--default-dds", action="store_true",
+                        help="the camera driver process: run without a Fast DDS profile (used by the bench itself)")
     args = parser.parse_args()
     if args.serve_cameras:
-        return serve_cameras(args.serve_cameras, args.frames, args.in_flight)
+        return serve_cameras(args.serve_cameras, args.frames, args.in_flight, args.default_dds)
     t0 = time.monotonic()
     frames = bench_frames(args.frames)
     rig = Rig(ros_domain_id())
@@ -368,7 +396,8 @@ def main() -> int:
     for name, res in results.items():
         write_result(name, res["ratio"], "x", f">= {GOAL:g}x bare batched model(x) at the same batch composition",
                      res["ratio"] >= GOAL, baseline=res["bare_images_per_s"], ratio=res["ratio"],
-                     node_images_per_s=round(res["node_images_per_s"], 2), detail=res, **common)
+                     interval=res["interval"], node_images_per_s=round(res["node_images_per_s"], 2), detail=res,
+                     **common)
     print(f"# bench_multicam: {time.monotonic() - t0:.0f} s", flush=True)
     return 0
 

@@ -39,11 +39,13 @@ def write_result(
     met: bool,
     baseline: float | None = None,
     ratio: float | None = None,
+    interval: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """Print and store one benchmark result as ``bench/results/<name>.json``.
 
-    ``goal`` is a human-readable statement such as ``"<= 5 ms"``; ``met`` is whether this run met it.
+    ``goal`` is a human-readable statement such as ``"<= 5 ms"``; ``met`` is whether this run met it. ``interval``
+    (:func:`rounds_interval`) is the value's interval over the run's repeated rounds, shown beside it in the table.
     """
     result: dict[str, Any] = {
         "name": name,
@@ -56,6 +58,8 @@ def write_result(
         result["baseline"] = float(baseline)
     if ratio is not None:
         result["ratio"] = float(ratio)
+    if interval is not None:
+        result["interval"] = interval
     result.update(extra)
     result["machine"] = machine()
     result["date"] = _dt.date.today().isoformat()
@@ -63,6 +67,20 @@ def write_result(
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result))
     return result
+
+
+def rounds_interval(values: Sequence[float], goal: float) -> dict[str, Any]:
+    """The median of a benchmark's per-round values, its order-statistic interval and where the goal lies in it.
+
+    Why: on a shared host single rounds of one run range over ±10 %, so a median just above or below a goal says
+    little; ``position`` is ``above``/``below`` when the whole interval is on one side of ``goal``, else ``spans``
+    (this run cannot tell). See :func:`edgesync_ros.eval.stats.median_interval` (95 %, or the full range with its
+    lower coverage when there are too few rounds).
+    """
+    from edgesync_ros.eval.stats import median_interval
+
+    iv = median_interval(values)
+    return {**iv.to_dict(), "goal": goal, "position": iv.position(goal)}
 
 
 def video_frames(path: str | Path, count: int, stride: int) -> list[Any]:

@@ -6,10 +6,13 @@
     ros2 launch edgesync_ros edge.launch.py namespace:=robot1 params_file:=/path/to/my_edge.yaml
     ros2 launch edgesync_ros edge.launch.py use_sim_time:=true log_level:=debug
     ros2 launch edgesync_ros edge.launch.py namespace:=robot1 discovery_server:=cloud.example.org:11888
+    ros2 launch edgesync_ros edge.launch.py dds_profile:=/etc/robot/fastdds.xml
 
 ``camera_topic`` names the camera's image topic: with ``image_transport:=compressed`` either the base topic
 (``/camera/image_raw``, image_transport's ``/compressed`` suffix is added) or the ``.../compressed`` topic itself.
-``input_mode`` and ``image_transport`` left empty keep the params file's values (shipped: frame, raw).
+``input_mode`` and ``image_transport`` left empty keep the params file's values (shipped: frame, raw). The node runs
+with the Fast DDS profile ``dds_profile`` names (default: ``$FASTDDS_DEFAULT_PROFILES_FILE``, else the shipped
+``config/fastdds_large_frames.xml``, whose shared memory holds raw frames; start the camera driver with it too).
 """
 
 import os
@@ -20,7 +23,18 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
+#: Shipped Fast DDS profile (config/): shared memory that holds raw camera frames.
+DDS_PROFILE = "fastdds_large_frames.xml"
+DDS_PROFILE_HELP = ("Fast DDS XML profile of the node processes (default: $FASTDDS_DEFAULT_PROFILES_FILE, else the "
+                    "shipped one, whose shared memory holds raw frames; empty = none); docs/setup.md")
+
 COMPRESSED_SUFFIX = "/compressed"
+
+
+def _dds_env(context):
+    """FASTDDS_DEFAULT_PROFILES_FILE for a node's process: the ``dds_profile`` argument; nothing when it is empty."""
+    profile = LaunchConfiguration("dds_profile").perform(context)
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else {}
 
 
 def _edge(context, *args, **kwargs):
@@ -39,6 +53,7 @@ def _edge(context, *args, **kwargs):
                         {"use_sim_time": LaunchConfiguration("use_sim_time"),
                          "autostart": LaunchConfiguration("autostart")}],
             ros_arguments=["--log-level", LaunchConfiguration("log_level")],
+            additional_env=_dds_env(context),
             remappings=[
                 ("image", camera),
                 ("image/compressed", camera_base + COMPRESSED_SUFFIX),
@@ -60,6 +75,8 @@ def generate_launch_description() -> LaunchDescription:
                             "empty = default discovery); docs/fleet.md",
             ),
             SetEnvironmentVariable("ROS_DISCOVERY_SERVER", LaunchConfiguration("discovery_server")),
+            DeclareLaunchArgument("dds_profile", description=DDS_PROFILE_HELP, default_value=EnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE", default_value=os.path.join(share, "config", DDS_PROFILE))),
             DeclareLaunchArgument("namespace", default_value="robot1", description="robot namespace"),
             DeclareLaunchArgument(
                 "params_file", default_value=os.path.join(share, "config", "edge.yaml"),

@@ -22,11 +22,22 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
+#: Shipped Fast DDS profile (config/): shared memory that holds raw camera frames.
+DDS_PROFILE = "fastdds_large_frames.xml"
+DDS_PROFILE_HELP = ("Fast DDS XML profile of the node processes (default: $FASTDDS_DEFAULT_PROFILES_FILE, else the "
+                    "shipped one, whose shared memory holds raw frames; empty = none); docs/setup.md")
+
 
 def _list(text):
     """A launch argument written as a YAML list (``[front, rear]``) or one bare name."""
     value = yaml.safe_load(text)
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _dds_env(context):
+    """FASTDDS_DEFAULT_PROFILES_FILE for a node's process: the ``dds_profile`` argument; nothing when it is empty."""
+    profile = LaunchConfiguration("dds_profile").perform(context)
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else {}
 
 
 def _group(context, *args, **kwargs):
@@ -48,6 +59,7 @@ def _group(context, *args, **kwargs):
                         {"use_sim_time": LaunchConfiguration("use_sim_time"),
                          "autostart": LaunchConfiguration("autostart")}],
             ros_arguments=["--log-level", LaunchConfiguration("log_level")],
+            additional_env=_dds_env(context),
             output="screen",
         ),
     ]
@@ -63,6 +75,8 @@ def generate_launch_description() -> LaunchDescription:
                             "empty = default discovery); docs/fleet.md",
             ),
             SetEnvironmentVariable("ROS_DISCOVERY_SERVER", LaunchConfiguration("discovery_server")),
+            DeclareLaunchArgument("dds_profile", description=DDS_PROFILE_HELP, default_value=EnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE", default_value=os.path.join(share, "config", DDS_PROFILE))),
             DeclareLaunchArgument("namespace", default_value="robot1", description="robot namespace"),
             DeclareLaunchArgument(
                 "params_file", default_value=os.path.join(share, "config", "edge.yaml"),

@@ -21,7 +21,18 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
+#: Shipped Fast DDS profile (config/): shared memory that holds raw camera frames.
+DDS_PROFILE = "fastdds_large_frames.xml"
+DDS_PROFILE_HELP = ("Fast DDS XML profile of the node processes (default: $FASTDDS_DEFAULT_PROFILES_FILE, else the "
+                    "shipped one, whose shared memory holds raw frames; empty = none); docs/setup.md")
+
 VIDEOS = ["bikes", "vtest", "challenge03", "project_video02", "project_video03"]
+
+
+def _dds_env(context):
+    """FASTDDS_DEFAULT_PROFILES_FILE for a node's process: the ``dds_profile`` argument; nothing when it is empty."""
+    profile = LaunchConfiguration("dds_profile").perform(context)
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else {}
 
 
 def _nodes(context, *args, **kwargs):
@@ -31,28 +42,30 @@ def _nodes(context, *args, **kwargs):
     user = [f for f in [LaunchConfiguration("params_file").perform(context)] if f]
     common = {"use_sim_time": LaunchConfiguration("use_sim_time"), "autostart": LaunchConfiguration("autostart")}
     ros_args = ["--log-level", LaunchConfiguration("log_level")]
+    env = _dds_env(context)
     mode = LaunchConfiguration("input_mode").perform(context)
     transport = LaunchConfiguration("image_transport").perform(context)
     actions = [Node(package="edgesync_ros", executable="cloud_node", name="cloud_node",
                     parameters=[os.path.join(config, "cloud.yaml"), *user, common], ros_arguments=ros_args,
-                    output="screen")]
+                    additional_env=env, output="screen")]
     for i in range(1, n + 1):
         ns = f"robot{i}"
         actions.append(Node(package="edgesync_ros", executable="edge_node", name="edge_node", namespace=ns,
                             parameters=[os.path.join(config, "edge.yaml"), *user,
                                         {"input_mode": mode, "image_transport": transport}, common],
-                            ros_arguments=ros_args, output="screen"))
+                            ros_arguments=ros_args, additional_env=env, output="screen"))
         actions.append(Node(package="edgesync_ros", executable="video_source", name="video_source", namespace=ns,
                             parameters=[os.path.join(config, "video_source.yaml"), *user,
                                         {"video": VIDEOS[(i - 1) % len(VIDEOS)], "transport": transport,
                                          "regions": "teacher" if mode == "region" else "none",
                                          "brightness": 1.0 if i == 1 else dark,
                                          "use_sim_time": LaunchConfiguration("use_sim_time")}],
-                            ros_arguments=ros_args, output="screen"))
+                            ros_arguments=ros_args, additional_env=env, output="screen"))
     return actions
 
 
 def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("edgesync_ros")
     return LaunchDescription(
         [
             DeclareLaunchArgument(
@@ -61,6 +74,8 @@ def generate_launch_description() -> LaunchDescription:
                             "empty = default discovery); docs/fleet.md",
             ),
             SetEnvironmentVariable("ROS_DISCOVERY_SERVER", LaunchConfiguration("discovery_server")),
+            DeclareLaunchArgument("dds_profile", description=DDS_PROFILE_HELP, default_value=EnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE", default_value=os.path.join(share, "config", DDS_PROFILE))),
             DeclareLaunchArgument("robots", default_value="2", description="number of robots"),
             DeclareLaunchArgument("input_mode", default_value="region", choices=["frame", "region"],
                                   description="edge input: whole frames, or the regions the camera stand-in's "

@@ -21,8 +21,19 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
 
 
+def _interval(r: dict[str, object]) -> str:
+    iv = r.get("interval")
+    if not isinstance(iv, dict):
+        return ""
+    return f" [{_fmt(float(iv['low']))}, {_fmt(float(iv['high']))}]"
+
+
 def render(results_dir: Path = RESULTS) -> str:
-    """Return the Markdown table for every result file, sorted by name."""
+    """Return the Markdown table for every result file, sorted by name.
+
+    A value measured over repeated rounds shows the interval of its median in brackets (``bench/common.py``'s
+    ``rounds_interval``).
+    """
     rows = [
         "| benchmark | value | goal | met | baseline | ratio | machine | date |",
         "|---|---|---|---|---|---|---|---|",
@@ -30,10 +41,11 @@ def render(results_dir: Path = RESULTS) -> str:
     for path in sorted(results_dir.glob("*.json")):
         r = json.loads(path.read_text(encoding="utf-8"))
         rows.append(
-            "| {name} | {value} {unit} | {goal} | {met} | {baseline} | {ratio} | {machine} | {date} |".format(
+            "| {name} | {value} {unit}{interval} | {goal} | {met} | {baseline} | {ratio} | {machine} | {date} |".format(
                 name=r["name"],
                 value=_fmt(r["value"]),
                 unit=r["unit"],
+                interval=_interval(r),
                 goal=r["goal"],
                 met="yes" if r["met"] else "**no**",
                 baseline=_fmt(r["baseline"]) if "baseline" in r else "",

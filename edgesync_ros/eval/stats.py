@@ -88,6 +88,57 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
 
 
 @dataclasses.dataclass(frozen=True)
+class MedianInterval:
+    """A median with a distribution-free interval ``[low, high]`` of order statistics over ``n`` values.
+
+    ``coverage`` is the interval's exact probability of holding the true median (any continuous distribution);
+    it is below the confidence asked for when ``n`` is too small to reach it (then the interval is the full range).
+    """
+
+    median: float
+    low: float
+    high: float
+    n: int
+    coverage: float
+
+    def position(self, goal: float) -> str:
+        """Return ``above``/``below`` when the whole interval lies at or above / below ``goal``, else ``spans``."""
+        if self.low >= goal:
+            return "above"
+        if self.high < goal:
+            return "below"
+        return "spans"
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Return the interval as plain data (for a benchmark's JSON)."""
+        return {"median": self.median, "low": self.low, "high": self.high, "n": self.n, "coverage": self.coverage}
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> MedianInterval:
+    """Return the median of ``values`` and the narrowest order-statistic interval covering it with ``confidence``.
+
+    For sorted values ``x(1) ≤ … ≤ x(n)``, ``[x(k), x(n+1−k)]`` holds the true median with probability
+    ``1 − 2·P(B ≤ k − 1)``, ``B ~ Binomial(n, ½)``, whatever the distribution: the largest ``k`` reaching
+    ``confidence`` is used. Why not a t-interval: repeated timings on a shared host have outliers (one round 2× the
+    others) that a mean and a standard deviation follow and an order statistic does not. NaN values are dropped;
+    none left raises InvalidInputError.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise InvalidInputError(f"confidence must be in (0, 1), got {confidence}")
+    arr = np.sort(np.asarray([float(v) for v in values if v is not None and not math.isnan(float(v))], np.float64))
+    n = int(arr.size)
+    if n == 0:
+        raise InvalidInputError("median_interval needs at least one value")
+    best_k, coverage = 1, 1.0 - 2.0 * float(_scipy_stats.binom.cdf(0, n, 0.5))
+    for k in range(2, (n + 1) // 2 + 1):
+        c = 1.0 - 2.0 * float(_scipy_stats.binom.cdf(k - 1, n, 0.5))
+        if c < confidence:
+            break
+        best_k, coverage = k, c
+    return MedianInterval(float(np.median(arr)), float(arr[best_k - 1]), float(arr[n - best_k]), n, max(coverage, 0.0))
+
+
+@dataclasses.dataclass(frozen=True)
 class PairedDifference:
     """``a − b`` seed by seed (``seeds`` ascending, ``differences`` in the same order) and its t-interval."""
 

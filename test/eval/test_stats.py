@@ -36,6 +36,36 @@ def test_t_interval_edge_cases():
         stats.t_interval([1.0, 2.0], confidence=1.0)
 
 
+def test_median_interval_known_answers():
+    # n = 9: [x(2), x(8)] covers the median with 1 - 2 * P(Bin(9, 1/2) <= 1) = 1 - 2 * 10 / 512; [x(3), x(7)] with
+    # 1 - 2 * 46 / 512 = 0.8203 < 0.95, so the wider one is the answer.
+    nine = stats.median_interval([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0])
+    assert (nine.median, nine.low, nine.high, nine.n) == (5.0, 2.0, 8.0, 9)
+    assert nine.coverage == pytest.approx(1 - 20 / 512)
+    # n = 20: k = 6 (1 - 2 * 21700 / 2**20 = 0.9586); k = 7 reaches only 0.885.
+    twenty = stats.median_interval([float(v) for v in range(1, 21)])
+    assert (twenty.low, twenty.high) == (6.0, 15.0) and twenty.coverage == pytest.approx(0.958610535)
+    # Too few values for 95 %: the full range, with the coverage it really has (5 values: 1 - 2 / 32).
+    five = stats.median_interval([0.88, 0.77, 0.80, 0.89, 1.76])
+    assert (five.median, five.low, five.high) == (0.88, 0.77, 1.76) and five.coverage == pytest.approx(0.9375)
+    # An outlier moves neither the median nor the inner bounds of a longer run, as it would move a t-interval.
+    calm = [0.86, 0.87, 0.88, 0.89, 0.90, 0.91, 0.92, 0.93, 0.94]
+    wild = calm[:-1] + [5.0]
+    assert (stats.median_interval(wild).low, stats.median_interval(wild).high) == (0.87, 0.93)
+
+
+def test_median_interval_says_where_a_goal_lies():
+    iv = stats.median_interval([0.80, 0.82, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89, 0.95])
+    assert (iv.low, iv.high) == (0.82, 0.89)
+    assert iv.position(0.9) == "below" and iv.position(0.85) == "spans" and iv.position(0.89) == "spans"
+    assert iv.position(0.82) == "above" and iv.position(0.8) == "above"
+    assert stats.median_interval([1.0, float("nan"), 3.0]).n == 2  # NaN rounds are dropped
+    with pytest.raises(stats.InvalidInputError, match="at least one value"):
+        stats.median_interval([])
+    with pytest.raises(stats.InvalidInputError, match="confidence must be in"):
+        stats.median_interval([1.0, 2.0], confidence=0.0)
+
+
 def test_paired_difference_pairs_by_seed_and_drops_unpaired_seeds():
     a = {0: 0.70, 1: 0.72, 2: 0.71, 7: 0.9}
     b = {2: 0.69, 0: 0.68, 1: 0.70, 5: 0.1}

@@ -3,8 +3,9 @@
 Each ``launch/*.launch.py`` is parsed with ``ast``: every ``Node(...)`` must name an executable installed in
 ``lib/edgesync_ros/``; every key of the YAML files in ``config/`` and of inline parameter dicts must be a parameter its
 node declares; every remapped name must be a topic the node really subscribes or publishes. Each file is also run
-against stand-ins of ``launch``/``launch_ros``: every node gets ``use_sim_time`` and ``log_level``, and the edge, cloud
-and fleet files set ``ROS_DISCOVERY_SERVER`` from a ``discovery_server`` argument before any node starts. Where
+against stand-ins of ``launch``/``launch_ros``: every node gets ``use_sim_time`` and ``log_level``, the edge, cloud
+and fleet files set ``ROS_DISCOVERY_SERVER`` from a ``discovery_server`` argument before any node starts, and their
+nodes run with the shipped Fast DDS profile unless told otherwise. Where
 ``launch_ros`` is installed, the fleet demo, ``edge.launch.py`` on a plain raw camera and ``edge_cameras.launch.py``
 with two raw cameras also run under the real launch system.
 """
@@ -24,7 +25,7 @@ from unittest import mock
 
 import pytest
 import yaml
-from ament_index_python.packages import get_package_prefix
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
 from rclpy.parameter import Parameter
 
 from edgesync_ros.ros import cloud_node, conversions, edge_cameras, edge_node, smoke, video_source
@@ -119,13 +120,21 @@ def _describe(path: Path) -> list[_Action]:
         return module.generate_launch_description()
 
 
+def _resolve(value: object) -> object:
+    """A launch argument's default as the launch system performs it: an ``EnvironmentVariable`` is read."""
+    if isinstance(value, _EnvironmentVariable):
+        return os.environ.get(value.name, value.default_value or "")
+    return value
+
+
 def _evaluate(path: Path, arguments: dict[str, str]) -> tuple[dict[str, str], list[_Action]]:
     """Run a launch file against stand-ins of ``launch``/``launch_ros``; return its declared defaults and its Nodes.
 
-    Arguments not given take their declared default, as under ``ros2 launch``; OpaqueFunctions are called.
+    Arguments not given take their declared default, as under ``ros2 launch`` (an environment variable's value, else
+    its default, where the default is one); OpaqueFunctions are called.
     """
     entities = _describe(path)
-    defaults = {a.args[0]: a.kwargs.get("default_value", "") for a in entities
+    defaults = {a.args[0]: _resolve(a.kwargs.get("default_value", "")) for a in entities
                 if isinstance(a, _Action) and "default_value" in a.kwargs}
     context = {**defaults, **arguments}
     nodes: list[_Action] = []
@@ -201,6 +210,22 @@ def test_a_discovery_server_argument_sets_ros_discovery_server_before_any_node_s
     # Launch runs its actions in order and a process takes the environment as it is when it starts.
     starts = [i for i, a in enumerate(entities) if {"executable", "function"} & set(a.kwargs)]
     assert starts and sets[0] < min(starts), f"{name}: a node starts before ROS_DISCOVERY_SERVER is set"
+
+
+@pytest.mark.parametrize("path", [p for p in LAUNCH_FILES if p.name != "smoke.launch.py"], ids=lambda p: p.name)
+def test_node_processes_get_the_shipped_fast_dds_profile_unless_told_otherwise(path, monkeypatch):
+    # The profile's shared memory holds raw frames (config/fastdds_large_frames.xml); what the shell exported wins,
+    # and an empty argument leaves the environment alone.
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    defaults, nodes = _evaluate(path, {})
+    shipped = Path(get_package_share_directory("edgesync_ros")) / "config" / "fastdds_large_frames.xml"
+    assert defaults["dds_profile"] == str(shipped) and shipped.is_file()
+    assert nodes and all(n.kwargs["additional_env"] == {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)} for n in nodes)
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/robot/dds.xml")
+    _, nodes = _evaluate(path, {})
+    assert all(n.kwargs["additional_env"] == {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/robot/dds.xml"} for n in nodes)
+    _, nodes = _evaluate(path, {"dds_profile": ""})
+    assert all(n.kwargs["additional_env"] == {} for n in nodes)
 
 
 @pytest.mark.parametrize("config", ["edge.yaml", "cloud.yaml", "video_source.yaml"])
