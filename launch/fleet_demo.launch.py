@@ -24,7 +24,8 @@ from launch_ros.actions import Node
 #: Shipped Fast DDS profile (config/): shared memory that holds raw camera frames.
 DDS_PROFILE = "fastdds_large_frames.xml"
 DDS_PROFILE_HELP = ("Fast DDS XML profile of the node processes (default: $FASTDDS_DEFAULT_PROFILES_FILE, else the "
-                    "shipped one, whose shared memory holds raw frames; empty = none); docs/setup.md")
+                    "shipped one, whose shared memory holds raw frames; empty: the environment is left as it is); "
+                    "docs/setup.md")
 
 VIDEOS = ["bikes", "vtest", "challenge03", "project_video02", "project_video03"]
 
