@@ -492,15 +492,14 @@ class SharedInference:
         rows = [0] * len(self._scripted_heads)
         for k in ranked:
             rows[order[id(heads[k])]] = int(group[k][1].batch.shape[0])
-        parts = [group[k][1].batch for k in ranked]
-        batch = torch.cat(parts) if len(parts) > 1 else parts[0]
+        parts = [group[k][1].batch for k in ranked]  # joined inside the call: see HeadsOnOneBackbone
         with contextlib.ExitStack() as locks:
             for k in ranked:  # the head order: one thread takes several locks, always in the same order
                 applier = heads[k].applier
                 assert applier is not None  # checked by the caller
                 locks.enter_context(applier.lock)
             with torch.inference_mode():
-                probs = self._scripted(batch, rows)
+                probs = self._scripted(parts, rows)
             versions = [heads[k].applier.version for k in range(len(group))]  # type: ignore[union-attr]
         return [(probs[order[id(heads[k])]].numpy().astype(np.float32, copy=False), versions[k])
                 for k in range(len(group))]

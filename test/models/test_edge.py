@@ -138,17 +138,21 @@ def test_one_scripted_call_runs_the_backbone_once_and_each_head_on_its_rows(vtes
     a = base.prepare(vtest_frame, np.array([[345, 198, 384, 274], [0, 0, 200, 150]], np.float32))
     b = base.prepare(vtest_frame, np.array([[588, 158, 620, 235]], np.float32))
     with torch.inference_mode():
-        out = heads_pass(torch.cat([a, b]), [2, 0, 1])  # the middle camera sent nothing this time
+        out = heads_pass([a, b], [2, 0, 1])  # the middle camera sent nothing this time
     assert [tuple(o.shape) for o in out] == [(2, 7), (0, 0), (1, 7)]
     np.testing.assert_allclose(out[0].numpy(), twins[0].predict_tensor(a), atol=1e-5)
     np.testing.assert_allclose(out[2].numpy(), twins[2].predict_tensor(b), atol=1e-5)
     with torch.no_grad():  # an in-place update of one head reaches the scripted pass
         twins[2].model.get_submodule("classifier.1").weight.mul_(-1.0)
     with torch.inference_mode():
-        after = heads_pass(torch.cat([a, b]), [2, 0, 1])
+        after = heads_pass([a, b], [2, 0, 1])
     np.testing.assert_allclose(after[0].numpy(), out[0].numpy(), atol=1e-6)
     np.testing.assert_allclose(after[2].numpy(), twins[2].predict_tensor(b), atol=1e-5)
     assert not np.allclose(after[2].numpy(), out[2].numpy(), atol=1e-3)
+    with torch.inference_mode():  # one camera's batch alone: nothing to join
+        alone = heads_pass([b], [0, 0, 1])
+    assert [tuple(o.shape) for o in alone] == [(0, 0), (0, 0), (1, 7)]
+    np.testing.assert_allclose(alone[2].numpy(), after[2].numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize("rows", [1, 3, 8, 70])
