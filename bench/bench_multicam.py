@@ -16,9 +16,9 @@ to be repaired (reliable QoS, which the closed loop needs), so that run measures
 latencies (publish -> prediction back at the driver) are reported beside its ratio.
 
 Measured for each of :data:`RUNS`: ``edge_cameras``' own executor (``EXECUTOR_THREADS``) with either head mode
-(``per_camera``, the default: backbone and every camera's head in one scripted call; ``shared``: the whole model once
-on the batch), per-camera heads on a two-threaded executor (the cost of an extra executor thread), and per-camera
-heads with the driver in its own process:
+(``per_camera``, the default: backbone and every camera's head in one scripted call; ``shared``: the same call with
+one head taking every row), per-camera heads on a two-threaded executor (the cost of an extra executor thread), and
+per-camera heads with the driver in its own process:
 
 * **node**: aggregate predictions/s over all cameras (steady state: the first answers, which fill the pipeline, are
   left out), through subscribe -> convert -> preprocess -> one batched backbone pass -> heads -> ``PredictionArray``

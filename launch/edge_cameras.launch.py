@@ -18,27 +18,17 @@ import os
 import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-#: Shipped Fast DDS profile (config/): shared memory that holds raw camera frames.
-DDS_PROFILE = "fastdds_large_frames.xml"
-DDS_PROFILE_HELP = ("Fast DDS XML profile of the node processes (default: $FASTDDS_DEFAULT_PROFILES_FILE, else the "
-                    "shipped one, whose shared memory holds raw frames; empty: the environment is left as it is); "
-                    "docs/setup.md")
+from edgesync_ros.ros import launch_common
 
 
 def _list(text):
     """A launch argument written as a YAML list (``[front, rear]``) or one bare name."""
     value = yaml.safe_load(text)
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def _dds_env(context):
-    """FASTDDS_DEFAULT_PROFILES_FILE for a node's process: the ``dds_profile`` argument; nothing when it is empty."""
-    profile = LaunchConfiguration("dds_profile").perform(context)
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else {}
 
 
 def _group(context, *args, **kwargs):
@@ -57,10 +47,9 @@ def _group(context, *args, **kwargs):
             # of the process as well; the group is `edge_cameras`, each camera `edge_node`.
             namespace=LaunchConfiguration("namespace"),
             parameters=[LaunchConfiguration("params_file"), overrides,
-                        {"use_sim_time": LaunchConfiguration("use_sim_time"),
-                         "autostart": LaunchConfiguration("autostart")}],
-            ros_arguments=["--log-level", LaunchConfiguration("log_level")],
-            additional_env=_dds_env(context),
+                        launch_common.node_parameters()],
+            ros_arguments=launch_common.ros_arguments(),
+            additional_env=launch_common.dds_env(context),
             output="screen",
         ),
     ]
@@ -70,14 +59,7 @@ def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("edgesync_ros")
     return LaunchDescription(
         [
-            DeclareLaunchArgument(
-                "discovery_server", default_value=EnvironmentVariable("ROS_DISCOVERY_SERVER", default_value=""),
-                description="Fast DDS discovery server(s) HOST:PORT[;HOST:PORT] (default: $ROS_DISCOVERY_SERVER; "
-                            "empty = default discovery); docs/fleet.md",
-            ),
-            SetEnvironmentVariable("ROS_DISCOVERY_SERVER", LaunchConfiguration("discovery_server")),
-            DeclareLaunchArgument("dds_profile", description=DDS_PROFILE_HELP, default_value=EnvironmentVariable(
-                "FASTDDS_DEFAULT_PROFILES_FILE", default_value=os.path.join(share, "config", DDS_PROFILE))),
+            *launch_common.process_arguments(share),
             DeclareLaunchArgument("namespace", default_value="robot1", description="robot namespace"),
             DeclareLaunchArgument(
                 "params_file", default_value=os.path.join(share, "config", "edge.yaml"),
@@ -96,11 +78,6 @@ def generate_launch_description() -> LaunchDescription:
                                   description="frame or region, for every camera; empty = the params file's value"),
             DeclareLaunchArgument("image_transport", default_value="", choices=["", "raw", "compressed"],
                                   description="raw or compressed, for every camera; empty = the params file's value"),
-            DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
-                                  description="bring every camera node to active at start (false: leave them "
-                                              "unconfigured for `ros2 lifecycle set` or a lifecycle manager)"),
-            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
-            DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the nodes"),
             OpaqueFunction(function=_group),
         ]
     )

@@ -17,23 +17,13 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-#: Shipped Fast DDS profile (config/): shared memory that holds raw camera frames.
-DDS_PROFILE = "fastdds_large_frames.xml"
-DDS_PROFILE_HELP = ("Fast DDS XML profile of the node processes (default: $FASTDDS_DEFAULT_PROFILES_FILE, else the "
-                    "shipped one, whose shared memory holds raw frames; empty: the environment is left as it is); "
-                    "docs/setup.md")
+from edgesync_ros.ros import launch_common
 
 VIDEOS = ["bikes", "vtest", "challenge03", "project_video02", "project_video03"]
-
-
-def _dds_env(context):
-    """FASTDDS_DEFAULT_PROFILES_FILE for a node's process: the ``dds_profile`` argument; nothing when it is empty."""
-    profile = LaunchConfiguration("dds_profile").perform(context)
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile} if profile else {}
 
 
 def _nodes(context, *args, **kwargs):
@@ -41,9 +31,9 @@ def _nodes(context, *args, **kwargs):
     n = int(LaunchConfiguration("robots").perform(context))
     dark = float(LaunchConfiguration("dark_brightness").perform(context))
     user = [f for f in [LaunchConfiguration("params_file").perform(context)] if f]
-    common = {"use_sim_time": LaunchConfiguration("use_sim_time"), "autostart": LaunchConfiguration("autostart")}
-    ros_args = ["--log-level", LaunchConfiguration("log_level")]
-    env = _dds_env(context)
+    common = launch_common.node_parameters()
+    ros_args = launch_common.ros_arguments()
+    env = launch_common.dds_env(context)
     mode = LaunchConfiguration("input_mode").perform(context)
     transport = LaunchConfiguration("image_transport").perform(context)
     actions = [Node(package="edgesync_ros", executable="cloud_node", name="cloud_node",
@@ -69,14 +59,7 @@ def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("edgesync_ros")
     return LaunchDescription(
         [
-            DeclareLaunchArgument(
-                "discovery_server", default_value=EnvironmentVariable("ROS_DISCOVERY_SERVER", default_value=""),
-                description="Fast DDS discovery server(s) HOST:PORT[;HOST:PORT] (default: $ROS_DISCOVERY_SERVER; "
-                            "empty = default discovery); docs/fleet.md",
-            ),
-            SetEnvironmentVariable("ROS_DISCOVERY_SERVER", LaunchConfiguration("discovery_server")),
-            DeclareLaunchArgument("dds_profile", description=DDS_PROFILE_HELP, default_value=EnvironmentVariable(
-                "FASTDDS_DEFAULT_PROFILES_FILE", default_value=os.path.join(share, "config", DDS_PROFILE))),
+            *launch_common.process_arguments(share),
             DeclareLaunchArgument("robots", default_value="2", description="number of robots"),
             DeclareLaunchArgument("input_mode", default_value="region", choices=["frame", "region"],
                                   description="edge input: whole frames, or the regions the camera stand-in's "
@@ -86,11 +69,6 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("dark_brightness", default_value="0.35", description="brightness of robots 2..N"),
             DeclareLaunchArgument("params_file", default_value="",
                                   description="extra parameters for every node, over the shipped YAML"),
-            DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
-                                  description="bring the managed node to active at start (false: leave it "
-                                              "unconfigured for `ros2 lifecycle set` or a lifecycle manager)"),
-            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (bag replay)"),
-            DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of every node"),
             OpaqueFunction(function=_nodes),
         ]
     )

@@ -73,6 +73,26 @@ VISION_MSGS = {
 }
 
 
+def read_video_frame(path: object, index: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        for _ in range(index):
+            assert cap.grab(), f"{path} has fewer than {index} frames"
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    assert ok, f"cannot read frame {index} of {path}"
+    return frame
+
+
+@pytest.fixture(scope="session")
+def vtest_frame() -> np.ndarray:
+    """Frame 100 of the packaged vtest clip (people in a street): a real frame for the models."""
+    from edgesync_ros import assets
+
+    return read_video_frame(assets.vtest_video(), 100)
+
+
 def bikes_frames(n: int, stride: int = 3, width: int = 480) -> list[np.ndarray]:
     """``n`` frames of the packaged bikes clip (every ``stride``-th), ``width`` px wide: real scenes with objects."""
     from edgesync_ros import assets

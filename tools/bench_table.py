@@ -28,11 +28,22 @@ def _interval(r: dict[str, object]) -> str:
     return f" [{_fmt(float(iv['low']))}, {_fmt(float(iv['high']))}]"
 
 
+def _met(r: dict[str, object]) -> str:
+    """``yes``/``**no**``; for a median over rounds whose interval holds the goal, ``undecided`` and the median's side.
+
+    Why: a median just past a goal on a shared host says little when its interval spans the goal.
+    """
+    iv = r.get("interval")
+    if isinstance(iv, dict) and iv.get("position") == "spans":
+        return f"undecided (median {'meets' if r['met'] else 'misses'} it)"
+    return "yes" if r["met"] else "**no**"
+
+
 def render(results_dir: Path = RESULTS) -> str:
     """Return the Markdown table for every result file, sorted by name.
 
     A value measured over repeated rounds shows the interval of its median in brackets (``bench/common.py``'s
-    ``rounds_interval``).
+    ``rounds_interval``), and is ``undecided`` where that interval holds the goal.
     """
     rows = [
         "| benchmark | value | goal | met | baseline | ratio | machine | date |",
@@ -47,7 +58,7 @@ def render(results_dir: Path = RESULTS) -> str:
                 unit=r["unit"],
                 interval=_interval(r),
                 goal=r["goal"],
-                met="yes" if r["met"] else "**no**",
+                met=_met(r),
                 baseline=_fmt(r["baseline"]) if "baseline" in r else "",
                 ratio=_fmt(r["ratio"]) if "ratio" in r else "",
                 machine=r["machine"],

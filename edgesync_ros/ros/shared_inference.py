@@ -10,7 +10,8 @@ does) while the next pass runs.
 Heads (``head_sharing``): ``per_camera`` gives every camera a head of its own over the one backbone
 (:meth:`EdgeModel.with_own_head <edgesync_ros.models.edge.EdgeModel.with_own_head>`; only the head's tensors are
 copied), updated in place by that camera's own head updates; ``shared`` runs one head for all cameras, so one head
-update changes every camera's outputs. Each head has one
+update changes every camera's outputs. On a CPU both modes run the pass as one compiled call (backbone and every head
+in use; a shared head takes all the rows). Each head has one
 :class:`~edgesync_ros.core.head_codec.HeadApplier`; the first camera to attach to a head creates it (the head's
 *leader*: it registers with the cloud and takes the head updates), the others use it. A head outlives its leader's
 cleanup while other cameras use it (its version and applier carry on); the next camera configured then leads it.
@@ -431,8 +432,8 @@ class SharedInference:
     def _forward(self, group: Sequence[tuple[CameraLane[Any], Any]]) -> list[tuple[npt.NDArray[np.float32], int]]:
         """Probabilities and head version per frame of ``group``: one backbone pass, then each camera's head.
 
-        In ``shared`` mode the whole model runs once on the batch (the head is the same for every row). Each head
-        runs under its applier's lock, so it never sees a half-applied update.
+        On the CPU both modes run one compiled call (:meth:`_forward_scripted`); ``shared`` mode is the case of one
+        head taking every row. Each head runs under its applier's lock, so it never sees a half-applied update.
         """
         model = self.model_or_fail()
         heads: list[_Head] = []
@@ -442,23 +443,18 @@ class SharedInference:
             heads.append(lane.head)
         self.batches += 1
         self.batch_sizes[len(group)] += 1
-        if self.head_sharing == "shared":
+        if model.device.type == "cpu":
+            return self._forward_scripted(model, group, heads)
+        batch = torch.cat([item.batch for _, item in group]) if len(group) > 1 else group[0][1].batch
+        if self.head_sharing == "shared":  # CUDA, one head: the whole model once on the batch
             applier = heads[0].applier
             assert applier is not None  # checked above
             rows = [int(item.batch.shape[0]) for _, item in group]
-            batch = torch.cat([item.batch for _, item in group]) if len(group) > 1 else group[0][1].batch
             with applier.lock:
                 probs = model.predict_tensor(batch)
                 version = applier.version
             return [(p, version) for p in np.split(probs, np.cumsum(rows)[:-1])]
-        for head in heads:
-            if not head.traced:  # a head's first pass: trace it (on this thread, see _start)
-                head.model.trace_split(backbone=False)
-                head.traced = True
-        if model.device.type == "cpu":
-            return self._forward_scripted(model, group, heads)
         out = []
-        batch = torch.cat([item.batch for _, item in group]) if len(group) > 1 else group[0][1].batch
         with torch.inference_mode():
             features = model.backbone_features(batch)
             start = 0
@@ -472,15 +468,17 @@ class SharedInference:
 
     def _forward_scripted(self, model: EdgeModel, group: Sequence[tuple[CameraLane[Any], Any]],
                           heads: Sequence[_Head]) -> list[tuple[npt.NDArray[np.float32], int]]:
-        """CPU, per-camera heads: backbone and every head in one TorchScript call (models.edge.script_heads).
+        """CPU: backbone and every head in one TorchScript call (models.edge.script_heads).
 
-        The scripted module covers every head in use, in a fixed order; it is rebuilt when cameras come or go.
+        The scripted module covers every head in use, in a fixed order; it is rebuilt when cameras come or go. A
+        head takes the rows of all its cameras in the pass (one camera each with ``per_camera`` heads, every camera
+        with the ``shared`` head), and its output is split back per camera.
         """
         with self.cond:
             current = list(self.heads.values())
         if [id(h) for h in self._scripted_heads] != [id(h) for h in current] or self._scripted is None:
             for head in current:
-                if not head.traced:
+                if not head.traced:  # a head's first pass: trace it (on this thread, see _start)
                     head.model.trace_split(backbone=False)
                     head.traced = True
             self._scripted = script_heads(model.backbone_trace, [h.model.inference_head for h in current])
@@ -488,18 +486,26 @@ class SharedInference:
         order = {id(h): i for i, h in enumerate(self._scripted_heads)}
         if any(id(h) not in order for h in heads):
             raise EdgeSyncError("a camera's head is not among the heads in use")
-        ranked = sorted(range(len(group)), key=lambda k: order[id(heads[k])])
+        ranked = sorted(range(len(group)), key=lambda k: order[id(heads[k])])  # stable: cameras keep group order
         rows = [0] * len(self._scripted_heads)
         for k in ranked:
-            rows[order[id(heads[k])]] = int(group[k][1].batch.shape[0])
+            rows[order[id(heads[k])]] += int(group[k][1].batch.shape[0])
         parts = [group[k][1].batch for k in ranked]  # joined inside the call: see HeadsOnOneBackbone
+        used = list({order[id(heads[k])]: heads[k] for k in ranked}.values())  # each head once, in head order
         with contextlib.ExitStack() as locks:
-            for k in ranked:  # the head order: one thread takes several locks, always in the same order
-                applier = heads[k].applier
-                assert applier is not None  # checked by the caller
-                locks.enter_context(applier.lock)
+            for head in used:  # one thread takes several locks, always in the same order
+                assert head.applier is not None  # checked by the caller
+                locks.enter_context(head.applier.lock)
             with torch.inference_mode():
                 probs = self._scripted(parts, rows)
-            versions = [heads[k].applier.version for k in range(len(group))]  # type: ignore[union-attr]
-        return [(probs[order[id(heads[k])]].numpy().astype(np.float32, copy=False), versions[k])
-                for k in range(len(group))]
+            versions = {id(head): head.applier.version for head in used}  # type: ignore[union-attr]
+        done: dict[int, tuple[npt.NDArray[np.float32], int]] = {}
+        taken = [0] * len(self._scripted_heads)
+        for k in ranked:  # a head's output holds its cameras' rows in this order
+            i = order[id(heads[k])]
+            n = int(group[k][1].batch.shape[0])
+            rows_k = (probs[i][taken[i]:taken[i] + n].numpy().astype(np.float32, copy=False) if n
+                      else np.zeros((0, len(model.classes)), np.float32))  # no boxes: [0, C], as predict_tensor
+            done[k] = (rows_k, versions[id(heads[k])])
+            taken[i] += n
+        return [done[k] for k in range(len(group))]

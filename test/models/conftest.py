@@ -19,18 +19,6 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
-def read_video_frame(path: Path, index: int) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        for _ in range(index):
-            assert cap.grab(), f"{path} has fewer than {index} frames"
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    assert ok, f"cannot read frame {index} of {path}"
-    return frame
-
-
 @pytest.fixture(scope="session")
 def edge_model() -> EdgeModel:
     return EdgeModel(EdgeModelConfig(device="cpu"))
@@ -54,8 +42,3 @@ def chelsea() -> np.ndarray:
 @pytest.fixture(scope="session")
 def dog() -> np.ndarray:
     return read_image(assets.darknet_data_dir() / "dog.jpg")
-
-
-@pytest.fixture(scope="session")
-def vtest_frame() -> np.ndarray:
-    return read_video_frame(assets.vtest_video(), 100)

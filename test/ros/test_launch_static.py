@@ -13,6 +13,7 @@ with two raw cameras also run under the real launch system.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import os
 import signal
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -105,14 +107,21 @@ class _Action:
         self.args, self.kwargs = args, kwargs
 
 
-def _describe(path: Path) -> list[_Action]:
-    """Run a launch file's ``generate_launch_description`` against stand-ins of ``launch``/``launch_ros``."""
+@contextlib.contextmanager
+def _stand_ins() -> Iterator[None]:
+    """``launch``/``launch_ros`` replaced by stand-ins, for launch files and the package's launch helpers alike."""
     fake = types.SimpleNamespace(LaunchDescription=list, DeclareLaunchArgument=_Action, OpaqueFunction=_Action,
                                  SetEnvironmentVariable=_Action, LaunchConfiguration=_Config,
                                  EnvironmentVariable=_EnvironmentVariable, Node=_Action)
     modules = {"launch": fake, "launch.actions": fake, "launch.substitutions": fake, "launch_ros": fake,
                "launch_ros.actions": fake}
     with mock.patch.dict(sys.modules, modules):
+        yield
+
+
+def _describe(path: Path) -> list[_Action]:
+    """Run a launch file's ``generate_launch_description`` against stand-ins of ``launch``/``launch_ros``."""
+    with _stand_ins():
         spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -138,11 +147,12 @@ def _evaluate(path: Path, arguments: dict[str, str]) -> tuple[dict[str, str], li
                 if isinstance(a, _Action) and "default_value" in a.kwargs}
     context = {**defaults, **arguments}
     nodes: list[_Action] = []
-    for entity in entities:
-        if "function" in entity.kwargs:
-            nodes += entity.kwargs["function"](context)
-        elif "executable" in entity.kwargs:
-            nodes.append(entity)
+    with _stand_ins():  # an OpaqueFunction runs at launch time, and so do the launch helpers it calls
+        for entity in entities:
+            if "function" in entity.kwargs:
+                nodes += entity.kwargs["function"](context)
+            elif "executable" in entity.kwargs:
+                nodes.append(entity)
     return defaults, nodes
 
 
