@@ -1,12 +1,13 @@
 """Benchmarks of the EdgeSync core: filter, scheduler, feature-cached trainer, head codec.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/bench_core.py`` (about a minute on a 2-core CPU). Each figure is
-printed as one JSON line and stored under ``bench/results/``. Random-init torchvision weights only: nothing
-is downloaded.
+Run: ``PYTHONPATH=. .venv/bin/python bench/bench_core.py`` (about four minutes on a 2-core CPU, nearly all of it the
+trainer's alternating rounds). Each figure is printed as one JSON line and stored under ``bench/results/``.
+Random-init torchvision weights only: nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from bench.common import time_call, write_result  # noqa: E402
+from bench.common import rounds_interval, time_call, write_result  # noqa: E402
 from edgesync_ros.core.bank import AccuracyBank  # noqa: E402
 from edgesync_ros.core.config import FilterConfig, TrainConfig  # noqa: E402
 from edgesync_ros.core.filtering import select_samples  # noqa: E402
@@ -27,6 +28,9 @@ from edgesync_ros.core.scheduling import pick_edge  # noqa: E402
 from edgesync_ros.core.training import extract_features, naive_train_head, train_head  # noqa: E402
 
 ARCH = "mobilenet_v2"
+#: Alternating cached/naive training runs of the trainer bench (~45 s a round on a 2-core AMD EPYC).
+TRAINER_ROUNDS = 5
+TRAINER_SPEEDUP_GOAL = 10.0
 
 
 def bench_filter() -> None:
@@ -89,12 +93,14 @@ def calibrate_batchnorm(model: torch.nn.Module, images: torch.Tensor) -> None:
     model.eval()
 
 
-def bench_trainer() -> None:
+def bench_trainer(rounds: int = TRAINER_ROUNDS) -> None:
     """Algorithm 2 with a feature cache vs re-running the MobileNetV2 backbone every epoch, same data/cfg.
 
     128×128 inputs (the region-crop size of the project's pipeline → features 320×4×4), 20 epochs on both
     paths (patience above max_epochs, so both do equal work). One torch thread: on this shared 2-core machine
-    two OpenMP threads make timings erratic, and the ratio is what is measured.
+    two OpenMP threads make timings erratic, and the ratio is what is measured. The two paths alternate ``rounds``
+    times (each trains a copy of the same head); the value is the median of the rounds' ratios with its
+    order-statistic interval, since one pair of runs on a shared host moves by ±10 % and the goal is a ratio.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -108,33 +114,39 @@ def bench_trainer() -> None:
         cfg = TrainConfig(
             lr=0.01, momentum=0.9, batch_size=32, max_epochs=20, patience=100, max_train_seconds=600, val_fraction=0.25
         )
+        cached_s, extract_s, naive_s, gaps = [], [], [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            feats = extract_features(backbone, images, batch_size=64)
+            extract_s.append(time.perf_counter() - t0)
+            cached = train_head(head, feats, labels, cfg, time.perf_counter)
+            cached_s.append(time.perf_counter() - t0)
 
-        t0 = time.perf_counter()
-        feats = extract_features(backbone, images, batch_size=64)
-        t_extract = time.perf_counter() - t0
-        cached = train_head(head, feats, labels, cfg, time.perf_counter)
-        t_cached = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        naive = naive_train_head(backbone, head, images, labels, cfg, time.perf_counter)
-        t_naive = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            naive = naive_train_head(backbone, head, images, labels, cfg, time.perf_counter)
+            naive_s.append(time.perf_counter() - t0)
+            gaps.append(abs(cached.val_accuracy - naive.val_accuracy) * 100)
     finally:
         torch.set_num_threads(threads)
 
-    speedup = t_naive / t_cached
-    acc_gap_pt = abs(cached.val_accuracy - naive.val_accuracy) * 100
+    ratios = [n / c for n, c in zip(naive_s, cached_s, strict=True)]
+    interval = rounds_interval(ratios, TRAINER_SPEEDUP_GOAL)
+    speedup = float(interval["median"])
+    acc_gap_pt = max(gaps)
     write_result(
         "trainer_cache_speedup",
         speedup,
         "x",
-        ">= 10x with equal validation accuracy (±0.5 pt)",
-        speedup >= 10.0 and acc_gap_pt <= 0.5,
-        baseline=t_naive,
+        f">= {TRAINER_SPEEDUP_GOAL:g}x with equal validation accuracy (±0.5 pt)",
+        speedup >= TRAINER_SPEEDUP_GOAL and acc_gap_pt <= 0.5,
+        baseline=statistics.median(naive_s),
         ratio=speedup,
-        cached_seconds=t_cached,
-        cached_extract_seconds=t_extract,
-        warm_cache_speedup=t_naive / (t_cached - t_extract),
-        naive_seconds=t_naive,
+        interval=interval,
+        ratios=[round(r, 3) for r in ratios],
+        cached_seconds=statistics.median(cached_s),
+        cached_extract_seconds=statistics.median(extract_s),
+        warm_cache_speedup=statistics.median(n / (c - e) for n, c, e in zip(naive_s, cached_s, extract_s, strict=True)),
+        naive_seconds=statistics.median(naive_s),
         cached_val_accuracy=cached.val_accuracy,
         naive_val_accuracy=naive.val_accuracy,
         accuracy_gap_pt=acc_gap_pt,
@@ -143,6 +155,7 @@ def bench_trainer() -> None:
         val_samples=cached.val_samples,
         input_size="128x128",
         torch_threads=1,
+        rounds=rounds,
         note="cached time includes the one-off backbone pass that fills the cache; warm_cache_speedup excludes it",
     )
 

@@ -908,10 +908,8 @@ class CloudNode(ManagedNode):
         self._publish_head(check.edge_id, state, check.base_version, scores[best], entry.samples, 0.0,
                            f"from the zoo (head {hid}: {entry.robot} v{entry.version}; window acc "
                            f"{scores[best]:.3f} vs {check.current_accuracy:.3f}, {1000.0 * seconds:.0f} ms)",
-                           trained=False)
+                           trained=False, zoo_id=hid)
         self.zoo.mark_used(hid, self.now_s())
-        with self._lock:
-            self._zoo_held[check.edge_id] = hid
 
     def _trained(self, job: _InFlight, outcome: TrainOutcome) -> None:
         """Gate the new head against the current one; publish it under the next version if it passes."""
@@ -935,9 +933,6 @@ class CloudNode(ManagedNode):
                 self._publish_head(member, state, member_base, float(result.val_accuracy), int(result.train_samples),
                                    float(result.seconds), f"trained with {edge_id}'s group", trained=True)
                 self.counters["group_heads_sent"] += 1
-            with self._lock:
-                for member in (edge_id, *job.group):
-                    self._zoo_held.pop(member, None)
         else:
             self.counters["updates_gated"] += 1
             self.get_logger().info(f"{edge_id}: no update (val acc gain {gain:+.3f} < gate), {result.stop_reason}")
@@ -952,10 +947,13 @@ class CloudNode(ManagedNode):
             self._save(record)
 
     def _publish_head(self, edge_id: str, state: dict[str, torch.Tensor], base_version: int, val_accuracy: float,
-                      train_samples: int, train_seconds: float, note: str, trained: bool) -> HeadUpdate:
+                      train_samples: int, train_seconds: float, note: str, trained: bool,
+                      zoo_id: int | None = None) -> HeadUpdate:
         """Encode ``state`` as version ``base_version + 1`` for ``edge_id``, persist that version, then publish it.
 
-        ``trained``: it ends a training (the fleet's training bookkeeping), else a stored head is sent.
+        ``trained``: it ends a training (the fleet's training bookkeeping), else the stored head ``zoo_id`` is sent.
+        Everything the cloud reports about the head (fleet status, counters) is recorded before it is published, so
+        whoever receives it and then asks the cloud sees it.
         """
         payload = head_codec.encode_head(
             state, self.replica.arch, edge_id, base_version + 1, base_version, dtype=self.values["update_dtype"],
@@ -971,13 +969,16 @@ class CloudNode(ManagedNode):
             # number but never send two different heads under one number.
             if trained:
                 self.fleet.trained(edge_id, self.now_s(), sent.version)
+                self._zoo_held.pop(edge_id, None)
             else:
                 self.fleet.sent_stored_head(edge_id, self.now_s(), sent.version)
+                if zoo_id is not None:
+                    self._zoo_held[edge_id] = zoo_id
             self._save(self.fleet.get(edge_id))
+            self.counters["updates_sent"] += 1
+            if not trained:
+                self.counters["zoo_heads_sent"] += 1
         publisher.publish(sent)
-        self.counters["updates_sent"] += 1
-        if not trained:
-            self.counters["zoo_heads_sent"] += 1
         self.get_logger().info(f"{edge_id}: head v{base_version + 1} sent ({payload.nbytes} bytes, {note})")
         return sent
 
