@@ -300,7 +300,7 @@ demo = get_package_share_directory("edgesync_ros") + "/launch/fleet_demo.launch.
 ld = launch.LaunchDescription([
     RegisterEventHandler(OnProcessIO(on_stdout=on_output, on_stderr=on_output)),
     IncludeLaunchDescription(PythonLaunchDescriptionSource(demo), launch_arguments={"robots": "2"}.items()),
-    TimerAction(period=240.0, actions=[Shutdown(reason="time limit")]),
+    TimerAction(period=480.0, actions=[Shutdown(reason="time limit")]),
 ])
 service = launch.LaunchService()
 service.include_launch_description(ld)
@@ -312,10 +312,12 @@ sys.exit(rc)
 
 def test_fleet_demo_under_the_real_launch_system(tmp_path):
     # Runs only where the ROS launch system is installed (a ROS distro or docs/setup.md's recipe). It stops as soon
-    # as both robots applied a head, so a slow machine only costs time, not a false failure.
+    # as both robots applied a head, so a slow machine only costs time, not a false failure: the second robot's first
+    # head took ~160 s on a quiet 2-core host (its first training was held back by the update gate), and a loaded
+    # host ran past a 240 s limit, hence 480 s.
     pytest.importorskip("launch_ros")
     pytest.importorskip("launch")
-    out = subprocess.run([sys.executable, "-c", FLEET_DEMO_RUNNER], capture_output=True, text=True, timeout=330,
+    out = subprocess.run([sys.executable, "-c", FLEET_DEMO_RUNNER], capture_output=True, text=True, timeout=570,
                          cwd=tmp_path)
     log = out.stdout + out.stderr
     assert "registered 'robot1'" in log and "registered 'robot2'" in log, log[-4000:]
