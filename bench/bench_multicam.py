@@ -23,10 +23,10 @@ per-camera heads with the driver in its own process:
 * **node**: aggregate predictions/s over all cameras (steady state: the first answers, which fill the pipeline, are
   left out), through subscribe -> convert -> preprocess -> one batched backbone pass -> heads -> ``PredictionArray``
   per camera -> window/filter.
-* **bare**: images/s of ``EdgeModel.inference_module(x)`` (on a CPU the frozen backbone and the head trace, what a
-  single-camera node runs) on batches of ``--cameras`` preprocessed frames, one per camera: the batch composition the
-  node's thread runs (its histogram of cameras per backbone pass is reported). Run on the shared inference thread
-  between batches, so thread, OpenMP pool and thread count are the node's.
+* **bare**: images/s of ``EdgeModel.inference_module(x)`` (on a CPU the frozen backbone and the head trace in one
+  compiled call: a bare batched model) on batches of ``--cameras`` preprocessed frames, one per camera: the batch
+  composition the node's thread runs (its histogram of cameras per backbone pass is reported). Run on the shared
+  inference thread between batches, so thread, OpenMP pool and thread count are the node's.
 
 Bare and node passes alternate ``--rounds`` times and the median ratio of adjacent pairs is reported (the host is
 shared), with the order-statistic interval of that median (``bench.common.rounds_interval``: 96 % with the default 9

@@ -17,8 +17,9 @@ Results (``bench/results/<name>.json``):
    ``NanoDetTeacher().proposals``, precomputed; 2.45 per frame on average, objects plus a background crop) and
    ``edge_node_throughput_ratio_frame`` (whole-frame mode): frames/s through
    subscribe -> convert -> preprocess -> infer -> ``PredictionArray`` -> window/filter -> upload, divided by bare
-   ``module(x)`` frames/s on the same preprocessed frames, where ``module`` is what the node's forward runs
-   (``EdgeModel.inference_module``: on a CPU the frozen backbone and the head trace), run on the node's inference thread
+   ``module(x)`` frames/s on the same preprocessed frames, where ``module`` is what the node's forward runs (on a CPU
+   ``models.edge.script_heads`` with the node's one head: the frozen backbone and the head trace in one compiled
+   call, as a camera group of one runs it), run on the node's inference thread
    with its ``torch_threads`` -- same module, thread and thread count, same process, same run. Bare and node passes
    alternate (``--rounds``) and the median ratio of adjacent pairs is reported, because other processes load this
    2-core machine unevenly, with the order-statistic interval of that median (``bench.common.rounds_interval``: 96 %
@@ -87,6 +88,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from bench.common import rounds_interval, video_frames, write_result  # noqa: E402
 from edgesync_ros import assets  # noqa: E402
+from edgesync_ros.models.edge import script_heads  # noqa: E402
 from edgesync_ros.models.preprocessing import preprocess  # noqa: E402
 from edgesync_ros.models.threads import intra_op_threads  # noqa: E402
 from edgesync_ros.msg import HeadUpdate, PredictionArray, RegionArray, SampleBatch  # noqa: E402
@@ -347,7 +349,7 @@ def steady_fps(times: Sequence[float], skip: int) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 # 1. Edge throughput vs bare model(x)
 # ---------------------------------------------------------------------------------------------------------------
-def bare_fps(model: torch.nn.Module, inputs: Sequence[torch.Tensor], count: int) -> float:
+def bare_fps(model: Callable[[torch.Tensor], Any], inputs: Sequence[torch.Tensor], count: int) -> float:
     """Frames/s of ``model(x)`` alone over ``count`` preprocessed frames (cycling), as the node's forward runs it."""
     with torch.inference_mode():
         t0 = time.perf_counter()
@@ -398,7 +400,7 @@ def bench_throughput(
         # Bare model(x) runs on the edge's own inference thread, between frames: the thread, OpenMP pool and module
         # of the node's forward pass. On another thread it would start a second OpenMP pool, which slows every
         # forward pass in the process ~3x on 2 cores (edgesync_ros/models/threads.py) -- node and bare alike.
-        def bare_on_edge(n: int, module: torch.nn.Module, threads: int | None = None) -> float:
+        def bare_on_edge(n: int, module: Callable[[torch.Tensor], Any], threads: int | None = None) -> float:
             def run() -> float:
                 if threads is None:
                     return bare_fps(module, inputs, n)
@@ -407,13 +409,21 @@ def bench_throughput(
 
             return edge.call_on_inference_thread(run, timeout=600.0)
 
+        # What the node's forward runs: a camera on its own is a camera group of one, whose pass is the backbone and
+        # its head in one compiled call (models.edge.script_heads), here with one head on every row.
+        heads_pass = edge.call_on_inference_thread(
+            lambda: script_heads(model.backbone_trace, [model.inference_head]), timeout=600.0)
+
+        def node_module(x: torch.Tensor) -> Any:
+            return heads_pass([x], [int(x.shape[0])])
+
         infer, eager = model.inference_module, model.model
-        for module, threads in ((infer, None), (eager, DEFAULT_TORCH_THREADS), (infer, DEFAULT_TORCH_THREADS)):
+        for module, threads in ((node_module, None), (eager, DEFAULT_TORCH_THREADS), (infer, DEFAULT_TORCH_THREADS)):
             bare_on_edge(8, module, threads)  # warm-up: TorchScript's profiling runs, a thread pool's start
         bare, node, ratios, cpu_bare, cpu_node, eager_default, infer_default = [], [], [], [], [], [], []
         for _ in range(rounds):
             c0 = time.process_time()
-            b = bare_on_edge(count, infer)
+            b = bare_on_edge(count, node_module)
             c1 = time.process_time()
             n = steady_fps(camera.run(frames, count + in_flight, regions), in_flight)
             c2 = time.process_time()

@@ -5,12 +5,15 @@ the window and filter are :mod:`edgesync_ros.core.window` / :mod:`~edgesync_ros.
 validated and applied in place by :class:`~edgesync_ros.core.head_codec.HeadApplier`, and every message is converted
 in :mod:`edgesync_ros.ros.conversions`.
 
-Threads: the camera callbacks only decode, match regions and preprocess, then hand the frame to a dedicated
-inference thread through a bounded latest-frame queue (:class:`~edgesync_ros.ros.worker.DroppingWorker`, capacity
-``inference_queue_size``; a camera faster than inference overwrites the oldest waiting frame, counted as
-``dropped_frames``). Decoding the next frame overlaps the forward pass of the current one, and a slow forward pass
-never delays head updates, services or timers. Window uploads (JPEG encoding of the selected frames) run on a second
-worker thread so they never stall inference.
+Threads: the camera callbacks only decode, match regions and preprocess, then hand the frame to an inference thread
+through a bounded latest-frame queue (capacity ``inference_queue_size``; a camera faster than inference overwrites
+the oldest waiting frame, counted as ``dropped_frames``). A camera on its own is a camera group of one
+(:class:`~edgesync_ros.ros.shared_inference.SharedInference`): its inference thread runs the forward pass while a
+delivery thread publishes the previous frame's results and feeds the window; with the head cache on, the node runs a
+thread of its own (:class:`~edgesync_ros.ros.worker.DroppingWorker`) that keeps each frame's features. Decoding the
+next frame overlaps the forward pass of the current one, and a slow forward pass never delays head updates, services
+or timers. Window uploads (JPEG encoding of the selected frames) run on a further worker thread so they never stall
+inference.
 
 Topics (relative names resolve in the node's namespace): ``image`` (``sensor_msgs/Image``, or
 ``image/compressed`` with ``image_transport: compressed``); in region mode an upstream detector's boxes on ``regions``
@@ -307,8 +310,13 @@ class EdgeNode(ManagedNode):
     def configure_node(self) -> None:
         """Load the model (and the saved head), start the inference and upload threads, create outputs/services."""
         model_cfg = EdgeModelConfig.from_mapping(self.config.model.edge_model_mapping())
+        own_thread = self._shared is None and self.config.head_cache.enabled
         if self._shared is not None:
-            model = self._attach_shared(model_cfg)
+            model = self._attach_lane(self._shared, model_cfg)
+        elif not own_thread:
+            # A camera on its own is a camera group of one: the group's pass, its results published by the group's
+            # delivery thread while the next frame runs (docs/decisions/single-camera-group.md).
+            model = self._attach_lane(SharedInference("shared"), model_cfg)
         else:
             # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
             # worker pool and warm it up there.
@@ -326,7 +334,7 @@ class EdgeNode(ManagedNode):
                 description="The model's classes, in the order of every probability vector (read only; "
                             "vision_msgs class_id i is class_names[i]).", read_only=True), ignore_override=True)
         self._warmup = model_cfg.warmup
-        if self._shared is None:
+        if own_thread:  # the head cache keeps each window's backbone features, which a group's pass does not give
             self._inference = DroppingWorker(
                 f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
                 lambda exc: self._worker_failed("inference", exc), on_start=self._start_inference_thread)
@@ -356,13 +364,12 @@ class EdgeNode(ManagedNode):
             f"{self.values['sample_rate_hz']} Hz, k={self.filter_cfg.upload_fraction}"
         )
 
-    def _attach_shared(self, model_cfg: EdgeModelConfig) -> EdgeModel:
-        """Take a lane of the shared model (loaded by the first camera); the head's leader makes its applier.
+    def _attach_lane(self, engine: SharedInference, model_cfg: EdgeModelConfig) -> EdgeModel:
+        """Take a lane of ``engine``'s model (loaded by its first camera); the head's leader makes its applier.
 
         In ``shared`` head mode every camera uses the leader's applier, so one version counter guards the one head.
         """
-        assert self._shared is not None
-        lane: CameraLane[_Pending] = self._shared.attach(
+        lane: CameraLane[_Pending] = engine.attach(
             self.get_fully_qualified_name(), model_cfg, self.torch_threads, int(self.values["inference_queue_size"]),
             self._classified, lambda exc: self._worker_failed("inference", exc),
             lambda reason: self._reject("image", reason))
@@ -652,10 +659,7 @@ class EdgeNode(ManagedNode):
 
     def _start_inference_thread(self) -> None:
         set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
-        if self.head_cache is None:
-            self.loaded_model().trace_for_inference()
-        else:
-            self.loaded_model().trace_split()  # the cache needs the backbone's features: backbone and head apart
+        self.loaded_model().trace_split()  # the head cache needs the backbone's features: backbone and head apart
         if self._warmup:
             self.loaded_model().warmup()
 
@@ -676,17 +680,14 @@ class EdgeNode(ManagedNode):
                 and self._uploads.wait_idle(max(0.0, deadline - time.monotonic())))
 
     def _classify(self, item: _Pending) -> None:
+        """Head cache on: classify one frame in two steps, keeping its features (the cache scores its heads on them)."""
         t0 = time.perf_counter()
-        features: torch.Tensor | None = None
         try:
             with self.applier.lock:  # never run a forward pass while a head update is being copied in
                 model = self.loaded_model()
-                if self.head_cache is None:
-                    probs = model.predict_tensor(item.batch)
-                else:  # the same pass in two steps: the cache scores its heads on the window's features
-                    with torch.inference_mode():
-                        features = model.backbone_features(item.batch)
-                    probs = model.head_probabilities(features)
+                with torch.inference_mode():
+                    features = model.backbone_features(item.batch)
+                probs = model.head_probabilities(features)
                 version = self.applier.version
         except EdgeSyncError as exc:
             self._reject("image", f"could not classify frame: {exc}")

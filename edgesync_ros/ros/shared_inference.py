@@ -7,6 +7,10 @@ camera that has one, runs the backbone **once** on all of them (frames of equal 
 camera's head on its rows; a delivery thread gives each camera its probabilities (the node then publishes as it always
 does) while the next pass runs.
 
+A single camera's edge node uses the same engine with itself as the only camera (unless its head cache is on, which
+needs each frame's backbone features): one pass implementation for one camera or many, and the delivery thread
+publishes a frame's results while the next frame's forward pass runs.
+
 Heads (``head_sharing``): ``per_camera`` gives every camera a head of its own over the one backbone
 (:meth:`EdgeModel.with_own_head <edgesync_ros.models.edge.EdgeModel.with_own_head>`; only the head's tensors are
 copied), updated in place by that camera's own head updates; ``shared`` runs one head for all cameras, so one head
