@@ -59,13 +59,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-#: The package's Fast DDS profile, as the launch files give it (set before any DDS participant of this process).
-DDS_PROFILE = str(Path(__file__).resolve().parent.parent / "config" / "fastdds_large_frames.xml")
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", DDS_PROFILE)
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from edgesync_ros.ros import launch_common  # noqa: E402
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+#: The package's Fast DDS profile, as the launch files give it (set before any DDS participant of this process).
+DDS_PROFILE = str(REPO / "config" / launch_common.DDS_PROFILE)
+os.environ.setdefault(launch_common.DDS_PROFILE_ENV, DDS_PROFILE)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -248,7 +250,7 @@ def serve_cameras(namespaces: Sequence[str], frames: int, in_flight: int, defaul
     ``default_dds``: without any Fast DDS profile (dropped before this process's participant exists).
     """
     if default_dds:
-        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        os.environ.pop(launch_common.DDS_PROFILE_ENV, None)
     feeds = camera_feeds(bench_frames(frames), len(namespaces))
     rig = Rig(ros_domain_id())
     node = Node(f"bench_cameras_{rig.tag}", context=rig.context)
@@ -331,7 +333,7 @@ def bench_mode(rig: Rig, frames: Sequence[CameraFrame], head_sharing: str, n_cam
             "executor_threads": executor_threads,
             "camera_driver": "in the measured process" if driver_process is None else "own process",
             "driver_dds_profile": None if driver_process is None else (
-                os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] if driver_process else "Fast DDS built-in defaults"),
+                os.environ[launch_common.DDS_PROFILE_ENV] if driver_process else "Fast DDS built-in defaults"),
             "cameras": n_cameras,
             "ratio": statistics.median(ratios),
             "interval": rounds_interval(ratios, GOAL),

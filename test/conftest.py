@@ -9,6 +9,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -73,7 +74,7 @@ VISION_MSGS = {
 }
 
 
-def read_video_frame(path: object, index: int) -> np.ndarray:
+def read_video_frame(path: Path, index: int) -> np.ndarray:
     cap = cv2.VideoCapture(str(path))
     try:
         for _ in range(index):
@@ -127,8 +128,6 @@ def write_foreign_bag(
     ``regions`` (edgesync_ros/RegionArray on ``/front_camera/regions``) carrying ``boxes[i]`` (xyxy) per frame
     (``None``: no regions message for that frame).
     """
-    from pathlib import Path
-
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
