@@ -47,6 +47,7 @@ from bench.common import (  # noqa: E402
     NodeProcess,
     load_average,
     parse_options,
+    robot_stored,
     ros_env,
     stats,
     write_result,
@@ -251,9 +252,7 @@ def main() -> int:
     cloud_cfg = load_yaml_section(CONFIG_DIR / "cloud.yaml", "cloud_node")
     window = int(cloud_cfg["window_size"])  # what the cloud tells the robot at registration
     queue_bound, store_bound = int(cloud_cfg["queue_size"]), int(cloud_cfg["store_capacity"])
-    # The cloud's per-robot diagnostics value: "v<version> sent=<n> trained=<n> stored=<n> k=<k> window=<w>".
-    stored = [int(v.split("stored=")[1].split()[0]) for k, v in final_cloud.items()
-              if k.startswith("robot/") and "stored=" in v]
+    stored = list(robot_stored(final_cloud).values())
     bounded = (
         max(queue, default=0) <= queue_bound
         and max(buffered, default=0) <= window * max_regions

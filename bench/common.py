@@ -289,6 +289,31 @@ class NodeProcess:
         return self.proc.returncode
 
 
+#: Keys of the edge's diagnostics status the benchmarks read (test/ros/test_nodes.py checks a live edge reports them).
+EDGE_DIAG_KEYS = ("frames", "dropped_frames", "applied_updates", "rejected_updates", "model_version",
+                  "buffered_samples", "inference_ms", "registered")
+#: Keys of the cloud's ``edgesync/cloud`` status the benchmarks read (checked the same way), besides ``robot/<id>``.
+CLOUD_DIAG_KEYS = ("queue_depth", "batches", "dropped_batches", "updates_sent", "updates_gated", "label_ms_per_sample",
+                   "train_seconds", "workers")
+
+
+def robot_stored(values: dict[str, str]) -> dict[str, int]:
+    """Samples the cloud stores per robot, from its ``robot/<id>`` values (``v<n> sent=<n> ... stored=<n> ...``).
+
+    Raises ValueError when a robot's value has no ``stored=<int>`` field: the cloud's format changed under the bench.
+    """
+    out = {}
+    for key, value in values.items():
+        if not key.startswith("robot/"):
+            continue
+        fields = dict(f.split("=", 1) for f in value.split() if "=" in f)
+        try:
+            out[key.removeprefix("robot/")] = int(fields["stored"])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"no stored=<int> in the cloud's {key} diagnostics value {value!r}") from exc
+    return out
+
+
 class DiagnosticsLog:
     """Every ``/diagnostics`` status heard by a driver node: the latest per status name and the whole history."""
 

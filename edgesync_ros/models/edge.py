@@ -414,7 +414,7 @@ class EdgeModel:
         and head, never predict.
         """
         if self.device.type == "cpu":
-            self._trace_parts(backbone=True)
+            self.trace_parts()
             self.inference_module = compile_pass(BackboneThenHead(self.backbone_trace, self.inference_head), "head")
 
     def trace_split(self, backbone: bool = True) -> None:
@@ -427,12 +427,16 @@ class EdgeModel:
         """
         if self.device.type != "cpu":
             return
-        self._trace_parts(backbone)
+        self.trace_parts(backbone)
         if backbone and self.inference_backbone is self.backbone:
             self.inference_backbone = compile_pass(self.backbone_trace, None)
 
-    def _trace_parts(self, backbone: bool) -> None:
-        """Trace the backbone (once: ``backbone_trace``, when ``backbone``) and the head (``inference_head``)."""
+    def trace_parts(self, backbone: bool = True) -> None:
+        """Trace the backbone (once: ``backbone_trace``, when ``backbone``) and the head (``inference_head``).
+
+        What :func:`script_heads` compiles a camera group's pass from; unlike :meth:`trace_for_inference` and
+        :meth:`trace_split` it compiles nothing itself (each compiled pass holds its own folded backbone weights).
+        """
         size = self.preprocess_config.region_size
         example = torch.zeros(1, 3, size, size, dtype=self.dtype)
         if backbone and not isinstance(self.backbone_trace, torch.jit.ScriptModule):

@@ -222,6 +222,11 @@ def teacher_config(teacher: TeacherSettings) -> dict[str, Any]:
     raise ConfigError("teacher.kind onnx_classifier needs a class map: configure it through a teacher YAML")
 
 
+#: Counters in the diagnostics from the start (0 until they count), so a monitor tells "none yet" from "not reported".
+REPORTED_COUNTERS = ("batches", "samples", "dropped_batches", "rejected_batches", "updates_sent", "updates_gated",
+                     "worker_errors")
+
+
 @dataclasses.dataclass
 class _InFlight:
     """A request a worker slot is running: what, for whom, its future, and what is needed to finish or redo it."""
@@ -294,7 +299,7 @@ class CloudNode(ManagedNode):
         # Fair across robots: an overloaded cloud still labels every robot's batches in turn (core.intake).
         self._queue: FairQueue[str, SampleBatch] = FairQueue(int(self.values["queue_size"]))
         self._forced: collections.deque[str] = collections.deque()
-        self.counters = collections.Counter[str]()
+        self.counters = collections.Counter[str](dict.fromkeys(REPORTED_COUNTERS, 0))
         self.label_ms_per_sample: collections.deque[float] = collections.deque(maxlen=50)
         self.train_seconds: collections.deque[float] = collections.deque(maxlen=50)
         self.zoo_selection_ms: collections.deque[float] = collections.deque(maxlen=50)

@@ -173,6 +173,9 @@ EXECUTOR_THREADS = 3
 #: Counter bumped for each rejected input class (see EdgeNode._reject); the first two names predate the classes.
 _REJECTION_COUNTERS = {"image": "rejected_images", "update": "rejected_updates", "request": "rejected_requests",
                        "upload": "unencodable_frames", "regions": "rejected_regions"}
+#: Counters in the diagnostics from the start (0 until they count), so a monitor tells "none yet" from "not reported".
+REPORTED_COUNTERS = ("frames", "dropped_frames", "batches", "uploaded_samples", "uploaded_bytes", "applied_updates",
+                     "rejected_updates", "rollbacks")
 _OVERLAY_COLOURS = [(160, 160, 160), (0, 200, 255), (255, 128, 0), (0, 255, 0), (255, 0, 255), (0, 0, 255),
                     (255, 255, 0)]
 
@@ -281,7 +284,7 @@ class EdgeNode(ManagedNode):
         # Turns in a group's shared upload budget (core.grouping): upload window n when n % every == turn.
         self._upload_turn = (1, 0)
         self._windows_ended = 0
-        self.counters = collections.Counter[str]()
+        self.counters = collections.Counter[str](dict.fromkeys(REPORTED_COUNTERS, 0))
         self._counter_lock = threading.Lock()  # counters are bumped from the executor and both worker threads
         self._frame_times: collections.deque[float] = collections.deque(maxlen=60)  # classified (monotonic)
         self._input_times: collections.deque[float] = collections.deque(maxlen=60)  # camera images received

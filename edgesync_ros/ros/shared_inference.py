@@ -274,7 +274,7 @@ class SharedInference:
         return self.model_config
 
     def _load(self, config: EdgeModelConfig, torch_threads: int) -> None:
-        # Load without a worker pool on this (executor) thread; trace and warm up on the inference thread.
+        # Load without a worker pool on this (executor) thread; trace (CUDA: warm up) on the inference thread.
         with intra_op_threads(1):
             self.model = EdgeModel(dataclasses.replace(config, warmup=False))
         self.model_config = config
@@ -356,9 +356,12 @@ class SharedInference:
     def _start(self) -> None:
         set_thread_intra_op_threads(self._torch_threads)
         model = self.model_or_fail()
-        model.trace_for_inference()  # also the backbone's trace and the head's, which script_heads builds on
-        if self._warmup:
-            model.warmup()
+        if model.device.type == "cpu":
+            # Only the traces the compiled pass is built from (_forward_scripted, at the first pass, with every head
+            # then in use): compiling a pass here would fold a second copy of the backbone's weights that no pass runs.
+            model.trace_parts()
+        elif self._warmup:
+            model.warmup()  # CUDA: kernel plans are per thread, so on this one before the first frame
 
     def _failed(self, exc: BaseException) -> None:
         with self.cond:

@@ -51,6 +51,9 @@ SERVICE_TYPES: tuple[type, ...] = (
 # Reliable, and big enough history that nothing is dropped while discovery settles.
 SMOKE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
+#: Seconds between sends of a message whose echo has not come back yet.
+RESEND_S = 1.0
+
 
 def _header(stamp_s: int = 1_700_000_000, frame: str = "camera") -> Header:
     h = Header()
@@ -227,9 +230,15 @@ def exchange_all(node: Node, executor: Executor, timeout_s: float = 30.0) -> dic
             node.count_publishers(f"smoke/{n}/echo") > 0 for n in pubs
         ):
             break
-    for name, pub in pubs.items():
-        pub.publish(sent[name])
+    # Send again what has not come back: each side sees the match at its own time, and the echo node's writer may
+    # not know this reader yet when its echo goes out (a volatile sample is then lost, not queued).
+    resend_at = 0.0
     while time.monotonic() < deadline and len(received) < len(sent):
+        if time.monotonic() >= resend_at:
+            for name, pub in pubs.items():
+                if name not in received:
+                    pub.publish(sent[name])
+            resend_at = time.monotonic() + RESEND_S
         executor.spin_once(timeout_sec=0.05)
     results = {f"msg/{n}": received.get(n) == sent[n] for n in sent}
 

@@ -362,8 +362,11 @@ def test_the_first_configure_loads_the_one_model_and_the_last_cleanup_frees_it(r
     assert front.model is None and inference.model is not None  # rear still runs on it
     assert rear.trigger_cleanup() == SUCCESS
     assert rear.model is None and inference.model is None and not inference.lanes
+    # Cleanup removed the image subscriptions; the rig's frames are volatile, so publish only once the new ones match.
+    assert wait_for(lambda: all(p.get_subscription_count() == 0 for p in rig.pubs.values()), 10)
     for cam in (front, rear):
         cam.autostart()
+    assert wait_for(lambda: all(p.get_subscription_count() >= 1 for p in rig.pubs.values()), 10)
     assert inference.loads == 2 and front.loaded_model().backbone is not None
     answers = rig.round({"front": scene(6), "rear": scene(7)})
     assert set(answers) == set(CAMERAS)

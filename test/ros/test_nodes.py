@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -564,6 +566,36 @@ def test_diagnostics_warn_on_a_silent_camera_from_start_and_when_it_stops(harnes
     assert wait_for(lambda: latest(DiagnosticStatus.WARN, f"no image on /{ns}/image for"), 10), seen[-1].message
     monkeypatch.setattr(edge, "model", None)
     assert wait_for(lambda: latest(DiagnosticStatus.ERROR, "model not loaded"), 10), seen[-1].message
+
+
+def _bench_common():
+    """bench/common.py, loaded by path (the benchmarks are scripts, not a package the tests import)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "common.py"
+    spec = importlib.util.spec_from_file_location("bench_common", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_diagnostics_report_every_key_the_benchmarks_read(harness):
+    bench = _bench_common()
+    cloud = harness.cloud()
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, diagnostics_period_s=0.2)
+    latest: dict[str, dict[str, str]] = {}
+    harness.client.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: latest.update({s.hardware_id: {kv.key: kv.value for kv in s.values} for s in m.status}),
+        qos.DIAGNOSTICS_QOS)
+    robot = f"robot/{edge.edge_id}"
+    assert wait_for(lambda: latest.get(edge.edge_id, {}).get("registered") == "True"
+                    and robot in latest.get("cloud", {}), 30), latest
+    assert not set(bench.EDGE_DIAG_KEYS) - set(latest[edge.edge_id]), latest[edge.edge_id]
+    assert not set(bench.CLOUD_DIAG_KEYS) - set(latest["cloud"]), latest["cloud"]
+    assert bench.robot_stored(latest["cloud"])[edge.edge_id] == len(cloud.fleet.edges[edge.edge_id].labels) == 0
+    with pytest.raises(ValueError, match="no stored=<int>"):
+        bench.robot_stored({robot: "v0 sent=0 trained=0 k=0.700"})
 
 
 def test_robot_identity_travels_in_edge_id_and_frame_ids_come_from_the_camera(harness, frames):

@@ -84,6 +84,7 @@ def test_one_pass_gives_each_camera_its_own_heads_rows(head_sharing: str, vtest_
         model = engine.model_or_fail()
         items = {name: Item(model.prepare(vtest_frame, boxes)) for name, boxes in BOXES.items()}
         first = one_pass(engine, lanes, items, collector)
+        assert model.inference_module is model.model  # the engine compiles its own pass only, no second one
         for name, (probs, version) in first.items():
             assert probs.shape == (len(BOXES[name]), len(model.classes)) and version == 0, name
             if len(BOXES[name]):
