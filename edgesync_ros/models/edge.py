@@ -582,6 +582,9 @@ class HeadsOnRows(nn.Module):
 class HeadsOnOneBackbone(nn.Module):
     """The cameras' batches joined, the backbone once on them, then :class:`HeadsOnRows`: probabilities per head.
 
+    The backbone's features of every row come last in the output, for a camera that keeps them (the head cache
+    scores its heads on a window's features): returning a tensor the pass made anyway costs nothing.
+
     Compiled by :func:`script_heads`, the whole pass is one call, so a CPU thread re-takes Python's GIL once per pass
     instead of once per head (see :meth:`EdgeModel.trace_for_inference` for why that matters). The batches are
     joined inside the call for the same reason: a ``torch.cat`` from Python releases the GIL, and in a node the
@@ -595,12 +598,15 @@ class HeadsOnOneBackbone(nn.Module):
         self.heads = HeadsOnRows(heads)
 
     def forward(self, xs: list[torch.Tensor], rows: list[int]) -> list[torch.Tensor]:
-        """Probabilities per head, in head order, of the rows given to it.
+        """Probabilities per head, in head order, of the rows given to it; then the features of all rows.
 
-        ``xs`` are the batches in head order, joined along rows; ``rows`` as :class:`HeadsOnRows`.
+        ``xs`` are the batches in head order, joined along rows; ``rows`` as :class:`HeadsOnRows`. The output has
+        one entry per head and one more: the backbone's features, every row in ``xs`` order.
         """
         x = xs[0] if len(xs) == 1 else torch.cat(xs)
-        out: list[torch.Tensor] = self.heads(self.backbone(x), rows)
+        features = self.backbone(x)
+        out: list[torch.Tensor] = self.heads(features, rows)
+        out.append(features)
         return out
 
 

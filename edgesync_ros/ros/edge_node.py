@@ -9,8 +9,9 @@ Threads: the camera callbacks only decode, match regions and preprocess, then ha
 through a bounded latest-frame queue (capacity ``inference_queue_size``; a camera faster than inference overwrites
 the oldest waiting frame, counted as ``dropped_frames``). A camera on its own is a camera group of one
 (:class:`~edgesync_ros.ros.shared_inference.SharedInference`): its inference thread runs the forward pass while a
-delivery thread publishes the previous frame's results and feeds the window; with the head cache on, the node runs a
-thread of its own (:class:`~edgesync_ros.ros.worker.DroppingWorker`) that keeps each frame's features. Decoding the
+delivery thread publishes the previous frame's results and feeds the window (with the head cache on, the pass also
+hands over each frame's backbone features, and the cache's scoring at a window's end runs on the inference thread,
+between two passes). Decoding the
 next frame overlaps the forward pass of the current one, and a slow forward pass never delays head updates, services
 or timers. Window uploads (JPEG encoding of the selected frames) run on a further worker thread so they never stall
 inference.
@@ -70,7 +71,7 @@ from edgesync_ros.core.head_codec import HeadApplier
 from edgesync_ros.core.window import SampleWindow, WindowFrame
 from edgesync_ros.core.zoo import pooled
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
-from edgesync_ros.models.threads import intra_op_threads, set_thread_intra_op_threads
+from edgesync_ros.models.threads import intra_op_threads
 from edgesync_ros.msg import EdgeStatus, HeadUpdate, PredictionArray, RegionArray, SampleBatch
 from edgesync_ros.ros import conversions as conv
 from edgesync_ros.ros import qos
@@ -144,8 +145,8 @@ PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
     ParamDoc("state_dir", "Directory where the last applied head and its version persist, so a restarted robot "
              "predicts as before until the cloud answers; empty = start from model.head each time.", read_only=True),
     ParamDoc("head_cache.enabled", "Keep the last applied heads and switch back to one without the cloud when the "
-             "scene matches it clearly better (reported to the cloud, which may roll it back). Needs a camera with its "
-             "own inference thread (edge_node, not edge_cameras).", read_only=True),
+             "scene matches it clearly better (reported to the cloud, which may roll it back). Needs a camera on its "
+             "own (edge_node, not edge_cameras).", read_only=True),
     ParamDoc("head_cache.size", "Heads the cache keeps (the oldest applied leaves first).", 1, 64, read_only=True),
     ParamDoc("head_cache.feature_margin", "Cosine distance of the window's pooled features by which a cached head's "
              "served scenes must be closer than the current head's.", 0.0, 2.0, read_only=True),
@@ -220,8 +221,8 @@ class EdgeNode(ManagedNode):
     memory). ``autostart`` (default true) runs configure and activate in the constructor.
     """
 
-    #: The inference worker: a thread of this node's own, or its camera's lane of a shared model.
-    _inference: DroppingWorker[_Pending] | CameraLane[_Pending]
+    #: The inference worker: this camera's lane of a camera group's model (a group of its own when alone).
+    _inference: CameraLane[_Pending]
 
     def __init__(self, node_name: str = "edge_node", *, inference: SharedInference | None = None,
                  **kwargs: Any) -> None:
@@ -313,34 +314,18 @@ class EdgeNode(ManagedNode):
     def configure_node(self) -> None:
         """Load the model (and the saved head), start the inference and upload threads, create outputs/services."""
         model_cfg = EdgeModelConfig.from_mapping(self.config.model.edge_model_mapping())
-        own_thread = self._shared is None and self.config.head_cache.enabled
         if self._shared is not None:
             model = self._attach_lane(self._shared, model_cfg)
-        elif not own_thread:
+        else:
             # A camera on its own is a camera group of one: the group's pass, its results published by the group's
             # delivery thread while the next frame runs (docs/decisions/single-camera-group.md).
             model = self._attach_lane(SharedInference("shared"), model_cfg)
-        else:
-            # Heavy torch work belongs to the inference thread (models/threads.py): load the model here without a
-            # worker pool and warm it up there.
-            with intra_op_threads(1):
-                model = EdgeModel(dataclasses.replace(model_cfg, warmup=False))
-                self.model = model
-                self.class_names = list(model.classes)
-                version, highest = self._restore_head()
-                self.applier = HeadApplier(model.model, model.arch, self.edge_id, version=version,
-                                           key=self.fleet_key, highest_version=highest)
         self._make_head_cache(model)
         if not self.has_parameter("class_names"):
             # The class list as a parameter: where VisionInfo.database_location points (never set from a file).
             self.declare_parameter("class_names", self.class_names, ParameterDescriptor(
                 description="The model's classes, in the order of every probability vector (read only; "
                             "vision_msgs class_id i is class_names[i]).", read_only=True), ignore_override=True)
-        self._warmup = model_cfg.warmup
-        if own_thread:  # the head cache keeps each window's backbone features, which a group's pass does not give
-            self._inference = DroppingWorker(
-                f"edgesync-inference-{self.edge_id}", self._classify, int(self.values["inference_queue_size"]),
-                lambda exc: self._worker_failed("inference", exc), on_start=self._start_inference_thread)
         self._uploads: DroppingWorker[tuple[Any, int, int | None]] = DroppingWorker(
             f"edgesync-upload-{self.edge_id}", lambda job: self._upload(*job), 2,
             lambda exc: self._worker_failed("upload", exc))
@@ -375,7 +360,7 @@ class EdgeNode(ManagedNode):
         lane: CameraLane[_Pending] = engine.attach(
             self.get_fully_qualified_name(), model_cfg, self.torch_threads, int(self.values["inference_queue_size"]),
             self._classified, lambda exc: self._worker_failed("inference", exc),
-            lambda reason: self._reject("image", reason))
+            lambda reason: self._reject("image", reason), keep_features=self.config.head_cache.enabled)
         self._inference = lane
         model = lane.model
         self.model = model
@@ -398,8 +383,8 @@ class EdgeNode(ManagedNode):
         if not cfg.enabled:
             return
         if self._shared is not None:
-            raise ConfigError("head_cache.enabled needs a camera with its own inference thread (edge_node); "
-                              "edge_cameras' shared passes do not keep the window's features")
+            raise ConfigError("head_cache.enabled needs a camera on its own (edge_node); in edge_cameras a local "
+                              "switch of one camera's head would go unseen by the cameras sharing its pass")
         self.head_cache = HeadCache(cfg)
         self.head_cache.applied(self.applier.version, model.head_state())
         self._cache_scorer = model.with_own_head()  # shares the backbone: one more head in memory, nothing else
@@ -660,12 +645,6 @@ class EdgeNode(ManagedNode):
             self._count("dropped_frames")
             self._drop_times.append(time.monotonic())
 
-    def _start_inference_thread(self) -> None:
-        set_thread_intra_op_threads(self.torch_threads)  # this thread's own count: the only multi-threaded user
-        self.loaded_model().trace_split()  # the head cache needs the backbone's features: backbone and head apart
-        if self._warmup:
-            self.loaded_model().warmup()
-
     def call_on_inference_thread(self, fn: Callable[[], R], timeout: float = INFERENCE_CALL_TIMEOUT_S) -> R:
         """Run ``fn()`` on the inference thread between two frames and return its result.
 
@@ -682,26 +661,11 @@ class EdgeNode(ManagedNode):
         return (self._inference.wait_idle(timeout)
                 and self._uploads.wait_idle(max(0.0, deadline - time.monotonic())))
 
-    def _classify(self, item: _Pending) -> None:
-        """Head cache on: classify one frame in two steps, keeping its features (the cache scores its heads on them)."""
-        t0 = time.perf_counter()
-        try:
-            with self.applier.lock:  # never run a forward pass while a head update is being copied in
-                model = self.loaded_model()
-                with torch.inference_mode():
-                    features = model.backbone_features(item.batch)
-                probs = model.head_probabilities(features)
-                version = self.applier.version
-        except EdgeSyncError as exc:
-            self._reject("image", f"could not classify frame: {exc}")
-            return
-        self._classified(item, probs, version, time.perf_counter() - t0, features)
-
     def _classified(self, item: _Pending, probs: npt.NDArray[np.float32], version: int, seconds: float,
                     features: torch.Tensor | None = None) -> None:
-        """Publish a classified frame and offer it to the window (on the inference thread, own or shared).
+        """Publish a classified frame and offer it to the window (on the camera group's delivery thread).
 
-        ``features``: the frame's backbone features, kept for the head cache while the frame is in the window.
+        ``features``: the frame's backbone features (head cache on), kept while the frame is in the window.
         """
         header, frame, boxes = item.header, item.frame, item.boxes
         self._infer_ms.append(seconds * 1000.0)
@@ -735,7 +699,22 @@ class EdgeNode(ManagedNode):
             else:
                 self._count("dropped_batches")  # uploads fell two windows behind: the oldest selection is stale
         if served and self.head_cache is not None:
-            self._cache_window(served)
+            self._post_cache_window(served)
+
+    def _post_cache_window(self, served: list[tuple[torch.Tensor, npt.NDArray[np.float32], int]]) -> None:
+        """Score the head cache on an ended window on the inference thread (its torch work and any switch belong there).
+
+        Queued, not awaited: the delivery thread goes on publishing. A failure is logged and counted like a worker's.
+        """
+        def done(future: concurrent.futures.Future[None]) -> None:
+            exc = future.exception() if not future.cancelled() else None
+            if exc is not None:
+                self._worker_failed("head_cache", exc)
+
+        try:
+            self._inference.post(lambda: self._cache_window(served)).add_done_callback(done)
+        except RuntimeError:
+            pass  # the inference thread is closed: the node is being cleaned up, the window goes with it
 
     # -- on-robot head cache (core.head_cache) -----------------------------------------------------------------
     def _cache_window(self, served: list[tuple[torch.Tensor, npt.NDArray[np.float32], int]]) -> None:

@@ -7,9 +7,10 @@ camera that has one, runs the backbone **once** on all of them (frames of equal 
 camera's head on its rows; a delivery thread gives each camera its probabilities (the node then publishes as it always
 does) while the next pass runs.
 
-A single camera's edge node uses the same engine with itself as the only camera (unless its head cache is on, which
-needs each frame's backbone features): one pass implementation for one camera or many, and the delivery thread
-publishes a frame's results while the next frame's forward pass runs.
+A single camera's edge node uses the same engine with itself as the only camera: one pass implementation for one
+camera or many, and the delivery thread publishes a frame's results while the next frame's forward pass runs. A camera
+that keeps its frames' backbone features (the head cache scores its heads on them) attaches with ``keep_features``
+and gets its rows of the pass's features with its probabilities.
 
 Heads (``head_sharing``): ``per_camera`` gives every camera a head of its own over the one backbone
 (:meth:`EdgeModel.with_own_head <edgesync_ros.models.edge.EdgeModel.with_own_head>`; only the head's tensors are
@@ -73,8 +74,13 @@ class Batched(Protocol):
 
 T = TypeVar("T", bound=Batched)
 
-#: ``deliver(item, probabilities, head_version, inference_seconds)``: a camera's result, on the shared thread.
-Deliver = Callable[[Any, npt.NDArray[np.float32], int, float], None]
+#: ``deliver(item, probabilities, head_version, inference_seconds, features)``: a camera's result, on the delivery
+#: thread; ``features`` are the frame's rows of backbone features for a lane that keeps them, else None.
+Deliver = Callable[[Any, npt.NDArray[np.float32], int, float, torch.Tensor | None], None]
+
+
+#: One frame's outcome of a pass: probabilities, head version, and its features for a lane that keeps them.
+_Classified = tuple[npt.NDArray[np.float32], int, torch.Tensor | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +92,7 @@ class _Result:
     probs: npt.NDArray[np.float32]
     version: int
     seconds: float
+    features: torch.Tensor | None
 
 
 def _put(deliveries: queue.Queue[Any], value: Any, closing: Callable[[], bool]) -> bool:
@@ -119,8 +126,12 @@ class CameraLane(Generic[T]):
     """
 
     def __init__(self, engine: SharedInference, name: str, capacity: int, deliver: Deliver,
-                 on_error: Callable[[BaseException], None], reject: Callable[[str], None]) -> None:
-        """Make a lane of ``engine`` for camera ``name`` with at most ``capacity`` waiting frames."""
+                 on_error: Callable[[BaseException], None], reject: Callable[[str], None],
+                 keep_features: bool = False) -> None:
+        """Make a lane of ``engine`` for camera ``name`` with at most ``capacity`` waiting frames.
+
+        ``keep_features``: hand each frame's rows of backbone features to ``deliver`` too (a copy of the lane's own).
+        """
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.engine = engine
@@ -129,6 +140,7 @@ class CameraLane(Generic[T]):
         self.deliver = deliver
         self.on_error = on_error
         self.reject = reject
+        self.keep_features = keep_features
         self.items: collections.deque[T] = collections.deque()
         self.in_hand = 0  # frames of this lane in the batch being run
         self.dropped = 0
@@ -232,8 +244,11 @@ class SharedInference:
 
     # -- attach / detach -----------------------------------------------------------------------------------------------
     def attach(self, name: str, config: EdgeModelConfig, torch_threads: int, capacity: int, deliver: Deliver,
-               on_error: Callable[[BaseException], None], reject: Callable[[str], None]) -> CameraLane[Any]:
+               on_error: Callable[[BaseException], None], reject: Callable[[str], None],
+               keep_features: bool = False) -> CameraLane[Any]:
         """Add camera ``name``; load the model (and start the thread) if it is the first. Return its lane.
+
+        ``keep_features``: the lane's results carry the frame's backbone features (:class:`CameraLane`).
 
         Raises ConfigError when ``name`` is attached already or ``config`` is another model than the one loaded
         (every camera of a process runs the one model), WeightsError/ConfigError from loading the model.
@@ -247,7 +262,7 @@ class SharedInference:
                                                                                  warmup=True):
                 raise ConfigError(f"camera {name!r} asks for another model than the one its process shares "
                                   f"({config} vs {self.model_config}); every camera of a process runs one model")
-            lane: CameraLane[Any] = CameraLane(self, name, capacity, deliver, on_error, reject)
+            lane: CameraLane[Any] = CameraLane(self, name, capacity, deliver, on_error, reject, keep_features)
             key = SHARED_HEAD if self.head_sharing == "shared" else name
             head = self.heads.get(key)
             if head is None:
@@ -411,7 +426,7 @@ class SharedInference:
                 return
             for result in batch:
                 try:
-                    result.lane.deliver(result.item, result.probs, result.version, result.seconds)
+                    result.lane.deliver(result.item, result.probs, result.version, result.seconds, result.features)
                 except Exception as exc:  # noqa: BLE001 -- a thread's boundary: report, go on with the next camera
                     result.lane.on_error(exc)
                 finally:
@@ -432,15 +447,16 @@ class SharedInference:
                 continue
             seconds = time.perf_counter() - t0
             self.pass_ms.append(seconds * 1000.0)
-            out += [_Result(lane, item, probs, version, seconds)
-                    for (lane, item), (probs, version) in zip(group, results, strict=True)]
+            out += [_Result(lane, item, probs, version, seconds, features)
+                    for (lane, item), (probs, version, features) in zip(group, results, strict=True)]
         return out
 
-    def _forward(self, group: Sequence[tuple[CameraLane[Any], Any]]) -> list[tuple[npt.NDArray[np.float32], int]]:
-        """Probabilities and head version per frame of ``group``: one backbone pass, then each camera's head.
+    def _forward(self, group: Sequence[tuple[CameraLane[Any], Any]]) -> list[_Classified]:
+        """Probabilities, head version and (for a lane that keeps them) features per frame of ``group``.
 
-        On the CPU both modes run one compiled call (:meth:`_forward_scripted`); ``shared`` mode is the case of one
-        head taking every row. Each head runs under its applier's lock, so it never sees a half-applied update.
+        One backbone pass, then each camera's head. On the CPU both modes run one compiled call
+        (:meth:`_forward_scripted`); ``shared`` mode is the case of one head taking every row. Each head runs under
+        its applier's lock, so it never sees a half-applied update.
         """
         model = self.model_or_fail()
         heads: list[_Head] = []
@@ -453,28 +469,31 @@ class SharedInference:
         if model.device.type == "cpu":
             return self._forward_scripted(model, group, heads)
         batch = torch.cat([item.batch for _, item in group]) if len(group) > 1 else group[0][1].batch
-        if self.head_sharing == "shared":  # CUDA, one head: the whole model once on the batch
+        if self.head_sharing == "shared" and not any(lane.keep_features for lane, _ in group):
+            # CUDA, one head: the whole model once on the batch
             applier = heads[0].applier
             assert applier is not None  # checked above
             rows = [int(item.batch.shape[0]) for _, item in group]
             with applier.lock:
                 probs = model.predict_tensor(batch)
                 version = applier.version
-            return [(p, version) for p in np.split(probs, np.cumsum(rows)[:-1])]
-        out = []
+            return [(p, version, None) for p in np.split(probs, np.cumsum(rows)[:-1])]
+        out: list[_Classified] = []
         with torch.inference_mode():
             features = model.backbone_features(batch)
             start = 0
-            for head, (_, item) in zip(heads, group, strict=True):
+            for head, (lane, item) in zip(heads, group, strict=True):
                 n = int(item.batch.shape[0])
                 assert head.applier is not None  # checked above
                 with head.applier.lock:
-                    out.append((head.model.head_probabilities(features[start:start + n]), head.applier.version))
+                    probs = head.model.head_probabilities(features[start:start + n])
+                    version = head.applier.version
+                out.append((probs, version, features[start:start + n].clone() if lane.keep_features else None))
                 start += n
         return out
 
     def _forward_scripted(self, model: EdgeModel, group: Sequence[tuple[CameraLane[Any], Any]],
-                          heads: Sequence[_Head]) -> list[tuple[npt.NDArray[np.float32], int]]:
+                          heads: Sequence[_Head]) -> list[_Classified]:
         """CPU: backbone and every head in one TorchScript call (models.edge.script_heads).
 
         The scripted module covers every head in use, in a fixed order; it is rebuilt when cameras come or go. A
@@ -506,13 +525,17 @@ class SharedInference:
             with torch.inference_mode():
                 probs = self._scripted(parts, rows)
             versions = {id(head): head.applier.version for head in used}  # type: ignore[union-attr]
-        done: dict[int, tuple[npt.NDArray[np.float32], int]] = {}
+        features = probs[-1]  # every row's backbone features, in ``parts`` order (after the heads' outputs)
+        done: dict[int, _Classified] = {}
         taken = [0] * len(self._scripted_heads)
+        row = 0
         for k in ranked:  # a head's output holds its cameras' rows in this order
             i = order[id(heads[k])]
             n = int(group[k][1].batch.shape[0])
             rows_k = (probs[i][taken[i]:taken[i] + n].numpy().astype(np.float32, copy=False) if n
                       else np.zeros((0, len(model.classes)), np.float32))  # no boxes: [0, C], as predict_tensor
-            done[k] = (rows_k, versions[id(heads[k])])
+            kept = features[row:row + n].clone() if group[k][0].keep_features else None
+            done[k] = (rows_k, versions[id(heads[k])], kept)
             taken[i] += n
+            row += n
         return [done[k] for k in range(len(group))]

@@ -139,7 +139,10 @@ def test_one_scripted_call_runs_the_backbone_once_and_each_head_on_its_rows(vtes
     b = base.prepare(vtest_frame, np.array([[588, 158, 620, 235]], np.float32))
     with torch.inference_mode():
         out = heads_pass([a, b], [2, 0, 1])  # the middle camera sent nothing this time
-    assert [tuple(o.shape) for o in out] == [(2, 7), (0, 0), (1, 7)]
+    assert [tuple(o.shape) for o in out[:3]] == [(2, 7), (0, 0), (1, 7)]
+    with torch.inference_mode():  # the features of every row come last
+        features = base.backbone_features(torch.cat([a, b]))
+    np.testing.assert_allclose(out[3].numpy(), features.numpy(), atol=1e-4)
     np.testing.assert_allclose(out[0].numpy(), twins[0].predict_tensor(a), atol=1e-5)
     np.testing.assert_allclose(out[2].numpy(), twins[2].predict_tensor(b), atol=1e-5)
     with torch.no_grad():  # an in-place update of one head reaches the scripted pass
@@ -151,7 +154,7 @@ def test_one_scripted_call_runs_the_backbone_once_and_each_head_on_its_rows(vtes
     assert not np.allclose(after[2].numpy(), out[2].numpy(), atol=1e-3)
     with torch.inference_mode():  # one camera's batch alone: nothing to join
         alone = heads_pass([b], [0, 0, 1])
-    assert [tuple(o.shape) for o in alone] == [(0, 0), (0, 0), (1, 7)]
+    assert [tuple(o.shape) for o in alone[:3]] == [(0, 0), (0, 0), (1, 7)] and alone[3].shape[0] == 1
     np.testing.assert_allclose(alone[2].numpy(), after[2].numpy(), atol=1e-6)
 
 

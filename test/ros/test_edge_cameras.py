@@ -374,7 +374,7 @@ def test_the_first_configure_loads_the_one_model_and_the_last_cleanup_frees_it(r
 
 def test_the_head_cache_is_refused_on_shared_passes_with_the_reason(ros_context):
     tag = uuid.uuid4().hex[:8]
-    with pytest.raises(ConfigError, match="head_cache.enabled needs a camera with its own inference thread"):
+    with pytest.raises(ConfigError, match="head_cache.enabled needs a camera on its own"):
         EdgeCamerasNode(context=ros_context, namespace=f"hc_{tag}", camera_args=[], parameter_overrides=[
             Parameter("cameras", value=list(CAMERAS))], camera_overrides=[
             Parameter("cloud_namespace", value=f"/nobody_{tag}"), Parameter("model.head", value="none"),

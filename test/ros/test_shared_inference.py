@@ -1,7 +1,8 @@
 """The camera group's inference engine on real weights and frames, without DDS: one pass, each camera's rows.
 
 Both head modes run one compiled call on the CPU; each camera must get exactly the probabilities its own head gives
-its own rows, a camera whose frame has no boxes gets ``[0, C]``, and a head update applied in place reaches the pass.
+its own rows, a camera whose frame has no boxes gets ``[0, C]``, a camera that keeps features gets its rows' backbone
+features (the others none), and a head update applied in place reaches the pass.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ class Collector:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.results: dict[str, list[tuple[np.ndarray, int]]] = {}
+        self.features: dict[str, torch.Tensor | None] = {}  # each camera's latest
         self.errors: list[BaseException] = []
 
     def deliver(self, name: str) -> Any:
-        def deliver(item: Item, probs: np.ndarray, version: int, seconds: float) -> None:
+        def deliver(item: Item, probs: np.ndarray, version: int, seconds: float, features: torch.Tensor | None) -> None:
             with self.cond:
                 self.results.setdefault(name, []).append((probs, version))
+                self.features[name] = features
                 self.cond.notify_all()
         return deliver
 
@@ -74,7 +77,8 @@ def test_one_pass_gives_each_camera_its_own_heads_rows(head_sharing: str, vtest_
     engine = SharedInference(head_sharing)  # type: ignore[arg-type]
     collector = Collector()
     lanes = {name: engine.attach(name, EdgeModelConfig(device="cpu", warmup=False), 1, 4, collector.deliver(name),
-                                 collector.errors.append, lambda reason: collector.errors.append(RuntimeError(reason)))
+                                 collector.errors.append, lambda reason: collector.errors.append(RuntimeError(reason)),
+                                 keep_features=name == "rear")
              for name in BOXES}
     try:
         for name, lane in lanes.items():
@@ -85,6 +89,15 @@ def test_one_pass_gives_each_camera_its_own_heads_rows(head_sharing: str, vtest_
         items = {name: Item(model.prepare(vtest_frame, boxes)) for name, boxes in BOXES.items()}
         first = one_pass(engine, lanes, items, collector)
         assert model.inference_module is model.model  # the engine compiles its own pass only, no second one
+        def rear_features_now() -> torch.Tensor:  # on the inference thread, like every torch call of the engine
+            with torch.inference_mode():
+                return model.backbone_features(items["rear"].batch)
+
+        rear_features = lanes["rear"].call(rear_features_now, 30)  # the rear camera keeps features, the others none
+        kept = collector.features["rear"]
+        assert kept is not None and kept.shape == rear_features.shape
+        np.testing.assert_allclose(kept.numpy(), rear_features.numpy(), atol=1e-4)
+        assert collector.features["front"] is None and collector.features["side"] is None
         for name, (probs, version) in first.items():
             assert probs.shape == (len(BOXES[name]), len(model.classes)) and version == 0, name
             if len(BOXES[name]):
