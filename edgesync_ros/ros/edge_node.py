@@ -81,7 +81,7 @@ from edgesync_ros.ros.params import Param, ParamDoc, config_params, declare_all,
 from edgesync_ros.ros.rejections import RejectionLog
 from edgesync_ros.ros.shared_inference import CameraLane, SharedInference
 from edgesync_ros.ros.spin import run_node
-from edgesync_ros.ros.worker import DroppingWorker
+from edgesync_ros.ros.worker import DroppingWorker, WorkerClosedError
 from edgesync_ros.srv import GetLatestHead, RegisterEdge, Rollback, SetUploadPolicy
 
 PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
@@ -704,11 +704,12 @@ class EdgeNode(ManagedNode):
     def _post_cache_window(self, served: list[tuple[torch.Tensor, npt.NDArray[np.float32], int]]) -> None:
         """Score the head cache on an ended window on the inference thread (its torch work and any switch belong there).
 
-        Queued, not awaited: the delivery thread goes on publishing. A failure is logged and counted like a worker's.
+        Queued, not awaited: the delivery thread goes on publishing. A failure is logged and counted like a worker's;
+        a window left unscored because the node is being cleaned up is not a failure.
         """
         def done(future: concurrent.futures.Future[None]) -> None:
             exc = future.exception() if not future.cancelled() else None
-            if exc is not None:
+            if exc is not None and not isinstance(exc, WorkerClosedError):
                 self._worker_failed("head_cache", exc)
 
         try:

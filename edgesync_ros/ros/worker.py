@@ -27,6 +27,10 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class WorkerClosedError(RuntimeError):
+    """Raised (in a queued call's future) when its worker closed before the call ran."""
 R = TypeVar("R")
 
 
@@ -129,7 +133,7 @@ class DroppingWorker(Generic[T]):
             self._cond.notify_all()
         for _, future in calls:
             if future.set_running_or_notify_cancel():
-                future.set_exception(RuntimeError(f"{self._thread.name} closed before the call ran"))
+                future.set_exception(WorkerClosedError(f"{self._thread.name} closed before the call ran"))
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 

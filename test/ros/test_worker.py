@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from edgesync_ros.ros.worker import DroppingWorker
+from edgesync_ros.ros.worker import DroppingWorker, WorkerClosedError
 
 
 def test_items_are_handled_in_order_on_the_worker_thread() -> None:
@@ -74,6 +74,21 @@ def test_close_joins_the_thread_and_refuses_new_items() -> None:
     assert not worker._thread.is_alive()
     assert not worker.submit(1)
     assert worker.handled == 0
+
+
+def test_a_call_still_waiting_when_the_worker_closes_fails_with_worker_closed() -> None:
+    started, release = threading.Event(), threading.Event()
+    worker: DroppingWorker[int] = DroppingWorker("t-closing", lambda i: None, capacity=1, on_error=pytest.fail)
+    busy = worker.post(lambda: started.set() or release.wait(5.0))  # holds the thread, so the next call waits
+    assert started.wait(5.0)
+    waiting = worker.post(lambda: None)
+    closer = threading.Thread(target=worker.close, kwargs={"timeout": 5.0})
+    closer.start()
+    with pytest.raises(WorkerClosedError, match="closed before the call ran"):
+        waiting.result(timeout=5.0)
+    release.set()
+    closer.join(5.0)
+    assert busy.result(timeout=5.0) is True
 
 
 def test_capacity_must_be_positive() -> None:
