@@ -298,11 +298,8 @@ def bench_mode(rig: Rig, frames: Sequence[CameraFrame], head_sharing: str, n_cam
         driver.run(2 * in_flight + 8)  # warm-up: DDS matching, first allocations, head traces
         lane = group.cameras[0]
 
-        def compiled() -> Any:  # the bare model(x): frozen backbone and head in one call, built on the same thread
-            model.trace_for_inference()
-            return model.inference_module
-
-        module = lane.call_on_inference_thread(compiled, timeout=600.0)
+        # the bare model(x): frozen backbone and head in one compiled call, built on the thread that runs it
+        module = lane.call_on_inference_thread(model.trace_for_inference, timeout=600.0)
 
         def bare(n: int) -> float:
             # batches/s -> images/s; on the shared inference thread, between batches, like the node's passes

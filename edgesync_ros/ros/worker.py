@@ -27,11 +27,11 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class WorkerClosedError(RuntimeError):
     """Raised (in a queued call's future) when its worker closed before the call ran."""
-R = TypeVar("R")
 
 
 class DroppingWorker(Generic[T]):
