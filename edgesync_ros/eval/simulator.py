@@ -574,13 +574,9 @@ class Simulation:
     def _forward(self, cam: str, samples: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         cf = self.cams_features[cam]
         head = self.model.head
-        head.eval()
-        parts = []
-        # The head as one GEMM over all positions (the trainer's form too); the model itself is left as it was.
-        with torch.inference_mode(), heads.as_pointwise_gemm(head):
-            for i in range(0, samples.size, _EVAL_CHUNK):
-                x = cf.features_float(samples[i : i + _EVAL_CHUNK])
-                parts.append(torch.softmax(head(x).float(), dim=1).numpy())
+        # The head as one GEMM over all positions (the trainer's form, and the robot's head cache's scoring).
+        parts = [heads.head_softmax(head, cf.features_float(samples[i : i + _EVAL_CHUNK]))
+                 for i in range(0, samples.size, _EVAL_CHUNK)]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     # -- the run ------------------------------------------------------------------------------------------------

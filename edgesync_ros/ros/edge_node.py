@@ -68,6 +68,7 @@ from edgesync_ros.core.filtering import adaptability
 from edgesync_ros.core.grouping import checked_turn, takes_turn
 from edgesync_ros.core.head_cache import HeadCache, Proposal
 from edgesync_ros.core.head_codec import HeadApplier
+from edgesync_ros.core.heads import as_rows, head_softmax
 from edgesync_ros.core.window import SampleWindow, WindowFrame
 from edgesync_ros.core.zoo import pooled
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
@@ -236,6 +237,10 @@ class EdgeNode(ManagedNode):
         self.values = declare_all(self, PARAMS)
         self.region_mode = self.values["input_mode"] == "region"
         self.config = node_config(self.values)
+        if self.config.head_cache.enabled and inference is not None and inference.head_sharing == "shared":
+            raise ConfigError("head_cache.enabled needs a head of the camera's own: with head_sharing shared one "
+                              "camera's local switch would change every camera's head on scenes only it has seen; "
+                              "use head_sharing per_camera")
         self.filter_cfg = self.config.filter
         ns = self.get_namespace().strip("/")
         self.edge_id: str = self.values["edge_id"] or (ns.replace("/", "_") if ns else self.get_name())
@@ -293,6 +298,7 @@ class EdgeNode(ManagedNode):
         self._region_times: collections.deque[float] = collections.deque(maxlen=60)  # detector messages received
         self._started = time.monotonic()  # a camera silent since start turns diagnostics WARN after stale_input_s
         self._infer_ms: collections.deque[float] = collections.deque(maxlen=60)
+        self._cache_ms: collections.deque[float] = collections.deque(maxlen=20)  # head cache scoring, per window
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=60)  # queued -> predictions out
         self.last_update_wall: float | None = None
         self.last_rejection = ""  # the latest rejected head update's reason
@@ -378,16 +384,17 @@ class EdgeNode(ManagedNode):
         return model
 
     def _make_head_cache(self, model: EdgeModel) -> None:
-        """With ``head_cache.enabled``: the cache, holding the head loaded now, and a scratch head to score it with."""
+        """With ``head_cache.enabled``: the cache, holding the head loaded now, and a head module to score it in.
+
+        The scorer's own tensors are never used: each cached head's are swapped in for its scoring (no copy), on a
+        module apart from the serving head, which the compiled pass shares.
+        """
         cfg = self.config.head_cache
         if not cfg.enabled:
             return
-        if self._shared is not None:
-            raise ConfigError("head_cache.enabled needs a camera on its own (edge_node); in edge_cameras a local "
-                              "switch of one camera's head would go unseen by the cameras sharing its pass")
         self.head_cache = HeadCache(cfg)
         self.head_cache.applied(self.applier.version, model.head_state())
-        self._cache_scorer = model.with_own_head()  # shares the backbone: one more head in memory, nothing else
+        self._cache_scorer = model.with_own_head()  # shares the backbone: one head's tensors more, nothing else
         self._cache_changed()
 
     def _cache_changed(self) -> None:
@@ -732,16 +739,18 @@ class EdgeNode(ManagedNode):
         rows = [(f, p) for f, p, v in served if v == current]
         if not rows:
             return
+        t0 = time.perf_counter()
         with torch.inference_mode():
             features = torch.cat([f for f, _ in rows])
             fmean = pooled(features).mean(axis=0)
+            features = as_rows(features)  # laid out once for every cached head
             probs = {current: np.concatenate([p for _, p in rows])}
             for v in cache.versions():
                 if v != current and cache.get(v).feature_mean is not None:  # only a head with statistics can win
-                    scorer.load_head_state(cache.get(v).state, f"cached head v{v}")
-                    probs[v] = scorer.head_probabilities(features)
+                    probs[v] = head_softmax(scorer.head, features, cache.get(v).state)  # as the simulator does
         proposal = cache.propose(fmean, probs)
         cache.observe(fmean, probs[current])
+        self._cache_ms.append((time.perf_counter() - t0) * 1000.0)
         if proposal is not None:
             self._switch_to_cached(proposal)
         self._cache_changed()
@@ -1161,7 +1170,9 @@ class EdgeNode(ManagedNode):
             "upload_turn": "every window" if self._upload_turn[0] <= 1 else
                            f"{self._upload_turn[1]} of {self._upload_turn[0]}",  # a group's shared budget
             "last_rejection": self.last_rejection,
-            **({"head_cache": self._cache_summary} if self.head_cache is not None else {}),
+            **({"head_cache": self._cache_summary,
+                "head_cache_ms": f"{np.mean(self._cache_ms):.1f}" if self._cache_ms else "nan"}
+               if self.head_cache is not None else {}),
             **self._input_safety_values(),
             **{k: str(v) for k, v in sorted(self._counter_snapshot().items())},
         }

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
 
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.core.heads import HEAD_SPECS, head_accuracy, head_spec, head_state, num_classes, split_model
+from edgesync_ros.core.heads import (
+    HEAD_SPECS,
+    head_accuracy,
+    head_softmax,
+    head_spec,
+    head_state,
+    num_classes,
+    split_model,
+)
 
 
 def make(arch: str, classes: int = 7) -> torch.nn.Module:
@@ -122,3 +131,33 @@ def test_head_accuracy_scores_the_eager_heads_predictions_and_leaves_the_head_as
     assert head_accuracy(head, features, labels) == pytest.approx(18 / 30)
     assert head.training and not head.pointwise_gemm  # mode and form restored
     assert head_accuracy(head, features[:0], labels[:0]) == 0.0
+
+
+def test_head_softmax_is_the_eager_heads_softmax_and_leaves_the_head_as_it_was() -> None:
+    model = torchvision.models.mobilenet_v2(weights=None, num_classes=5)
+    _, head = split_model(model, "mobilenet_v2")
+    features = torch.randn(12, 320, 7, 7, generator=torch.Generator().manual_seed(4)).relu()
+    model.eval()
+    with torch.no_grad():
+        expected = torch.softmax(head(features), dim=1).numpy()
+    model.train()
+    probs = head_softmax(head, features)
+    assert probs.dtype == np.float32 and probs.shape == (12, 5)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)  # one GEMM instead of the convolution: rounding apart
+    assert head.training and not head.pointwise_gemm  # mode and form restored
+    assert head_softmax(head, features[:0]).shape == (0, 5)
+
+
+def test_head_softmax_scores_another_state_in_the_heads_place_without_copying_it_in() -> None:
+    model = torchvision.models.mobilenet_v2(weights=None, num_classes=5)
+    _, head = split_model(model, "mobilenet_v2")
+    features = torch.randn(6, 320, 4, 4, generator=torch.Generator().manual_seed(5)).relu()
+    other = torchvision.models.mobilenet_v2(weights=None, num_classes=5)
+    state = {k: v.half() for k, v in head_state(other, "mobilenet_v2").items()}  # as a cache may keep it
+    before = {k: v.clone() for k, v in head_state(model, "mobilenet_v2").items()}
+    probs = head_softmax(head, features, state)
+    assert all(torch.equal(v, before[k]) for k, v in head_state(model, "mobilenet_v2").items())  # untouched
+    model.load_state_dict({**model.state_dict(), **state})
+    np.testing.assert_array_equal(probs, head_softmax(head, features))  # the same as the state copied in
+    with pytest.raises(KeyError, match="the head does not: features.1.bias"):
+        head_softmax(head, features, {**state, "features.1.bias": torch.zeros(3)})

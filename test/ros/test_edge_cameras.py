@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scenes
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
@@ -45,6 +46,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 DRIVER_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 CAMERAS = ("front", "rear")
+
+
+@pytest.fixture(scope="module")
+def two_scenes() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A freeway by day and a darkened city street: two conditions a camera drives between."""
+    return scenes.two_scenes()
 
 
 
@@ -372,13 +379,54 @@ def test_the_first_configure_loads_the_one_model_and_the_last_cleanup_frees_it(r
     assert set(answers) == set(CAMERAS)
 
 
-def test_the_head_cache_is_refused_on_shared_passes_with_the_reason(ros_context):
+def test_the_head_cache_is_refused_with_a_shared_head_with_the_reason(ros_context):
     tag = uuid.uuid4().hex[:8]
-    with pytest.raises(ConfigError, match="head_cache.enabled needs a camera on its own"):
+    with pytest.raises(ConfigError, match="needs a head of the camera's own.*use head_sharing per_camera"):
         EdgeCamerasNode(context=ros_context, namespace=f"hc_{tag}", camera_args=[], parameter_overrides=[
-            Parameter("cameras", value=list(CAMERAS))], camera_overrides=[
+            Parameter("cameras", value=list(CAMERAS)), Parameter("head_sharing", value="shared")], camera_overrides=[
             Parameter("cloud_namespace", value=f"/nobody_{tag}"), Parameter("model.head", value="none"),
             Parameter("head_cache.enabled", value=True)])
+
+
+def show(rig: Rig, camera: str, frames: list[np.ndarray], windows: int, window: int = 4) -> None:
+    """Show ``frames`` to ``camera`` for ``windows`` whole windows, one frame at a time, each answered first."""
+    for i in range(windows * window):
+        rig.answer(camera, rig.publish(camera, frames[i % len(frames)]))
+
+
+def test_a_camera_of_the_group_switches_to_its_cached_head_locally_and_the_others_keep_theirs(
+        ros_context, spin, two_scenes):
+    # Per-camera heads, each camera with a head cache, no cloud. front gets v1 (a head unsure of everything) and
+    # drives the dark street on it; back on the freeway its cache switches it to v0 by itself. rear, which shares
+    # the pass, never changes head: the same frame in one pass comes out of both heads alike only after the switch.
+    freeway, street = two_scenes
+    rig = Rig(ros_context, spin, "per_camera", **{"model.head": "default", "head_cache.enabled": True,
+                                                  "window_size": 4, "sample_rate_hz": 60.0})
+    front, rear = rig.camera("front"), rig.camera("rear")
+    assert front.head_cache is not None and rear.head_cache is not None
+    v0 = {k: v.detach().clone() for k, v in rear.loaded_model().head_state().items()}
+    show(rig, "front", freeway, 2)
+    unsure = scenes.scaled_classifier(scenes.shipped_head(), 0.1)
+    payload = head_codec.encode_head(unsure, front.loaded_model().arch, front.edge_id, 1, front.applier.version)
+    assert front.apply_update(conv.head_update_msg(payload)), front.last_rejection
+    apart = rig.round({"front": freeway[0], "rear": freeway[0]})
+    assert not np.allclose(probabilities(apart["front"]), probabilities(apart["rear"]), atol=1e-3)
+    show(rig, "front", street, 3)
+    assert front.applier.version == 1 and front.counters["local_switches"] == 0, "switched away on the street"
+    for _ in range(4):
+        show(rig, "front", freeway, 1)
+        if wait_for(lambda: front.counters["local_switches"] > 0, 5):
+            break
+    assert front.counters["local_switches"] == 1, f"no local switch back on the freeway: {front._cache_summary}"
+    assert front.applier.version == 0 and front.applier.highest_version == 1
+    for k, v in front.loaded_model().head_state().items():
+        assert torch.equal(v, v0[k]), f"front's {k} is not the cached v0 head's"
+    assert rear.applier.version == 0 and rear.counters["local_switches"] == 0
+    for k, v in rear.loaded_model().head_state().items():
+        assert torch.equal(v, v0[k]), f"rear's {k} changed"
+    together = rig.round({"front": freeway[3], "rear": freeway[3]})  # the switch reached the compiled pass
+    np.testing.assert_allclose(probabilities(together["front"]), probabilities(together["rear"]), atol=1e-6)
+    assert together["front"].model_version == 0
 
 
 def test_camera_group_config_is_checked():

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import scenes
 import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -329,26 +330,14 @@ def test_edge_runs_without_cloud_and_registers_when_it_appears(harness, frames):
     assert wait_for(lambda: edge.registered, 30), "edge did not register once the cloud appeared"
 
 
-def _frames_of(path, step: int, count: int, width: int = 384) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out, i = [], 0
-    while len(out) < count:
-        ok, frame = cap.read()
-        assert ok, f"{path} ended early"
-        if i % step == 0:
-            out.append(cv2.resize(frame, (width, round(frame.shape[0] * width / frame.shape[1]))))
-        i += 1
-    return out
-
-
 def test_the_drifting_robot_is_retrained_first(harness):
     """Two robots on a freeway the shipped head knows; one drifts to a dark city street. Scheduler's choice -> it."""
     from edgesync_ros.models.teacher import NanoDetTeacher
 
     teacher = NanoDetTeacher()
-    freeway = _frames_of(assets.dashcam_video("project_video02"), 20, 16)
+    freeway = scenes.frames_of(assets.dashcam_video("project_video02"), 20, 16)
     street = [np.clip(f.astype(np.float32) * 0.6, 0, 255).astype(np.uint8)
-              for f in _frames_of(assets.bikes_video(), 8, 16)]
+              for f in scenes.frames_of(assets.bikes_video(), 8, 16)]
     boxes = {id(f): teacher.proposals(f).boxes_xyxy for f in freeway + street}
     # No automatic training: only the operator's RequestRetrain (scheduler's choice) trains here.
     cloud = harness.cloud(**{"min_new_samples": 1_000_000, "model.head": "default"})
@@ -799,33 +788,7 @@ def test_robots_that_see_alike_are_trained_as_one_group(harness, frames, frame_r
 @pytest.fixture(scope="module")
 def two_scenes() -> tuple[list[np.ndarray], list[np.ndarray]]:
     """A freeway by day and a darkened city street: two conditions a robot drives between."""
-    freeway = _frames_of(assets.dashcam_video("project_video02"), 20, 12)
-    street = [np.clip(f.astype(np.float32) * 0.5, 0, 255).astype(np.uint8)
-              for f in _frames_of(assets.bikes_video(), 8, 12)]
-    return freeway, street
-
-
-def _shipped_head() -> dict[str, torch.Tensor]:
-    from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig
-
-    model = EdgeModel(EdgeModelConfig.from_mapping({"head": "default", "half": False, "warmup": False}))
-    return {k: v.detach().float().cpu().clone() for k, v in model.head_state().items()}
-
-
-def _scaled_classifier(state: dict[str, torch.Tensor], scale: float, shift_class: int | None = None,
-                       shift: float = 0.0) -> dict[str, torch.Tensor]:
-    """The head with its classifier's logits scaled (< 1: less sure, same argmax) and one class's bias raised."""
-    from edgesync_ros.core.heads import head_spec
-
-    out = {k: v.clone() for k, v in state.items()}
-    linear = head_spec("mobilenet_v2").classifier
-    weight, bias = f"{linear}.weight", f"{linear}.bias"
-    for k in (weight, bias):
-        out[k] = out[k] * scale
-    if shift_class is not None:
-        out[bias] = out[bias].clone()
-        out[bias][shift_class] += shift
-    return out
+    return scenes.two_scenes()
 
 
 def _update(edge: EdgeNode, state: dict[str, torch.Tensor], version: int) -> HeadUpdate:
@@ -852,10 +815,16 @@ def test_a_cached_head_is_switched_back_to_locally_with_the_cloud_absent(harness
     harness.client.create_subscription(SampleBatch, "/nobody_there/samples", batches.append, qos.SAMPLES_QOS)
     statuses: list[EdgeStatus] = []
     harness.client.create_subscription(EdgeStatus, f"/{ns}/status", statuses.append, qos.STATUS_QOS)
+    diagnostics: dict[str, str] = {}
+    harness.client.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: diagnostics.update(*({kv.key: kv.value for kv in s.values} for s in m.status
+                                       if s.hardware_id == edge.edge_id)), qos.DIAGNOSTICS_QOS)
     camera = Camera(harness, ns, freeway)
     v0 = head_snapshot(edge)
     _show(camera, freeway, 2, edge)
-    assert edge.apply_update(_update(edge, _scaled_classifier(_shipped_head(), 0.1), 1)), edge.last_rejection
+    unsure = scenes.scaled_classifier(scenes.shipped_head(), 0.1)
+    assert edge.apply_update(_update(edge, unsure, 1)), edge.last_rejection
     _show(camera, street, 3, edge)
     assert edge.applier.version == 1 and edge.counters["local_switches"] == 0, "switched away on the street"
     for _ in range(4):
@@ -867,6 +836,9 @@ def test_a_cached_head_is_switched_back_to_locally_with_the_cloud_absent(harness
     for k, v in edge.model.head_state().items():
         assert torch.equal(v, v0[k]), f"{k} is not the cached v0 head's"
     assert wait_for(lambda: any(s.state == "cached_head" for s in statuses[-5:]), 10)
+    # What the scoring costs per window is in the diagnostics (a number once a window with a rival head was scored).
+    assert wait_for(lambda: diagnostics.get("head_cache_ms", "nan") != "nan", 10), diagnostics
+    assert float(diagnostics["head_cache_ms"]) > 0.0 and sorted(diagnostics["head_cache"].split()[:2]) == ["v0", "v1"]
     # The robot's next batch tells the cloud (whoever listens) which head it left.
     _show(camera, freeway, 1, edge)
     assert wait_for(lambda: any(b.switched_locally for b in batches), 10), [b.model_version for b in batches]
@@ -882,15 +854,15 @@ def test_the_cloud_vetoes_a_local_switch_that_its_labels_say_is_worse(harness, t
     freeway, street = two_scenes
     wrong_class = 5
     head_file = tmp_path / "sure_but_wrong.pt"
-    torch.save(_scaled_classifier(_shipped_head(), 1.0, wrong_class, 20.0), head_file)
+    torch.save(scenes.scaled_classifier(scenes.shipped_head(), 1.0, wrong_class, 20.0), head_file)
     cloud = harness.cloud(min_new_samples=1_000_000, **{"model.head": str(head_file)})
     ns = f"r{harness.tag}"
     edge = harness.edge(ns, **{"model.head": str(head_file), "head_cache.enabled": True})
     assert wait_for(lambda: edge.registered, 20)
     camera = Camera(harness, ns, freeway)
     _show(camera, freeway, 2, edge)
-    cloud._publish_head(edge.edge_id, _scaled_classifier(_shipped_head(), 0.2), 0, 0.0, 0, 0.0, "a test's head",
-                        trained=False)
+    cloud._publish_head(edge.edge_id, scenes.scaled_classifier(scenes.shipped_head(), 0.2), 0, 0.0, 0, 0.0,
+                        "a test's head", trained=False)
     assert wait_for(lambda: edge.applier.version == 1, 20), edge.last_rejection
     _show(camera, street, 3, edge)
     for _ in range(4):
@@ -918,7 +890,7 @@ def test_a_robot_meeting_a_known_condition_gets_the_zoo_head_after_one_window(ha
     _zoo_holding_a_head_for(freeway, np.arange(len(freeway), dtype=np.int64),
                             np.tile(np.array([[0, 0, w, h]], np.float32), (len(freeway), 1)), tmp_path / "zoo")
     head_file = tmp_path / "sure_but_wrong.pt"
-    torch.save(_scaled_classifier(_shipped_head(), 1.0, 5, 20.0), head_file)
+    torch.save(scenes.scaled_classifier(scenes.shipped_head(), 1.0, 5, 20.0), head_file)
     cloud = harness.cloud(state_dir=str(tmp_path), min_new_samples=1_000_000,
                           **{"zoo.enabled": True, "model.head": str(head_file)})
     ns = f"r{harness.tag}"
