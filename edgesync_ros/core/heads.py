@@ -329,8 +329,9 @@ def scored_logits(head: nn.Module, features: Tensor, state: Mapping[str, Tensor]
     Eval mode without gradients (the head's mode is restored), the pointwise block as one GEMM
     (:func:`as_pointwise_gemm`) on channels-last features: about 3× faster than the convolution on 7 × 7 maps, and the
     form the trainer runs. Pass ``as_rows(features)`` when scoring several heads on them, so the layout is made once.
-    ``state``: score that head (tensors keyed as ``head``'s state dict, e.g. a cached head) in ``head``'s place,
-    without copying it into ``head``: the module is left untouched.
+    ``state``: score that head (every floating-point tensor of ``head``'s state dict, under its keys, e.g. a cached
+    head) in ``head``'s place, without copying it into ``head``: the module is left untouched. KeyError names the
+    tensors it lacks or has beyond the head's.
     """
     features = as_rows(features)
     was_training = head.training
@@ -342,8 +343,10 @@ def scored_logits(head: nn.Module, features: Tensor, state: Mapping[str, Tensor]
                 return out
             own = dict(itertools.chain(head.named_parameters(), head.named_buffers()))
             unknown = sorted(set(state) - set(own))
-            if unknown:
-                raise KeyError(f"state has tensors the head does not: {', '.join(unknown[:5])}")
+            missing = sorted(k for k, v in own.items() if v.is_floating_point() and k not in state)
+            if unknown or missing:  # a partial state would be scored mixed with the module's own tensors
+                raise KeyError(f"state does not match the head: unknown {', '.join(unknown[:5]) or 'none'}; "
+                               f"missing {', '.join(missing[:5]) or 'none'}")
             swapped = {k: v.to(own[k].device, own[k].dtype) for k, v in state.items()}
             scored: Tensor = torch.func.functional_call(head, swapped, (features,))
             return scored

@@ -159,5 +159,7 @@ def test_head_softmax_scores_another_state_in_the_heads_place_without_copying_it
     assert all(torch.equal(v, before[k]) for k, v in head_state(model, "mobilenet_v2").items())  # untouched
     model.load_state_dict({**model.state_dict(), **state})
     np.testing.assert_array_equal(probs, head_softmax(head, features))  # the same as the state copied in
-    with pytest.raises(KeyError, match="the head does not: features.1.bias"):
+    with pytest.raises(KeyError, match="unknown features.1.bias; missing none"):
         head_softmax(head, features, {**state, "features.1.bias": torch.zeros(3)})
+    with pytest.raises(KeyError, match="unknown none; missing classifier.1.bias"):
+        head_softmax(head, features, {k: v for k, v in state.items() if k != "classifier.1.bias"})
