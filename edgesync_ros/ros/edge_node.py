@@ -146,8 +146,8 @@ PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
     ParamDoc("state_dir", "Directory where the last applied head and its version persist, so a restarted robot "
              "predicts as before until the cloud answers; empty = start from model.head each time.", read_only=True),
     ParamDoc("head_cache.enabled", "Keep the last applied heads and switch back to one without the cloud when the "
-             "scene matches it clearly better (reported to the cloud, which may roll it back). Needs a camera on its "
-             "own (edge_node, not edge_cameras).", read_only=True),
+             "scene matches it clearly better (reported to the cloud, which may roll it back). Needs a head of the "
+             "camera's own (in edge_cameras: head_sharing per_camera).", read_only=True),
     ParamDoc("head_cache.size", "Heads the cache keeps (the oldest applied leaves first).", 1, 64, read_only=True),
     ParamDoc("head_cache.feature_margin", "Cosine distance of the window's pooled features by which a cached head's "
              "served scenes must be closer than the current head's.", 0.0, 2.0, read_only=True),
@@ -298,7 +298,7 @@ class EdgeNode(ManagedNode):
         self._region_times: collections.deque[float] = collections.deque(maxlen=60)  # detector messages received
         self._started = time.monotonic()  # a camera silent since start turns diagnostics WARN after stale_input_s
         self._infer_ms: collections.deque[float] = collections.deque(maxlen=60)
-        self._cache_ms: collections.deque[float] = collections.deque(maxlen=20)  # head cache scoring, per window
+        self._cache_ms: collections.deque[float] = collections.deque(maxlen=20)  # cache step per window with rivals
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=60)  # queued -> predictions out
         self.last_update_wall: float | None = None
         self.last_rejection = ""  # the latest rejected head update's reason
@@ -386,8 +386,8 @@ class EdgeNode(ManagedNode):
     def _make_head_cache(self, model: EdgeModel) -> None:
         """With ``head_cache.enabled``: the cache, holding the head loaded now, and a head module to score it in.
 
-        The scorer's own tensors are never used: each cached head's are swapped in for its scoring (no copy), on a
-        module apart from the serving head, which the compiled pass shares.
+        The scorer's own tensors are never used: each cached head's are swapped in for its scoring (not loaded into
+        it), on a module apart from the serving head, which the compiled pass shares.
         """
         cfg = self.config.head_cache
         if not cfg.enabled:
@@ -739,7 +739,7 @@ class EdgeNode(ManagedNode):
         rows = [(f, p) for f, p, v in served if v == current]
         if not rows:
             return
-        t0 = time.perf_counter()
+        t0, rivals = time.perf_counter(), 0
         with torch.inference_mode():
             features = torch.cat([f for f, _ in rows])
             fmean = pooled(features).mean(axis=0)
@@ -748,9 +748,11 @@ class EdgeNode(ManagedNode):
             for v in cache.versions():
                 if v != current and cache.get(v).feature_mean is not None:  # only a head with statistics can win
                     probs[v] = head_softmax(scorer.head, features, cache.get(v).state)  # as the simulator does
+                    rivals += 1
         proposal = cache.propose(fmean, probs)
         cache.observe(fmean, probs[current])
-        self._cache_ms.append((time.perf_counter() - t0) * 1000.0)
+        if rivals:  # what a window costs once there is something to compare
+            self._cache_ms.append((time.perf_counter() - t0) * 1000.0)
         if proposal is not None:
             self._switch_to_cached(proposal)
         self._cache_changed()

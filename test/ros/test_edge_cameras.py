@@ -54,8 +54,6 @@ def two_scenes() -> tuple[list[np.ndarray], list[np.ndarray]]:
     return scenes.two_scenes()
 
 
-
-
 class Rig:
     """A camera group in its own namespace, a raw image publisher and a predictions subscriber per camera."""
 

@@ -836,7 +836,7 @@ def test_a_cached_head_is_switched_back_to_locally_with_the_cloud_absent(harness
     for k, v in edge.model.head_state().items():
         assert torch.equal(v, v0[k]), f"{k} is not the cached v0 head's"
     assert wait_for(lambda: any(s.state == "cached_head" for s in statuses[-5:]), 10)
-    # What the scoring costs per window is in the diagnostics (a number once a window with a rival head was scored).
+    # What a window's scoring costs is in the diagnostics: the switch needed rival heads scored, so it is a number.
     assert wait_for(lambda: diagnostics.get("head_cache_ms", "nan") != "nan", 10), diagnostics
     assert float(diagnostics["head_cache_ms"]) > 0.0 and sorted(diagnostics["head_cache"].split()[:2]) == ["v0", "v1"]
     # The robot's next batch tells the cloud (whoever listens) which head it left.
