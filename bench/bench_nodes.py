@@ -29,7 +29,8 @@ Results (``bench/results/<name>.json``):
    other thread would start a second OpenMP pool and slow the whole process (edgesync_ros/models/threads.py).
    ``edge_node_throughput_ratio_head_cache``: the same ratio in whole-frame mode with every frame sampled (a
    window ends every 20 frames), the node's head cache on and filled with ``--cached-heads`` updates first, so
-   every window's end scores them on the kept features (``--only cache``); beside it the same node without the cache,
+   every window's end weighs them (scoring on the kept features those whose scene could win; counts in
+   ``head_cache_heads_scored``) (``--only cache``); beside it the same node without the cache,
    measured in the same run (``without_cache_ratio``). Goal >= 0.9x.
 2. ``update_cycle_seconds``: one edge + the cloud at the paper's settings (window 20 frames at 2 fps, k = 0.7, so a
    batch of ~14 frames x regions; ``min_new_samples`` 1 so each batch triggers training; ``train.*`` from
@@ -367,7 +368,7 @@ def fill_head_cache(edge: EdgeNode, camera: Camera, frames: Sequence[CameraFrame
     """Fill ``edge``'s head cache as a drive would: a window on the serving head, then an update, ``heads`` times.
 
     Each update is the node's head with the classifier's bias moved by a seeded random offset (a genuine update
-    through the node's own path), so each cached head has a window's statistics and is scored at every window's end.
+    through the node's own path), so each cached head has a window's statistics and is weighed at every window's end.
     """
     model = edge.loaded_model()
     rng = np.random.default_rng(0)
@@ -400,7 +401,7 @@ def bench_throughput(
     Frames are stamped ``1 / camera_fps`` apart: at 30 fps the edge's 2 Hz sampler puts 1 frame in 15 into the
     window (filter and upload every 300 frames, as on a vehicle); at 2 fps every frame (a worst case).
     ``cached_heads`` > 0: the node runs with its head cache on, filled with that many updates before the rounds
-    (:func:`fill_head_cache`), so every window's end scores them.
+    (:func:`fill_head_cache`), so every window's end weighs them.
     """
     cache = {"head_cache.enabled": True} if cached_heads else {}
     ns = f"thr_{mode}_{round(camera_fps)}_{cached_heads}_{rig.tag}"
@@ -496,6 +497,8 @@ def bench_throughput(
             "cached_heads": cached_heads,
             "head_cache": edge._cache_summary if cached_heads else None,
             "head_cache_scoring_ms_per_window": round(float(np.mean(edge._cache_ms)), 2) if edge._cache_ms else None,
+            "head_cache_windows": edge.counters.get("head_cache_windows", 0),
+            "head_cache_heads_scored": edge.counters.get("head_cache_heads_scored", 0),
             "local_switches": edge.counters.get("local_switches", 0),
             "head_cache_errors": edge.counters.get("head_cache_errors", 0),
             "edge_inference_ms_mean": round(float(np.mean(infer_ms)), 2) if infer_ms else None,

@@ -16,8 +16,9 @@ when night comes back tomorrow) would be gone. So a full cache evicts for variet
 and has no statistics goes first, then, of the two cached heads whose scenes are closest (cosine distance of their
 feature means), the one used longer ago -- never the serving head. One head per kind of scene stays on board.
 
-For each new window the robot scores every cached head on the window's samples (backbone features it computed anyway;
-one head pass per cached head) and :meth:`HeadCache.propose` switches to a cached head only when, for
+For each new window the robot scores the cached heads whose scene could win (:meth:`HeadCache.contenders`) on the
+window's samples (backbone features it computed anyway; one head pass per contender) and :meth:`HeadCache.propose`
+switches to a cached head only when, for
 ``confirm_windows`` windows in a row, the window looks clearly more like that head's recorded scenes than like the
 current head's (cosine distance smaller by ``feature_margin``) *and* that head is clearly surer on it (mean
 normalised entropy lower by ``entropy_margin``). Requiring both keeps the rule from chasing an over-confident head on
@@ -176,12 +177,31 @@ class HeadCache:
         head.entropy = e if head.entropy is None else (1 - w) * head.entropy + w * e
         head.windows += 1
 
+    def contenders(self, feature_mean: npt.ArrayLike) -> list[int]:
+        """Cached versions that can win this window on its scene: the only heads :meth:`propose` needs scored.
+
+        A contender has statistics, is not held back by a veto and has a scene closer to this window's pooled
+        features (``feature_mean``) than the current head's by ``cfg.feature_margin``. :meth:`propose` picks no
+        other head, so scoring only these leaves every decision as it was and spares a head pass per other head.
+        """
+        if self.current is None or self.current not in self._heads:
+            return []
+        cur = self._heads[self.current]
+        if cur.feature_mean is None:
+            return []
+        f = np.asarray(feature_mean, np.float64).reshape(-1)
+        cur_d = _cosine_distance(f, cur.feature_mean)
+        return [v for v, head in self._heads.items()
+                if v != self.current and head.feature_mean is not None and v not in self._hold
+                and _cosine_distance(f, head.feature_mean) + self.cfg.feature_margin <= cur_d]
+
     def propose(self, feature_mean: npt.ArrayLike, probabilities_by_version: Mapping[int, npt.ArrayLike]
                 ) -> Proposal | None:
         """Return a switch when a cached head has won ``cfg.confirm_windows`` windows in a row, else ``None``.
 
-        ``feature_mean``: this window's pooled backbone features; ``probabilities_by_version``: each cached head's
-        (and the current head's) probabilities on the window's samples. Call before :meth:`observe` for the window.
+        ``feature_mean``: this window's pooled backbone features; ``probabilities_by_version``: the current head's
+        probabilities on the window's samples and those of the :meth:`contenders` (other heads are not looked at).
+        Call before :meth:`observe` for the window.
         """
         if self.current is None or self.current not in self._heads:
             return None
@@ -192,14 +212,13 @@ class HeadCache:
         cur_d = _cosine_distance(f, cur.feature_mean)
         cur_e = normalised_entropy(probabilities_by_version[self.current])
         best: Proposal | None = None
-        for v, head in self._heads.items():
-            if v == self.current or head.feature_mean is None or v not in probabilities_by_version or v in self._hold:
+        for v in self.contenders(f):
+            if v not in probabilities_by_version:
                 continue
-            d = _cosine_distance(f, head.feature_mean)
+            d = _cosine_distance(f, self._heads[v].feature_mean)  # type: ignore[arg-type]  # a contender has one
             e = normalised_entropy(probabilities_by_version[v])
-            if d + self.cfg.feature_margin <= cur_d and e + self.cfg.entropy_margin <= cur_e:
-                if best is None or d < best.feature_distance:
-                    best = Proposal(v, d, cur_d, e, cur_e)
+            if e + self.cfg.entropy_margin <= cur_e and (best is None or d < best.feature_distance):
+                best = Proposal(v, d, cur_d, e, cur_e)
         if best is None:
             self._streak = None
             return None

@@ -973,7 +973,8 @@ class EdgeSyncBeyond(EdgeSync):
         if cache.current is None or cache.current not in cache:
             return None
         fmean = pooled(sim.features(window.camera, window.samples)).mean(axis=0)
-        probs = {v: sim.predict_with(cache.get(v).state, window.camera, window.samples) for v in cache.versions()}
+        probs = {v: sim.predict_with(cache.get(v).state, window.camera, window.samples)
+                 for v in (cache.current, *cache.contenders(fmean))}  # as the robot: only heads that can win
         proposal = cache.propose(fmean, probs)
         cache.observe(fmean, probs[cache.current])  # this window was served by the current head
         if proposal is None:

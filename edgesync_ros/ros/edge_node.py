@@ -729,8 +729,8 @@ class EdgeNode(ManagedNode):
         """At a window's end (inference thread): score the cached heads on it, record it, switch when proposed.
 
         Only the frames the current head classified count (an update mid-window leaves the rest out); each cached
-        head with statistics of its own is scored on their features, the current head's probabilities are the ones
-        it published. No labels, no cloud.
+        head that can win on this window's scene (:meth:`HeadCache.contenders`) is scored on their features, the
+        current head's probabilities are the ones it published. No labels, no cloud.
         """
         cache, scorer = self.head_cache, self._cache_scorer
         if cache is None or scorer is None or cache.current is None:
@@ -745,13 +745,14 @@ class EdgeNode(ManagedNode):
             fmean = pooled(features).mean(axis=0)
             features = as_rows(features)  # laid out once for every cached head
             probs = {current: np.concatenate([p for _, p in rows])}
-            for v in cache.versions():
-                if v != current and cache.get(v).feature_mean is not None:  # only a head with statistics can win
-                    probs[v] = head_softmax(scorer.head, features, cache.get(v).state)  # as the simulator does
-                    rivals += 1
+            for v in cache.contenders(fmean):  # only a head whose scene is closer can win: the others go unscored
+                probs[v] = head_softmax(scorer.head, features, cache.get(v).state)  # as the simulator does
+                rivals += 1
         proposal = cache.propose(fmean, probs)
         cache.observe(fmean, probs[current])
+        self._count("head_cache_windows")
         if rivals:  # what a window costs once there is something to compare
+            self._count("head_cache_heads_scored", rivals)
             self._cache_ms.append((time.perf_counter() - t0) * 1000.0)
         if proposal is not None:
             self._switch_to_cached(proposal)

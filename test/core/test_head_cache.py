@@ -8,7 +8,7 @@ import torch
 
 from edgesync_ros.core.config import HeadCacheConfig
 from edgesync_ros.core.errors import ConfigError
-from edgesync_ros.core.head_cache import HeadCache, normalised_entropy, vetoes
+from edgesync_ros.core.head_cache import HeadCache, Proposal, normalised_entropy, vetoes
 
 DAY, NIGHT = np.array([1.0, 0.0, 0.2, 0.0]), np.array([0.0, 1.0, 0.0, 0.3])
 SURE = np.tile([0.94, 0.02, 0.02, 0.02], (8, 1))
@@ -145,3 +145,40 @@ def test_a_full_cache_drops_a_head_without_statistics_first():
     _served(cache, 2, DAY, SURE)
     _served(cache, 3, NIGHT, SURE)
     assert cache.versions() == [2, 3]
+
+
+def test_only_heads_whose_scene_can_win_are_contenders():
+    cache = HeadCache(HeadCacheConfig(enabled=True, size=4, veto_hold_windows=5))
+    _served(cache, 1, DAY, SURE)
+    _served(cache, 2, NIGHT, SURE)
+    cache.applied(3, _state(3.0))  # takes the last window (night) as its scene
+    _served(cache, 4, NIGHT, SURE)
+    # 2 took the day window before it as its seed, so its scene is partly day; 3 and 4 saw only night, as 4 serves.
+    assert cache.contenders(DAY) == [1, 2]
+    assert cache.contenders(NIGHT) == []
+    assert HeadCache(HeadCacheConfig(enabled=True)).contenders(DAY) == []  # nothing serves yet
+    cache.switch(Proposal(1, 0.0, 1.0, 0.1, 1.0))  # the robot went back to the day head, and the cloud vetoed it
+    assert cache.rolled_back(1, 4) is not None
+    assert cache.contenders(DAY) == [2]  # 1 is held back: not a contender however the scene looks
+
+
+def test_scoring_only_the_contenders_makes_the_same_decisions_as_scoring_every_head():
+    rng = np.random.default_rng(7)
+    cfg = HeadCacheConfig(enabled=True, size=4, confirm_windows=2, feature_margin=0.02, entropy_margin=0.02)
+    every, few = HeadCache(cfg), HeadCache(cfg)
+    decisions = []
+    for step in range(400):
+        scene = np.abs(rng.normal(size=4)) + (DAY if rng.random() < 0.5 else NIGHT)
+        if step % 9 == 0:  # a new head arrives now and then
+            for cache in (every, few):
+                cache.applied(step, _state(float(step)))
+        probs = {v: rng.dirichlet(np.full(4, rng.uniform(0.2, 3.0)), size=8) for v in every.versions()}
+        all_heads = every.propose(scene, probs)
+        contenders = few.propose(scene, {v: probs[v] for v in (few.current, *few.contenders(scene))})
+        assert all_heads == contenders, step
+        for cache, proposal in ((every, all_heads), (few, contenders)):
+            cache.observe(scene, probs[cache.current])
+            if proposal is not None:
+                cache.switch(proposal)
+        decisions.append(all_heads is not None)
+    assert sum(decisions) >= 5  # the comparison covered switches, not only windows without one
