@@ -68,6 +68,16 @@ def test_split_reproduces_the_model_and_shares_parameters(arch):
     assert set(head_state(model, arch)) == {k for k, v in head.state_dict().items() if v.is_floating_point()}
 
 
+@pytest.mark.parametrize("arch", sorted(HEAD_SPECS))
+def test_head_state_is_the_heads_floating_entries_of_the_models_state_dict_in_order(arch):
+    model = make(arch)
+    spec = head_spec(arch)
+    whole = {k: v for k, v in model.state_dict().items() if spec.owns(k) and v.is_floating_point()}
+    state = head_state(model, arch)
+    assert list(state) == list(whole)
+    assert all(state[k].data_ptr() == whole[k].data_ptr() and not state[k].requires_grad for k in whole)
+
+
 def test_head_state_aliases_the_model_and_changes_show_up(mobilenet):
     state = head_state(mobilenet, "mobilenet_v2")
     live = dict(mobilenet.named_parameters())

@@ -252,6 +252,23 @@ def test_wrong_head_file_names_keys(tmp_path: Path) -> None:
         EdgeModel(EdgeModelConfig(head=str(bad), device="cpu"))
 
 
+def test_a_head_state_with_one_infinity_or_nan_anywhere_is_refused_and_loads_nothing() -> None:
+    model = EdgeModel(EdgeModelConfig(head=None, device="cpu", warmup=False))
+    before = {k: v.clone() for k, v in model.head_state().items()}
+    half = {k: v.half() for k, v in before.items()}
+    big = {**half, "classifier.1.weight": torch.full((7, 1280), 65504.0, dtype=torch.float16)}
+    model.load_head_state(big, "a head of large but finite values")  # the float16 maximum everywhere: accepted
+    model.load_head_state(before, "the head before")
+    for value, where in ((float("inf"), (3, 7)), (float("nan"), (0, 0)), (float("-inf"), (6, 1279))):
+        bad = {k: v.clone() for k, v in half.items()}
+        bad["classifier.1.weight"][where] = value
+        if value == float("-inf"):
+            bad["classifier.1.weight"][0, 0] = float("inf")  # +inf and -inf together: still refused
+        with pytest.raises(WeightsError, match=r"holds NaN/inf values \(first: classifier\.1\.weight\)"):
+            model.load_head_state(bad, "a bad head")
+        assert all(torch.equal(v, before[k]) for k, v in model.head_state().items())
+
+
 def test_other_torchvision_arch(tmp_path: Path, vtest_frame: np.ndarray) -> None:
     path = tmp_path / "mnv3s.pth"
     torch.save(torchvision.models.mobilenet_v3_small().state_dict(), path)
