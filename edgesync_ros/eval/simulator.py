@@ -517,9 +517,12 @@ class Simulation:
         return self.model.head
 
     def predict_with(self, state: Mapping[str, Tensor], camera: str, samples: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Return softmax probabilities of a camera's samples under the head ``state``."""
-        self._load(state)
-        return self._forward(camera, np.asarray(samples, np.int64))
+        """Return softmax probabilities of a camera's samples under the head ``state``.
+
+        ``state`` is scored in the replica head's place (:func:`~edgesync_ros.core.heads.head_softmax`), as the robot
+        scores its cached heads: the replica keeps the head it holds.
+        """
+        return self._forward(camera, np.asarray(samples, np.int64), state)
 
     def start_probabilities(self, cam: str) -> npt.NDArray[np.float32]:
         """Return the starting head's softmax over every sample of camera ``cam`` (computed once, then cached)."""
@@ -571,11 +574,12 @@ class Simulation:
             self._loaded = version
         return self._forward(cam, samples)
 
-    def _forward(self, cam: str, samples: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+    def _forward(self, cam: str, samples: npt.NDArray[np.int64],
+                 state: Mapping[str, Tensor] | None = None) -> npt.NDArray[np.float32]:
         cf = self.cams_features[cam]
         head = self.model.head
         # The head as one GEMM over all positions (the trainer's form, and the robot's head cache's scoring).
-        parts = [heads.head_softmax(head, cf.features_float(samples[i : i + _EVAL_CHUNK]))
+        parts = [heads.head_softmax(head, cf.features_float(samples[i : i + _EVAL_CHUNK]), state)
                  for i in range(0, samples.size, _EVAL_CHUNK)]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
