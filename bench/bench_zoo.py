@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torchvision  # noqa: E402
 
 from bench.common import load_average, parse_options, write_result  # noqa: E402
 from edgesync_ros.core.config import ZooConfig  # noqa: E402
-from edgesync_ros.core.heads import as_rows, head_accuracy, head_state, split_model  # noqa: E402
+from edgesync_ros.core.heads import as_rows  # noqa: E402
 from edgesync_ros.core.zoo import HeadZoo, signature  # noqa: E402
+from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig  # noqa: E402
 
 OPTIONS = [
     ("--heads", int, 1000, "heads stored in the zoo"),
@@ -49,9 +49,8 @@ def main() -> None:
 def run(args, side: int, name: str, mode: str) -> None:  # type: ignore[no-untyped-def]
     """Fill a zoo, time selections, print and store the result ``name``."""
     rng = np.random.default_rng(0)
-    model = torchvision.models.mobilenet_v2(weights=None, num_classes=7).eval()
-    _, head = split_model(model, "mobilenet_v2")
-    base = {k: v.clone() for k, v in head_state(model, "mobilenet_v2").items()}
+    replica = EdgeModel(EdgeModelConfig(device="cpu", head=None, warmup=False))  # the cloud's replica
+    base = {k: v.detach().clone() for k, v in replica.head_state().items()}
     centres = rng.standard_normal((args.conditions, 320)).astype(np.float32)
 
     def samples(c: int, n: int) -> torch.Tensor:
@@ -59,13 +58,12 @@ def run(args, side: int, name: str, mode: str) -> None:  # type: ignore[no-untyp
         return torch.from_numpy(np.maximum(x, 0.0).astype(np.float32))
 
     def evaluate_on(features: torch.Tensor, labels: torch.Tensor):  # type: ignore[no-untyped-def]
-        # As the cloud scores a candidate (backend.inline.run_scoring): features laid out once, the head loaded in
-        # place, then head_accuracy.
+        # As the cloud scores a candidate (backend.inline.run_scoring): features laid out once, each head checked and
+        # scored in the replica head's place.
         features = as_rows(features)
 
         def evaluate(state: dict[str, torch.Tensor]) -> float:
-            head.load_state_dict(state, strict=False)
-            return head_accuracy(head, features, labels)
+            return replica.score_head_state(state, features, labels, "zoo candidate")
         return evaluate
 
     with tempfile.TemporaryDirectory() as tmp:

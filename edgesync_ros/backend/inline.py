@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgesync_ros.backend.base import LabelRequest, ScoreRequest, TrainOutcome, TrainRequest, WorkerLost
-from edgesync_ros.core.heads import as_rows, head_accuracy
+from edgesync_ros.core.heads import as_rows
 from edgesync_ros.core.training import train_head
 from edgesync_ros.models.edge import EdgeModel
 from edgesync_ros.models.labelling import Labelled, label_uploads, warm_backbone
@@ -37,15 +37,13 @@ def run_training(replica: EdgeModel, request: TrainRequest) -> TrainOutcome:
 def run_scoring(replica: EdgeModel, request: ScoreRequest) -> list[float]:
     """Accuracy of each candidate head on the window's cached features (the update gate's measurement).
 
-    The replica's head is left holding the last candidate: every training loads its own starting head first.
+    Each is checked as a load checks a head and scored in the replica head's place
+    (:meth:`~edgesync_ros.models.edge.EdgeModel.score_head_state`): the replica keeps the head it holds.
     """
     features = as_rows(request.features.to(replica.device, replica.dtype))  # once for every candidate
     labels = request.labels.cpu().long()
-    out = []
-    for i, state in enumerate(request.heads):
-        replica.load_head_state(state, f"zoo candidate {i} for {request.edge_id}")
-        out.append(head_accuracy(replica.head, features, labels))
-    return out
+    return [replica.score_head_state(state, features, labels, f"zoo candidate {i} for {request.edge_id}")
+            for i, state in enumerate(request.heads)]
 
 
 def run_labelling(teacher: Teacher, replica: EdgeModel, request: LabelRequest) -> Labelled:

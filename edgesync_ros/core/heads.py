@@ -372,11 +372,13 @@ def head_softmax(head: nn.Module, features: Tensor,
     return torch.softmax(logits.float(), dim=1).cpu().numpy().astype(np.float32, copy=False)
 
 
-def head_accuracy(head: nn.Module, features: Tensor, labels: Tensor) -> float:
-    """Fraction of ``features`` rows [N, C, h, w] whose top class under ``head`` equals ``labels`` [N].
+def head_accuracy(head: nn.Module, features: Tensor, labels: Tensor,
+                  state: Mapping[str, Tensor] | None = None) -> float:
+    """Fraction of ``features`` rows [N, C, h, w] whose top class under ``head`` (or ``state``) equals ``labels`` [N].
 
-    Scored by :func:`scored_logits`: the zoo's and the cache check's scoring of a stored head on a labelled window,
-    in the cloud and the simulator alike.
+    Scored by :func:`scored_logits`, ``state`` in ``head``'s place without loading it: the zoo's and the cache
+    check's scoring of a stored head on a labelled window, in the cloud and the simulator alike, leaves the head
+    that serves where it is.
     """
-    predicted = scored_logits(head, as_rows(features)).argmax(dim=1).cpu()
+    predicted = scored_logits(head, as_rows(features), state).argmax(dim=1).cpu()
     return float((predicted == labels.cpu()).float().mean()) if labels.numel() else 0.0

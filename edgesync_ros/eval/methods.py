@@ -123,7 +123,7 @@ from edgesync_ros.core.filtering import keep_count
 from edgesync_ros.core.fleet import Fleet
 from edgesync_ros.core.grouping import FleetGrouping, pooled_training_set
 from edgesync_ros.core.head_cache import HeadCache, vetoes
-from edgesync_ros.core.heads import as_rows, head_accuracy
+from edgesync_ros.core.heads import as_rows
 from edgesync_ros.core.hpo import Segment, online_profile
 from edgesync_ros.core.scheduling import FixedWindowPolicy, RoundRobinPolicy, UrgencyPolicy
 from edgesync_ros.core.training import passes_gate
@@ -1017,7 +1017,7 @@ class EdgeSyncBeyond(EdgeSync):
 
         def score(clock: Callable[[], float]) -> list[float]:
             x = as_rows(feats)
-            return [head_accuracy(sim.load_state(st), x, target) for st in states]
+            return [sim.accuracy_with(st, x, target) for st in states]
 
         (acc_switched, acc_left), secs = sim.metered(score)
         info = {"switch_check": True, "switched_accuracy": acc_switched, "previous_accuracy": acc_left}
@@ -1055,7 +1055,7 @@ class EdgeSyncBeyond(EdgeSync):
 
         def score(clock: Callable[[], float]) -> list[float]:
             x = as_rows(feats)
-            return [head_accuracy(sim.load_state(zoo.load(h)), x, target) for h in ids]
+            return [sim.accuracy_with(zoo.load(h), x, target) for h in ids]
 
         scores, secs = sim.metered(score)
         best = int(np.argmax(scores))

@@ -524,6 +524,14 @@ class Simulation:
         """
         return self._forward(camera, np.asarray(samples, np.int64), state)
 
+    def accuracy_with(self, state: Mapping[str, Tensor], features: Tensor, labels: Tensor) -> float:
+        """Return the head ``state``'s accuracy on ``features`` (cached rows) against ``labels``: a zoo or switch check.
+
+        Checked and scored in the replica head's place as the cloud scores a candidate
+        (:meth:`~edgesync_ros.models.edge.EdgeModel.score_head_state`); the meter charges the forward.
+        """
+        return self.model.score_head_state(state, features, labels, "simulated head")
+
     def start_probabilities(self, cam: str) -> npt.NDArray[np.float32]:
         """Return the starting head's softmax over every sample of camera ``cam`` (computed once, then cached)."""
         if cam not in self._start_probs:

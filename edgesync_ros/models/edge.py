@@ -350,12 +350,17 @@ class EdgeModel:
             return None
         return path
 
-    def _apply_head_state(self, model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    def _checked_head_state(self, model: nn.Module, state: Mapping[str, torch.Tensor],
+                            source: str) -> dict[str, torch.Tensor]:
         expected = heads.head_state(model, self.arch)
         check_state_keys(expected, state, source, f"the {self.arch} head ({len(self.classes)} classes)")
         bad = [k for k in expected if not _finite(state[k])]
         if bad:
             raise WeightsError(f"{source} holds NaN/inf values (first: {', '.join(bad[:5])})")
+        return expected
+
+    def _apply_head_state(self, model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+        expected = self._checked_head_state(model, state, source)
         with torch.no_grad():
             for name, tensor in expected.items():
                 tensor.copy_(state[name].to(tensor.device, tensor.dtype))
@@ -364,6 +369,25 @@ class EdgeModel:
     def head_state(self) -> dict[str, torch.Tensor]:
         """Return the head's tensors (name -> tensor, shared with the live model)."""
         return heads.head_state(self.model, self.arch)
+
+    def check_head_state(self, state: Mapping[str, torch.Tensor], source: str = "head state") -> None:
+        """Raise WeightsError unless ``state`` could be loaded as the head: same keys and shapes, every value finite.
+
+        What :meth:`load_head_state` checks before copying, for a head scored in the live head's place instead.
+        """
+        self._checked_head_state(self.model, state, source)
+
+    def score_head_state(self, state: Mapping[str, torch.Tensor], features: torch.Tensor, labels: torch.Tensor,
+                         source: str = "head state") -> float:
+        """Accuracy of the head ``state`` on backbone ``features`` [N, C, h, w] against ``labels`` [N].
+
+        ``state`` is checked as :meth:`load_head_state` checks it (WeightsError) and scored in the live head's place
+        (:func:`~edgesync_ros.core.heads.head_accuracy`) without being copied in, so the head the model holds stays:
+        one way to score a stored head, shared by the cloud, the simulator and the robot's cache. Pass
+        ``as_rows(features)`` when scoring several heads.
+        """
+        self.check_head_state(state, source)
+        return heads.head_accuracy(self.head, features, labels, state)
 
     def load_head_state(self, state: Mapping[str, torch.Tensor], source: str = "head state") -> None:
         """Copy a head state dict into the live model in place; raise WeightsError on mismatched keys/shapes."""

@@ -141,6 +141,13 @@ def test_head_accuracy_scores_the_eager_heads_predictions_and_leaves_the_head_as
     assert head_accuracy(head, features, labels) == pytest.approx(18 / 30)
     assert head.training and not head.pointwise_gemm  # mode and form restored
     assert head_accuracy(head, features[:0], labels[:0]) == 0.0
+    # Another head's state scored in its place: that head's accuracy, and the head keeps its own tensors.
+    other = torchvision.models.mobilenet_v2(weights=None, num_classes=5).eval()
+    _, other_head = split_model(other, "mobilenet_v2")
+    before = {k: v.clone() for k, v in head_state(model, "mobilenet_v2").items()}
+    scored = head_accuracy(head, features, labels, head_state(other, "mobilenet_v2"))
+    assert scored == head_accuracy(other_head, features, labels) != pytest.approx(18 / 30)
+    assert all(torch.equal(v, before[k]) for k, v in head_state(model, "mobilenet_v2").items())
 
 
 def test_head_softmax_is_the_eager_heads_softmax_and_leaves_the_head_as_it_was() -> None:

@@ -269,6 +269,28 @@ def test_a_head_state_with_one_infinity_or_nan_anywhere_is_refused_and_loads_not
         assert all(torch.equal(v, before[k]) for k, v in model.head_state().items())
 
 
+def test_a_stored_head_is_scored_in_the_live_heads_place_checked_as_a_load_is() -> None:
+    model = EdgeModel(EdgeModelConfig(head=None, device="cpu", warmup=False))
+    other = EdgeModel(EdgeModelConfig(head=None, device="cpu", warmup=False, init_seed=1))
+    candidate = {k: v.half() for k, v in other.head_state().items()}  # as the zoo stores a head
+    before = {k: v.clone() for k, v in model.head_state().items()}
+    features = heads.as_rows(torch.randn(24, 320, 4, 4, generator=torch.Generator().manual_seed(2)).relu())
+    labels = heads.scored_logits(model.head, features).argmax(dim=1)  # the live head scores 1.0
+    scored = model.score_head_state(candidate, features, labels, "zoo candidate 0")
+    assert scored < 1.0
+    assert all(torch.equal(v, before[k]) for k, v in model.head_state().items())  # the live head stays
+    model.load_head_state(candidate, "zoo candidate 0")
+    assert scored == heads.head_accuracy(model.head, features, labels)  # what loading it and scoring gives
+    model.load_head_state(before, "the head before")
+    bad = {**candidate, "classifier.1.bias": torch.tensor([float("nan")] * 7, dtype=torch.float16)}
+    with pytest.raises(WeightsError, match=r"zoo candidate 1 holds NaN/inf values \(first: classifier\.1\.bias\)"):
+        model.score_head_state(bad, features, labels, "zoo candidate 1")
+    with pytest.raises(WeightsError, match=r"zoo candidate 2.*classifier\.1\.weight \(10, 1280\) vs \(7, 1280\)"):
+        model.score_head_state({**candidate, "classifier.1.weight": torch.zeros(10, 1280)}, features, labels,
+                               "zoo candidate 2")
+    assert all(torch.equal(v, before[k]) for k, v in model.head_state().items())
+
+
 def test_other_torchvision_arch(tmp_path: Path, vtest_frame: np.ndarray) -> None:
     path = tmp_path / "mnv3s.pth"
     torch.save(torchvision.models.mobilenet_v3_small().state_dict(), path)
