@@ -6,14 +6,16 @@ worker actors of one CPU each), and N simulated robots uploading the same real w
 ``set_upload_policy``. *Sustained*: <= 1 % of batches dropped, mean queue depth over the second half <= half its
 bound, every robot updated and no robot waiting longer than ``--interval-bound`` for a head.
 
-Per worker count W (``--workers``, default 1,2) two robot counts are run, one after another in one process on one
+Per worker count W (``--workers``, default 1,2) robot counts are run one after another in one process on one
 machine, so the ratio of robots sustained (2 vs 1 workers) is measured in one run: a first guess (``--start`` for
-the fewest workers; for more, one ``--step`` above that result), then ``--step`` robots more if it was sustained or
-fewer if not. Robots sustained is the largest count *tried* that was sustained: a lower bound, to ``--step``. The
-finer figure is throughput (labelled samples per minute) in each worker count's busiest run, whose ratio is reported
-too (a capacity ratio only where both runs were saturated: see their queue depths). The clock starts once every
-worker actor has loaded its models. With ``--seconds`` below ``--interval-bound`` the gap check can only fail for a
-robot never updated; the defaults keep the bench near 10 minutes on a 2-core CPU.
+the fewest workers; for more, one ``--step`` above that result), then ``--step`` robots more while the runs are
+sustained, or fewer while they are not, until the outcome turns (at most ``--max-runs`` runs per W). Robots sustained
+is the largest count tried that was sustained; where the count one step above it was tried and failed it is
+*bracketed* (exact to ``--step``), otherwise a lower bound, and the results say which. The finer figure is
+throughput (labelled samples per minute) in each worker count's busiest run, whose ratio is reported too (a
+capacity ratio only where both runs were saturated: see their queue depths). The clock starts once every worker
+actor has loaded its models. With ``--seconds`` below ``--interval-bound`` the gap check can only fail for a robot
+never updated; the defaults keep the bench near 10-15 minutes on a 2-core CPU.
 
 Projection (:func:`edgesync_ros.eval.cost.robots_sustained`): the W = 1 run gives the cost of one batch's labelling
 and of one head update on one worker (the node's own means); the model predicts robots sustained for W = 1 and 2 on
@@ -24,7 +26,7 @@ need: on this CPU's measured costs, and on the paper-class V100 profile (:data:`
 Results: ``cloud_scale_workers_<W>`` (robots sustained with W workers), ``cloud_scale_ratio`` (2 vs 1, measured in
 this run, with the machine), ``cloud_scale_projection`` (the model, its error and the 100 / 1,000-robot projection).
 
-Run: ``source env.sh && python bench/bench_cloud_scale.py`` (~10 min on a 2-core CPU).
+Run: ``source env.sh && python bench/bench_cloud_scale.py`` (~10-15 min on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,9 @@ OPTIONS = (
     ("--windows", int, 8, "distinct real windows (SampleBatch messages) the robots send in turn"),
     ("--seed", int, 0, "seed of the robots' phases"),
     ("--cpus-per-worker", float, 1.0, "CPUs each worker actor reserves (its torch and onnxruntime threads)"),
+    ("--max-runs", int, 4, "robot counts tried at most per worker count (stepping until the outcome turns)"),
+    ("--first", str, "", "first guesses per worker count, comma-separated (e.g. 7,13 to refine an earlier run's "
+                         "brackets with --step 1); empty: --start, then one step above the fewest workers' result"),
 )
 PROJECTED_FLEETS = (100, 1000)
 PROJECTED_WORKERS = (1, 2, 4, 8, 16, 32, 64)
@@ -70,6 +76,30 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
             "ray_workers_cpu_pct", "simulator_cpu_pct", "wasted_upload_fraction", "final_k", "load_end")
     return {**{k: run.get(k) for k in keys}, "samples_per_min": per_minute(run, "samples_labelled"),
             "updates_per_min": per_minute(run, "updates_sent")}
+
+
+def step_until_turn(first: int, step: int, max_runs: int, sustained: Callable[[int], bool]) -> list[int]:
+    """Return the robot counts tried, stepping from ``first`` until the outcome turns.
+
+    ``step`` more after a sustained run, fewer after one that was not; it stops where ``sustained`` answers otherwise,
+    where the count would fall below 1, or after ``max_runs`` (at least 2) counts.
+    """
+    n, tried = first, [first]
+    up = sustained(n)
+    for _ in range(max(int(max_runs), 2) - 1):
+        n = n + step if up else n - step
+        if n < 1:
+            break
+        tried.append(n)
+        if sustained(n) != up:
+            break
+    return tried
+
+
+def bracketed(outcomes: list[tuple[int, bool]], step: int) -> tuple[int, bool]:
+    """The largest sustained count (0 if none) and whether the count ``step`` above it was tried and failed."""
+    best = max((n for n, ok in outcomes if ok), default=0)
+    return best, any(n == best + step and not ok for n, ok in outcomes)
 
 
 def projection(runs: dict[int, list[dict[str, Any]]], measured: dict[int, int], args: Any) -> dict[str, Any]:
@@ -151,20 +181,27 @@ def main() -> int:
               flush=True)
         return r
 
-    # Two runs per worker count: a first guess, then one step up (it was sustained) or down (it was not). The first
-    # guess for more workers is one step above the fewest workers' result (so a gain shows, and no gain too).
+    # Per worker count: a first guess, then one step at a time in the direction it points (up after a sustained
+    # run, down after one that was not) until the outcome turns or --max-runs is reached. The first guess for more
+    # workers is one step above the fewest workers' result (so a gain shows, and no gain too).
     base = min(worker_counts)
-    for w in sorted(worker_counts):
+    firsts = [int(x) for x in str(args.first).split(",") if x.strip()]
+    if firsts and len(firsts) != len(worker_counts):
+        raise SystemExit(f"--first gives {len(firsts)} guesses for {len(worker_counts)} worker counts")
+    for i, w in enumerate(sorted(worker_counts)):
         done = max((r["robots"] for r in runs.get(base, []) if r["sustained"]), default=0)
-        first = args.start if w == base else max(1, done + args.step)
-        r = run(w, first)
-        run(w, first + args.step if r["sustained"] else max(1, first - args.step))
+        n = firsts[i] if firsts else args.start if w == base else max(1, done + args.step)
+        step_until_turn(n, args.step, args.max_runs, lambda count, w=w: bool(run(w, count)["sustained"]))
     counts = sorted({r["robots"] for rs in runs.values() for r in rs})
-    measured = {w: max((r["robots"] for r in rs if r["sustained"]), default=0) for w, rs in runs.items()}
+    found = {w: bracketed([(r["robots"], bool(r["sustained"])) for r in rs], args.step) for w, rs in runs.items()}
+    measured = {w: found[w][0] for w in runs}
+    exact = {w: found[w][1] for w in runs}  # else the result is a lower bound
     for w, rs in runs.items():
         common.write_result(
-            f"cloud_scale_workers_{w}", measured[w], "robots sustained (largest count tried)",
+            f"cloud_scale_workers_{w}", measured[w],
+            "robots sustained (" + (f"{measured[w] + args.step} were not)" if exact[w] else "largest count tried)"),
             "report: robots sustained with this many Ray workers", True, workers=w, tried=[r["robots"] for r in rs],
+            bracketed=exact[w],
             seconds=args.seconds, interval_bound_s=args.interval_bound, cpus_per_worker=args.cpus_per_worker,
             runs=[summary(r) for r in rs])
     if len(worker_counts) >= 2:
@@ -180,6 +217,7 @@ def main() -> int:
             f"{os.cpu_count()} cores shared by the node, Ray, the workers and the simulated robots)",
             robots_ratio is not None and robots_ratio >= 1.8, workers=[lo, hi],
             robots_sustained={lo: measured[lo], hi: measured[hi]}, tried=counts,
+            bracketed={lo: exact[lo], hi: exact[hi]},
             samples_per_min_ratio=round(samples_ratio, 3) if samples_ratio else None,
             samples_per_min_at={w: [top[w]["robots"], per_minute(top[w], "samples_labelled")] for w in (lo, hi)},
             seconds=args.seconds, measured_in_one_run=True)
