@@ -354,11 +354,23 @@ def scored_logits(head: nn.Module, features: Tensor, state: Mapping[str, Tensor]
             if unknown or missing:  # a partial state would be scored mixed with the module's own tensors
                 raise KeyError(f"state does not match the head: unknown {', '.join(unknown[:5]) or 'none'}; "
                                f"missing {', '.join(missing[:5]) or 'none'}")
-            swapped = {k: v.to(own[k].device, own[k].dtype) for k, v in state.items()}
+            swapped = {k: _like(v, own[k]) for k, v in state.items()}
             scored: Tensor = torch.func.functional_call(head, swapped, (features,))
             return scored
     finally:
         head.train(was_training)
+
+
+def _like(tensor: Tensor, ref: Tensor) -> Tensor:
+    """``tensor`` on ``ref``'s device, in its dtype and, for a 4-D ``ref`` in channels-last, in that memory format.
+
+    So a state scored in a head's place runs the kernels a state loaded into it would (on CUDA the model's
+    parameters are channels-last).
+    """
+    out = tensor.to(ref.device, ref.dtype)
+    if ref.dim() == 4 and not ref.is_contiguous() and ref.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def head_softmax(head: nn.Module, features: Tensor,

@@ -8,6 +8,7 @@ import torchvision
 from edgesync_ros.core.errors import ConfigError
 from edgesync_ros.core.heads import (
     HEAD_SPECS,
+    _like,
     head_accuracy,
     head_softmax,
     head_spec,
@@ -142,7 +143,9 @@ def test_head_accuracy_scores_the_eager_heads_predictions_and_leaves_the_head_as
     assert head.training and not head.pointwise_gemm  # mode and form restored
     assert head_accuracy(head, features[:0], labels[:0]) == 0.0
     # Another head's state scored in its place: that head's accuracy, and the head keeps its own tensors.
-    other = torchvision.models.mobilenet_v2(weights=None, num_classes=5).eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(11)  # a head whose accuracy here is not the first one's (checked below)
+        other = torchvision.models.mobilenet_v2(weights=None, num_classes=5).eval()
     _, other_head = split_model(other, "mobilenet_v2")
     before = {k: v.clone() for k, v in head_state(model, "mobilenet_v2").items()}
     scored = head_accuracy(head, features, labels, head_state(other, "mobilenet_v2"))
@@ -180,3 +183,17 @@ def test_head_softmax_scores_another_state_in_the_heads_place_without_copying_it
         head_softmax(head, features, {**state, "features.1.bias": torch.zeros(3)})
     with pytest.raises(KeyError, match="unknown none; missing classifier.1.bias"):
         head_softmax(head, features, {k: v for k, v in state.items() if k != "classifier.1.bias"})
+
+
+def test_a_state_scored_in_a_heads_place_takes_the_heads_device_dtype_and_layout() -> None:
+    channels_last = torch.zeros(2, 3, 4, 5).to(memory_format=torch.channels_last)  # as parameters are on CUDA
+    moved = _like(torch.zeros(2, 3, 4, 5, dtype=torch.float16), channels_last)
+    assert moved.dtype == torch.float32 and moved.is_contiguous(memory_format=torch.channels_last)
+    assert _like(torch.zeros(2, 3, 4, 5, dtype=torch.float16), torch.zeros(2, 3, 4, 5)).is_contiguous()
+    model = torchvision.models.mobilenet_v2(weights=None, num_classes=5).eval().to(memory_format=torch.channels_last)
+    _, head = split_model(model, "mobilenet_v2")
+    features = torch.randn(6, 320, 4, 4, generator=torch.Generator().manual_seed(6)).relu()
+    state = {k: v.half() for k, v in head_state(model, "mobilenet_v2").items()}
+    scored = head_softmax(head, features, state)
+    model.load_state_dict({**model.state_dict(), **state})
+    np.testing.assert_array_equal(scored, head_softmax(head, features))  # as the state loaded in
