@@ -501,14 +501,17 @@ class Simulation:
         return result, state, meter.elapsed
 
     def metered(self, fn: Callable[[Callable[[], float]], Any]) -> tuple[Any, float]:
-        """Run ``fn(clock)`` with the modelled clock running; return its result and the modelled seconds."""
+        """Run ``fn(clock)`` with the modelled clock running; return its result and the modelled seconds.
+
+        A ``fn`` that changes the replica's head starts from :meth:`load_state` (which forgets the version loaded for
+        predictions); one that only scores states in its place (:meth:`accuracy_with`) leaves that version loaded.
+        """
         self.meter.elapsed = 0.0
         self.meter.running = True
         try:
             out = fn(self.meter.clock)
         finally:
             self.meter.running = False
-        self._loaded = None
         return out, self.meter.elapsed
 
     def load_state(self, state: Mapping[str, Tensor]) -> nn.Module:

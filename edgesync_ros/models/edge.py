@@ -383,8 +383,8 @@ class EdgeModel:
 
         ``state`` is checked as :meth:`load_head_state` checks it (WeightsError) and scored in the live head's place
         (:func:`~edgesync_ros.core.heads.head_accuracy`) without being copied in, so the head the model holds stays:
-        one way to score a stored head, shared by the cloud, the simulator and the robot's cache. Pass
-        ``as_rows(features)`` when scoring several heads.
+        the cloud's and the simulator's zoo and switch checks, scored as the robot's cache scores its heads
+        (``head_softmax`` with a state). Pass ``as_rows(features)`` when scoring several heads.
         """
         self.check_head_state(state, source)
         return heads.head_accuracy(self.head, features, labels, state)
