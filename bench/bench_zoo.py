@@ -8,7 +8,7 @@ is then matched: shortlist by signature, score the shortlist on the window's fea
 Two feature sizes: 320 x 4 x 4 (128 px region crops, the evaluation's mode) and 320 x 7 x 7 (224 px whole frames).
 Figures: median selection seconds per window (goal: <= 50 ms on this CPU) and, measured in the same run, the ratio
 to scoring every stored head's forward on the window (what selection would cost without signatures, extrapolated
-from 20 timed heads).
+from 20 timed heads); beside them what one candidate costs: reading its file (median of 20 files) and scoring it.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import load_average, parse_options, write_result  # noqa: E402
+from bench.common import load_average, parse_options, time_call, write_result  # noqa: E402
 from edgesync_ros.core.config import ZooConfig  # noqa: E402
 from edgesync_ros.core.heads import as_rows  # noqa: E402
+from edgesync_ros.core.persist import load_tensors  # noqa: E402
 from edgesync_ros.core.zoo import HeadZoo, signature  # noqa: E402
 from edgesync_ros.models.edge import EdgeModel, EdgeModelConfig  # noqa: E402
 
@@ -91,6 +92,15 @@ def run(args, side: int, name: str, mode: str) -> None:  # type: ignore[no-untyp
         for hid in ids:
             evaluate(zoo.load(hid))
         exhaustive_s = (time.perf_counter() - t0) / len(ids) * args.heads
+        # Where a selection's time goes: reading one stored head's file (no memory cache), and scoring it.
+        files = sorted((Path(tmp) / "heads").iterdir())[:20]
+        read_s = []
+        for f in files:
+            t0 = time.perf_counter()
+            load_tensors(f)
+            read_s.append(time.perf_counter() - t0)
+        state = zoo.load(ids[0])
+        score_s = time_call(lambda: evaluate(state), repeat=10, warmup=2)
         zoo.close()
     median = statistics.median(seconds)
     write_result(name, round(median * 1000.0, 2), "ms per window (median)", "<= 50 ms",
@@ -98,6 +108,8 @@ def run(args, side: int, name: str, mode: str) -> None:  # type: ignore[no-untyp
                  heads=args.heads, conditions=args.conditions, shortlist=args.shortlist, windows=args.windows,
                  window_samples=20, mode=mode, p95_ms=round(float(np.percentile(seconds, 95)) * 1000.0, 2),
                  right_condition_selected=f"{correct}/{args.windows}", fill_seconds=round(fill_s, 1),
+                 head_read_ms=round(statistics.median(read_s) * 1000.0, 3),
+                 candidate_score_ms=round(score_s * 1000.0, 2),
                  baseline_meaning="ms to score every stored head on the window (no signatures)",
                  **load_average())
 

@@ -770,6 +770,7 @@ class ReplayConfig(ConfigSection):
     timer_period_s: float = 0.005
     burst: int = 200
     exit_when_done: bool = True
+    drain_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         """Check the field types."""

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from edgesync_ros.core.config import ZooConfig
 from edgesync_ros.core.errors import StateError
-from edgesync_ros.core.persist import load_tensors, save_tensors
+from edgesync_ros.core.persist import TENSOR_SUFFIX, load_tensors, save_tensors
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS heads (
@@ -149,8 +149,8 @@ class Selection:
 class HeadZoo:
     """A bounded, crash-safe store of trained heads with signature search (see the module docstring).
 
-    ``root`` holds ``zoo.sqlite`` and ``heads/<id>.pt``. One writer at a time (the cloud node); any number of
-    readers (Ray workers) may open the same directory.
+    ``root`` holds ``zoo.sqlite`` and one safetensors file per head under ``heads/``. One writer at a time (the
+    cloud node); any number of readers (Ray workers) may open the same directory.
     """
 
     def __init__(self, root: str | Path, cfg: ZooConfig) -> None:
@@ -207,7 +207,7 @@ class HeadZoo:
 
         Tensors are stored as float16 (what the wire carries) when ``cfg.half`` is set.
         """
-        name = f"{robot}-v{int(version)}-{time.time_ns()}.pt"
+        name = f"{robot}-v{int(version)}-{time.time_ns()}{TENSOR_SUFFIX}"
         # NumPy casts: the cloud adds heads on its dispatcher thread, which must not start an OpenMP pool of its own.
         tensors = {k: (torch.from_numpy(v.detach().cpu().numpy().astype(np.float16))
                        if self.cfg.half and v.is_floating_point() else v.detach().cpu()) for k, v in head.items()}

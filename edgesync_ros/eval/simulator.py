@@ -471,34 +471,31 @@ class Simulation:
         """
         self._load(start_state)
         meter = self.meter
-        meter.elapsed = 0.0
-        meter.running = True
-        try:
+
+        def run(clock: Callable[[], float]) -> tuple[TrainResult, dict[str, Tensor]]:
             if layers == "head":
-                result = train_head(self.model.head, features, labels, cfg, meter.clock)
-                state = {k: v.detach().clone() for k, v in result.state_dict.items() if k in self.start_state}
-            elif layers == "classifier":
-                block = self.model.head.get_submodule(self.spec.head_input)
-                block.eval()
-                with torch.no_grad():
-                    z = torch.flatten(nn.functional.adaptive_avg_pool2d(block(features), (1, 1)), 1)
-                meter.add(features.shape[0] * self.cost.eval_s_per_sample)
-                module = ClassifierOnly(self.model.head, self.spec)
-                handle = meter.attach(module, self.cost.classifier_train_s_per_sample,
-                                      self.cost.classifier_eval_s_per_sample, self.cost.classifier_train_s_per_step)
-                try:
-                    result = train_head(module, z, labels, cfg, meter.clock)
-                finally:
-                    handle.remove()
-                state = {k: v.detach().clone() for k, v in start_state.items()}
-                for k, v in result.state_dict.items():
-                    if k in state:
-                        state[k] = v.detach().clone()
-            else:
+                result = train_head(self.model.head, features, labels, cfg, clock)
+                return result, {k: v.detach().clone() for k, v in result.state_dict.items() if k in self.start_state}
+            if layers != "classifier":
                 raise ConfigError(f"layers must be head or classifier, got {layers!r}")
-        finally:
-            meter.running = False
-        return result, state, meter.elapsed
+            block = self.model.head.get_submodule(self.spec.head_input)
+            block.eval()
+            with torch.no_grad():
+                z = torch.flatten(nn.functional.adaptive_avg_pool2d(block(features), (1, 1)), 1)
+            meter.add(features.shape[0] * self.cost.eval_s_per_sample)
+            module = ClassifierOnly(self.model.head, self.spec)
+            handle = meter.attach(module, self.cost.classifier_train_s_per_sample,
+                                  self.cost.classifier_eval_s_per_sample, self.cost.classifier_train_s_per_step)
+            try:
+                result = train_head(module, z, labels, cfg, clock)
+            finally:
+                handle.remove()
+            state = {k: v.detach().clone() for k, v in start_state.items()}
+            state.update({k: v.detach().clone() for k, v in result.state_dict.items() if k in state})
+            return result, state
+
+        (result, state), seconds = self.metered(run)
+        return result, state, seconds
 
     def metered(self, fn: Callable[[Callable[[], float]], Any]) -> tuple[Any, float]:
         """Run ``fn(clock)`` with the modelled clock running; return its result and the modelled seconds.

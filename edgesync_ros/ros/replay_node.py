@@ -14,7 +14,10 @@ With ``loop`` the bag restarts after its last message and ``/clock`` jumps back 
 ``ros2 bag play --loop`` does; header stamps inside messages are the recorded ones.
 
 ``wait_for_subscribers`` holds playback until every topic has that many subscribers (or ``wait_timeout_s``
-passes), so a test or a pipeline that starts together with the replay does not miss the first messages.
+passes), so a test or a pipeline that starts together with the replay does not miss the first messages. After the
+last message the replay is done only once every reliable subscriber has acknowledged all of it (checked on the
+timer without waiting, for at most ``drain_timeout_s``): a process that exits when done would otherwise take the
+messages still in its writers' queues with it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
@@ -62,6 +66,8 @@ PARAMS: tuple[Param, ...] = config_params(ReplayConfig(), (
              1, 100000),
     ParamDoc("exit_when_done", "Let main() return when the bag has been played (ignored with loop).",
              read_only=True),
+    ParamDoc("drain_timeout_s", "After the last message, wait at most this long for every reliable subscriber to "
+             "acknowledge what was published before the replay counts as done (0: do not wait).", 0.0, 3600.0),
 ))  # fmt: skip
 
 
@@ -137,6 +143,10 @@ class ReplayNode(Node):
         self._t0 = 0.0
         self._last_clock = -1.0
         self._last_clock_ns = self._start_ns
+        self._draining_since: float | None = None
+        #: Topics some reliable subscriber had not acknowledged when the drain timed out (set when done).
+        self.unacknowledged: tuple[str, ...] = ()
+        self._played_s = 0.0
         self.add_on_set_parameters_callback(self._on_set)
         self._timer = self.create_timer(float(self.values["timer_period_s"]), self._tick)
         self.get_logger().info(
@@ -191,6 +201,9 @@ class ReplayNode(Node):
         if self.done:
             return
         now = self._now()
+        if self._draining_since is not None:
+            self._drain(now)
+            return
         if not self._playing:
             if not self._ready(now):
                 return
@@ -229,8 +242,23 @@ class ReplayNode(Node):
             self._pending = next(self._it, None)
             self._t0 = now
             return
+        self._draining_since = now
+        self._played_s = now - self._t0
+        self._drain(now)
+
+    def _drain(self, now: float) -> None:
+        """Mark the replay done once every publisher's messages are acknowledged, or ``drain_timeout_s`` has passed."""
+        pubs = [*self._pubs.values(), *([] if self._clock_pub is None else [self._clock_pub])]
+        unacked = [p.topic_name for p in pubs if not p.wait_for_all_acked(Duration(seconds=0))]
+        assert self._draining_since is not None
+        waited = now - self._draining_since
+        if unacked and waited < float(self.values["drain_timeout_s"]):
+            return
         self.done = True
-        self.get_logger().info(f"replay finished: {sum(self.counts.values())} messages in {now - self._t0:.2f} s")
+        self.unacknowledged = tuple(unacked)
+        late = f"; not acknowledged by every subscriber after {waited:.1f} s: {', '.join(unacked)}" if unacked else ""
+        self.get_logger().info(
+            f"replay finished: {sum(self.counts.values())} messages in {self._played_s:.2f} s{late}")
 
     def destroy_node(self) -> None:
         """Close the bag, then destroy the node."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -107,6 +108,7 @@ def test_replay_delivers_every_message_in_order_with_recorded_timing(ros_context
     try:
         complete = lambda: all(rec.count(t) >= (1 if "stream" in t else N) for t in rec.got)  # noqa: E731
         assert _spin_until(ex, lambda: replay.done and complete(), 20)
+        assert replay.unacknowledged == ()  # done once the listener had acknowledged everything
         _spin_until(ex, lambda: False, 0.2)  # nothing more arrives
     finally:
         ex.shutdown()
@@ -249,3 +251,47 @@ def test_installed_executable_replays_and_exits(ros_context, small_bag):
     assert proc.returncode == 0, out
     assert "replay finished" in out
     assert got == [st.DEFAULT_START_TIME_NS + i * PERIOD_NS for i in range(N)]
+
+
+_STALLED_SUBSCRIBER = """
+import sys, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage
+rclpy.init(domain_id=int(sys.argv[2]))
+node = rclpy.create_node("stalled_listener")
+node.create_subscription(CompressedImage, sys.argv[1], lambda m: None,
+                         QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+print("ready", flush=True)
+rclpy.spin(node)
+"""
+
+
+def test_the_replay_is_done_only_once_subscribers_acknowledged_or_the_drain_timed_out(ros_context, small_bag):
+    # A subscriber stopped (SIGSTOP) after discovery can never acknowledge: the replay waits drain_timeout_s for it,
+    # then reports done with the topic named; a process exiting at once would drop what that reader has not acked.
+    topic = bags.image_topic("cam0")
+    replay = _replay(ros_context, small_bag, rate=0.0, drain_timeout_s=3.0, topics=[topic], publish_clock=False)
+    listener = subprocess.Popen([sys.executable, "-c", _STALLED_SUBSCRIBER, topic, os.environ["ROS_DOMAIN_ID"]],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ex = SingleThreadedExecutor(context=ros_context)
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        publisher = replay._pubs[topic]
+        deadline = time.monotonic() + 30
+        while publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert publisher.get_subscription_count() == 1
+        listener.send_signal(signal.SIGSTOP)
+        ex.add_node(replay)
+        assert _spin_until(ex, lambda: sum(replay.counts.values()) == N, 20)
+        played = time.monotonic()
+        assert not _spin_until(ex, lambda: replay.done, 1.5)  # every message published, none acknowledged
+        assert _spin_until(ex, lambda: replay.done, 10)
+        assert time.monotonic() - played >= 2.5
+        assert replay.unacknowledged == (topic,)
+    finally:
+        listener.send_signal(signal.SIGCONT)
+        listener.kill()
+        listener.communicate(timeout=10)
+        ex.shutdown()
+        replay.destroy_node()
