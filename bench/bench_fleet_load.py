@@ -280,14 +280,14 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         if workers:
             # Ray actors load their models after the node answers: start the clock once every one has (the node's
             # diagnostics count the started actors).
-            wait_for(lambda: f"started {workers}/{workers}" in diag.get("edgesync/cloud").get("workers", ""), 300,
+            wait_for(lambda: f"started {workers}/{workers}" in diag.get(common.CLOUD_STATUS).get("workers", ""), 300,
                      "the cloud's Ray workers")
         period = int(cfg["window_size"]) / float(cfg["sample_rate_hz"])
         rng = random.Random(args.seed)
         t0 = time.monotonic()
         due = [(t0 + rng.uniform(0.0, period), i, 0) for i in range(n)]
         heapq.heapify(due)
-        cpu0, start_diag = cloud.cpu_seconds(), diag.get("edgesync/cloud")
+        cpu0, start_diag = cloud.cpu_seconds(), diag.get(common.CLOUD_STATUS)
         tree0 = cloud.tree_cpu_seconds()
         actors0 = cloud.tree_cpu_seconds(RAY_ACTOR_TITLE)
         own0 = time.process_time()
@@ -304,7 +304,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
             if not cloud.alive():
                 raise RuntimeError(f"the cloud died ({cloud.proc.poll()}):\n{cloud.log_tail()}")
             if time.monotonic() >= next_print:
-                c = diag.get("edgesync/cloud")
+                c = diag.get(common.CLOUD_STATUS)
                 print(f"# n={n} t={time.monotonic() - t0:.0f}s queue {c.get('queue_depth')} labelled "
                       f"{c.get('batches')} dropped {c.get('dropped_batches', 0)} sent {c.get('updates_sent', 0)} "
                       f"updated {sum(1 for r in robots if r.updates)}/{n}", flush=True)  # fmt: skip
@@ -316,7 +316,7 @@ def run_fleet(n: int, batches: Sequence[Any], args: Any, cfg: dict[str, Any], do
         own_cpu = time.process_time() - own0
         rss = cloud.rss_mb()
         time.sleep(2.0)  # one more diagnostics period
-        end = diag.get("edgesync/cloud")
+        end = diag.get(common.CLOUD_STATUS)
         load_end = common.load_average()
     finally:
         rig.close()

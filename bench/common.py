@@ -292,7 +292,9 @@ class NodeProcess:
 #: Keys of the edge's diagnostics status the benchmarks read (test/ros/test_nodes.py checks a live edge reports them).
 EDGE_DIAG_KEYS = ("frames", "dropped_frames", "applied_updates", "rejected_updates", "model_version",
                   "buffered_samples", "inference_ms", "registered")
-#: Keys of the cloud's ``edgesync/cloud`` status the benchmarks read (checked the same way), besides ``robot/<id>``.
+#: The cloud's diagnostics status, by the name the cloud node gives it (``<node name>: fleet``).
+CLOUD_STATUS = "cloud_node: fleet"
+#: Keys of the cloud's status the benchmarks read (checked the same way), besides ``robot/<id>``.
 CLOUD_DIAG_KEYS = ("queue_depth", "batches", "dropped_batches", "updates_sent", "updates_gated", "label_ms_per_sample",
                    "train_seconds", "workers")
 

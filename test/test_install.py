@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -84,3 +85,30 @@ def test_installed_edgesync_command_runs_worker_processes(tmp_path):
     assert out.returncode in (0, 1), out.stdout[-2000:] + out.stderr[-4000:]  # 1 = discrimination check failed
     assert "BrokenProcessPool" not in out.stderr
     assert "| No Adaptation |" in (tmp_path / "r" / "eval.md").read_text()
+
+
+def test_colcon_test_runs_the_pytest_suite_when_built_with_testing(tmp_path):
+    # What `colcon test` runs is what CMake registered with ctest under BUILD_TESTING: configure as colcon would
+    # (through set-up's build/src symlink, so .venv/ lies outside the source dir) and read the registered commands.
+    venv = Path(sys.prefix)
+    source = REPO / "build" / "src" / "edgesync_ros"
+    assert (source / "CMakeLists.txt").is_file(), "tools/setup.sh makes this symlink"
+    env = dict(os.environ, AMENT_PREFIX_PATH=str(venv), CMAKE_PREFIX_PATH=str(venv))
+    configure = subprocess.run(["cmake", "-S", str(source), "-B", str(tmp_path), "-DBUILD_TESTING=ON",
+                                f"-DPython3_EXECUTABLE={sys.executable}"], env=env, capture_output=True, text=True,
+                               timeout=300)  # fmt: skip
+    assert configure.returncode == 0, configure.stdout[-3000:] + configure.stderr[-3000:]
+    listed = subprocess.run(["ctest", "--show-only=json-v1"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    tests = {t["name"]: t["command"] for t in json.loads(listed.stdout)["tests"]}
+    assert set(tests) == {"pytest"}, tests
+    command = " ".join(tests["pytest"])
+    assert "-m pytest" in command and f"{source}/test" in command and "--junitxml=" in command, command
+    off = subprocess.run(["cmake", "-S", str(source), "-B", str(tmp_path / "off"), "-DBUILD_TESTING=OFF",
+                          f"-DPython3_EXECUTABLE={sys.executable}"], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert off.returncode == 0, off.stderr[-3000:]
+    none = subprocess.run(["ctest", "--show-only=json-v1"], cwd=tmp_path / "off", capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert json.loads(none.stdout)["tests"] == []  # set-up's own build (BUILD_TESTING=OFF) registers nothing

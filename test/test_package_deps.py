@@ -7,6 +7,8 @@ among the unconditional exec_depends installs plots and scikit stacks onto every
 from __future__ import annotations
 
 import ast
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +91,15 @@ def test_nodes_and_edgesync_run_import_without_the_evaluation_extras() -> None:
     out = subprocess.run([sys.executable, "-c", ROBOT_IMPORTS.format(blocked=blocked)], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_the_documented_skip_keys_are_exactly_the_declared_torch_keys() -> None:
+    # JetPack ships its own torch: docs/setup.md tells robots to skip rosdep's torch keys, so the keys it names must
+    # be the ones package.xml declares (a renamed key would otherwise reinstall a second torch over JetPack's).
+    setup = (REPO / "docs" / "setup.md").read_text()
+    lines = [line for line in setup.splitlines() if "rosdep install" in line and "--skip-keys" in line]
+    assert lines, "docs/setup.md names no rosdep --skip-keys line"
+    argv = shlex.split(lines[0].strip())
+    skipped = set(argv[argv.index("--skip-keys") + 1].split())
+    declared = {d for d in _run_depends(_package({"EDGESYNC_EVALUATION": ""})) if re.search(r"torch", d)}
+    assert skipped == declared == {"python3-torch", "python3-torchvision"}

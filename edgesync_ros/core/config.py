@@ -625,6 +625,9 @@ class EdgeNodeConfig(ConfigSection):
     stale_input_s: float = 5.0
     fps_warn: float = 1.0
     fps_error: float = 0.2
+    expected_input_rate_hz: float = 0.0
+    input_rate_tolerance: float = 0.2
+    drop_warn_fraction: float = 1.0
     update_age_warn_s: float = 600.0
     rejection_warn_rate: float = 1.0
     overlay_compressed: bool = False
@@ -638,6 +641,14 @@ class EdgeNodeConfig(ConfigSection):
         self._check_fields()
         if self.sample_rate_hz <= 0.0:
             raise ConfigError(f"EdgeNodeConfig.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
+        if self.expected_input_rate_hz < 0.0:
+            raise ConfigError(f"EdgeNodeConfig.expected_input_rate_hz must be >= 0 (0: not checked), got "
+                              f"{self.expected_input_rate_hz}")
+        if not 0.0 <= self.input_rate_tolerance < 1.0:
+            raise ConfigError(f"EdgeNodeConfig.input_rate_tolerance must be in [0, 1), got {self.input_rate_tolerance}")
+        if not 0.0 <= self.drop_warn_fraction <= 1.0:
+            raise ConfigError(f"EdgeNodeConfig.drop_warn_fraction must be in [0, 1] (1: not checked), got "
+                              f"{self.drop_warn_fraction}")
 
 
 @dataclasses.dataclass(frozen=True)

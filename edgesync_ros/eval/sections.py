@@ -450,9 +450,20 @@ def _fig3(res: Sequence[Mapping[str, Any]], counts: Sequence[int], meta: dict[st
         series.setdefault(key, {"name": runs[0]["name"], "points": []})["points"].append(
             {"cameras": n, "accuracy": s["accuracy"], "balanced_accuracy": s["balanced_accuracy"],
              "staleness_s": c["staleness_s"], "utilisation": c["cloud_utilisation"]})  # fmt: skip
-    lines = ["| method | " + " | ".join(f"{n} cam" for n in counts) + " |", "|---|" + "---:|" * len(counts)]
-    for ser in series.values():
-        cells = {p["cameras"]: report.mean_std_text(p["balanced_accuracy"]) for p in ser["points"]}
-        lines.append(f"| {ser['name']} | " + " | ".join(cells.get(n, "—") for n in counts) + " |")
-    table = "Balanced accuracy % (mean ± std over seeds)\n\n" + "\n".join(lines)
-    return {"meta": meta, "series": series, "counts": list(counts), "table": table}
+    tables = []
+    for metric, title in (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy")):
+        lines = ["| method | " + " | ".join(f"{n} cam" for n in counts) + " |", "|---|" + "---:|" * len(counts)]
+        for ser in series.values():
+            cells = {p["cameras"]: report.mean_std_text(p[metric]) for p in ser["points"]}
+            lines.append(f"| {ser['name']} | " + " | ".join(cells.get(n, "—") for n in counts) + " |")
+        tables.append(f"{title} % (mean ± std over seeds)\n\n" + "\n".join(lines))
+    differences = {}
+    for n in counts:  # EdgeSync − each other method at each camera count, paired by seed (the same streams)
+        rows = {key: {"name": runs[0]["name"], "runs": runs} for (key, m), runs in by.items() if m == n}
+        diff = report.differences(rows, "edgesync", [k for k in rows if k != "edgesync"])
+        if diff:
+            differences[str(n)] = diff
+    for n, diff in differences.items():
+        tables.append(report.differences_table(diff, f"{n} camera{'s' if n != '1' else ''}"))
+    return {"meta": meta, "series": series, "counts": list(counts), "differences": differences,
+            "table": "\n\n".join(tables)}

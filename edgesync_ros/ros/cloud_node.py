@@ -1044,6 +1044,11 @@ class CloudNode(ManagedNode):
                                    f"stored samples, bank {len(record.bank)} bits")
 
     # -- diagnostics -------------------------------------------------------------------------------------------
+    @property
+    def status_name(self) -> str:
+        """The diagnostics status name in the usual ``node: task`` form: ``cloud_node: fleet``."""
+        return f"{self.get_name()}: fleet"
+
     def _publish_diagnostics(self) -> None:
         self._clock_rate()  # keeps the node-clock / wall-clock marks fresh
         lifecycle = self.lifecycle_state
@@ -1051,7 +1056,7 @@ class CloudNode(ManagedNode):
             level, message = ((DiagnosticStatus.ERROR, f"teacher and model not loaded (lifecycle state {lifecycle})")
                               if not self.loaded else (DiagnosticStatus.OK, f"{lifecycle}: not serving robots"))
             self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[
-                DiagnosticStatus(level=level, name="edgesync/cloud", message=message, hardware_id="cloud",
+                DiagnosticStatus(level=level, name=self.status_name, message=message, hardware_id="cloud",
                                  values=[KeyValue(key="lifecycle_state", value=lifecycle)])]))
             return
         with self._lock:
@@ -1082,7 +1087,7 @@ class CloudNode(ManagedNode):
         if paced:
             values["paced_robots"] = str(paced)
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[
-            DiagnosticStatus(level=level, name="edgesync/cloud",
+            DiagnosticStatus(level=level, name=self.status_name,
                              message=f"{len(per_robot)} robots" + (f", {paced} paced (cloud busy)" if paced else ""),
                              hardware_id="cloud", values=[KeyValue(key=k, value=v) for k, v in values.items()])]))
 

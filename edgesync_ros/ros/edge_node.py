@@ -131,6 +131,12 @@ PARAMS: tuple[Param, ...] = config_params(EdgeNodeConfig(), (
              "arrived since start).", 0.1, 1e6),
     ParamDoc("fps_warn", "Diagnostics WARN below this many classified frames per second.", 0.0, 1000.0),
     ParamDoc("fps_error", "Diagnostics ERROR below this many classified frames per second.", 0.0, 1000.0),
+    ParamDoc("expected_input_rate_hz", "The camera's nominal image rate: diagnostics WARN while images arrive "
+             "outside it by more than input_rate_tolerance (0 = not checked).", 0.0, 1000.0),
+    ParamDoc("input_rate_tolerance", "Fraction of expected_input_rate_hz the input rate may stray either way.",
+             0.0, 0.99),
+    ParamDoc("drop_warn_fraction", "Diagnostics WARN when more than this fraction of incoming frames is dropped "
+             "unclassified (1 = not checked: keeping the newest frame is how a slow model keeps up).", 0.0, 1.0),
     ParamDoc("update_age_warn_s", "Diagnostics WARN when the last head update is older than this.", 0.0, 1e9),
     ParamDoc("rejection_warn_rate", "Diagnostics WARN when more inputs than this per second (over the last 10 s) "
              "are rejected: bad frames, head updates, service requests.", 0.0, 1e6),
@@ -202,6 +208,20 @@ def event_rate(times: collections.deque[float], now: float) -> float:
     if len(times) < 2 or now - times[-1] > RATE_HORIZON_S:
         return 0.0
     return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+
+
+def rate_warning(input_hz: float, drop_hz: float, expected_hz: float, tolerance: float,
+                 drop_warn_fraction: float) -> str | None:
+    """Why the node's rates are off, or None: input outside ``expected_hz`` ± ``tolerance``, or too many drops.
+
+    ``expected_hz`` 0 leaves the input rate unchecked and ``drop_warn_fraction`` 1 the drops (a camera's rate is a
+    deployment's to state, as diagnostic_updater's frequency checks have it). Drops are measured against the input.
+    """
+    if expected_hz > 0.0 and input_hz > 0.0 and abs(input_hz - expected_hz) > tolerance * expected_hz:
+        return f"input at {input_hz:.1f} Hz, expected {expected_hz:g} Hz ± {tolerance:.0%}"
+    if drop_warn_fraction < 1.0 and input_hz > 0.0 and drop_hz / input_hz > drop_warn_fraction:
+        return f"dropping {drop_hz / input_hz:.0%} of incoming frames ({drop_hz:.1f} of {input_hz:.1f} Hz)"
+    return None
 
 
 def node_config(values: Mapping[str, Any]) -> EdgeNodeConfig:
@@ -1162,6 +1182,7 @@ class EdgeNode(ManagedNode):
             "input_rate_hz": f"{event_rate(self._input_times, now_s):.2f}",
             "inference_rate_hz": f"{fps:.2f}",
             "drop_rate_hz": f"{event_rate(self._drop_times, now_s):.2f}",
+            "expected_input_rate_hz": f"{float(self.values['expected_input_rate_hz']):.2f}",
             "last_input_age_s": f"{self._input_silence(now_s):.1f}",
             "inference_ms": f"{np.mean(self._infer_ms):.1f}" if self._infer_ms else "nan",
             "model_version": str(self.applier.version),
@@ -1214,7 +1235,8 @@ class EdgeNode(ManagedNode):
         """Diagnostics level and message, worst first.
 
         ERROR without a model; WARN when the camera is silent for ``stale_input_s`` (also when it never spoke);
-        while images arrive, ERROR/WARN on a low classification rate; WARN on many rejections or an old head.
+        while images arrive, ERROR/WARN on a low classification rate, WARN on an input rate off the expected one
+        or too many drops (:func:`rate_warning`); WARN on many rejections or an old head.
         """
         if getattr(self, "model", None) is None:
             return DiagnosticStatus.ERROR, "model not loaded"
@@ -1231,6 +1253,11 @@ class EdgeNode(ManagedNode):
             return DiagnosticStatus.ERROR, f"{fps:.2f} fps"
         if receiving and self.counters["frames"] and fps < float(self.values["fps_warn"]):
             return DiagnosticStatus.WARN, f"{fps:.2f} fps"
+        off = rate_warning(event_rate(self._input_times, now), event_rate(self._drop_times, now),
+                           float(self.values["expected_input_rate_hz"]), float(self.values["input_rate_tolerance"]),
+                           float(self.values["drop_warn_fraction"]))  # fmt: skip
+        if off is not None:
+            return DiagnosticStatus.WARN, off
         rate = self.rejections.rate()
         if rate > float(self.values["rejection_warn_rate"]):
             return DiagnosticStatus.WARN, f"{rate:.1f} rejected inputs/s, latest {self.rejections.latest_of_all}"[:240]

@@ -1,4 +1,4 @@
-"""One way to run a node as a process: init, spin until a signal or shutdown, clean up, exit promptly with 0."""
+"""One way to run a node as a process: init, spin until a signal, a lifecycle shutdown or the end, clean up, exit 0."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import gc
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -22,6 +23,14 @@ N = TypeVar("N", bound=Node)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: Longest wait between two checks of the stop event while spinning.
 POLL_S = 0.1
+#: How long a node that reached ``finalized`` keeps spinning before the process ends: its answer to the
+#: ``change_state`` request that finalized it is sent from a callback and must reach the caller.
+FINALIZED_GRACE_S = 1.0
+
+
+def _finalized(node: Node) -> bool:
+    """Whether ``node`` is a managed node that a lifecycle shutdown took to ``finalized`` (it can do nothing more)."""
+    return getattr(node, "lifecycle_state", None) == "finalized"
 
 
 @contextlib.contextmanager
@@ -59,8 +68,9 @@ def run_node(
 
     ``num_threads > 1`` spins a :class:`~edgesync_ros.ros.executor.PoolExecutor` (callback groups then run in
     parallel). ``done(node)``
-    ends the spin early once true (a finite video or bag played to its end). SIGINT (once or twice) and SIGTERM end
-    the spin; the node is destroyed (its workers stopped) before the context is shut down, so nothing publishes on
+    ends the spin early once true (a finite video or bag played to its end). SIGINT (once or twice), SIGTERM and a
+    lifecycle shutdown of a managed node (after :data:`FINALIZED_GRACE_S`, so its answer gets out) end the spin;
+    the node is destroyed (its workers stopped) before the context is shut down, so nothing publishes on
     a dead context. ``companions(node)`` names nodes the node created and owns (a camera group's cameras): they are
     spun by the same executor and destroyed by the node's own ``destroy_node``. On the way out the garbage collector
     is frozen: torch leaves ~10^5 objects that a final collection would walk for seconds, longer than ``ros2 launch``
@@ -76,8 +86,14 @@ def run_node(
             executor.add_node(node)
             for companion in companions(node) if companions is not None else ():
                 executor.add_node(companion)
+            finalized_at: float | None = None
             while rclpy.ok() and not stop.is_set() and not (done is not None and done(node)):
                 executor.spin_once(timeout_sec=POLL_S)
+                if finalized_at is None and _finalized(node):
+                    finalized_at = time.monotonic()
+                    node.get_logger().info("lifecycle shutdown: finalized, the process ends")
+                if finalized_at is not None and time.monotonic() - finalized_at > FINALIZED_GRACE_S:
+                    break
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:

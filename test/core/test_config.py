@@ -319,3 +319,14 @@ def test_the_cloud_backend_and_its_ray_settings():
         RaySettings(num_workers=0)
     with pytest.raises(ConfigError, match="cpus_per_worker and gpus_per_worker must be >= 0"):
         RaySettings(cpus_per_worker=-1.0)
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("expected_input_rate_hz", -1.0, "expected_input_rate_hz must be >= 0"),
+    ("input_rate_tolerance", 1.0, r"input_rate_tolerance must be in \[0, 1\)"),
+    ("drop_warn_fraction", 1.5, r"drop_warn_fraction must be in \[0, 1\]"),
+])
+def test_the_edges_rate_checks_refuse_values_that_mean_nothing(field: str, value: float, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        EdgeNodeConfig(**{field: value})
+    assert EdgeNodeConfig(expected_input_rate_hz=30.0, input_rate_tolerance=0.0, drop_warn_fraction=0.0)

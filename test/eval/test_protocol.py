@@ -79,3 +79,25 @@ def test_fig3_runs_on_the_streams_own_cameras_when_it_has_enough(tmp_path) -> No
     assert fig3["counts"] == [1]
     assert fig3["meta"]["stream"] == "tiny"  # the tables' own stream, not a derived one
     assert {"edgesync", "ams", "ekya"} == set(fig3["series"])
+
+
+def test_fig3_pairs_edgesync_with_each_method_seed_by_seed_at_every_camera_count() -> None:
+    from edgesync_ros.eval import sections
+
+    def run(key: str, name: str, cams: int, seed: int, acc: float) -> dict[str, object]:
+        return {"key": key, "name": name, "tag": f"cams={cams}", "seed": seed, "accuracy": acc,
+                "balanced_accuracy": acc - 0.2, "upload_kbps": 1.0, "download_kbps": 1.0}  # fmt: skip
+
+    edgesync = {1: (0.80, 0.82, 0.81), 4: (0.70, 0.75, 0.72)}
+    res = [run("edgesync", "EdgeSync", n, s, a) for n, accs in edgesync.items() for s, a in enumerate(accs)]
+    res += [run("ams", "AMS", 1, s, a) for s, a in enumerate((0.75, 0.78, 0.74))]  # EdgeSync +5.3 on average
+    res += [run("ams", "AMS", 4, s, a) for s, a in enumerate((0.74, 0.71, 0.72))]  # +0, −4, +4: spans 0
+    sec = sections._fig3(res, (1, 4), {})
+    one = sec["differences"]["1"]["ams"]["accuracy"]
+    assert one["differences"] == pytest.approx([0.05, 0.04, 0.07])
+    assert one["low"] > 0 and not one["spans_zero"]
+    four = sec["differences"]["4"]["ams"]["accuracy"]
+    assert four["mean"] == pytest.approx(0.0) and four["spans_zero"]
+    assert "EdgeSync − AMS | +5.3 [" in sec["table"]
+    assert "Accuracy % (mean ± std over seeds)" in sec["table"] and "**4 cameras**" in sec["table"]
+    assert "no measurable difference" in sec["table"].split("**4 cameras**")[1]

@@ -26,5 +26,6 @@ def spin(ros_context) -> Iterator[Callable[[Node], Node]]:
 
     yield add
     executor.shutdown(timeout_sec=5.0)
+    thread.join(timeout=5.0)  # the spin thread may be inside a callback: no node goes before it returns
     for node in nodes:
         node.destroy_node()

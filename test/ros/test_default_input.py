@@ -82,7 +82,7 @@ def test_a_default_edge_classifies_a_plain_raw_camera(ros_context, spin, frames)
     assert len(got[-1].predictions[0].probabilities) == len(edge.class_names)
 
 
-def test_region_mode_warns_when_images_arrive_but_no_detections_do(ros_context, spin, frames):
+def test_region_mode_warns_when_images_arrive_but_no_detections_do(ros_context, spin, frames, capfd):
     tag = uuid.uuid4().hex[:8]
     ns = f"reg_{tag}"
     edge = spin(EdgeNode(context=ros_context, namespace=ns, parameter_overrides=[
@@ -105,6 +105,11 @@ def test_region_mode_warns_when_images_arrive_but_no_detections_do(ros_context, 
     # It names the silent detector topic and the camera that does speak; nothing was classified meanwhile.
     assert f"/{ns}/regions" in mine[-1].message and f"images arrive on /{ns}/image" in mine[-1].message
     assert edge.counters["frames"] == 0
+    # The log says it too, at WARN, throttled: once over ten more statuses (the period is 30 s), not once per status.
+    seen = len(mine)
+    assert wait_for(lambda: len(mine) >= seen + 10, 20, every=publish)
+    logged = [line for line in capfd.readouterr().err.splitlines() if "no detections" in line and ns in line]
+    assert len(logged) == 1 and "WARN" in logged[0], logged
 
 
 def test_edgesync_run_classifies_a_plain_raw_camera_and_warns_when_it_stops(ros_context, spin, frames, tmp_path):

@@ -103,6 +103,7 @@ class Harness:
 
     def shutdown(self) -> None:
         self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(timeout=5.0)  # the spin thread may be inside a callback: no node goes before it returns
         for node in list(self.nodes):
             node.destroy_node()
 
@@ -557,6 +558,39 @@ def test_diagnostics_warn_on_a_silent_camera_from_start_and_when_it_stops(harnes
     assert wait_for(lambda: latest(DiagnosticStatus.ERROR, "model not loaded"), 10), seen[-1].message
 
 
+def test_rate_warning_checks_the_input_against_the_expected_rate_and_drops_against_the_input():
+    from edgesync_ros.ros.edge_node import rate_warning
+
+    assert rate_warning(30.0, 0.0, 0.0, 0.2, 1.0) is None  # no rate expected, drops not checked
+    assert rate_warning(25.0, 29.0, 30.0, 0.2, 1.0) is None  # within 20 %; drops not checked at 1
+    assert rate_warning(20.0, 0.0, 30.0, 0.2, 1.0) == "input at 20.0 Hz, expected 30 Hz ± 20%"
+    assert rate_warning(40.0, 0.0, 30.0, 0.2, 1.0) == "input at 40.0 Hz, expected 30 Hz ± 20%"
+    assert rate_warning(0.0, 0.0, 30.0, 0.2, 0.1) is None  # a silent camera is stale_input_s's to report
+    assert rate_warning(30.0, 3.0, 30.0, 0.2, 0.1) is None  # 10 % dropped: at the bound, not over it
+    assert rate_warning(30.0, 15.0, 30.0, 0.2, 0.1) == "dropping 50% of incoming frames (15.0 of 30.0 Hz)"
+
+
+def test_diagnostics_warn_while_the_camera_runs_off_its_expected_rate(harness, frames):
+    ns = f"r{harness.tag}"
+    edge = harness.edge(ns, expected_input_rate_hz=500.0)  # far above what the test camera sends
+    seen: list[DiagnosticStatus] = []
+    harness.client.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: seen.extend(s for s in m.status if s.hardware_id == edge.edge_id), qos.DIAGNOSTICS_QOS)
+    camera = Camera(harness, ns, frames)
+
+    def latest(level: bytes, text: str = "") -> bool:
+        return bool(seen) and seen[-1].level == level and text in seen[-1].message
+
+    assert wait_for(lambda: latest(DiagnosticStatus.WARN, "expected 500 Hz ± 20%"), 30, every=camera.step), (
+        [s.message for s in seen[-3:]])
+    assert {kv.key: kv.value for kv in seen[-1].values}["expected_input_rate_hz"] == "500.00"
+    assert all(r.successful for r in edge.set_parameters([Parameter("expected_input_rate_hz", value=0.0)]))
+    assert wait_for(lambda: latest(DiagnosticStatus.OK), 30, every=camera.step), [s.message for s in seen[-3:]]
+    refused = edge.set_parameters([Parameter("drop_warn_fraction", value=2.0)])
+    assert not refused[0].successful and "drop_warn_fraction" in refused[0].reason
+
+
 def _bench_common():
     """bench/common.py, loaded by path (the benchmarks are scripts, not a package the tests import)."""
     path = Path(__file__).resolve().parents[2] / "bench" / "common.py"
@@ -573,15 +607,17 @@ def test_diagnostics_report_every_key_the_benchmarks_read(harness):
     ns = f"r{harness.tag}"
     edge = harness.edge(ns, diagnostics_period_s=0.2)
     latest: dict[str, dict[str, str]] = {}
+    names: dict[str, str] = {}
     harness.client.create_subscription(
         DiagnosticArray, "/diagnostics",
-        lambda m: latest.update({s.hardware_id: {kv.key: kv.value for kv in s.values} for s in m.status}),
-        qos.DIAGNOSTICS_QOS)
+        lambda m: (latest.update({s.hardware_id: {kv.key: kv.value for kv in s.values} for s in m.status}),
+                   names.update({s.hardware_id: s.name for s in m.status})), qos.DIAGNOSTICS_QOS)
     robot = f"robot/{edge.edge_id}"
     assert wait_for(lambda: latest.get(edge.edge_id, {}).get("registered") == "True"
                     and robot in latest.get("cloud", {}), 30), latest
     assert not set(bench.EDGE_DIAG_KEYS) - set(latest[edge.edge_id]), latest[edge.edge_id]
     assert not set(bench.CLOUD_DIAG_KEYS) - set(latest["cloud"]), latest["cloud"]
+    assert names["cloud"] == bench.CLOUD_STATUS == "cloud_node: fleet"  # ``node: task``, as the edge's
     assert bench.robot_stored(latest["cloud"])[edge.edge_id] == len(cloud.fleet.edges[edge.edge_id].labels) == 0
     with pytest.raises(ValueError, match="no stored=<int>"):
         bench.robot_stored({robot: "v0 sent=0 trained=0 k=0.700"})

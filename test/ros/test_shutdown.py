@@ -1,4 +1,6 @@
-"""Signals end a running process cleanly: exit 0, no traceback, no abort, no publish on a dead context.
+"""Signals and a lifecycle shutdown end a running process cleanly.
+
+Exit 0, no traceback, no abort, no publish on a dead context.
 
 ``ros2 launch`` forwards its own SIGINT after the terminal's, so on Ctrl-C every node gets two, and it escalates to
 SIGTERM when a node is slow to go. Each case starts a real process in a ROS domain of its own, waits until its nodes
@@ -27,13 +29,18 @@ class _Process:
     """A child process whose merged output is collected by a reader thread."""
 
     def __init__(self, argv: list[str], tmp_path: Path) -> None:
-        env = dict(os.environ, ROS_DOMAIN_ID=str(101 + os.getpid() % 100), ROS_LOG_DIR=str(tmp_path),
+        env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain()), ROS_LOG_DIR=str(tmp_path),
                    ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    @staticmethod
+    def domain() -> int:
+        """The child's ROS domain: one of its own, away from the other tests' nodes."""
+        return 101 + os.getpid() % 100
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -99,3 +106,38 @@ def test_a_node_process_ends_cleanly_on_signals(tmp_path, signals):
         _assert_clean(process, process.signal_and_wait(signals))
     finally:
         process.proc.kill()
+
+
+@pytest.mark.parametrize(("module", "ready"), [("cloud_node", "cloud ready"), ("edge_node", "mode, window")])
+def test_a_lifecycle_shutdown_ends_the_process_cleanly(tmp_path, monkeypatch, module, ready):
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    process = _Process([sys.executable, "-c", NODE_MAIN.format(module=module)], tmp_path)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # as the child's
+    context = Context()
+    rclpy.init(context=context, domain_id=_Process.domain())
+    try:
+        process.wait_for(ready)
+        probe = rclpy.create_node("lifecycle_probe", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(probe)
+        client = probe.create_client(ChangeState, f"/{module}/change_state")
+        assert client.wait_for_service(timeout_sec=30), f"no /{module}/change_state:\n{process.output[-2000:]}"
+        future = client.call_async(ChangeState.Request(transition=Transition(
+            id=Transition.TRANSITION_ACTIVE_SHUTDOWN)))
+        executor.spin_until_future_complete(future, timeout_sec=30)
+        assert future.done() and future.result().success, process.output[-2000:]
+        try:
+            rc = process.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 30 s after its lifecycle shutdown:\n{process.output[-3000:]}")
+        process._reader.join(timeout=5)
+        _assert_clean(process, rc)
+        assert "lifecycle shutdown: finalized, the process ends" in process.output
+    finally:
+        process.proc.kill()
+        rclpy.try_shutdown(context=context)
