@@ -378,13 +378,15 @@ sys.exit(service.run())
 
 def test_edge_launch_classifies_a_plain_raw_camera_under_the_real_launch_system(ros_context, tmp_path):
     # README's command, shipped YAML and nothing else: a raw sensor_msgs/Image publisher on /camera/image_raw (as a
-    # camera driver) must get classifications back; Ctrl-C (launch forwards it to the node) ends everything cleanly.
+    # camera driver) must get classifications back, and diagnostics WARN once it stops; Ctrl-C (launch forwards it
+    # to the node) ends everything cleanly.
     pytest.importorskip("launch_ros")
     pytest.importorskip("launch")
     import threading
 
     import cv2
     import numpy as np
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -392,7 +394,7 @@ def test_edge_launch_classifies_a_plain_raw_camera_under_the_real_launch_system(
     from std_msgs.msg import Header
 
     from edgesync_ros.msg import PredictionArray
-    from edgesync_ros.ros import conversions
+    from edgesync_ros.ros import conversions, qos
 
     ns = f"launched_{os.getpid()}"
     proc = subprocess.Popen([sys.executable, "-c", EDGE_RUNNER, ns], cwd=tmp_path, stdout=subprocess.PIPE,
@@ -407,6 +409,9 @@ def test_edge_launch_classifies_a_plain_raw_camera_under_the_real_launch_system(
                                       reliability=ReliabilityPolicy.RELIABLE))
         got: list[PredictionArray] = []
         camera.create_subscription(PredictionArray, f"/{ns}/predictions", got.append, 10)
+        statuses: list[DiagnosticStatus] = []
+        camera.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(
+            st for st in m.status if st.hardware_id == ns), qos.DIAGNOSTICS_QOS)
         frame = np.zeros((120, 160, 3), np.uint8)
         cv2.circle(frame, (80, 60), 30, (40, 200, 90), -1)
         deadline = time.monotonic() + 180
@@ -416,6 +421,14 @@ def test_edge_launch_classifies_a_plain_raw_camera_under_the_real_launch_system(
             time.sleep(0.2)
         assert len(got) >= 3, f"no classification from the launched edge node (exit {proc.poll()})"
         assert got[-1].header.frame_id == "camera_optical_frame" and len(got[-1].predictions) == 1
+        # The camera stops: after the shipped stale_input_s (5 s) the node's diagnostics turn WARN and say why.
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < 60 and not (statuses and statuses[-1].level == DiagnosticStatus.WARN
+                                                        and "no image on /camera/image_raw" in statuses[-1].message):
+            time.sleep(0.2)
+        assert statuses and statuses[-1].level == DiagnosticStatus.WARN, [(st.level, st.message)
+                                                                          for st in statuses[-3:]]
+        assert "no image on /camera/image_raw for" in statuses[-1].message
     finally:
         executor.shutdown(timeout_sec=5.0)
         camera.destroy_node()
