@@ -1248,12 +1248,13 @@ class EdgeNode(ManagedNode):
         waiting = self._detections_silence(now)
         if waiting is not None:
             return DiagnosticStatus.WARN, waiting
-        receiving = event_rate(self._input_times, now) > 0.0
+        input_hz = event_rate(self._input_times, now)
+        receiving = input_hz > 0.0
         if receiving and self.counters["frames"] and fps < float(self.values["fps_error"]):
             return DiagnosticStatus.ERROR, f"{fps:.2f} fps"
         if receiving and self.counters["frames"] and fps < float(self.values["fps_warn"]):
             return DiagnosticStatus.WARN, f"{fps:.2f} fps"
-        off = rate_warning(event_rate(self._input_times, now), event_rate(self._drop_times, now),
+        off = rate_warning(input_hz, event_rate(self._drop_times, now),
                            float(self.values["expected_input_rate_hz"]), float(self.values["input_rate_tolerance"]),
                            float(self.values["drop_warn_fraction"]))  # fmt: skip
         if off is not None:

@@ -16,6 +16,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from edgesync_ros.ros.executor import make_executor
+from edgesync_ros.ros.lifecycle import ManagedNode
 
 N = TypeVar("N", bound=Node)
 
@@ -30,7 +31,7 @@ FINALIZED_GRACE_S = 1.0
 
 def _finalized(node: Node) -> bool:
     """Whether ``node`` is a managed node that a lifecycle shutdown took to ``finalized`` (it can do nothing more)."""
-    return getattr(node, "lifecycle_state", None) == "finalized"
+    return isinstance(node, ManagedNode) and node.lifecycle_state == "finalized"
 
 
 @contextlib.contextmanager
